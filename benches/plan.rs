@@ -1,0 +1,538 @@
+//! Planning benchmark: a generated local tracker of 100,000 issues in five
+//! levels, synced `into` a structure by a top-level filter and subtasks.
+//!
+//! Targets (2-core machine, 100,000 issues):
+//! - A: planning a full `into` resync into an empty structure ≤ 1 s;
+//! - B: planning after 1 % of the issues changed ≤ 200 ms;
+//! - peak RSS ≤ 300 MB, outline diff rendering included.
+//!
+//! C (loading the issues from the local tracker's YAML file) is informational.
+//!
+//! Run with `cargo bench --bench plan`; `-- --quick` (2,000 issues, 3 runs)
+//! or `TRELLIS_BENCH_ISSUES=N` picks another size. The targets only apply to
+//! 100,000 issues.
+
+use std::collections::{BTreeMap, HashSet};
+use std::ops::Range;
+use std::time::{Duration, Instant};
+
+use trellis::model::{Direction, Forest, Issue, Snapshot};
+use trellis::plan::{
+    FilterRule, Placement, Rule, StructureInput, StructurePlan, Unit, plan_structure,
+};
+use trellis::tracker::local::Query;
+use trellis::tracker::{LocalTracker, Tracker};
+
+const FULL_SIZE: usize = 100_000;
+const QUICK_SIZE: usize = 2_000;
+const FILTER: &str = "bench/top";
+const SUBTASKS: &str = "bench/children";
+const TOP_QUERY: &str = "project = PLAT and parent is empty";
+const SEARCH_QUERY: &str = "project = PLAT and status != Done";
+const TARGET_FULL: Duration = Duration::from_millis(1_000);
+const TARGET_CHANGED: Duration = Duration::from_millis(200);
+const TARGET_RSS_KB: u64 = 300 * 1024;
+
+/// Level sizes in issues per thousand, top (epics) first; the last level
+/// takes the rest.
+const LEVEL_PER_MILLE: [usize; 4] = [1, 9, 90, 400];
+const LEVEL_TYPES: [&str; 5] = ["Epic", "Feature", "Story", "Task", "Sub-task"];
+const STATUSES: [&str; 6] = [
+    "To Do",
+    "In Progress",
+    "In Review",
+    "Blocked",
+    "Done",
+    "Open",
+];
+const PRIORITIES: [&str; 4] = ["Low", "Medium", "High", "Critical"];
+const COMPONENTS: [&str; 6] = ["Api", "Billing", "Web", "Mobile", "Search", "Platform"];
+const VERBS: [&str; 8] = [
+    "Migrate", "Refactor", "Document", "Harden", "Speed up", "Redesign", "Test", "Monitor",
+];
+const OBJECTS: [&str; 8] = [
+    "invoice export",
+    "login flow",
+    "search index",
+    "payment retries",
+    "audit log",
+    "user settings page",
+    "webhook delivery",
+    "report scheduler",
+];
+const SUFFIXES: [&str; 6] = [
+    "for the new API",
+    "before the release",
+    "across all regions",
+    "in the admin console",
+    "behind a feature flag",
+    "for enterprise plans",
+];
+
+struct Config {
+    issues: usize,
+    runs: usize,
+}
+
+impl Config {
+    fn from_env() -> Config {
+        // `cargo bench` passes `--bench` to custom harnesses: ignore other arguments.
+        let quick = std::env::args().any(|a| a == "--quick");
+        let issues = match std::env::var("TRELLIS_BENCH_ISSUES") {
+            Ok(n) => n.replace(['_', ','], "").parse().unwrap_or_else(|_| {
+                panic!("TRELLIS_BENCH_ISSUES must be a number of issues, not {n:?}")
+            }),
+            Err(_) if quick => QUICK_SIZE,
+            Err(_) => FULL_SIZE,
+        };
+        assert!(
+            issues >= 100,
+            "the benchmark needs at least 100 issues, not {issues}"
+        );
+        Config {
+            issues,
+            runs: if quick { 3 } else { 5 },
+        }
+    }
+}
+
+/// A 64-bit linear congruential generator (Knuth's MMIX constants).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        self.0 >> 33
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len())]
+    }
+
+    fn in_range(&mut self, range: &Range<usize>) -> usize {
+        range.start + self.below(range.len())
+    }
+}
+
+fn key(index: usize) -> String {
+    format!("PLAT-{}", index + 1)
+}
+
+/// Index ranges of the five levels, top first, summing to `n`.
+fn levels(n: usize) -> Vec<Range<usize>> {
+    let mut sizes: Vec<usize> = LEVEL_PER_MILLE
+        .iter()
+        .map(|p| (n * p / 1000).max(1))
+        .collect();
+    sizes.push(n - sizes.iter().sum::<usize>());
+    let mut start = 0;
+    sizes
+        .into_iter()
+        .map(|size| {
+            start += size;
+            start - size..start
+        })
+        .collect()
+}
+
+fn summary(rng: &mut Lcg) -> String {
+    format!(
+        "{} {} {}",
+        rng.pick(&VERBS),
+        rng.pick(&OBJECTS),
+        rng.pick(&SUFFIXES)
+    )
+}
+
+/// The same issues for the same `n`: keys PLAT-1.. level by level, each
+/// issue below the top under a random issue of the level above.
+fn generate(n: usize) -> Vec<Issue> {
+    let mut rng = Lcg(0x7e11_15be_0c4a_2026);
+    let levels = levels(n);
+    let base = jiff::Timestamp::from_second(1_780_000_000).expect("valid time");
+    let mut issues = Vec::with_capacity(n);
+    for (level, range) in levels.iter().enumerate() {
+        for index in range.clone() {
+            let parent = level
+                .checked_sub(1)
+                .map(|above| key(rng.in_range(&levels[above])));
+            let mut fields = BTreeMap::new();
+            fields.insert("component".to_owned(), rng.pick(&COMPONENTS).to_owned());
+            fields.insert("priority".to_owned(), rng.pick(&PRIORITIES).to_owned());
+            let updated = base
+                .checked_add(jiff::SignedDuration::from_secs(
+                    rng.below(90 * 86_400) as i64
+                ))
+                .expect("valid time");
+            issues.push(Issue {
+                key: key(index),
+                summary: summary(&mut rng),
+                issue_type: LEVEL_TYPES[level].to_owned(),
+                status: rng.pick(&STATUSES).to_owned(),
+                parent,
+                epic: None,
+                links: vec![],
+                rank: Some(format!("0|{:010}:", rng.next() % 10_000_000_000)),
+                updated: Some(updated),
+                fields,
+            });
+        }
+    }
+    issues
+}
+
+/// Changes 1 % of the issues in place (distinct issues): half re-parented to
+/// another issue of the level above, a quarter renamed, a quarter moved to
+/// another status.
+fn change_one_percent(snapshot: &mut Snapshot, n: usize) -> [usize; 3] {
+    let mut rng = Lcg(0x0001_c4a4_9e5d_2026);
+    let levels = levels(n);
+    let level_of = |index: usize| {
+        levels
+            .iter()
+            .position(|r| r.contains(&index))
+            .expect("in a level")
+    };
+    let changes = n / 100;
+    let reparent = changes / 2;
+    let rename = changes / 4;
+    let restatus = changes - reparent - rename;
+    let mut order: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        order.swap(i, rng.below(i + 1));
+    }
+    let mut done = [0; 3];
+    for index in order {
+        let issue = snapshot.get_mut(&key(index)).expect("generated issue");
+        let level = level_of(index);
+        if done[0] < reparent {
+            if level == 0 || levels[level - 1].len() < 2 {
+                continue;
+            }
+            loop {
+                let parent = key(rng.in_range(&levels[level - 1]));
+                if issue.parent.as_deref() != Some(parent.as_str()) {
+                    issue.parent = Some(parent);
+                    break;
+                }
+            }
+            done[0] += 1;
+        } else if done[1] < rename {
+            issue.summary = format!("{} (revised)", summary(&mut rng));
+            done[1] += 1;
+        } else if done[2] < restatus {
+            let status = loop {
+                let status = rng.pick(&STATUSES);
+                if status != issue.status {
+                    break status;
+                }
+            };
+            issue.status = status.to_owned();
+            done[2] += 1;
+        } else {
+            break;
+        }
+    }
+    done
+}
+
+/// What the tracker's filter query matches, as the engine would ask it.
+fn matching(snapshot: &Snapshot, query: &str) -> HashSet<String> {
+    let query = Query::parse(query).expect("valid query");
+    snapshot
+        .issues()
+        .filter(|i| query.matches(i))
+        .map(|i| i.key.clone())
+        .collect()
+}
+
+fn units(top: HashSet<String>) -> Vec<Unit> {
+    vec![
+        Unit {
+            name: FILTER.into(),
+            direction: Direction::Into,
+            rule: Rule::Filter(FilterRule {
+                matches: top,
+                under: Placement::Top,
+                remove: true,
+            }),
+        },
+        Unit {
+            name: SUBTASKS.into(),
+            direction: Direction::Into,
+            rule: Rule::Subtasks,
+        },
+    ]
+}
+
+fn plan(
+    forest: &Forest,
+    snapshot: &Snapshot,
+    units: &[Unit],
+    arrangers: &HashSet<String>,
+) -> StructurePlan {
+    plan_structure(&StructureInput {
+        structure: "bench/roadmap",
+        tracker: "bench/issues",
+        forest,
+        snapshot,
+        units,
+        arrangers,
+    })
+    .expect("the generated issues plan")
+}
+
+fn applied(forest: &Forest, plan: &StructurePlan) -> Forest {
+    let mut forest = forest.clone();
+    for unit in &plan.units {
+        for op in &unit.structure_ops {
+            op.apply(&mut forest).expect("planned operations apply");
+        }
+    }
+    forest
+}
+
+struct Stats {
+    median: Duration,
+    min: Duration,
+    max: Duration,
+}
+
+/// Runs `f` `runs` times, dropping each result before the next run, and
+/// returns the timings and the last result.
+fn time<T>(runs: usize, mut f: impl FnMut() -> T) -> (Stats, T) {
+    let mut times = Vec::with_capacity(runs);
+    let mut last = None;
+    for _ in 0..runs.max(1) {
+        drop(last.take());
+        let start = Instant::now();
+        let result = f();
+        times.push(start.elapsed());
+        last = Some(result);
+    }
+    times.sort();
+    let stats = Stats {
+        median: times[times.len() / 2],
+        min: times[0],
+        max: times[times.len() - 1],
+    };
+    (stats, last.expect("at least one run"))
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a current-thread runtime")
+        .block_on(f)
+}
+
+/// A `kB` figure from /proc/self/status (`VmHWM` = peak RSS, `VmRSS` = now).
+fn status_kb(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/self/status"))
+}
+
+fn mb(kb: u64) -> String {
+    format!("{:.1} MB", kb as f64 / 1024.0)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+struct Table {
+    full_size: bool,
+    rows: Vec<String>,
+}
+
+impl Table {
+    fn header() -> String {
+        format!(
+            "{:<34} {:>11} {:>11} {:>11} {:>10}  {}",
+            "scenario", "median", "min", "max", "target", "result"
+        )
+    }
+
+    fn row(&mut self, scenario: &str, stats: &Stats, target: Option<Duration>) {
+        let (target_text, verdict) = match target {
+            Some(t) if self.full_size => (
+                format!("≤ {}", ms(t)),
+                if stats.median <= t { "PASS" } else { "FAIL" },
+            ),
+            Some(t) => (format!("≤ {}", ms(t)), "n/a (size)"),
+            None => ("-".to_owned(), "info"),
+        };
+        self.rows.push(format!(
+            "{:<34} {:>11} {:>11} {:>11} {:>10}  {}",
+            scenario,
+            ms(stats.median),
+            ms(stats.min),
+            ms(stats.max),
+            target_text,
+            verdict
+        ));
+    }
+}
+
+fn describe(plan: &StructurePlan) -> String {
+    format!(
+        "{} ops ({}); outline diff {} bytes, {} lines",
+        plan.summary.total(),
+        plan.summary,
+        plan.outline_diff.len(),
+        plan.outline_diff.lines().count()
+    )
+}
+
+fn main() {
+    let config = Config::from_env();
+    let n = config.issues;
+    let full_size = n == FULL_SIZE;
+    let sizes: Vec<String> = levels(n).iter().map(|r| r.len().to_string()).collect();
+    println!(
+        "trellis plan benchmark: {n} issues in 5 levels ({}), {} runs per scenario{}",
+        sizes.join(" / "),
+        config.runs,
+        if full_size {
+            ""
+        } else {
+            " — targets apply to 100000 issues only"
+        }
+    );
+
+    let start = Instant::now();
+    let mut snapshot = Snapshot::new(generate(n));
+    println!(
+        "generated in {}; RSS before planning {}",
+        ms(start.elapsed()),
+        mb(status_kb("VmRSS"))
+    );
+    let arrangers: HashSet<String> = [SUBTASKS.to_owned()].into();
+    let mut table = Table {
+        full_size,
+        rows: vec![],
+    };
+    let mut notes = vec![];
+
+    // A: a full `into` resync into an empty structure.
+    let top = matching(&snapshot, TOP_QUERY);
+    let units_a = units(top.clone());
+    let empty = Forest::new();
+    let (stats, plan_a) = time(config.runs, || {
+        plan(&empty, &snapshot, &units_a, &arrangers)
+    });
+    table.row("A full into resync", &stats, Some(TARGET_FULL));
+    notes.push(format!("A: {}", describe(&plan_a)));
+    let synced = applied(&empty, &plan_a);
+    assert_eq!(synced.len(), n, "every issue has a row after the resync");
+    drop(plan_a);
+    let peak_after_a = status_kb("VmHWM");
+
+    // Nothing changed: the resync finds nothing to do (informational).
+    let (stats, again) = time(config.runs, || {
+        plan(&synced, &snapshot, &units_a, &arrangers)
+    });
+    assert_eq!(
+        again.summary.total(),
+        0,
+        "planning after applying finds nothing to do"
+    );
+    assert!(again.outline_diff.is_empty());
+    table.row("A' resync again, nothing changed", &stats, None);
+    drop(again);
+
+    // B: 1 % of the issues changed in the tracker.
+    let [reparented, renamed, restatused] = change_one_percent(&mut snapshot, n);
+    let top_b = matching(&snapshot, TOP_QUERY);
+    assert_eq!(top_b, top, "the top level does not change");
+    let units_b = units(top_b);
+    let (stats, plan_b) = time(config.runs, || {
+        plan(&synced, &snapshot, &units_b, &arrangers)
+    });
+    table.row("B 1 % changed", &stats, Some(TARGET_CHANGED));
+    notes.push(format!(
+        "B: {reparented} re-parented, {renamed} renamed, {restatused} status changes → {}",
+        describe(&plan_b)
+    ));
+    drop(plan_b);
+    let peak_planning = status_kb("VmHWM");
+    drop((synced, snapshot, units_a, units_b));
+
+    // C: loading the same issues from the local tracker's YAML file.
+    #[derive(serde::Serialize)]
+    struct IssuesFile {
+        issues: Vec<Issue>,
+    }
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let path = dir.path().join("issues.yaml");
+    let start = Instant::now();
+    let text = serde_saphyr::to_string(&IssuesFile {
+        issues: generate(n),
+    })
+    .expect("issues serialize");
+    std::fs::write(&path, &text).expect("the YAML file is written");
+    notes.push(format!(
+        "C: {} YAML file of {n} issues written in {}",
+        mb(text.len() as u64 / 1024),
+        ms(start.elapsed())
+    ));
+    drop(text);
+    let (stats, tracker) = time(config.runs.min(3), || {
+        let tracker = LocalTracker::new(&path);
+        let snapshot = block_on(tracker.snapshot()).expect("the file reads");
+        assert_eq!(snapshot.len(), n);
+        tracker
+    });
+    table.row("C LocalTracker::snapshot()", &stats, None);
+    let (stats, found) = time(config.runs, || {
+        block_on(tracker.search(SEARCH_QUERY)).expect("query runs")
+    });
+    table.row("C search(status != Done)", &stats, None);
+    notes.push(format!(
+        "C: `{SEARCH_QUERY}` matched {} issues",
+        found.len()
+    ));
+    drop(tracker);
+    let peak_loading = status_kb("VmHWM");
+
+    println!();
+    println!("{}", Table::header());
+    for row in &table.rows {
+        println!("{row}");
+    }
+    println!();
+    for note in &notes {
+        println!("{note}");
+    }
+    println!();
+    let verdict = |kb: u64| match (full_size, kb <= TARGET_RSS_KB) {
+        (false, _) => "n/a (size)",
+        (true, true) => "PASS",
+        (true, false) => "FAIL",
+    };
+    println!(
+        "peak RSS (VmHWM) after scenario A:       {}",
+        mb(peak_after_a)
+    );
+    println!(
+        "peak RSS (VmHWM) after planning (A, B):  {}  target ≤ {}  {}",
+        mb(peak_planning),
+        mb(TARGET_RSS_KB),
+        verdict(peak_planning)
+    );
+    println!(
+        "peak RSS (VmHWM) after loading the YAML: {}  (informational)",
+        mb(peak_loading)
+    );
+}

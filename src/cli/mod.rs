@@ -1,0 +1,406 @@
+//! The `trellis` command line: a thin shell over the engine.
+
+mod render;
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::bail;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::engine::{Approval, Engine, Scope, remembered};
+use crate::model::Direction;
+use crate::spec::Catalog;
+use crate::store::{SqliteStore, Store};
+
+/// Keep structures (ordered hierarchies of issues) and issue trackers in
+/// agreement, declaratively.
+///
+/// Declare Trackers, Structures and Synchronizers in YAML, review what a sync
+/// would change with `plan`, then `apply` it. Exit codes: 0 success (for
+/// `plan`: no changes), 1 `plan` found changes, 2 error.
+#[derive(Parser)]
+#[command(name = "trellis", version, max_term_width = 100)]
+pub struct Cli {
+    /// The Trellis store (an SQLite file; created on first write).
+    #[arg(
+        long,
+        global = true,
+        env = "TRELLIS_STATE",
+        default_value = ".trellis/trellis.db"
+    )]
+    state: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct Files {
+    /// Declaration files or directories (recursive; .yaml/.yml; multi-document).
+    #[arg(short = 'f', long = "filename", required = true, value_name = "PATH")]
+    files: Vec<PathBuf>,
+}
+
+#[derive(Args)]
+struct OptionalFiles {
+    /// Declaration files or directories; defaults to the declarations last applied.
+    #[arg(short = 'f', long = "filename", value_name = "PATH")]
+    files: Vec<PathBuf>,
+}
+
+#[derive(Args)]
+struct Approve {
+    /// Apply only if the plan has this hash (from `trellis plan`); needed for
+    /// destructive plans when no terminal can confirm.
+    #[arg(long, value_name = "HASH")]
+    approve: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check declarations offline; writes nothing.
+    Validate(Files),
+    /// Show what `apply` would do; writes nothing. Exit 0: no changes, 1: changes.
+    Plan {
+        #[command(flatten)]
+        files: Files,
+        #[arg(short, long, value_enum, default_value_t = PlanFormat::Text)]
+        output: PlanFormat,
+    },
+    /// Run every enabled synchronizer (in its first direction) and every pending Resync.
+    Apply {
+        #[command(flatten)]
+        files: Files,
+        #[command(flatten)]
+        approve: Approve,
+    },
+    /// Run one synchronizer once, in one direction.
+    Resync {
+        /// The synchronizer (`name` or `namespace/name`).
+        synchronizer: String,
+        /// `into` the structure (alias `import`) or `from` it (alias `export`).
+        #[arg(long, value_parser = parse_direction)]
+        direction: Direction,
+        #[command(flatten)]
+        files: Files,
+        #[command(flatten)]
+        approve: Approve,
+    },
+    /// Resync into the structure: the tracker has the final say.
+    Import {
+        synchronizer: String,
+        #[command(flatten)]
+        files: Files,
+        #[command(flatten)]
+        approve: Approve,
+    },
+    /// Resync from the structure: the tracker's issues change.
+    Export {
+        synchronizer: String,
+        #[command(flatten)]
+        files: Files,
+        #[command(flatten)]
+        approve: Approve,
+    },
+    /// Print a structure as a tree.
+    Show {
+        /// The structure (`name` or `namespace/name`).
+        structure: String,
+        #[command(flatten)]
+        files: OptionalFiles,
+        #[arg(short, long, value_enum, default_value_t = ShowFormat::Text)]
+        output: ShowFormat,
+    },
+    /// A line per synchronizer: structure, type, enabled, last sync, errors.
+    Status {
+        #[command(flatten)]
+        files: OptionalFiles,
+    },
+    /// Move a row by hand (journaled with you as the author).
+    Move {
+        structure: String,
+        /// The issue key (or folder name) of the row to move.
+        key: String,
+        /// The new parent row: an issue key or a folder name.
+        #[arg(
+            long,
+            required_unless_present = "top",
+            conflicts_with = "top",
+            value_name = "KEY"
+        )]
+        under: Option<String>,
+        /// Move to the top level.
+        #[arg(long)]
+        top: bool,
+        /// Place right after this sibling (default: last).
+        #[arg(long, value_name = "KEY")]
+        after: Option<String>,
+    },
+    /// Print the CustomResourceDefinitions (as committed in crds/).
+    Crds,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PlanFormat {
+    Text,
+    Markdown,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ShowFormat {
+    Text,
+    Yaml,
+    Json,
+}
+
+fn parse_direction(value: &str) -> Result<Direction, String> {
+    match value {
+        "into" | "import" => Ok(Direction::Into),
+        "from" | "export" => Ok(Direction::From),
+        other => Err(format!(
+            "`{other}` is not a direction; use into (import) or from (export)"
+        )),
+    }
+}
+
+/// Who is running Trellis: the author of the changes it makes.
+fn author() -> String {
+    std::env::var("TRELLIS_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a single-threaded runtime starts");
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Crds => {
+            print!("{}", crate::spec::crds_yaml());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate(files) => {
+            let catalog = Catalog::load(&files.files)?;
+            println!(
+                "valid: {} Tracker(s), {} Structure(s), {} Synchronizer(s), {} Resync(s)",
+                catalog.trackers.len(),
+                catalog.structures.len(),
+                catalog.synchronizers.len(),
+                catalog.resyncs.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plan { files, output } => {
+            let catalog = Catalog::load(&files.files)?;
+            let engine = Engine::new(SqliteStore::open_read_only(&cli.state)?, author());
+            let run = engine.plan(&catalog, &Scope::Apply).await?;
+            let apply = render::apply_command(&files.files, None);
+            match output {
+                PlanFormat::Text => print!(
+                    "{}",
+                    render::plan_text(&run.set, &apply, std::io::stdout().is_terminal())
+                ),
+                PlanFormat::Markdown => print!("{}", render::plan_markdown(&run.set, &apply)),
+                PlanFormat::Json => println!("{}", serde_json::to_string_pretty(&run.set)?),
+            }
+            Ok(if run.set.has_changes() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Apply { files, approve } => {
+            sync(&cli.state, &files.files, None, approve.approve).await
+        }
+        Command::Resync {
+            synchronizer,
+            direction,
+            files,
+            approve,
+        } => {
+            sync(
+                &cli.state,
+                &files.files,
+                Some((synchronizer, direction)),
+                approve.approve,
+            )
+            .await
+        }
+        Command::Import {
+            synchronizer,
+            files,
+            approve,
+        } => {
+            sync(
+                &cli.state,
+                &files.files,
+                Some((synchronizer, Direction::Into)),
+                approve.approve,
+            )
+            .await
+        }
+        Command::Export {
+            synchronizer,
+            files,
+            approve,
+        } => {
+            sync(
+                &cli.state,
+                &files.files,
+                Some((synchronizer, Direction::From)),
+                approve.approve,
+            )
+            .await
+        }
+        Command::Show {
+            structure,
+            files,
+            output,
+        } => {
+            let store = SqliteStore::open_read_only(&cli.state)?;
+            let catalog = catalog_or_remembered(&store, &files.files)?;
+            let id = structure_id(&catalog, &structure)?;
+            let (forest, snapshot) = crate::engine::structure_view(&store, &catalog, &id).await?;
+            match output {
+                ShowFormat::Text => print!("{}", crate::plan::render_outline(&forest, &snapshot)),
+                ShowFormat::Yaml => print!(
+                    "{}",
+                    serde_saphyr::to_string(&render::tree(&forest, &snapshot))?
+                ),
+                ShowFormat::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&render::tree(&forest, &snapshot))?
+                ),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { files } => {
+            let store = SqliteStore::open_read_only(&cli.state)?;
+            let catalog = catalog_or_remembered(&store, &files.files)?;
+            print!("{}", render::status_table(&catalog, &store.last_jobs()?));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Move {
+            structure,
+            key,
+            under,
+            top: _,
+            after,
+        } => {
+            let mut engine = Engine::new(SqliteStore::open(&cli.state)?, author());
+            let catalog = catalog_or_remembered(engine.store(), &[])?;
+            let id = structure_id(&catalog, &structure)?;
+            let version = engine.move_row(&id, &key, under.as_deref(), after.as_deref())?;
+            println!("moved {key} in {id}; structure version {version}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Plans and applies one run, asking for confirmation at a terminal when
+/// the plan is destructive and no hash was given.
+async fn sync(
+    state: &std::path::Path,
+    files: &[PathBuf],
+    resync: Option<(String, Direction)>,
+    approve: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let catalog = Catalog::load(files)?;
+    let scope = match &resync {
+        Some((name, direction)) => Scope::resync(&catalog, name, *direction)?,
+        None => Scope::Apply,
+    };
+    let mut engine = Engine::new(SqliteStore::open(state)?, author());
+    let run = engine.plan(&catalog, &scope).await?;
+    let terminal = std::io::stdout().is_terminal();
+    let apply = render::apply_command(files, resync.as_ref());
+    print!("{}", render::plan_text(&run.set, &apply, terminal));
+    if !run.set.has_changes() {
+        engine.remember(&catalog)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let approval = match approve {
+        Some(hash) => Approval::Hash(hash),
+        None if run.set.summary.destructive > 0 && std::io::stdin().is_terminal() => {
+            if !confirm(&run.set.hash)? {
+                bail!("not applied: the plan was not confirmed");
+            }
+            Approval::Confirmed
+        }
+        None => Approval::None,
+    };
+    let applied = engine.apply(&catalog, run, &approval).await?;
+    engine.remember(&catalog)?;
+    for (structure, version) in applied.structures {
+        println!("applied: {structure} is at version {version}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn confirm(hash: &str) -> anyhow::Result<bool> {
+    print!(
+        "This plan is destructive. Type the first 8 characters of its hash ({hash}) to apply it: "
+    );
+    std::io::stdout().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    let answer = answer.trim();
+    Ok(answer.len() >= 8 && hash.starts_with(answer))
+}
+
+fn catalog_or_remembered<S: Store>(store: &S, files: &[PathBuf]) -> anyhow::Result<Catalog> {
+    if files.is_empty() {
+        let catalog = remembered(store)?;
+        if catalog.structures.is_empty() {
+            bail!(
+                "no declarations applied yet; pass -f PATH, or run `trellis apply -f PATH` first"
+            );
+        }
+        Ok(catalog)
+    } else {
+        Ok(Catalog::load(files)?)
+    }
+}
+
+fn structure_id(catalog: &Catalog, name: &str) -> anyhow::Result<String> {
+    let matches: Vec<String> = catalog
+        .structures
+        .iter()
+        .map(|s| s.id())
+        .filter(|id| id == name || id.rsplit_once('/').is_some_and(|(_, n)| n == name))
+        .collect();
+    match matches.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => {
+            let known: Vec<String> = catalog.structures.iter().map(|s| s.id()).collect();
+            bail!(
+                "structure {name} is not declared (declared: {})",
+                known.join(", ")
+            )
+        }
+        many => bail!(
+            "structure {name} is ambiguous: {}; use namespace/name",
+            many.join(", ")
+        ),
+    }
+}

@@ -1,0 +1,331 @@
+//! How plans, structures and status read on a terminal, in a pull request
+//! (markdown) and for tools (JSON).
+
+use std::fmt::Write;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::model::{Direction, Forest, RowId, RowItem, Snapshot};
+use crate::plan::{PlanSet, StructureOp, StructurePlan, TrackerOp};
+use crate::spec::Catalog;
+use crate::store::{JobRecord, JobState};
+
+/// The command that applies the plan just shown (without `--approve`).
+pub fn apply_command(files: &[PathBuf], resync: Option<&(String, Direction)>) -> String {
+    let files: Vec<String> = files
+        .iter()
+        .map(|f| format!("-f {}", f.display()))
+        .collect();
+    match resync {
+        Some((name, direction)) => format!(
+            "trellis resync {name} --direction {direction} {}",
+            files.join(" ")
+        ),
+        None => format!("trellis apply {}", files.join(" ")),
+    }
+}
+
+fn paint(text: &str, code: &str, colour: bool) -> String {
+    if colour && std::env::var_os("NO_COLOR").is_none() {
+        format!("\x1b[{code}m{text}\x1b[0m")
+    } else {
+        text.to_owned()
+    }
+}
+
+fn describe_op(op: &StructureOp) -> String {
+    match op {
+        StructureOp::Add { row, .. } => format!("add {}", row.item),
+        StructureOp::Move { item, .. } => format!("move {item}"),
+        StructureOp::Remove { item, .. } => format!("remove {item}"),
+    }
+}
+
+/// The plan for a terminal: per structure the units, the outline diff and
+/// tracker changes, then the totals, the hash and how to apply.
+pub fn plan_text(set: &PlanSet, apply: &str, colour: bool) -> String {
+    let mut out = String::new();
+    for plan in &set.structures {
+        let _ = writeln!(
+            out,
+            "{}",
+            paint(
+                &format!("Structure {} (tracker {})", plan.structure, plan.tracker),
+                "1",
+                colour
+            )
+        );
+        if plan.summary.total() == 0 {
+            let _ = writeln!(out, "  no changes");
+        }
+        for unit in &plan.units {
+            let ops = unit.structure_ops.len() + unit.tracker_ops.len();
+            let _ = writeln!(
+                out,
+                "  {} {} ({}): {}",
+                unit.kind,
+                unit.synchronizer,
+                unit.direction,
+                if ops == 0 {
+                    "no changes".to_owned()
+                } else {
+                    format!("{ops} operation(s)")
+                }
+            );
+            for note in &unit.notes {
+                let _ = writeln!(out, "    note: {note}");
+            }
+        }
+        let destructive: Vec<String> = plan
+            .units
+            .iter()
+            .flat_map(|u| {
+                u.structure_ops
+                    .iter()
+                    .filter(|op| op.is_destructive())
+                    .map(describe_op)
+            })
+            .chain(plan.units.iter().flat_map(|u| {
+                u.tracker_ops
+                    .iter()
+                    .filter(|op| op.is_destructive())
+                    .map(|op| op.to_string())
+            }))
+            .collect();
+        if !destructive.is_empty() {
+            let _ = writeln!(out, "  {}", paint("Destructive:", "1;31", colour));
+            for line in destructive {
+                let _ = writeln!(out, "    ! {line}");
+            }
+        }
+        if !plan.outline_diff.is_empty() {
+            for line in plan.outline_diff.lines() {
+                let code = match line.chars().next() {
+                    Some('+') if !line.starts_with("+++") => "32",
+                    Some('-') if !line.starts_with("---") => "31",
+                    Some('@') => "36",
+                    _ => "0",
+                };
+                let _ = writeln!(out, "  {}", paint(line, code, colour && code != "0"));
+            }
+        }
+        let tracker_ops: Vec<&TrackerOp> = plan.units.iter().flat_map(|u| &u.tracker_ops).collect();
+        if !tracker_ops.is_empty() {
+            let _ = writeln!(out, "  Tracker changes:");
+            for op in tracker_ops {
+                let mark = if op.is_destructive() { "!" } else { "~" };
+                let _ = writeln!(out, "    {mark} {op}");
+            }
+        }
+        let _ = writeln!(out);
+    }
+    let _ = writeln!(out, "Plan: {}", set.summary);
+    if set.has_changes() {
+        let _ = writeln!(out, "Plan hash: {}", set.hash);
+        if set.summary.destructive > 0 {
+            let _ = writeln!(
+                out,
+                "To apply (destructive, needs approval): {apply} --approve {}",
+                set.hash
+            );
+        } else {
+            let _ = writeln!(out, "To apply: {apply}");
+        }
+    }
+    out
+}
+
+/// The plan for a pull-request comment.
+pub fn plan_markdown(set: &PlanSet, apply: &str) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "## Trellis plan\n\n**{}**\n", set.summary);
+    let (quiet, changed): (Vec<&StructurePlan>, Vec<&StructurePlan>) =
+        set.structures.iter().partition(|p| p.summary.total() == 0);
+    for plan in changed {
+        let _ = writeln!(
+            out,
+            "### Structure `{}`\n\n{}\n",
+            plan.structure, plan.summary
+        );
+        let destructive: Vec<String> = plan
+            .units
+            .iter()
+            .flat_map(|u| {
+                u.structure_ops
+                    .iter()
+                    .filter(|op| op.is_destructive())
+                    .map(describe_op)
+            })
+            .chain(plan.units.iter().flat_map(|u| {
+                u.tracker_ops
+                    .iter()
+                    .filter(|op| op.is_destructive())
+                    .map(|op| op.to_string())
+            }))
+            .collect();
+        if !destructive.is_empty() {
+            let _ = writeln!(out, ":warning: **Destructive**");
+            for line in destructive {
+                let _ = writeln!(out, "- `{line}`");
+            }
+            let _ = writeln!(out);
+        }
+        for unit in plan
+            .units
+            .iter()
+            .filter(|u| !u.is_empty() || !u.notes.is_empty())
+        {
+            let _ = writeln!(
+                out,
+                "- {} `{}` ({}): {} structure, {} tracker operation(s)",
+                unit.kind,
+                unit.synchronizer,
+                unit.direction,
+                unit.structure_ops.len(),
+                unit.tracker_ops.len()
+            );
+            for note in &unit.notes {
+                let _ = writeln!(out, "  - note: {note}");
+            }
+        }
+        if !plan.outline_diff.is_empty() {
+            let _ = writeln!(
+                out,
+                "\n<details><summary>Outline diff</summary>\n\n```diff\n{}```\n\n</details>\n",
+                plan.outline_diff
+            );
+        }
+        let tracker_ops: Vec<&TrackerOp> = plan.units.iter().flat_map(|u| &u.tracker_ops).collect();
+        if !tracker_ops.is_empty() {
+            let _ = writeln!(out, "Tracker changes:\n");
+            for op in tracker_ops {
+                let _ = writeln!(out, "- `{op}`");
+            }
+            let _ = writeln!(out);
+        }
+    }
+    if !quiet.is_empty() {
+        let names: Vec<String> = quiet.iter().map(|p| format!("`{}`", p.structure)).collect();
+        let _ = writeln!(out, "No changes: {}\n", names.join(", "));
+    }
+    if set.has_changes() {
+        let approve = if set.summary.destructive > 0 {
+            format!(" --approve {}", set.hash)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "Plan hash `{}`. To apply:\n\n```\n{apply}{approve}\n```",
+            set.hash
+        );
+    }
+    out
+}
+
+/// A structure as a tree, for `show --output yaml|json`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TreeRow {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    folder: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", rename = "type")]
+    issue_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    summary: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    rows: Vec<TreeRow>,
+}
+
+pub fn tree(forest: &Forest, snapshot: &Snapshot) -> Vec<TreeRow> {
+    fn build(forest: &Forest, snapshot: &Snapshot, parent: Option<RowId>) -> Vec<TreeRow> {
+        forest
+            .children(parent)
+            .iter()
+            .map(|&id| {
+                let item = &forest.row(id).expect("children exist").item;
+                let issue = item.issue_key().and_then(|k| snapshot.get(k));
+                TreeRow {
+                    key: item.issue_key().map(str::to_owned),
+                    folder: match item {
+                        RowItem::Folder(name) => Some(name.clone()),
+                        RowItem::Issue(_) => None,
+                    },
+                    issue_type: issue.map(|i| i.issue_type.clone()),
+                    summary: issue.map(|i| i.summary.clone()),
+                    status: issue.map(|i| i.status.clone()),
+                    rows: build(forest, snapshot, Some(id)),
+                }
+            })
+            .collect()
+    }
+    build(forest, snapshot, None)
+}
+
+/// `trellis status`: a line per synchronizer.
+pub fn status_table(catalog: &Catalog, jobs: &[JobRecord]) -> String {
+    let mut rows = vec![
+        [
+            "SYNCHRONIZER",
+            "STRUCTURE",
+            "TYPE",
+            "ENABLED",
+            "LAST SYNC",
+            "ERRORS",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    let mut syncs: Vec<_> = catalog.synchronizers.iter().collect();
+    syncs.sort_by_key(|s| s.id());
+    for sync in syncs {
+        let id = sync.id();
+        let spec = &sync.resource.spec;
+        let last = jobs
+            .iter()
+            .find(|j| j.synchronizer.as_deref() == Some(id.as_str()));
+        let (last_sync, errors) = match last {
+            None => ("never".to_owned(), "-".to_owned()),
+            Some(job) => match job.state {
+                JobState::Succeeded => (
+                    format!(
+                        "{} ({})",
+                        job.finished.strftime("%Y-%m-%d %H:%M:%SZ"),
+                        job.direction.as_deref().unwrap_or("-")
+                    ),
+                    "0".to_owned(),
+                ),
+                JobState::Failed => (
+                    format!("failed {}", job.finished.strftime("%Y-%m-%d %H:%M:%SZ")),
+                    job.error.clone().unwrap_or_default(),
+                ),
+            },
+        };
+        rows.push(vec![
+            id,
+            Catalog::referenced(&sync.resource, &spec.structure_ref.name),
+            spec.type_.as_str().to_owned(),
+            spec.enabled.to_string(),
+            last_sync,
+            errors,
+        ]);
+    }
+    let widths: Vec<usize> = (0..6)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        let _ = writeln!(out, "{}", cells.join("   ").trim_end());
+    }
+    out
+}

@@ -1,0 +1,467 @@
+//! The engine: the one place that turns declarations into plans and plans
+//! into writes. The CLI (and the controller) are thin shells over it.
+//!
+//! A run goes fetch → plan → approve → apply, as separate steps:
+//! - fetch: read each tracker once (one snapshot per tracker, so every
+//!   structure on it plans from the same state) and each structure's stored
+//!   content;
+//! - plan: the pure planner, per structure;
+//! - approve: destructive plans need the plan-set hash (or a confirmation
+//!   the CLI asks for); a wrong or stale hash changes nothing;
+//! - apply: tracker writes first, then one store transaction per structure
+//!   (content, journal, baselines, job records).
+
+mod remember;
+mod units;
+
+use std::collections::{HashMap, HashSet};
+
+use crate::model::{Direction, Forest, RowItem, Snapshot};
+use crate::plan::{PlanError, PlanSet, StructureInput, StructurePlan, plan_structure};
+use crate::spec::{
+    Catalog, Declared, SpecErrors, Structure, Tracker as TrackerResource, TrackerType,
+    local_issues_file,
+};
+use crate::store::{
+    Baseline, Change, Commit, JobRecord, JobState, Store, StoreError, StoredStructure,
+};
+use crate::tracker::{AnyTracker, LocalTracker, Tracker, TrackerError};
+
+pub use remember::{remembered, structure_view};
+pub use units::{Scope, UnitSource};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{0}")]
+    Spec(#[from] SpecErrors),
+    #[error("tracker {tracker}: {source}")]
+    Tracker {
+        tracker: String,
+        source: TrackerError,
+    },
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("structure {structure}: {source}")]
+    Plan {
+        structure: String,
+        source: PlanError,
+    },
+    #[error(
+        "this plan is destructive ({summary}); review it with `trellis plan`, then approve it with `--approve {hash}`"
+    )]
+    NeedsApproval { hash: String, summary: String },
+    #[error(
+        "the approved plan {approved} is not the current plan {current} (the tracker, the structure or the declarations changed since it was reviewed); nothing was changed: review the current plan and approve {current}"
+    )]
+    StaleApproval { approved: String, current: String },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// How a run was approved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Approval {
+    /// No approval given: only non-destructive plans apply.
+    None,
+    /// `--approve HASH`: applies only if the current plan has this hash.
+    Hash(String),
+    /// A person confirmed this very plan at a terminal.
+    Confirmed,
+}
+
+/// One structure's plan and what is needed to apply it.
+pub struct Prepared {
+    pub structure: String,
+    tracker: String,
+    stored: StoredStructure,
+    snapshot: Snapshot,
+    sources: Vec<UnitSource>,
+    pub plan: StructurePlan,
+}
+
+/// The plans of one run.
+pub struct Run {
+    pub prepared: Vec<Prepared>,
+    pub set: PlanSet,
+}
+
+/// What an apply did.
+#[derive(Debug, Default)]
+pub struct Applied {
+    pub structures: Vec<(String, u64)>,
+}
+
+pub struct Engine<S: Store> {
+    store: S,
+    /// The person running Trellis: author of the changes it makes.
+    author: String,
+}
+
+impl<S: Store> Engine<S> {
+    pub fn new(store: S, author: impl Into<String>) -> Engine<S> {
+        Engine {
+            store,
+            author: author.into(),
+        }
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Plans every structure that `scope` touches.
+    pub async fn plan(&self, catalog: &Catalog, scope: &Scope) -> Result<Run, EngineError> {
+        let trackers = connect(catalog);
+        let mut snapshots: HashMap<String, Snapshot> = HashMap::new();
+        let mut prepared = Vec::new();
+        let mut structures: Vec<&Declared<Structure>> = catalog.structures.iter().collect();
+        structures.sort_by_key(|s| s.id());
+        for structure in structures {
+            let id = structure.id();
+            let sources = units::select(catalog, &self.store, structure, scope)?;
+            if sources.is_empty() {
+                continue;
+            }
+            let tracker_id = Catalog::referenced(
+                &structure.resource,
+                &structure.resource.spec.tracker_ref.name,
+            );
+            let tracker = &trackers[&tracker_id];
+            if !snapshots.contains_key(&tracker_id) {
+                let snapshot = tracker
+                    .snapshot()
+                    .await
+                    .map_err(|source| EngineError::Tracker {
+                        tracker: tracker_id.clone(),
+                        source,
+                    })?;
+                tracing::debug!(tracker = %tracker_id, issues = snapshot.len(), "read tracker");
+                snapshots.insert(tracker_id.clone(), snapshot);
+            }
+            let snapshot = snapshots[&tracker_id].clone();
+            let units = units::build(catalog, structure, &sources, tracker)
+                .await
+                .map_err(|source| EngineError::Tracker {
+                    tracker: tracker_id.clone(),
+                    source,
+                })?;
+            let stored = self.store.structure(&id)?;
+            let arrangers = units::arrangers(catalog, &id);
+            let plan = plan_structure(&StructureInput {
+                structure: &id,
+                tracker: &tracker_id,
+                forest: &stored.forest,
+                snapshot: &snapshot,
+                units: &units,
+                arrangers: &arrangers,
+            })
+            .map_err(|source| EngineError::Plan {
+                structure: id.clone(),
+                source,
+            })?;
+            tracing::info!(structure = %id, summary = %plan.summary, hash = %plan.hash, "planned");
+            prepared.push(Prepared {
+                structure: id,
+                tracker: tracker_id,
+                stored,
+                snapshot,
+                sources: sources.into_iter().map(|s| s.source).collect(),
+                plan,
+            });
+        }
+        let set = PlanSet::new(prepared.iter().map(|p| p.plan.clone()).collect());
+        Ok(Run { prepared, set })
+    }
+
+    /// Applies a run's plans once approved; see [`Approval`].
+    pub async fn apply(
+        &mut self,
+        catalog: &Catalog,
+        run: Run,
+        approval: &Approval,
+    ) -> Result<Applied, EngineError> {
+        check_approval(&run.set, approval)?;
+        let trackers = connect(catalog);
+        let mut applied = Applied::default();
+        for prepared in run.prepared {
+            let version = self.apply_structure(&trackers, prepared).await?;
+            applied.structures.push(version);
+        }
+        Ok(applied)
+    }
+
+    async fn apply_structure(
+        &mut self,
+        trackers: &HashMap<String, AnyTracker>,
+        prepared: Prepared,
+    ) -> Result<(String, u64), EngineError> {
+        let started = jiff::Timestamp::now();
+        let Prepared {
+            structure,
+            tracker,
+            stored,
+            mut snapshot,
+            sources,
+            plan,
+        } = prepared;
+        let tracker_ops: Vec<_> = plan
+            .units
+            .iter()
+            .flat_map(|u| u.tracker_ops.iter().cloned())
+            .collect();
+        if !tracker_ops.is_empty() {
+            let client = &trackers[&tracker];
+            // The tracker must still be what was planned from: re-read it and
+            // compare before writing (the local tracker also refuses to
+            // overwrite a file changed since this read).
+            let now = client
+                .snapshot()
+                .await
+                .map_err(|source| EngineError::Tracker {
+                    tracker: tracker.clone(),
+                    source,
+                })?;
+            if now.digest() != snapshot.digest() {
+                return Err(EngineError::Tracker {
+                    tracker,
+                    source: TrackerError::ChangedSinceRead {
+                        path: "its issues".into(),
+                    },
+                });
+            }
+            if let Err(source) = client.apply(&tracker_ops).await {
+                let error = format!("tracker {tracker}: {source}");
+                let jobs = job_records(
+                    &structure,
+                    &sources,
+                    &plan,
+                    &self.author,
+                    started,
+                    Some(&error),
+                );
+                self.store.record_jobs(&jobs)?;
+                return Err(EngineError::Tracker { tracker, source });
+            }
+            for op in &tracker_ops {
+                op.apply(&mut snapshot);
+            }
+        }
+        let mut forest = stored.forest.clone();
+        for op in plan.units.iter().flat_map(|u| &u.structure_ops) {
+            op.apply(&mut forest).map_err(|e| {
+                EngineError::Invalid(format!(
+                    "structure {structure} cannot take its own plan ({e}); please report this"
+                ))
+            })?;
+        }
+        let changes: Vec<Change> = plan
+            .units
+            .iter()
+            .zip(&sources)
+            .map(|(unit, source)| Change {
+                cause: source.cause(unit.kind, unit.direction),
+                ops: &unit.structure_ops,
+            })
+            .collect();
+        let baselines = baselines(&forest, &snapshot, &sources);
+        let jobs = job_records(&structure, &sources, &plan, &self.author, started, None);
+        let version = self.store.commit(&Commit {
+            structure: &structure,
+            base_version: stored.version,
+            forest: &forest,
+            changes: &changes,
+            author: &self.author,
+            jobs: &jobs,
+            baselines: &baselines,
+        })?;
+        tracing::info!(structure = %structure, version, summary = %plan.summary, "applied");
+        Ok((structure, version))
+    }
+
+    /// A person's edit: moves the row of `key` under `under` (an issue key or
+    /// a folder name; `None` for the top level), after the row of `after`
+    /// (or last). Journaled with the person as author.
+    pub fn move_row(
+        &mut self,
+        structure: &str,
+        key: &str,
+        under: Option<&str>,
+        after: Option<&str>,
+    ) -> Result<u64, EngineError> {
+        let stored = self.store.structure(structure)?;
+        let forest = &stored.forest;
+        let find = |name: &str| {
+            forest
+                .find_issue(name)
+                .or_else(|| forest.find(&RowItem::Folder(name.to_owned())))
+                .ok_or_else(|| {
+                    EngineError::NotFound(format!("{name} is not in structure {structure}"))
+                })
+        };
+        let row = find(key)?;
+        let under = under.map(find).transpose()?;
+        let after = match after {
+            Some(name) => {
+                let anchor = find(name)?;
+                if forest.parent(anchor) != under || anchor == row {
+                    return Err(EngineError::Invalid(format!(
+                        "--after {name}: it is not a row under the target parent; name one of its rows"
+                    )));
+                }
+                Some(anchor)
+            }
+            None => forest
+                .children(under)
+                .iter()
+                .copied()
+                .filter(|&c| c != row)
+                .last(),
+        };
+        let to = crate::model::Position { under, after };
+        let from = forest.position(row).expect("found rows have a position");
+        if from == to {
+            return Ok(stored.version);
+        }
+        let op = crate::plan::StructureOp::Move {
+            row,
+            item: forest.row(row).expect("found").item.clone(),
+            from,
+            to,
+        };
+        let mut after_move = stored.forest.clone();
+        op.apply(&mut after_move)
+            .map_err(|e| EngineError::Invalid(format!("cannot move {key}: {e}")))?;
+        let ops = [op];
+        let version = self.store.commit(&Commit {
+            structure,
+            base_version: stored.version,
+            forest: &after_move,
+            changes: &[Change {
+                cause: "manual move".into(),
+                ops: &ops,
+            }],
+            author: &self.author,
+            jobs: &[],
+            baselines: &[],
+        })?;
+        Ok(version)
+    }
+}
+
+fn check_approval(set: &PlanSet, approval: &Approval) -> Result<(), EngineError> {
+    match approval {
+        Approval::Hash(given) if !set.hash.starts_with(given.as_str()) || given.len() < 8 => {
+            Err(EngineError::StaleApproval {
+                approved: given.clone(),
+                current: set.hash.clone(),
+            })
+        }
+        Approval::None if set.summary.destructive > 0 => Err(EngineError::NeedsApproval {
+            hash: set.hash.clone(),
+            summary: set.summary.to_string(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// A client for every declared tracker.
+fn connect(catalog: &Catalog) -> HashMap<String, AnyTracker> {
+    catalog
+        .trackers
+        .iter()
+        .map(|t| (t.id(), client(t)))
+        .collect()
+}
+
+fn client(tracker: &Declared<TrackerResource>) -> AnyTracker {
+    match tracker.resource.spec.type_ {
+        TrackerType::Local => AnyTracker::Local(LocalTracker::new(
+            local_issues_file(tracker).expect("validated local trackers have a path"),
+        )),
+    }
+}
+
+/// The synced state of every issue row, for each synchronizer that ran.
+fn baselines(forest: &Forest, snapshot: &Snapshot, sources: &[UnitSource]) -> Vec<Baseline> {
+    let synchronizers: HashSet<&str> = sources
+        .iter()
+        .filter_map(UnitSource::synchronizer)
+        .collect();
+    let mut baselines = Vec::new();
+    for (id, _) in forest.walk() {
+        let Some(key) = forest.row(id).and_then(|r| r.item.issue_key()) else {
+            continue;
+        };
+        let row_parent = forest
+            .parent(id)
+            .and_then(|p| forest.row(p))
+            .map(|r| r.item.to_string());
+        let tracker_parent = snapshot.get(key).and_then(|i| i.parent.clone());
+        for synchronizer in &synchronizers {
+            baselines.push(Baseline {
+                synchronizer: (*synchronizer).to_owned(),
+                issue: key.to_owned(),
+                row_parent: row_parent.clone(),
+                tracker_parent: tracker_parent.clone(),
+            });
+        }
+    }
+    baselines
+}
+
+fn job_records(
+    structure: &str,
+    sources: &[UnitSource],
+    plan: &StructurePlan,
+    author: &str,
+    started: jiff::Timestamp,
+    error: Option<&str>,
+) -> Vec<JobRecord> {
+    sources
+        .iter()
+        .zip(&plan.units)
+        .filter_map(|(source, unit)| {
+            let synchronizer = source.synchronizer()?.to_owned();
+            Some(JobRecord {
+                id: 0,
+                structure: structure.to_owned(),
+                synchronizer: Some(synchronizer),
+                resync: source.resync().map(str::to_owned),
+                direction: Some(unit.direction.to_string()),
+                author: author.to_owned(),
+                plan_hash: Some(plan.hash.clone()),
+                state: if error.is_some() {
+                    JobState::Failed
+                } else {
+                    JobState::Succeeded
+                },
+                summary: unit_summary(unit),
+                error: error.map(str::to_owned),
+                started,
+                finished: jiff::Timestamp::now(),
+            })
+        })
+        .collect()
+}
+
+fn unit_summary(unit: &crate::plan::UnitPlan) -> String {
+    let count = |f: fn(&crate::plan::StructureOp) -> bool| {
+        unit.structure_ops.iter().filter(|op| f(op)).count()
+    };
+    format!(
+        "{} added, {} moved, {} removed; {} tracker updates",
+        count(|op| matches!(op, crate::plan::StructureOp::Add { .. })),
+        count(|op| matches!(op, crate::plan::StructureOp::Move { .. })),
+        count(|op| matches!(op, crate::plan::StructureOp::Remove { .. })),
+        unit.tracker_ops.len()
+    )
+}
+
+/// The direction a synchronizer runs in when `apply` runs it.
+pub fn primary_direction(spec: &crate::spec::SynchronizerSpec) -> Direction {
+    spec.directions
+        .first()
+        .map_or(Direction::Into, |d| (*d).into())
+}

@@ -1,0 +1,266 @@
+//! Which synchronizers a run covers, and turning them into planner units.
+
+use std::collections::{BTreeMap, HashSet};
+
+use crate::model::{Direction, RowItem};
+use crate::plan::{DeclaredRow, FilterRule, Placement, Rule, Unit};
+use crate::spec::{
+    Catalog, Declared, RowSpec, Structure, SynchronizerType, supported, unsupported_direction,
+};
+use crate::store::Store;
+use crate::tracker::{AnyTracker, Tracker, TrackerError};
+
+use super::{EngineError, primary_direction};
+
+/// What a run covers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Every enabled synchronizer in its first declared direction, the
+    /// pending Resyncs, and every structure's declared rows.
+    Apply,
+    /// One synchronizer in one direction (`trellis resync`).
+    Resync {
+        synchronizer: String,
+        direction: Direction,
+    },
+}
+
+impl Scope {
+    /// A resync of `name` (`name` or `namespace/name`), checked against the
+    /// directions its type supports.
+    pub fn resync(
+        catalog: &Catalog,
+        name: &str,
+        direction: Direction,
+    ) -> Result<Scope, EngineError> {
+        let id = if name.contains('/') {
+            name.to_owned()
+        } else {
+            format!("default/{name}")
+        };
+        let Some(sync) = catalog.synchronizer(&id) else {
+            let known: Vec<String> = catalog.synchronizers.iter().map(Declared::id).collect();
+            return Err(EngineError::NotFound(format!(
+                "synchronizer {id} is not declared in the given files (declared: {})",
+                if known.is_empty() {
+                    "none".into()
+                } else {
+                    known.join(", ")
+                }
+            )));
+        };
+        let kind = sync.resource.spec.type_;
+        if !supported(kind).contains(&direction) {
+            return Err(EngineError::Invalid(format!(
+                "synchronizer {id}: {}",
+                unsupported_direction(kind, direction)
+            )));
+        }
+        Ok(Scope::Resync {
+            synchronizer: id,
+            direction,
+        })
+    }
+}
+
+/// Where a planner unit came from: what its job record and journal name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UnitSource {
+    DeclaredRows,
+    Synchronizer { id: String, resync: Option<String> },
+}
+
+impl UnitSource {
+    pub fn synchronizer(&self) -> Option<&str> {
+        match self {
+            UnitSource::DeclaredRows => None,
+            UnitSource::Synchronizer { id, .. } => Some(id),
+        }
+    }
+
+    pub fn resync(&self) -> Option<&str> {
+        match self {
+            UnitSource::Synchronizer {
+                resync: Some(r), ..
+            } => Some(r),
+            _ => None,
+        }
+    }
+
+    /// The journal's cause for changes this unit made.
+    pub fn cause(&self, kind: &str, direction: Direction) -> String {
+        match self {
+            UnitSource::DeclaredRows => "declared rows".into(),
+            UnitSource::Synchronizer { id, resync: None } => {
+                format!("synchronizer {id} ({kind}, {direction})")
+            }
+            UnitSource::Synchronizer {
+                id,
+                resync: Some(r),
+            } => {
+                format!("resync {r} of synchronizer {id} ({kind}, {direction})")
+            }
+        }
+    }
+}
+
+/// A selected unit and the direction it runs in.
+pub(super) struct Selected {
+    pub source: UnitSource,
+    pub direction: Direction,
+}
+
+/// The units `scope` runs on `structure`, in planning order: declared rows,
+/// then synchronizers that insert rows (filter), then those that arrange them.
+pub(super) fn select<S: Store>(
+    catalog: &Catalog,
+    store: &S,
+    structure: &Declared<Structure>,
+    scope: &Scope,
+) -> Result<Vec<Selected>, EngineError> {
+    let id = structure.id();
+    // synchronizer id → (direction, resync id)
+    let mut chosen: BTreeMap<String, (Direction, Option<String>)> = BTreeMap::new();
+    match scope {
+        Scope::Apply => {
+            for sync in catalog.synchronizers_of(&id) {
+                if sync.resource.spec.enabled {
+                    chosen.insert(sync.id(), (primary_direction(&sync.resource.spec), None));
+                }
+            }
+            for resync in &catalog.resyncs {
+                let target = Catalog::referenced(
+                    &resync.resource,
+                    &resync.resource.spec.synchronizer_ref.name,
+                );
+                let on_this = catalog.synchronizers_of(&id).any(|s| s.id() == target);
+                if on_this && !store.resync_done(&resync.id())? {
+                    chosen.insert(
+                        target,
+                        (resync.resource.spec.direction.into(), Some(resync.id())),
+                    );
+                }
+            }
+        }
+        Scope::Resync {
+            synchronizer,
+            direction,
+        } => {
+            if catalog
+                .synchronizers_of(&id)
+                .any(|s| &s.id() == synchronizer)
+            {
+                chosen.insert(synchronizer.clone(), (*direction, None));
+            }
+        }
+    }
+    let declares_rows = !structure.resource.spec.rows.is_empty();
+    if chosen.is_empty() && !(declares_rows && *scope == Scope::Apply) {
+        return Ok(Vec::new());
+    }
+    let mut selected = Vec::new();
+    if declares_rows {
+        selected.push(Selected {
+            source: UnitSource::DeclaredRows,
+            direction: Direction::Into,
+        });
+    }
+    let mut syncs: Vec<(u8, String, Direction, Option<String>)> = chosen
+        .into_iter()
+        .map(|(sync, (direction, resync))| {
+            let kind = catalog
+                .synchronizer(&sync)
+                .expect("selected from the catalog")
+                .resource
+                .spec
+                .type_;
+            let order = match kind {
+                SynchronizerType::Filter => 0,
+                SynchronizerType::Subtasks => 1,
+            };
+            (order, sync, direction, resync)
+        })
+        .collect();
+    syncs.sort();
+    selected.extend(
+        syncs
+            .into_iter()
+            .map(|(_, id, direction, resync)| Selected {
+                source: UnitSource::Synchronizer { id, resync },
+                direction,
+            }),
+    );
+    Ok(selected)
+}
+
+/// Planner units for the selected sources; filters run their query on the tracker.
+pub(super) async fn build(
+    catalog: &Catalog,
+    structure: &Declared<Structure>,
+    selected: &[Selected],
+    tracker: &AnyTracker,
+) -> Result<Vec<Unit>, TrackerError> {
+    let mut units = Vec::with_capacity(selected.len());
+    for s in selected {
+        let (name, rule) = match &s.source {
+            UnitSource::DeclaredRows => (
+                structure.id(),
+                Rule::DeclaredRows(declared(&structure.resource.spec.rows)),
+            ),
+            UnitSource::Synchronizer { id, .. } => {
+                let spec = &catalog
+                    .synchronizer(id)
+                    .expect("selected from the catalog")
+                    .resource
+                    .spec;
+                let rule = match (spec.type_, &spec.filter) {
+                    (SynchronizerType::Filter, Some(filter)) => Rule::Filter(FilterRule {
+                        matches: tracker.search(&filter.query).await?,
+                        under: match &filter.under {
+                            Some(p) => match (&p.folder, &p.issue) {
+                                (Some(folder), _) => Placement::Folder(folder.clone()),
+                                (None, Some(issue)) => Placement::Issue(issue.clone()),
+                                (None, None) => Placement::Top,
+                            },
+                            None => Placement::Top,
+                        },
+                        remove: filter.remove,
+                    }),
+                    (SynchronizerType::Filter, None) => {
+                        unreachable!("validated: filters have spec.filter")
+                    }
+                    (SynchronizerType::Subtasks, _) => Rule::Subtasks,
+                };
+                (id.clone(), rule)
+            }
+        };
+        units.push(Unit {
+            name,
+            direction: s.direction,
+            rule,
+        });
+    }
+    Ok(units)
+}
+
+fn declared(rows: &[RowSpec]) -> Vec<DeclaredRow> {
+    rows.iter()
+        .map(|r| DeclaredRow {
+            item: match (&r.folder, &r.issue) {
+                (Some(folder), _) => RowItem::Folder(folder.clone()),
+                (None, Some(issue)) => RowItem::Issue(issue.clone()),
+                (None, None) => unreachable!("validated: rows have a folder or an issue"),
+            },
+            rows: declared(&r.rows),
+        })
+        .collect()
+}
+
+/// Synchronizers on `structure` whose rows go with their parent row.
+pub(super) fn arrangers(catalog: &Catalog, structure: &str) -> HashSet<String> {
+    catalog
+        .synchronizers_of(structure)
+        .filter(|s| s.resource.spec.type_ == SynchronizerType::Subtasks)
+        .map(|s| s.id())
+        .collect()
+}

@@ -1,0 +1,11 @@
+//! Trellis keeps structures (ordered hierarchies of issues) and issue trackers
+//! in agreement, declaratively. See `docs/ARCHITECTURE.md` for the map.
+
+pub mod cli;
+pub mod engine;
+pub mod model;
+pub mod plan;
+pub mod spec;
+pub mod store;
+pub mod tracker;
+mod yaml;

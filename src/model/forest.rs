@@ -1,0 +1,407 @@
+//! A structure's content: an ordered forest of rows, each holding an issue
+//! (at most once per structure) or a folder.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A row's identity inside one structure; stable across moves.
+pub type RowId = u64;
+
+/// What a row shows.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RowItem {
+    Issue(String),
+    Folder(String),
+}
+
+impl RowItem {
+    pub fn issue_key(&self) -> Option<&str> {
+        match self {
+            RowItem::Issue(key) => Some(key),
+            RowItem::Folder(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for RowItem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RowItem::Issue(key) => f.write_str(key),
+            RowItem::Folder(name) => write!(f, "{name}/"),
+        }
+    }
+}
+
+/// A row and who put it there. `added_by` names the synchronizer that added
+/// the row; `None` means a person or the structure's declared rows did, and
+/// such rows are never removed by a synchronizer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Row {
+    pub id: RowId,
+    pub item: RowItem,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub added_by: Option<String>,
+}
+
+/// Where a row sits: under `under` (or at the top level), right after the
+/// sibling `after` (or first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Position {
+    pub under: Option<RowId>,
+    pub after: Option<RowId>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ForestError {
+    #[error("row {0} does not exist")]
+    NoSuchRow(RowId),
+    #[error("row {0} already exists")]
+    DuplicateRow(RowId),
+    #[error("{0} is already in the structure")]
+    DuplicateItem(RowItem),
+    #[error("row {row} cannot go under its own descendant {under}")]
+    WouldCycle { row: RowId, under: RowId },
+    #[error("row {after} is not a child of the target parent")]
+    AnchorNotSibling { after: RowId },
+    #[error("row {0} still has children")]
+    HasChildren(RowId),
+}
+
+#[derive(Clone, Debug)]
+struct Node {
+    row: Row,
+    parent: Option<RowId>,
+    children: Vec<RowId>,
+}
+
+/// An ordered forest with indexes by row id, issue key and folder name.
+#[derive(Clone, Debug, Default)]
+pub struct Forest {
+    nodes: HashMap<RowId, Node>,
+    roots: Vec<RowId>,
+    by_item: HashMap<RowItem, RowId>,
+    next_id: RowId,
+}
+
+impl Forest {
+    pub fn new() -> Self {
+        Forest {
+            next_id: 1,
+            ..Forest::default()
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// The id the next added row gets; ids are never reused.
+    pub fn next_id(&self) -> RowId {
+        self.next_id.max(1)
+    }
+
+    pub fn row(&self, id: RowId) -> Option<&Row> {
+        self.nodes.get(&id).map(|n| &n.row)
+    }
+
+    pub fn contains(&self, id: RowId) -> bool {
+        self.nodes.contains_key(&id)
+    }
+
+    /// The parent of `id` (`None` for a top-level row or an unknown id).
+    pub fn parent(&self, id: RowId) -> Option<RowId> {
+        self.nodes.get(&id).and_then(|n| n.parent)
+    }
+
+    pub fn children(&self, parent: Option<RowId>) -> &[RowId] {
+        match parent {
+            None => &self.roots,
+            Some(id) => self.nodes.get(&id).map_or(&[], |n| &n.children),
+        }
+    }
+
+    pub fn find(&self, item: &RowItem) -> Option<RowId> {
+        self.by_item.get(item).copied()
+    }
+
+    pub fn find_issue(&self, key: &str) -> Option<RowId> {
+        self.find(&RowItem::Issue(key.to_owned()))
+    }
+
+    /// The current position of a row.
+    pub fn position(&self, id: RowId) -> Option<Position> {
+        let node = self.nodes.get(&id)?;
+        let siblings = self.children(node.parent);
+        let index = siblings.iter().position(|&s| s == id)?;
+        Some(Position {
+            under: node.parent,
+            after: index.checked_sub(1).map(|i| siblings[i]),
+        })
+    }
+
+    /// Every row in display order with its depth (0 = top level).
+    pub fn walk(&self) -> Vec<(RowId, usize)> {
+        let mut out = Vec::with_capacity(self.nodes.len());
+        let mut stack: Vec<(RowId, usize)> = self.roots.iter().rev().map(|&r| (r, 0)).collect();
+        while let Some((id, depth)) = stack.pop() {
+            out.push((id, depth));
+            if let Some(node) = self.nodes.get(&id) {
+                stack.extend(node.children.iter().rev().map(|&c| (c, depth + 1)));
+            }
+        }
+        out
+    }
+
+    pub fn is_ancestor(&self, ancestor: RowId, mut id: RowId) -> bool {
+        while let Some(parent) = self.parent(id) {
+            if parent == ancestor {
+                return true;
+            }
+            id = parent;
+        }
+        false
+    }
+
+    /// Adds `row` at `at`.
+    pub fn insert(&mut self, row: Row, at: Position) -> Result<(), ForestError> {
+        if self.nodes.contains_key(&row.id) {
+            return Err(ForestError::DuplicateRow(row.id));
+        }
+        if self.by_item.contains_key(&row.item) {
+            return Err(ForestError::DuplicateItem(row.item));
+        }
+        let index = self.insertion_index(at)?;
+        let id = row.id;
+        self.by_item.insert(row.item.clone(), id);
+        self.next_id = self.next_id.max(id + 1);
+        self.nodes.insert(
+            id,
+            Node {
+                row,
+                parent: at.under,
+                children: Vec::new(),
+            },
+        );
+        self.siblings_mut(at.under).insert(index, id);
+        Ok(())
+    }
+
+    /// Moves `id` (with its subtree) to `at`.
+    pub fn move_row(&mut self, id: RowId, at: Position) -> Result<(), ForestError> {
+        if !self.nodes.contains_key(&id) {
+            return Err(ForestError::NoSuchRow(id));
+        }
+        if let Some(under) = at.under
+            && (under == id || self.is_ancestor(id, under))
+        {
+            return Err(ForestError::WouldCycle { row: id, under });
+        }
+        if at.after == Some(id) {
+            return Ok(());
+        }
+        self.detach(id);
+        let index = match self.insertion_index(at) {
+            Ok(index) => index,
+            Err(e) => {
+                // Put the row back where it can be found rather than lose it.
+                self.roots.push(id);
+                self.node_mut(id).parent = None;
+                return Err(e);
+            }
+        };
+        self.siblings_mut(at.under).insert(index, id);
+        self.node_mut(id).parent = at.under;
+        Ok(())
+    }
+
+    /// Removes a row that has no children.
+    pub fn remove(&mut self, id: RowId) -> Result<Row, ForestError> {
+        let node = self.nodes.get(&id).ok_or(ForestError::NoSuchRow(id))?;
+        if !node.children.is_empty() {
+            return Err(ForestError::HasChildren(id));
+        }
+        self.detach(id);
+        let node = self.nodes.remove(&id).expect("checked above");
+        self.by_item.remove(&node.row.item);
+        Ok(node.row)
+    }
+
+    fn insertion_index(&self, at: Position) -> Result<usize, ForestError> {
+        if let Some(under) = at.under
+            && !self.nodes.contains_key(&under)
+        {
+            return Err(ForestError::NoSuchRow(under));
+        }
+        let siblings = self.children(at.under);
+        match at.after {
+            None => Ok(0),
+            // Appending is the common case: search from the end.
+            Some(after) => siblings
+                .iter()
+                .rposition(|&s| s == after)
+                .map(|i| i + 1)
+                .ok_or(ForestError::AnchorNotSibling { after }),
+        }
+    }
+
+    fn detach(&mut self, id: RowId) {
+        let parent = self.nodes[&id].parent;
+        let siblings = self.siblings_mut(parent);
+        if let Some(index) = siblings.iter().rposition(|&s| s == id) {
+            siblings.remove(index);
+        }
+    }
+
+    fn siblings_mut(&mut self, parent: Option<RowId>) -> &mut Vec<RowId> {
+        match parent {
+            None => &mut self.roots,
+            Some(id) => &mut self.node_mut(id).children,
+        }
+    }
+
+    fn node_mut(&mut self, id: RowId) -> &mut Node {
+        self.nodes.get_mut(&id).expect("row id checked by caller")
+    }
+
+    /// Builds a forest from rows and each parent's ordered children, as a
+    /// store reads them back. Fails on rows that are unreachable from the
+    /// top level (a cycle) or listed twice.
+    pub fn from_layout(
+        rows: Vec<Row>,
+        mut children: HashMap<Option<RowId>, Vec<RowId>>,
+        next_id: RowId,
+    ) -> Result<Forest, ForestError> {
+        let mut forest = Forest {
+            next_id,
+            ..Forest::new()
+        };
+        let mut rows: HashMap<RowId, Row> = rows.into_iter().map(|r| (r.id, r)).collect();
+        let mut pending: Vec<Option<RowId>> = vec![None];
+        while let Some(parent) = pending.pop() {
+            let mut after = None;
+            for id in children.remove(&parent).unwrap_or_default() {
+                let row = rows.remove(&id).ok_or(ForestError::DuplicateRow(id))?;
+                forest.insert(
+                    row,
+                    Position {
+                        under: parent,
+                        after,
+                    },
+                )?;
+                after = Some(id);
+                pending.push(Some(id));
+            }
+        }
+        match rows.into_keys().min() {
+            Some(orphan) => Err(ForestError::NoSuchRow(orphan)),
+            None => Ok(forest),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn issue_row(id: RowId, key: &str) -> Row {
+        Row {
+            id,
+            item: RowItem::Issue(key.into()),
+            added_by: None,
+        }
+    }
+
+    fn at(under: Option<RowId>, after: Option<RowId>) -> Position {
+        Position { under, after }
+    }
+
+    fn keys(forest: &Forest, parent: Option<RowId>) -> Vec<String> {
+        forest
+            .children(parent)
+            .iter()
+            .map(|&id| forest.row(id).unwrap().item.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn insert_keeps_sibling_order() {
+        let mut f = Forest::new();
+        f.insert(issue_row(1, "A-1"), at(None, None)).unwrap();
+        f.insert(issue_row(2, "A-2"), at(None, Some(1))).unwrap();
+        f.insert(issue_row(3, "A-3"), at(None, None)).unwrap();
+        assert_eq!(keys(&f, None), ["A-3", "A-1", "A-2"]);
+        assert_eq!(f.position(2), Some(at(None, Some(1))));
+    }
+
+    #[test]
+    fn an_issue_appears_once() {
+        let mut f = Forest::new();
+        f.insert(issue_row(1, "A-1"), at(None, None)).unwrap();
+        let err = f.insert(issue_row(2, "A-1"), at(None, None)).unwrap_err();
+        assert_eq!(
+            err,
+            ForestError::DuplicateItem(RowItem::Issue("A-1".into()))
+        );
+    }
+
+    #[test]
+    fn move_refuses_a_cycle_and_changes_nothing() {
+        let mut f = Forest::new();
+        f.insert(issue_row(1, "A-1"), at(None, None)).unwrap();
+        f.insert(issue_row(2, "A-2"), at(Some(1), None)).unwrap();
+        assert_eq!(
+            f.move_row(1, at(Some(2), None)),
+            Err(ForestError::WouldCycle { row: 1, under: 2 })
+        );
+        assert_eq!(f.parent(2), Some(1));
+        assert_eq!(keys(&f, None), ["A-1"]);
+    }
+
+    #[test]
+    fn move_carries_the_subtree() {
+        let mut f = Forest::new();
+        f.insert(issue_row(1, "A-1"), at(None, None)).unwrap();
+        f.insert(issue_row(2, "A-2"), at(None, Some(1))).unwrap();
+        f.insert(issue_row(3, "A-3"), at(Some(1), None)).unwrap();
+        f.move_row(1, at(Some(2), None)).unwrap();
+        assert_eq!(f.walk(), vec![(2, 0), (1, 1), (3, 2)]);
+    }
+
+    #[test]
+    fn remove_needs_a_leaf() {
+        let mut f = Forest::new();
+        f.insert(issue_row(1, "A-1"), at(None, None)).unwrap();
+        f.insert(issue_row(2, "A-2"), at(Some(1), None)).unwrap();
+        assert_eq!(f.remove(1), Err(ForestError::HasChildren(1)));
+        f.remove(2).unwrap();
+        f.remove(1).unwrap();
+        assert!(f.is_empty());
+        assert_eq!(f.find_issue("A-1"), None);
+    }
+
+    #[test]
+    fn layout_round_trips() {
+        let mut f = Forest::new();
+        f.insert(issue_row(1, "A-1"), at(None, None)).unwrap();
+        f.insert(issue_row(2, "A-2"), at(Some(1), None)).unwrap();
+        f.insert(issue_row(3, "A-3"), at(Some(1), Some(2))).unwrap();
+        let rows: Vec<Row> = f
+            .walk()
+            .iter()
+            .map(|(id, _)| f.row(*id).unwrap().clone())
+            .collect();
+        let mut children = HashMap::new();
+        children.insert(None, vec![1]);
+        children.insert(Some(1), vec![2, 3]);
+        let g = Forest::from_layout(rows, children, 4).unwrap();
+        assert_eq!(g.walk(), f.walk());
+        assert_eq!(g.next_id(), 4);
+    }
+}

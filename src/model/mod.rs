@@ -1,0 +1,37 @@
+//! The pure model: issues, structures (forests of rows), snapshots and the
+//! operations that change them. Nothing here does I/O.
+
+mod forest;
+mod issue;
+mod snapshot;
+
+pub use forest::{Forest, ForestError, Position, Row, RowId, RowItem};
+pub use issue::{Issue, Link, StatusCategory, split_key};
+pub use snapshot::Snapshot;
+pub(crate) use snapshot::hex;
+
+use serde::{Deserialize, Serialize};
+
+/// Which side a sync changes: `into` the structure (the tracker has the final
+/// say) or `from` the structure (the tracker's issues change).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Direction {
+    Into,
+    From,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Into => "into",
+            Direction::From => "from",
+        }
+    }
+}
+
+impl std::fmt::Display for Direction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -1,0 +1,470 @@
+//! The planner: pure code that computes what a sync would change.
+//!
+//! From a structure's content (a [`Forest`]), a tracker [`Snapshot`] and the
+//! structure's synchronizers (as [`Unit`]s with a direction), it computes a
+//! [`StructurePlan`]: structure operations (add / move / remove rows, keeping
+//! sibling order) and tracker operations (set / clear parent), a summary, an
+//! outline diff, the fingerprint of the state it was computed from and a hash
+//! of its operations. It never reads or writes anything: the engine feeds it
+//! and applies what it returns.
+//!
+//! Units run in order on a working copy, so each sees what the previous ones
+//! did: declared rows first, then synchronizers that insert rows (filter),
+//! then those that arrange them (subtasks).
+
+mod declared;
+mod diff;
+mod filter;
+mod outline;
+mod subtasks;
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::model::{Direction, Forest, ForestError, Position, Row, RowId, RowItem, Snapshot};
+
+pub use declared::DeclaredRow;
+pub use outline::render_outline;
+
+/// One synchronizer (or the structure's declared rows) to run in one direction.
+#[derive(Clone, Debug)]
+pub struct Unit {
+    /// The synchronizer's id (`namespace/name`); rows it adds carry it.
+    pub name: String,
+    pub direction: Direction,
+    pub rule: Rule,
+}
+
+/// What a unit keeps in agreement.
+#[derive(Clone, Debug)]
+pub enum Rule {
+    /// The structure's declared static rows (folders and issues).
+    DeclaredRows(Vec<DeclaredRow>),
+    /// Issues matching a query, placed under one parent; the tracker ran the
+    /// query, the planner only sees its result.
+    Filter(FilterRule),
+    /// Child issues under their parent issue.
+    Subtasks,
+}
+
+impl Rule {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Rule::DeclaredRows(_) => "declared rows",
+            Rule::Filter(_) => "filter",
+            Rule::Subtasks => "subtasks",
+        }
+    }
+
+    pub const FILTER_DIRECTIONS: &'static [Direction] = &[Direction::Into];
+    pub const SUBTASKS_DIRECTIONS: &'static [Direction] = &[Direction::Into, Direction::From];
+
+    pub fn supported_directions(&self) -> &'static [Direction] {
+        match self {
+            Rule::DeclaredRows(_) | Rule::Filter(_) => Rule::FILTER_DIRECTIONS,
+            Rule::Subtasks => Rule::SUBTASKS_DIRECTIONS,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct FilterRule {
+    /// Keys of the issues the query matched.
+    pub matches: HashSet<String>,
+    pub under: Placement,
+    /// Remove rows this synchronizer added once their issue stops matching.
+    pub remove: bool,
+}
+
+/// Where a filter places the issues it adds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Placement {
+    Top,
+    Folder(String),
+    Issue(String),
+}
+
+/// A change to the structure.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "camelCase")]
+pub enum StructureOp {
+    Add {
+        row: Row,
+        at: Position,
+    },
+    Move {
+        row: RowId,
+        item: RowItem,
+        from: Position,
+        to: Position,
+    },
+    Remove {
+        row: RowId,
+        item: RowItem,
+        from: Position,
+    },
+}
+
+impl StructureOp {
+    pub fn is_destructive(&self) -> bool {
+        matches!(self, StructureOp::Remove { .. })
+    }
+
+    pub fn item(&self) -> &RowItem {
+        match self {
+            StructureOp::Add { row, .. } => &row.item,
+            StructureOp::Move { item, .. } | StructureOp::Remove { item, .. } => item,
+        }
+    }
+
+    /// Applies the operation to a forest.
+    pub fn apply(&self, forest: &mut Forest) -> Result<(), ForestError> {
+        match self {
+            StructureOp::Add { row, at } => forest.insert(row.clone(), *at),
+            StructureOp::Move { row, to, .. } => forest.move_row(*row, *to),
+            StructureOp::Remove { row, .. } => forest.remove(*row).map(drop),
+        }
+    }
+}
+
+/// A change to one issue in the tracker.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "camelCase")]
+pub enum TrackerOp {
+    SetParent {
+        issue: String,
+        from: Option<String>,
+        to: String,
+    },
+    ClearParent {
+        issue: String,
+        from: String,
+    },
+}
+
+impl TrackerOp {
+    pub fn issue(&self) -> &str {
+        match self {
+            TrackerOp::SetParent { issue, .. } | TrackerOp::ClearParent { issue, .. } => issue,
+        }
+    }
+
+    pub fn is_destructive(&self) -> bool {
+        matches!(self, TrackerOp::ClearParent { .. })
+    }
+
+    /// Applies the operation to a snapshot (the planner's working copy).
+    pub fn apply(&self, snapshot: &mut Snapshot) {
+        if let Some(issue) = snapshot.get_mut(self.issue()) {
+            issue.parent = match self {
+                TrackerOp::SetParent { to, .. } => Some(to.clone()),
+                TrackerOp::ClearParent { .. } => None,
+            };
+        }
+    }
+}
+
+impl std::fmt::Display for TrackerOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TrackerOp::SetParent { issue, from, to } => {
+                let from = from.as_deref().unwrap_or("(none)");
+                write!(f, "{issue}: parent {from} → {to}")
+            }
+            TrackerOp::ClearParent { issue, from } => write!(f, "{issue}: parent {from} → (none)"),
+        }
+    }
+}
+
+/// What one unit would do.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UnitPlan {
+    pub synchronizer: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub direction: Direction,
+    pub structure_ops: Vec<StructureOp>,
+    pub tracker_ops: Vec<TrackerOp>,
+    /// Things a reviewer should know that are not operations (an issue kept
+    /// because rows under it stay, a placement parent that is missing, ...).
+    pub notes: Vec<String>,
+}
+
+impl UnitPlan {
+    pub fn is_empty(&self) -> bool {
+        self.structure_ops.is_empty() && self.tracker_ops.is_empty()
+    }
+}
+
+/// Counts of a plan's operations.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    pub add: usize,
+    #[serde(rename = "move")]
+    pub move_: usize,
+    pub remove: usize,
+    pub tracker_updates: usize,
+    /// Operations that need approval: row removals and cleared parents.
+    pub destructive: usize,
+}
+
+impl Summary {
+    fn count(units: &[UnitPlan]) -> Summary {
+        let mut s = Summary::default();
+        for unit in units {
+            for op in &unit.structure_ops {
+                match op {
+                    StructureOp::Add { .. } => s.add += 1,
+                    StructureOp::Move { .. } => s.move_ += 1,
+                    StructureOp::Remove { .. } => s.remove += 1,
+                }
+                s.destructive += usize::from(op.is_destructive());
+            }
+            s.tracker_updates += unit.tracker_ops.len();
+            s.destructive += unit
+                .tracker_ops
+                .iter()
+                .filter(|op| op.is_destructive())
+                .count();
+        }
+        s
+    }
+
+    pub fn total(&self) -> usize {
+        self.add + self.move_ + self.remove + self.tracker_updates
+    }
+
+    fn plus(self, other: Summary) -> Summary {
+        Summary {
+            add: self.add + other.add,
+            move_: self.move_ + other.move_,
+            remove: self.remove + other.remove,
+            tracker_updates: self.tracker_updates + other.tracker_updates,
+            destructive: self.destructive + other.destructive,
+        }
+    }
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let updates = if self.tracker_updates == 1 {
+            "update"
+        } else {
+            "updates"
+        };
+        write!(
+            f,
+            "{} to add, {} to move, {} to remove; {} tracker {updates}, {} destructive",
+            self.add, self.move_, self.remove, self.tracker_updates, self.destructive
+        )
+    }
+}
+
+/// What a sync would do to one structure and its tracker.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StructurePlan {
+    pub structure: String,
+    pub tracker: String,
+    pub units: Vec<UnitPlan>,
+    pub summary: Summary,
+    /// Unified diff of the structure outline; empty when rows do not change.
+    pub outline_diff: String,
+    /// Digest of the structure content and tracker snapshot planned from.
+    pub base_fingerprint: String,
+    pub hash: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(
+        "issues {} form a parent cycle ({} → {}); give one of them another parent in the tracker, then plan again",
+        .0.join(", "), .0.join(" → "), .0[0]
+    )]
+    ParentCycle(Vec<String>),
+    #[error(
+        "{unit} is a {kind} synchronizer and cannot sync {direction}; it supports: {supported}"
+    )]
+    UnsupportedDirection {
+        unit: String,
+        kind: &'static str,
+        direction: Direction,
+        supported: String,
+    },
+    #[error("planner bug in {unit}: {source}; please report it with the plan input")]
+    Internal { unit: String, source: ForestError },
+}
+
+/// Everything the planner needs for one structure.
+pub struct StructureInput<'a> {
+    pub structure: &'a str,
+    pub tracker: &'a str,
+    pub forest: &'a Forest,
+    pub snapshot: &'a Snapshot,
+    pub units: &'a [Unit],
+    /// Synchronizers whose rows exist only because of their parent row
+    /// (subtasks): such rows go when their parent goes. Rows added by anyone
+    /// else (a person, declared rows, a filter) must stay.
+    pub arrangers: &'a HashSet<String>,
+}
+
+/// Plans every unit of one structure, in order.
+pub fn plan_structure(input: &StructureInput) -> Result<StructurePlan, PlanError> {
+    let base_fingerprint = fingerprint(input.forest, input.snapshot);
+    let mut forest = input.forest.clone();
+    let mut snapshot = Cow::Borrowed(input.snapshot);
+    let mut units = Vec::with_capacity(input.units.len());
+    for unit in input.units {
+        if !unit.rule.supported_directions().contains(&unit.direction) {
+            return Err(unsupported(unit));
+        }
+        let mut plan = UnitPlan {
+            synchronizer: unit.name.clone(),
+            kind: unit.rule.kind(),
+            direction: unit.direction,
+            structure_ops: Vec::new(),
+            tracker_ops: Vec::new(),
+            notes: Vec::new(),
+        };
+        let internal = |source| PlanError::Internal {
+            unit: unit.name.clone(),
+            source,
+        };
+        match (&unit.rule, unit.direction) {
+            (Rule::DeclaredRows(rows), _) => {
+                declared::plan(&mut forest, rows, &mut plan).map_err(internal)?
+            }
+            (Rule::Filter(rule), _) => filter::plan_into(
+                &mut forest,
+                &snapshot,
+                unit,
+                rule,
+                input.arrangers,
+                &mut plan,
+            )
+            .map_err(internal)?,
+            (Rule::Subtasks, Direction::Into) => {
+                subtasks::plan_into(&mut forest, &snapshot, &unit.name, &mut plan)?
+            }
+            (Rule::Subtasks, Direction::From) => {
+                subtasks::plan_from(&forest, &snapshot, &mut plan);
+                for op in &plan.tracker_ops {
+                    op.apply(snapshot.to_mut());
+                }
+                if !plan.tracker_ops.is_empty()
+                    && let Some(cycle) = snapshot.parent_cycle()
+                {
+                    return Err(PlanError::ParentCycle(cycle));
+                }
+            }
+        }
+        units.push(plan);
+    }
+    let outline_diff = outline::diff(
+        input.structure,
+        &render_outline(input.forest, input.snapshot),
+        &render_outline(&forest, input.snapshot),
+    );
+    let summary = Summary::count(&units);
+    let hash = plan_hash(&base_fingerprint, &units);
+    Ok(StructurePlan {
+        structure: input.structure.to_owned(),
+        tracker: input.tracker.to_owned(),
+        units,
+        summary,
+        outline_diff,
+        base_fingerprint,
+        hash,
+    })
+}
+
+fn unsupported(unit: &Unit) -> PlanError {
+    let supported: Vec<&str> = unit
+        .rule
+        .supported_directions()
+        .iter()
+        .map(|d| d.as_str())
+        .collect();
+    PlanError::UnsupportedDirection {
+        unit: unit.name.clone(),
+        kind: unit.rule.kind(),
+        direction: unit.direction,
+        supported: supported.join(", "),
+    }
+}
+
+/// Records `op` in the plan after applying it to the working forest, so
+/// later operations and units see its effect.
+fn record(
+    forest: &mut Forest,
+    plan: &mut UnitPlan,
+    mut op: StructureOp,
+) -> Result<(), ForestError> {
+    // Where a row was is read from the working forest at the moment the
+    // operation applies, so the journal's "before" is exact.
+    if let StructureOp::Move { row, from, .. } | StructureOp::Remove { row, from, .. } = &mut op {
+        *from = forest.position(*row).ok_or(ForestError::NoSuchRow(*row))?;
+    }
+    op.apply(forest)?;
+    plan.structure_ops.push(op);
+    Ok(())
+}
+
+/// Digest of the structure content (rows, order, owners) and the tracker.
+pub fn fingerprint(forest: &Forest, snapshot: &Snapshot) -> String {
+    let mut hasher = Sha256::new();
+    for (id, depth) in forest.walk() {
+        let row = forest.row(id).expect("walked rows exist");
+        hasher.update(id.to_le_bytes());
+        hasher.update((depth as u64).to_le_bytes());
+        hasher.update(serde_json::to_vec(row).expect("rows serialize"));
+    }
+    hasher.update(snapshot.digest());
+    crate::model::hex(&hasher.finalize())
+}
+
+fn plan_hash(base_fingerprint: &str, units: &[UnitPlan]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(base_fingerprint);
+    hasher.update(serde_json::to_vec(units).expect("plans serialize"));
+    crate::model::hex(&hasher.finalize())[..16].to_owned()
+}
+
+/// The plans of one run (one `plan`, `apply` or `resync`), approved as one.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanSet {
+    pub structures: Vec<StructurePlan>,
+    pub summary: Summary,
+    /// What `--approve` takes: a digest of every structure plan's hash.
+    pub hash: String,
+}
+
+impl PlanSet {
+    pub fn new(structures: Vec<StructurePlan>) -> PlanSet {
+        let mut hasher = Sha256::new();
+        let mut summary = Summary::default();
+        for plan in &structures {
+            hasher.update(&plan.hash);
+            summary = summary.plus(plan.summary);
+        }
+        PlanSet {
+            hash: crate::model::hex(&hasher.finalize())[..16].to_owned(),
+            structures,
+            summary,
+        }
+    }
+
+    pub fn has_changes(&self) -> bool {
+        self.summary.total() > 0
+    }
+}
+
+#[cfg(test)]
+mod tests;

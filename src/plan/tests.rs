@@ -1,0 +1,391 @@
+use std::collections::HashSet;
+
+use super::*;
+use crate::model::{Issue, Position, Row, RowItem};
+
+fn issue(key: &str, parent: Option<&str>) -> Issue {
+    Issue {
+        key: key.into(),
+        summary: format!("Summary of {key}"),
+        issue_type: "Story".into(),
+        status: "Open".into(),
+        parent: parent.map(Into::into),
+        epic: None,
+        links: vec![],
+        rank: None,
+        updated: None,
+        fields: Default::default(),
+    }
+}
+
+/// A forest from `(key, parent key, added_by)` triples, in order.
+fn forest(rows: &[(&str, Option<&str>, Option<&str>)]) -> Forest {
+    let mut f = Forest::new();
+    for (key, parent, added_by) in rows {
+        let item = if let Some(name) = key.strip_suffix('/') {
+            RowItem::Folder(name.into())
+        } else {
+            RowItem::Issue((*key).into())
+        };
+        let under = parent.map(|p| {
+            f.find_issue(p)
+                .or_else(|| f.find(&RowItem::Folder(p.trim_end_matches('/').into())))
+                .unwrap()
+        });
+        let after = f.children(under).last().copied();
+        let row = Row {
+            id: f.next_id(),
+            item,
+            added_by: added_by.map(Into::into),
+        };
+        f.insert(row, Position { under, after }).unwrap();
+    }
+    f
+}
+
+/// The forest as `key@parent` strings in display order.
+fn layout(f: &Forest) -> Vec<String> {
+    f.walk()
+        .iter()
+        .map(|(id, _)| {
+            let item = f.row(*id).unwrap().item.to_string();
+            match f.parent(*id) {
+                Some(p) => format!("{item}@{}", f.row(p).unwrap().item),
+                None => item,
+            }
+        })
+        .collect()
+}
+
+fn filter(name: &str, matches: &[&str], under: Placement, remove: bool) -> Unit {
+    Unit {
+        name: name.into(),
+        direction: Direction::Into,
+        rule: Rule::Filter(FilterRule {
+            matches: matches.iter().map(|s| s.to_string()).collect(),
+            under,
+            remove,
+        }),
+    }
+}
+
+fn subtasks(direction: Direction) -> Unit {
+    Unit {
+        name: "ns/children".into(),
+        direction,
+        rule: Rule::Subtasks,
+    }
+}
+
+fn plan(f: &Forest, s: &Snapshot, units: &[Unit]) -> StructurePlan {
+    let arrangers: HashSet<String> = ["ns/children".to_string()].into();
+    plan_structure(&StructureInput {
+        structure: "ns/roadmap",
+        tracker: "ns/issues",
+        forest: f,
+        snapshot: s,
+        units,
+        arrangers: &arrangers,
+    })
+    .unwrap()
+}
+
+fn applied(f: &Forest, s: &Snapshot, p: &StructurePlan) -> (Forest, Snapshot) {
+    let (mut f, mut s) = (f.clone(), s.clone());
+    for unit in &p.units {
+        for op in &unit.structure_ops {
+            op.apply(&mut f).unwrap();
+        }
+        for op in &unit.tracker_ops {
+            op.apply(&mut s);
+        }
+    }
+    (f, s)
+}
+
+#[test]
+fn filter_adds_matches_under_its_folder_in_rank_order() {
+    let mut a = issue("P-2", None);
+    a.rank = Some("a".into());
+    let mut b = issue("P-1", None);
+    b.rank = Some("b".into());
+    let s = Snapshot::new([a, b, issue("P-3", None)]);
+    let f = forest(&[("Platform/", None, None), ("Other/", None, None)]);
+    let p = plan(
+        &f,
+        &s,
+        &[filter(
+            "ns/epics",
+            &["P-1", "P-2"],
+            Placement::Folder("Platform".into()),
+            false,
+        )],
+    );
+    assert_eq!(
+        p.summary.to_string(),
+        "2 to add, 0 to move, 0 to remove; 0 tracker updates, 0 destructive"
+    );
+    let (after, _) = applied(&f, &s, &p);
+    assert_eq!(
+        layout(&after),
+        ["Platform/", "P-2@Platform/", "P-1@Platform/", "Other/"]
+    );
+    assert!(
+        p.outline_diff
+            .contains("+  P-2 [Story] Summary of P-2 (Open)"),
+        "{}",
+        p.outline_diff
+    );
+}
+
+#[test]
+fn filter_adds_nothing_when_its_placement_issue_is_missing() {
+    let s = Snapshot::new([issue("P-1", None)]);
+    let p = plan(
+        &Forest::new(),
+        &s,
+        &[filter(
+            "ns/f",
+            &["P-1"],
+            Placement::Issue("P-9".into()),
+            true,
+        )],
+    );
+    assert_eq!(p.summary.total(), 0);
+    assert!(p.units[0].notes[0].contains("issue P-9 is not in the structure"));
+}
+
+#[test]
+fn filter_removes_only_its_own_rows_from_where_it_added_them() {
+    let s = Snapshot::new([
+        issue("P-1", None),
+        issue("P-2", None),
+        issue("P-3", None),
+        issue("P-4", None),
+    ]);
+    let f = forest(&[
+        ("P-1", None, Some("ns/f")), // stopped matching: removed
+        ("P-2", None, None),         // added by a person: stays
+        ("X/", None, None),
+        ("P-3", Some("X/"), Some("ns/f")), // moved elsewhere by a person: stays
+        ("P-4", None, Some("ns/f")),       // still matches
+    ]);
+    let p = plan(&f, &s, &[filter("ns/f", &["P-4"], Placement::Top, true)]);
+    let removed: Vec<String> = p.units[0]
+        .structure_ops
+        .iter()
+        .map(|op| op.item().to_string())
+        .collect();
+    assert_eq!(removed, ["P-1"]);
+    assert_eq!(p.summary.destructive, 1);
+}
+
+#[test]
+fn filter_removal_takes_derived_children_but_never_rows_that_must_stay() {
+    let s = Snapshot::new([
+        issue("P-1", None),
+        issue("P-2", Some("P-1")),
+        issue("P-3", None),
+        issue("P-4", Some("P-3")),
+    ]);
+    let f = forest(&[
+        ("P-1", None, Some("ns/f")),
+        ("P-2", Some("P-1"), Some("ns/children")), // placed by subtasks: goes with P-1
+        ("P-3", None, Some("ns/f")),
+        ("P-4", Some("P-3"), None), // placed by a person: keeps P-3
+    ]);
+    let p = plan(&f, &s, &[filter("ns/f", &[], Placement::Top, true)]);
+    let (after, _) = applied(&f, &s, &p);
+    assert_eq!(layout(&after), ["P-3", "P-4@P-3"]);
+    assert!(p.units[0].notes[0].contains("P-3 no longer matches but stays: P-4"));
+}
+
+#[test]
+fn subtasks_into_places_every_child_under_its_parent() {
+    let s = Snapshot::new([
+        issue("P-1", None),
+        issue("P-2", Some("P-1")),
+        issue("P-3", Some("P-2")),
+        issue("P-4", Some("P-1")),
+        issue("P-5", None),
+    ]);
+    // P-4 sits at the top level although its parent P-1 is in the structure.
+    let f = forest(&[("P-1", None, None), ("P-4", None, None)]);
+    let p = plan(&f, &s, &[subtasks(Direction::Into)]);
+    let (after, _) = applied(&f, &s, &p);
+    assert_eq!(layout(&after), ["P-1", "P-2@P-1", "P-3@P-2", "P-4@P-1"]);
+    assert_eq!(p.summary.add, 2);
+    assert_eq!(p.summary.move_, 1);
+}
+
+#[test]
+fn subtasks_into_follows_a_parent_change_and_drops_rows_whose_reason_is_gone() {
+    let s = Snapshot::new([
+        issue("P-1", None),
+        issue("P-2", None),
+        issue("P-3", Some("P-2")), // re-parented from P-1 to P-2
+        issue("P-4", None),        // parent cleared; was added under P-1 by subtasks
+        issue("P-5", None),        // parent cleared; placed under P-1 by a person
+    ]);
+    let f = forest(&[
+        ("P-1", None, None),
+        ("P-2", None, None),
+        ("P-3", Some("P-1"), Some("ns/children")),
+        ("P-4", Some("P-1"), Some("ns/children")),
+        ("P-5", Some("P-1"), None),
+    ]);
+    let p = plan(&f, &s, &[subtasks(Direction::Into)]);
+    let (after, _) = applied(&f, &s, &p);
+    assert_eq!(layout(&after), ["P-1", "P-2", "P-3@P-2", "P-5"]);
+}
+
+#[test]
+fn subtasks_into_untangles_a_parent_placed_under_its_child() {
+    let s = Snapshot::new([issue("P-1", None), issue("P-2", Some("P-1"))]);
+    let f = forest(&[("P-2", None, None), ("P-1", Some("P-2"), None)]);
+    let p = plan(&f, &s, &[subtasks(Direction::Into)]);
+    let (after, _) = applied(&f, &s, &p);
+    assert_eq!(layout(&after), ["P-1", "P-2@P-1"]);
+}
+
+#[test]
+fn subtasks_from_sets_and_clears_parents() {
+    let s = Snapshot::new([
+        issue("P-1", None),
+        issue("P-2", None),
+        issue("P-3", Some("P-1")),
+        issue("P-4", Some("P-1")),
+        issue("P-5", Some("Q-9")), // parent outside the structure: left alone
+    ]);
+    let f = forest(&[
+        ("P-1", None, None),
+        ("P-2", None, None),
+        ("P-3", Some("P-2"), None),
+        ("P-4", None, None),
+        ("P-5", None, None),
+    ]);
+    let p = plan(&f, &s, &[subtasks(Direction::From)]);
+    assert_eq!(
+        p.units[0].tracker_ops,
+        [
+            TrackerOp::SetParent {
+                issue: "P-3".into(),
+                from: Some("P-1".into()),
+                to: "P-2".into()
+            },
+            TrackerOp::ClearParent {
+                issue: "P-4".into(),
+                from: "P-1".into()
+            },
+        ]
+    );
+    assert_eq!(
+        p.summary.to_string(),
+        "0 to add, 0 to move, 0 to remove; 2 tracker updates, 1 destructive"
+    );
+    assert!(p.outline_diff.is_empty(), "exporting changes no row");
+}
+
+#[test]
+fn a_parent_cycle_is_reported_with_its_issues() {
+    let s = Snapshot::new([issue("P-1", Some("P-2")), issue("P-2", Some("P-1"))]);
+    let f = forest(&[("P-1", None, None)]);
+    let arrangers = HashSet::new();
+    let err = plan_structure(&StructureInput {
+        structure: "ns/r",
+        tracker: "ns/t",
+        forest: &f,
+        snapshot: &s,
+        units: &[subtasks(Direction::Into)],
+        arrangers: &arrangers,
+    })
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("issues P-1, P-2 form a parent cycle (P-1 → P-2 → P-1)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_direction_the_type_lacks_names_the_supported_ones() {
+    let mut unit = filter("ns/f", &[], Placement::Top, false);
+    unit.direction = Direction::From;
+    let arrangers = HashSet::new();
+    let err = plan_structure(&StructureInput {
+        structure: "ns/r",
+        tracker: "ns/t",
+        forest: &Forest::new(),
+        snapshot: &Snapshot::default(),
+        units: &[unit],
+        arrangers: &arrangers,
+    })
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "ns/f is a filter synchronizer and cannot sync from; it supports: into"
+    );
+}
+
+#[test]
+fn declared_rows_come_first_and_in_order() {
+    let f = forest(&[("P-1", None, None)]);
+    let declared = vec![
+        DeclaredRow {
+            item: RowItem::Folder("A".into()),
+            rows: vec![DeclaredRow {
+                item: RowItem::Folder("A1".into()),
+                rows: vec![],
+            }],
+        },
+        DeclaredRow {
+            item: RowItem::Folder("B".into()),
+            rows: vec![],
+        },
+    ];
+    let unit = Unit {
+        name: "ns/r".into(),
+        direction: Direction::Into,
+        rule: Rule::DeclaredRows(declared),
+    };
+    let p = plan(&f, &Snapshot::default(), std::slice::from_ref(&unit));
+    let (after, _) = applied(&f, &Snapshot::default(), &p);
+    assert_eq!(layout(&after), ["A/", "A1/@A/", "B/", "P-1"]);
+    assert!(plan(&after, &Snapshot::default(), &[unit]).summary.total() == 0);
+}
+
+#[test]
+fn planning_after_applying_finds_nothing_to_do() {
+    let s = Snapshot::new([
+        issue("P-1", None),
+        issue("P-2", Some("P-1")),
+        issue("P-3", Some("P-2")),
+        issue("P-4", None),
+    ]);
+    let units = [
+        filter("ns/f", &["P-1", "P-4"], Placement::Top, true),
+        subtasks(Direction::Into),
+    ];
+    let p = plan(&Forest::new(), &s, &units);
+    let (after, _) = applied(&Forest::new(), &s, &p);
+    let again = plan(&after, &s, &units);
+    assert_eq!(again.summary.total(), 0, "{:#?}", again.units);
+    assert_ne!(p.hash, again.hash);
+}
+
+#[test]
+fn the_hash_changes_with_the_base_even_for_the_same_operations() {
+    let s1 = Snapshot::new([issue("P-1", None)]);
+    let mut changed = issue("P-1", None);
+    changed.summary = "Renamed".into();
+    let s2 = Snapshot::new([changed]);
+    let units = [filter("ns/f", &["P-1"], Placement::Top, false)];
+    assert_ne!(
+        plan(&Forest::new(), &s1, &units).hash,
+        plan(&Forest::new(), &s2, &units).hash
+    );
+    assert_eq!(
+        plan(&Forest::new(), &s1, &units).hash,
+        plan(&Forest::new(), &s1, &units).hash
+    );
+}

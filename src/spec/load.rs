@@ -1,0 +1,380 @@
+//! Reading declarations from files and directories.
+//!
+//! `-f` takes files and directories (recursive, `.yaml`/`.yml`,
+//! multi-document). Every problem found is reported, each naming the file,
+//! line and field; when any is found nothing is returned, so nothing can be
+//! written anywhere.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::Deserialize;
+use serde::de::{DeserializeOwned, IgnoredAny};
+
+use super::source::{LineIndex, split_documents};
+use super::validate::validate;
+use super::{Resync, Structure, Synchronizer, Tracker, TrackerType};
+
+pub const API_VERSION: &str = "trellis.dev/v1alpha1";
+const KINDS: &str = "Tracker, Structure, Synchronizer, Resync";
+
+/// One problem in the declarations.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpecError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if let Some(field) = &self.field {
+            write!(f, ": {field}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Every problem found in one load.
+#[derive(Debug, thiserror::Error)]
+pub struct SpecErrors(pub Vec<SpecError>);
+
+impl fmt::Display for SpecErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for error in &self.0 {
+            writeln!(f, "{error}")?;
+        }
+        let n = self.0.len();
+        write!(
+            f,
+            "{n} error{} in the declarations; nothing was changed",
+            if n == 1 { "" } else { "s" }
+        )
+    }
+}
+
+/// Where a resource was declared.
+#[derive(Clone, Debug)]
+pub struct Origin {
+    pub file: PathBuf,
+    /// Lines before the document in its file.
+    offset: usize,
+    index: LineIndex,
+}
+
+impl Origin {
+    /// An error about `field` of this resource.
+    pub fn error(&self, field: &str, message: impl Into<String>) -> SpecError {
+        SpecError {
+            file: self.file.clone(),
+            line: self.index.line(field).map(|l| l + self.offset),
+            field: Some(field.to_owned()),
+            message: message.into(),
+        }
+    }
+
+    /// `file:line` of `field`, for messages that point at another declaration.
+    pub fn place(&self, field: &str) -> String {
+        match self.index.line(field) {
+            Some(line) => format!("{}:{}", self.file.display(), line + self.offset),
+            None => self.file.display().to_string(),
+        }
+    }
+
+    /// The origin of a declaration read back from the store (no file to point at).
+    pub fn remembered(store: &Path) -> Origin {
+        Origin {
+            file: store.to_path_buf(),
+            offset: 0,
+            index: LineIndex::default(),
+        }
+    }
+
+    /// The folder relative paths in this declaration start from.
+    pub fn base_dir(&self) -> &Path {
+        self.file.parent().unwrap_or(Path::new("."))
+    }
+}
+
+/// A resource and where it was declared.
+#[derive(Clone, Debug)]
+pub struct Declared<T> {
+    pub resource: T,
+    pub origin: Origin,
+}
+
+impl<T: kube::Resource> Declared<T> {
+    /// `namespace/name`.
+    pub fn id(&self) -> String {
+        resource_id(&self.resource)
+    }
+}
+
+pub fn resource_id<T: kube::Resource>(resource: &T) -> String {
+    let meta = resource.meta();
+    format!(
+        "{}/{}",
+        meta.namespace.as_deref().unwrap_or("default"),
+        meta.name.as_deref().unwrap_or_default()
+    )
+}
+
+/// Validated declarations.
+#[derive(Clone, Debug, Default)]
+pub struct Catalog {
+    pub trackers: Vec<Declared<Tracker>>,
+    pub structures: Vec<Declared<Structure>>,
+    pub synchronizers: Vec<Declared<Synchronizer>>,
+    pub resyncs: Vec<Declared<Resync>>,
+}
+
+impl Catalog {
+    /// Reads and validates every declaration under `paths`.
+    pub fn load(paths: &[PathBuf]) -> Result<Catalog, SpecErrors> {
+        let mut errors = Vec::new();
+        let mut files = Vec::new();
+        for path in paths {
+            collect_files(path, &mut files, &mut errors);
+        }
+        let mut parsed: Vec<(PathBuf, Result<Parsed, SpecError>)> = Vec::new();
+        for file in files {
+            match std::fs::read_to_string(&file) {
+                Ok(text) => {
+                    for (offset, document) in split_documents(&text) {
+                        parsed.push((file.clone(), parse_document(&file, offset, document)));
+                    }
+                }
+                Err(e) => errors.push(file_error(&file, format!("cannot read the file: {e}"))),
+            }
+        }
+        // A directory usually holds the local tracker's issues file next to
+        // the declarations: it is data, not a declaration.
+        let data_files: HashSet<PathBuf> = parsed
+            .iter()
+            .filter_map(|(_, p)| match p {
+                Ok(Parsed::Tracker(t)) => local_issues_file(t),
+                _ => None,
+            })
+            .map(|p| normalize(&p))
+            .collect();
+        let mut catalog = Catalog::default();
+        for (file, result) in parsed {
+            if data_files.contains(&normalize(&file)) {
+                continue;
+            }
+            match result {
+                Ok(Parsed::Tracker(d)) => catalog.trackers.push(d),
+                Ok(Parsed::Structure(d)) => catalog.structures.push(d),
+                Ok(Parsed::Synchronizer(d)) => catalog.synchronizers.push(d),
+                Ok(Parsed::Resync(d)) => catalog.resyncs.push(d),
+                Err(e) => errors.push(e),
+            }
+        }
+        if errors.is_empty() {
+            errors = validate(&catalog);
+        }
+        if errors.is_empty() {
+            Ok(catalog)
+        } else {
+            Err(SpecErrors(errors))
+        }
+    }
+
+    pub fn tracker(&self, id: &str) -> Option<&Declared<Tracker>> {
+        self.trackers.iter().find(|d| d.id() == id)
+    }
+
+    pub fn structure(&self, id: &str) -> Option<&Declared<Structure>> {
+        self.structures.iter().find(|d| d.id() == id)
+    }
+
+    pub fn synchronizer(&self, id: &str) -> Option<&Declared<Synchronizer>> {
+        self.synchronizers.iter().find(|d| d.id() == id)
+    }
+
+    /// The id of a resource referenced by name from `from`'s namespace.
+    pub fn referenced<T: kube::Resource>(from: &T, name: &str) -> String {
+        format!(
+            "{}/{name}",
+            from.meta().namespace.as_deref().unwrap_or("default")
+        )
+    }
+
+    pub fn synchronizers_of<'a>(
+        &'a self,
+        structure: &'a str,
+    ) -> impl Iterator<Item = &'a Declared<Synchronizer>> {
+        self.synchronizers.iter().filter(move |s| {
+            Catalog::referenced(&s.resource, &s.resource.spec.structure_ref.name) == structure
+        })
+    }
+}
+
+/// The issues file of a local tracker, resolved against its declaring file.
+pub fn local_issues_file(tracker: &Declared<Tracker>) -> Option<PathBuf> {
+    let spec = &tracker.resource.spec;
+    match spec.type_ {
+        TrackerType::Local => spec
+            .local
+            .as_ref()
+            .map(|l| tracker.origin.base_dir().join(&l.path)),
+    }
+}
+
+fn normalize(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+fn file_error(file: &Path, message: String) -> SpecError {
+    SpecError {
+        file: file.to_path_buf(),
+        line: None,
+        field: None,
+        message,
+    }
+}
+
+fn collect_files(path: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<SpecError>) {
+    if path.is_dir() {
+        let entries = match std::fs::read_dir(path) {
+            Ok(entries) => entries,
+            Err(e) => {
+                return errors.push(file_error(path, format!("cannot read the directory: {e}")));
+            }
+        };
+        let mut children: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        children.sort();
+        for child in children {
+            let is_yaml = child.extension().is_some_and(|e| e == "yaml" || e == "yml");
+            if child.is_dir() || is_yaml {
+                collect_files(&child, files, errors);
+            }
+        }
+    } else if path.exists() {
+        files.push(path.to_path_buf());
+    } else {
+        errors.push(file_error(path, "no such file or directory".into()));
+    }
+}
+
+enum Parsed {
+    Tracker(Declared<Tracker>),
+    Structure(Declared<Structure>),
+    Synchronizer(Declared<Synchronizer>),
+    Resync(Declared<Resync>),
+}
+
+/// The fields every document must have, read leniently to pick the kind.
+#[derive(Deserialize)]
+struct Header {
+    #[serde(rename = "apiVersion")]
+    api_version: Option<String>,
+    kind: Option<String>,
+}
+
+/// A whole document of one kind, read strictly.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Envelope<S> {
+    #[serde(rename = "apiVersion")]
+    _api_version: IgnoredAny,
+    #[serde(rename = "kind")]
+    _kind: IgnoredAny,
+    metadata: ObjectMeta,
+    spec: S,
+    /// Accepted so that `kubectl get -o yaml` output loads; never read.
+    #[serde(default, rename = "status")]
+    _status: Option<IgnoredAny>,
+}
+
+fn parse_document(file: &Path, offset: usize, document: &str) -> Result<Parsed, SpecError> {
+    let origin = Origin {
+        file: file.to_path_buf(),
+        offset,
+        index: LineIndex::of(document),
+    };
+    let header: Header = parse(&origin, document)?;
+    match header.api_version.as_deref() {
+        Some(API_VERSION) => {}
+        Some(other) => {
+            return Err(origin.error(
+                "apiVersion",
+                format!("apiVersion {other} is not served by Trellis; use {API_VERSION}"),
+            ));
+        }
+        None => {
+            return Err(origin.error(
+                "apiVersion",
+                format!("apiVersion is missing; add `apiVersion: {API_VERSION}`"),
+            ));
+        }
+    }
+    let kind = header.kind.unwrap_or_default();
+    match kind.as_str() {
+        "Tracker" => declared(origin, document, Tracker::new).map(Parsed::Tracker),
+        "Structure" => declared(origin, document, Structure::new).map(Parsed::Structure),
+        "Synchronizer" => declared(origin, document, Synchronizer::new).map(Parsed::Synchronizer),
+        "Resync" => declared(origin, document, Resync::new).map(Parsed::Resync),
+        "" => Err(origin.error("kind", format!("kind is missing; use one of {KINDS}"))),
+        other => Err(origin.error("kind", format!("unknown kind {other}; use one of {KINDS}"))),
+    }
+}
+
+fn declared<S, T>(
+    origin: Origin,
+    document: &str,
+    new: fn(&str, S) -> T,
+) -> Result<Declared<T>, SpecError>
+where
+    S: DeserializeOwned,
+    T: kube::Resource,
+{
+    let envelope: Envelope<S> = parse(&origin, document)?;
+    let Some(name) = envelope.metadata.name.clone().filter(|n| !n.is_empty()) else {
+        return Err(origin.error("metadata", "metadata.name is missing"));
+    };
+    if !is_dns_label(&name) {
+        return Err(origin.error(
+            "metadata.name",
+            format!("`{name}` is not a valid name: use lower-case letters, digits and '-', at most 63 characters"),
+        ));
+    }
+    let mut resource = new(&name, envelope.spec);
+    *resource.meta_mut() = envelope.metadata;
+    resource
+        .meta_mut()
+        .namespace
+        .get_or_insert_with(|| "default".to_owned());
+    Ok(Declared { resource, origin })
+}
+
+fn is_dns_label(name: &str) -> bool {
+    name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+/// Parses with serde-saphyr and turns its error into one naming the line and field.
+fn parse<T: DeserializeOwned>(origin: &Origin, document: &str) -> Result<T, SpecError> {
+    serde_saphyr::from_str(document).map_err(|e| {
+        let (line, message) = crate::yaml::describe_error(&e);
+        SpecError {
+            file: origin.file.clone(),
+            line: line.map(|l| l + origin.offset),
+            field: line
+                .and_then(|l| origin.index.field_at(l))
+                .map(str::to_owned),
+            message,
+        }
+    })
+}

@@ -1,0 +1,12 @@
+//! Declarations: the resource kinds, and reading and checking them from files.
+
+mod load;
+mod resources;
+mod source;
+mod validate;
+
+pub use load::{
+    API_VERSION, Catalog, Declared, Origin, SpecError, SpecErrors, local_issues_file, resource_id,
+};
+pub use resources::*;
+pub use validate::{supported, unsupported_direction};

@@ -1,0 +1,424 @@
+//! The four kinds users declare (group `trellis.dev`, version `v1alpha1`), as
+//! Kubernetes custom resources or the same YAML in files.
+//!
+//! Schemas must be structural (the API server rejects others): every object
+//! is typed, there is no `anyOf`/`oneOf`/`not`, `Option`s are skipped when
+//! `None`, and the recursive `rows` list is marked preserve-unknown-fields
+//! (a CRD schema cannot refer to itself); the loader checks rows strictly.
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::model::Direction;
+
+/// A reference to another resource in the same namespace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LocalRef {
+    pub name: String,
+}
+
+/// A kstatus condition (`Ready`, `Reconciling`, `Stalled`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// RFC 3339 time of the last change of `status`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+fn conditions_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let mut schema = generator.subschema_for::<Vec<Condition>>();
+    schema.insert("x-kubernetes-list-type".into(), "map".into());
+    schema.insert(
+        "x-kubernetes-list-map-keys".into(),
+        serde_json::json!(["type"]),
+    );
+    schema
+}
+
+// ---------------------------------------------------------------- Tracker
+
+/// A connected issue tracker.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "trellis.dev",
+    version = "v1alpha1",
+    kind = "Tracker",
+    doc = "A connected issue tracker (local, Redmine, Jira).",
+    namespaced,
+    status = "TrackerStatus",
+    shortname = "trk",
+    category = "trellis",
+    printcolumn(name = "Type", type_ = "string", json_path = ".spec.type"),
+    printcolumn(name = "Status", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Identity", type_ = "string", json_path = ".status.identity"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TrackerSpec {
+    #[serde(rename = "type")]
+    pub type_: TrackerType,
+    /// Settings of a `local` tracker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<LocalTrackerSpec>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum TrackerType {
+    /// Issues kept in a YAML file: the embedded default.
+    Local,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LocalTrackerSpec {
+    /// The issues file; relative paths start at the declaring file's folder.
+    pub path: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrackerStatus {
+    /// `Handshake`, `Connected`, `Unauthorized` or `Unreachable`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// Who Trellis acts as in the tracker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capabilities: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Vec<Condition>,
+}
+
+// -------------------------------------------------------------- Structure
+
+/// A named, ordered forest of rows kept in agreement with one tracker.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "trellis.dev",
+    version = "v1alpha1",
+    kind = "Structure",
+    doc = "A named, ordered forest of rows kept in agreement with one tracker.",
+    namespaced,
+    status = "StructureStatus",
+    shortname = "struct",
+    category = "trellis",
+    printcolumn(
+        name = "Tracker",
+        type_ = "string",
+        json_path = ".spec.trackerRef.name"
+    ),
+    printcolumn(name = "Rows", type_ = "integer", json_path = ".status.rows"),
+    printcolumn(name = "Version", type_ = "integer", json_path = ".status.version"),
+    printcolumn(name = "Status", type_ = "string", json_path = ".status.phase"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StructureSpec {
+    pub tracker_ref: LocalRef,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// Static rows (folders or issues) that always exist, in this order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rows: Vec<RowSpec>,
+}
+
+/// A declared row: exactly one of `folder` or `issue`, with rows under it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RowSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folder: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issue: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "nested_rows_schema")]
+    pub rows: Vec<RowSpec>,
+}
+
+fn nested_rows_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "array",
+        "items": { "type": "object", "x-kubernetes-preserve-unknown-fields": true }
+    })
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StructureStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<i64>,
+    /// `Ready` or `ReadOnly` (while a resync runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Vec<Condition>,
+}
+
+// ----------------------------------------------------------- Synchronizer
+
+/// One rule that keeps one aspect of a structure and its tracker in agreement.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "trellis.dev",
+    version = "v1alpha1",
+    kind = "Synchronizer",
+    doc = "One rule that keeps one aspect of a structure and its tracker in agreement.",
+    namespaced,
+    status = "SynchronizerStatus",
+    shortname = "sync",
+    category = "trellis",
+    printcolumn(
+        name = "Structure",
+        type_ = "string",
+        json_path = ".spec.structureRef.name"
+    ),
+    printcolumn(name = "Type", type_ = "string", json_path = ".spec.type"),
+    printcolumn(name = "Enabled", type_ = "boolean", json_path = ".spec.enabled"),
+    printcolumn(name = "Status", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Last Sync", type_ = "date", json_path = ".status.lastSync"),
+    printcolumn(name = "Errors", type_ = "integer", json_path = ".status.errorCount"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SynchronizerSpec {
+    pub structure_ref: LocalRef,
+    #[serde(rename = "type")]
+    pub type_: SynchronizerType,
+    /// A stopped synchronizer keeps its structure as it is; resyncs still run.
+    #[serde(default = "enabled_by_default")]
+    pub enabled: bool,
+    /// Directions it may sync in; `apply` uses the first. Defaults to `[into]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub directions: Vec<SyncDirection>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<FilterSpec>,
+}
+
+fn enabled_by_default() -> bool {
+    true
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum SynchronizerType {
+    /// Issues matching a query are added; optionally removed when they stop matching.
+    Filter,
+    /// Child issues under their parent issue.
+    Subtasks,
+}
+
+impl SynchronizerType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SynchronizerType::Filter => "filter",
+            SynchronizerType::Subtasks => "subtasks",
+        }
+    }
+}
+
+/// `into` the structure (import) or `from` the structure (export).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum SyncDirection {
+    Into,
+    From,
+}
+
+impl From<SyncDirection> for Direction {
+    fn from(d: SyncDirection) -> Direction {
+        match d {
+            SyncDirection::Into => Direction::Into,
+            SyncDirection::From => Direction::From,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FilterSpec {
+    /// A query in the tracker's own language.
+    pub query: String,
+    /// Where added issues go; the top level when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub under: Option<PlacementSpec>,
+    /// Remove rows this synchronizer added once their issue stops matching.
+    #[serde(default)]
+    pub remove: bool,
+}
+
+/// Exactly one of `folder` (a declared folder) or `issue` (an issue row).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PlacementSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folder: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issue: Option<String>,
+}
+
+/// A failed operation on one issue (Backbone's per-issue errors).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IssueError {
+    pub issue: String,
+    pub operation: String,
+    pub message: String,
+    /// RFC 3339 time the error was first seen.
+    pub since: String,
+    pub attempts: i64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SynchronizerStatus {
+    /// `Running`, `Stopped`, `RestartRequired`, `Handshake` or `Error`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// RFC 3339 time of the last successful sync.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_count: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<IssueError>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Vec<Condition>,
+}
+
+// ----------------------------------------------------------------- Resync
+
+/// A one-time full sync of one synchronizer in one direction.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "trellis.dev",
+    version = "v1alpha1",
+    kind = "Resync",
+    doc = "A one-time full sync of one synchronizer in one direction.",
+    namespaced,
+    status = "ResyncStatus",
+    shortname = "rsy",
+    category = "trellis",
+    printcolumn(
+        name = "Synchronizer",
+        type_ = "string",
+        json_path = ".spec.synchronizerRef.name"
+    ),
+    printcolumn(name = "Direction", type_ = "string", json_path = ".spec.direction"),
+    printcolumn(name = "Status", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Plan", type_ = "string", json_path = ".status.plan.hash"),
+    printcolumn(
+        name = "Summary",
+        type_ = "string",
+        json_path = ".status.plan.summary",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ResyncSpec {
+    pub synchronizer_ref: LocalRef,
+    pub direction: SyncDirection,
+    /// The plan hash a reviewer approved; needed when the plan is destructive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_plan: Option<String>,
+    /// Enable the synchronizer once the resync succeeds ("Resync and Enable").
+    #[serde(default)]
+    pub enable_after: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanStatus {
+    pub hash: String,
+    pub summary: String,
+    pub destructive: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diff_excerpt: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResyncStatus {
+    /// `Pending`, `Waiting`, `Planning`, `AwaitingApproval`, `Running`, `Succeeded` or `Failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<PlanStatus>,
+    /// Operations done so far, of `total`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub done: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Vec<Condition>,
+}
+
+/// The four CustomResourceDefinitions as one multi-document YAML stream, as
+/// committed in `crds/trellis.dev.yaml`.
+pub fn crds_yaml() -> String {
+    use kube::CustomResourceExt;
+    let crds = [
+        Tracker::crd(),
+        Structure::crd(),
+        Synchronizer::crd(),
+        Resync::crd(),
+    ];
+    let docs: Vec<String> = crds
+        .iter()
+        .map(|crd| serde_saphyr::to_string(crd).expect("CRDs serialize"))
+        .collect();
+    docs.join("---\n")
+}

@@ -1,0 +1,242 @@
+//! Checks across declarations: names, references, parameters and directions.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::model::Direction;
+use crate::plan::Rule;
+use crate::tracker::local::Query;
+
+use super::load::{Catalog, Declared, SpecError, local_issues_file};
+use super::{RowSpec, Structure, Synchronizer, SynchronizerType, TrackerType};
+
+pub(super) fn validate(catalog: &Catalog) -> Vec<SpecError> {
+    let mut errors = Vec::new();
+    duplicates(catalog, &mut errors);
+    for tracker in &catalog.trackers {
+        let spec = &tracker.resource.spec;
+        match (spec.type_, &spec.local) {
+            (TrackerType::Local, None) => errors.push(tracker.origin.error(
+                "spec.type",
+                "a local tracker needs spec.local.path, the YAML file that holds its issues",
+            )),
+            (TrackerType::Local, Some(_)) => {
+                let path = local_issues_file(tracker).expect("local trackers have a path");
+                if !path.is_file() {
+                    errors.push(tracker.origin.error(
+                        "spec.local.path",
+                        format!(
+                            "issues file {} does not exist (paths are relative to this file); create it with `issues: []`",
+                            path.display()
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    for structure in &catalog.structures {
+        validate_structure(catalog, structure, &mut errors);
+    }
+    for sync in &catalog.synchronizers {
+        validate_synchronizer(catalog, sync, &mut errors);
+    }
+    for resync in &catalog.resyncs {
+        let spec = &resync.resource.spec;
+        let id = Catalog::referenced(&resync.resource, &spec.synchronizer_ref.name);
+        match catalog.synchronizer(&id) {
+            None => errors.push(resync.origin.error(
+                "spec.synchronizerRef.name",
+                missing(
+                    "Synchronizer",
+                    &id,
+                    catalog.synchronizers.iter().map(Declared::id),
+                ),
+            )),
+            Some(sync) => {
+                let kind = sync.resource.spec.type_;
+                if !supported(kind).contains(&spec.direction.into()) {
+                    errors.push(resync.origin.error(
+                        "spec.direction",
+                        unsupported_direction(kind, spec.direction.into()),
+                    ));
+                }
+            }
+        }
+    }
+    errors
+}
+
+fn duplicates(catalog: &Catalog, errors: &mut Vec<SpecError>) {
+    fn check<T: kube::Resource>(kind: &str, list: &[Declared<T>], errors: &mut Vec<SpecError>) {
+        let mut seen: HashMap<String, &Declared<T>> = HashMap::new();
+        for declared in list {
+            match seen.get(&declared.id()) {
+                Some(first) => errors.push(declared.origin.error(
+                    "metadata.name",
+                    format!(
+                        "{kind} {} is declared twice (first at {}); rename one of them",
+                        declared.id(),
+                        first.origin.place("metadata.name")
+                    ),
+                )),
+                None => {
+                    seen.insert(declared.id(), declared);
+                }
+            }
+        }
+    }
+    check("Tracker", &catalog.trackers, errors);
+    check("Structure", &catalog.structures, errors);
+    check("Synchronizer", &catalog.synchronizers, errors);
+    check("Resync", &catalog.resyncs, errors);
+}
+
+fn validate_structure(
+    catalog: &Catalog,
+    structure: &Declared<Structure>,
+    errors: &mut Vec<SpecError>,
+) {
+    let spec = &structure.resource.spec;
+    let tracker = Catalog::referenced(&structure.resource, &spec.tracker_ref.name);
+    if catalog.tracker(&tracker).is_none() {
+        errors.push(structure.origin.error(
+            "spec.trackerRef.name",
+            missing(
+                "Tracker",
+                &tracker,
+                catalog.trackers.iter().map(Declared::id),
+            ),
+        ));
+    }
+    let mut seen = HashSet::new();
+    check_rows(structure, "spec.rows", &spec.rows, &mut seen, errors);
+}
+
+fn check_rows(
+    structure: &Declared<Structure>,
+    path: &str,
+    rows: &[RowSpec],
+    seen: &mut HashSet<String>,
+    errors: &mut Vec<SpecError>,
+) {
+    for (i, row) in rows.iter().enumerate() {
+        let here = format!("{path}[{i}]");
+        let label = match (&row.folder, &row.issue) {
+            (Some(folder), None) => format!("folder {folder}"),
+            (None, Some(issue)) => format!("issue {issue}"),
+            _ => {
+                errors.push(
+                    structure
+                        .origin
+                        .error(&here, "a row needs exactly one of `folder` or `issue`"),
+                );
+                continue;
+            }
+        };
+        if !seen.insert(label.clone()) {
+            errors.push(structure.origin.error(
+                &here,
+                format!("{label} is declared twice; a structure holds it once"),
+            ));
+        }
+        check_rows(structure, &format!("{here}.rows"), &row.rows, seen, errors);
+    }
+}
+
+fn validate_synchronizer(
+    catalog: &Catalog,
+    sync: &Declared<Synchronizer>,
+    errors: &mut Vec<SpecError>,
+) {
+    let spec = &sync.resource.spec;
+    let origin = &sync.origin;
+    let structure_id = Catalog::referenced(&sync.resource, &spec.structure_ref.name);
+    let structure = catalog.structure(&structure_id);
+    if structure.is_none() {
+        errors.push(origin.error(
+            "spec.structureRef.name",
+            missing(
+                "Structure",
+                &structure_id,
+                catalog.structures.iter().map(Declared::id),
+            ),
+        ));
+    }
+    let mut directions = HashSet::new();
+    for (i, direction) in spec.directions.iter().enumerate() {
+        let direction: Direction = (*direction).into();
+        let field = format!("spec.directions[{i}]");
+        if !supported(spec.type_).contains(&direction) {
+            errors.push(origin.error(&field, unsupported_direction(spec.type_, direction)));
+        } else if !directions.insert(direction) {
+            errors.push(origin.error(&field, format!("direction {direction} is listed twice")));
+        }
+    }
+    match (spec.type_, &spec.filter) {
+        (SynchronizerType::Filter, None) => errors.push(origin.error(
+            "spec.type",
+            "a filter synchronizer needs spec.filter with a query, e.g. `query: project = PLAT`",
+        )),
+        (SynchronizerType::Filter, Some(filter)) => {
+            if let Err(e) = Query::parse(&filter.query) {
+                errors.push(origin.error("spec.filter.query", format!("invalid query: {e}")));
+            }
+            if let Some(under) = &filter.under {
+                match (&under.folder, &under.issue, structure) {
+                    (Some(folder), None, Some(structure)) => {
+                        if !declares_folder(&structure.resource.spec.rows, folder) {
+                            errors.push(origin.error(
+                                "spec.filter.under.folder",
+                                format!(
+                                    "folder {folder} is not declared in Structure {structure_id}; add it to its spec.rows ({})",
+                                    structure.origin.place("spec")
+                                ),
+                            ));
+                        }
+                    }
+                    (Some(_), None, None) | (None, Some(_), _) => {}
+                    _ => errors.push(origin.error(
+                        "spec.filter.under",
+                        "give exactly one of `folder` or `issue`, or leave `under` out for the top level",
+                    )),
+                }
+            }
+        }
+        (SynchronizerType::Subtasks, Some(_)) => errors.push(origin.error(
+            "spec.filter",
+            "only filter synchronizers take spec.filter; remove it or set `type: filter`",
+        )),
+        (SynchronizerType::Subtasks, None) => {}
+    }
+}
+
+fn declares_folder(rows: &[RowSpec], folder: &str) -> bool {
+    rows.iter()
+        .any(|r| r.folder.as_deref() == Some(folder) || declares_folder(&r.rows, folder))
+}
+
+/// The directions a synchronizer type supports; the planner's rules decide.
+pub fn supported(kind: SynchronizerType) -> &'static [Direction] {
+    match kind {
+        SynchronizerType::Filter => Rule::FILTER_DIRECTIONS,
+        SynchronizerType::Subtasks => Rule::SUBTASKS_DIRECTIONS,
+    }
+}
+
+pub fn unsupported_direction(kind: SynchronizerType, direction: Direction) -> String {
+    let names: Vec<&str> = supported(kind).iter().map(|d| d.as_str()).collect();
+    format!(
+        "a {} synchronizer cannot sync {direction}; supported directions: {}",
+        kind.as_str(),
+        names.join(", ")
+    )
+}
+
+fn missing(kind: &str, id: &str, known: impl Iterator<Item = String>) -> String {
+    let known: Vec<String> = known.collect();
+    let hint = if known.is_empty() {
+        format!("no {kind} is declared")
+    } else {
+        format!("declared: {}", known.join(", "))
+    };
+    format!("{kind} {id} is not declared; fix the name or declare it ({hint})")
+}

@@ -1,0 +1,143 @@
+//! The Trellis store: structure content, its journal, sync baselines, job
+//! records and the declarations last applied, behind one trait.
+
+mod sqlite;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::Forest;
+use crate::plan::StructureOp;
+
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store {path}: {message}")]
+    Database { path: String, message: String },
+    #[error(
+        "structure {structure} changed while this run planned (version {expected} became {found}); nothing was written: run the command again"
+    )]
+    Conflict {
+        structure: String,
+        expected: u64,
+        found: u64,
+    },
+}
+
+/// A structure's content at one version (version 0: never written).
+#[derive(Clone, Debug, Default)]
+pub struct StoredStructure {
+    pub forest: Forest,
+    pub version: u64,
+}
+
+/// The operations one unit (synchronizer run or manual edit) made.
+#[derive(Clone, Debug)]
+pub struct Change<'a> {
+    /// Why: `synchronizer default/children (into)`, `manual move`, ...
+    pub cause: String,
+    pub ops: &'a [StructureOp],
+}
+
+/// The last synced state of one issue for one synchronizer: what
+/// incremental sync compares both sides with.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Baseline {
+    pub synchronizer: String,
+    pub issue: String,
+    /// The row the issue sits under (an issue key or `folder/`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub row_parent: Option<String>,
+    /// The issue's parent in the tracker, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tracker_parent: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum JobState {
+    Succeeded,
+    Failed,
+}
+
+/// One synchronizer run (an apply, a resync) or one manual edit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobRecord {
+    /// Assigned by the store.
+    #[serde(default)]
+    pub id: u64,
+    pub structure: String,
+    pub synchronizer: Option<String>,
+    /// The Resync declaration this job carried out, if any.
+    pub resync: Option<String>,
+    pub direction: Option<String>,
+    pub author: String,
+    pub plan_hash: Option<String>,
+    pub state: JobState,
+    pub summary: String,
+    pub error: Option<String>,
+    pub started: jiff::Timestamp,
+    pub finished: jiff::Timestamp,
+}
+
+/// A journal entry: one structure operation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JournalEntry {
+    pub version: u64,
+    pub time: jiff::Timestamp,
+    pub author: String,
+    pub cause: String,
+    pub change: StructureOp,
+}
+
+/// Everything one apply writes for one structure, in one transaction.
+pub struct Commit<'a> {
+    pub structure: &'a str,
+    /// The version the plan was computed from; a different stored version
+    /// means someone else wrote in between, and nothing is written.
+    pub base_version: u64,
+    /// The content after the changes.
+    pub forest: &'a Forest,
+    pub changes: &'a [Change<'a>],
+    pub author: &'a str,
+    pub jobs: &'a [JobRecord],
+    /// Baselines of the synchronizers that ran; each one's set is replaced.
+    pub baselines: &'a [Baseline],
+}
+
+/// A declaration as last applied from the command line, so that `show`,
+/// `status` and `move` work without `-f`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredResource {
+    pub kind: String,
+    pub id: String,
+    /// The resource as JSON, with local paths made absolute.
+    pub body: String,
+}
+
+pub trait Store {
+    fn structure(&self, id: &str) -> Result<StoredStructure, StoreError>;
+
+    /// Writes one apply; returns the new structure version.
+    fn commit(&mut self, commit: &Commit) -> Result<u64, StoreError>;
+
+    /// Records jobs that failed before anything was written.
+    fn record_jobs(&mut self, jobs: &[JobRecord]) -> Result<(), StoreError>;
+
+    /// The most recent job of each synchronizer.
+    fn last_jobs(&self) -> Result<Vec<JobRecord>, StoreError>;
+
+    /// Whether a Resync declaration has already been carried out.
+    fn resync_done(&self, resync: &str) -> Result<bool, StoreError>;
+
+    fn journal(&self, structure: &str) -> Result<Vec<JournalEntry>, StoreError>;
+
+    fn baselines(&self, synchronizer: &str) -> Result<Vec<Baseline>, StoreError>;
+
+    fn remember(&mut self, resources: &[StoredResource]) -> Result<(), StoreError>;
+
+    fn remembered(&self) -> Result<Vec<StoredResource>, StoreError>;
+}

@@ -1,0 +1,118 @@
+use super::*;
+
+const FILE: &str = "issues:\n  - key: P-1\n    summary: One\n    type: Epic\n    status: Open\n  - key: P-2\n    summary: Two\n    type: Story\n    status: Done\n    parent: P-1\n    updated: 2026-11-01T10:00:00Z\n";
+
+fn tracker(content: &str) -> (tempfile::TempDir, LocalTracker) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("issues.yaml");
+    std::fs::write(&path, content).unwrap();
+    (dir, LocalTracker::new(path))
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+#[test]
+fn reads_issues_and_answers_queries_from_the_same_read() {
+    let (_dir, t) = tracker(FILE);
+    let snapshot = block_on(t.snapshot()).unwrap();
+    assert_eq!(snapshot.len(), 2);
+    assert_eq!(snapshot.get("P-2").unwrap().parent.as_deref(), Some("P-1"));
+    let done = block_on(t.search("status = done")).unwrap();
+    assert_eq!(done, HashSet::from(["P-2".to_string()]));
+}
+
+#[test]
+fn a_write_sets_the_parent_bumps_updated_and_leaves_no_temporary_file() {
+    let (dir, t) = tracker(FILE);
+    block_on(t.snapshot()).unwrap();
+    let ops = [TrackerOp::ClearParent {
+        issue: "P-2".into(),
+        from: "P-1".into(),
+    }];
+    block_on(t.apply(&ops)).unwrap();
+    let after = block_on(LocalTracker::new(t.path()).snapshot()).unwrap();
+    let p2 = after.get("P-2").unwrap();
+    assert_eq!(p2.parent, None);
+    assert!(p2.updated.unwrap() > "2026-11-02T00:00:00Z".parse().unwrap());
+    assert_eq!(
+        after.get("P-1").unwrap().updated,
+        None,
+        "untouched issues keep their time"
+    );
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    // Applying the same operation again changes nothing (idempotent).
+    let before = std::fs::read_to_string(t.path()).unwrap();
+    block_on(t.apply(&ops)).unwrap();
+    assert_eq!(
+        after.digest(),
+        block_on(LocalTracker::new(t.path()).snapshot())
+            .unwrap()
+            .digest()
+    );
+    assert!(!before.is_empty());
+}
+
+#[test]
+fn refuses_to_overwrite_a_file_that_changed_since_it_was_read() {
+    let (_dir, t) = tracker(FILE);
+    block_on(t.snapshot()).unwrap();
+    let edited = FILE.replace("summary: One", "summary: Edited by hand");
+    std::fs::write(t.path(), &edited).unwrap();
+    let ops = [TrackerOp::ClearParent {
+        issue: "P-2".into(),
+        from: "P-1".into(),
+    }];
+    let err = block_on(t.apply(&ops)).unwrap_err();
+    assert!(
+        matches!(err, TrackerError::ChangedSinceRead { .. }),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(t.path()).unwrap(),
+        edited,
+        "the hand edit survives"
+    );
+}
+
+#[test]
+fn an_operation_on_a_missing_issue_writes_nothing() {
+    let (_dir, t) = tracker(FILE);
+    block_on(t.snapshot()).unwrap();
+    let ops = [
+        TrackerOp::ClearParent {
+            issue: "P-2".into(),
+            from: "P-1".into(),
+        },
+        TrackerOp::SetParent {
+            issue: "P-9".into(),
+            from: None,
+            to: "P-1".into(),
+        },
+    ];
+    let err = block_on(t.apply(&ops)).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("P-9: P-9: parent (none) → P-1: the issue is not in the file"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(t.path()).unwrap(), FILE);
+}
+
+#[test]
+fn bad_files_are_reported_with_their_line() {
+    let (_dir, t) =
+        tracker(&FILE.replace("    status: Done\n", "    status: Done\n    colour: red\n"));
+    let err = block_on(t.snapshot()).unwrap_err().to_string();
+    assert!(
+        err.contains("issues.yaml: line 10: unknown field `colour`"),
+        "{err}"
+    );
+    let (_dir, t) = tracker(&FILE.replace("key: P-2", "key: P-1"));
+    let err = block_on(t.snapshot()).unwrap_err().to_string();
+    assert!(err.contains("issue P-1 is listed twice"), "{err}");
+}
