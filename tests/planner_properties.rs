@@ -99,7 +99,7 @@ fn with_rebuilt_matches(units: &[Unit]) -> Vec<Unit> {
     let mut units = units.to_vec();
     for unit in &mut units {
         if let Rule::Filter(rule) = &mut unit.rule {
-            rule.matches = rule.matches.iter().rev().cloned().collect();
+            rule.matches = rule.matches.iter().cloned().collect();
         }
     }
     units

@@ -312,12 +312,7 @@ impl<S: Store> Engine<S> {
                 }
                 Some(anchor)
             }
-            None => forest
-                .children(under)
-                .iter()
-                .copied()
-                .filter(|&c| c != row)
-                .last(),
+            None => forest.children(under).iter().copied().rfind(|&c| c != row),
         };
         let to = crate::model::Position { under, after };
         let from = forest.position(row).expect("found rows have a position");

@@ -129,7 +129,7 @@ mod tests {
 
     #[test]
     fn keys_order_naturally() {
-        let mut keys = vec![issue("PLAT-10", "x"), issue("PLAT-9", "x")];
+        let mut keys = [issue("PLAT-10", "x"), issue("PLAT-9", "x")];
         keys.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
         assert_eq!(keys[0].key, "PLAT-9");
     }

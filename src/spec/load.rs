@@ -177,9 +177,9 @@ impl Catalog {
                 Err(e) => errors.push(e),
             }
         }
-        if errors.is_empty() {
-            errors = validate(&catalog);
-        }
+        // References are only checked when every document parsed: a
+        // document that failed would show up as a dangling reference too.
+        errors.extend(validate(&catalog, errors.is_empty()));
         if errors.is_empty() {
             Ok(catalog)
         } else {
@@ -301,6 +301,14 @@ fn parse_document(file: &Path, offset: usize, document: &str) -> Result<Parsed, 
         index: LineIndex::of(document),
     };
     let header: Header = parse(&origin, document)?;
+    if header.api_version.is_none() && header.kind.is_none() {
+        return Err(SpecError {
+            file: origin.file.clone(),
+            line: Some(origin.offset + 1),
+            field: None,
+            message: "not a Trellis declaration (no apiVersion or kind); if this is a local tracker's issues file, check the path in that Tracker's spec.local.path".into(),
+        });
+    }
     match header.api_version.as_deref() {
         Some(API_VERSION) => {}
         Some(other) => {

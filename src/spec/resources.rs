@@ -6,6 +6,10 @@
 //! `None`, and the recursive `rows` list is marked preserve-unknown-fields
 //! (a CRD schema cannot refer to itself); the loader checks rows strictly.
 
+// kube's `printcolumn(name = .., type_ = "string", ..)` arguments repeat
+// `type_ = "string"`, which clippy mistakes for duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

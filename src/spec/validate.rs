@@ -9,9 +9,9 @@ use crate::tracker::local::Query;
 use super::load::{Catalog, Declared, SpecError, local_issues_file};
 use super::{RowSpec, Structure, Synchronizer, SynchronizerType, TrackerType};
 
-pub(super) fn validate(catalog: &Catalog) -> Vec<SpecError> {
+/// Checks each declaration, and with `references`, how they refer to each other.
+pub(super) fn validate(catalog: &Catalog, references: bool) -> Vec<SpecError> {
     let mut errors = Vec::new();
-    duplicates(catalog, &mut errors);
     for tracker in &catalog.trackers {
         let spec = &tracker.resource.spec;
         match (spec.type_, &spec.local) {
@@ -33,6 +33,10 @@ pub(super) fn validate(catalog: &Catalog) -> Vec<SpecError> {
             }
         }
     }
+    if !references {
+        return errors;
+    }
+    duplicates(catalog, &mut errors);
     for structure in &catalog.structures {
         validate_structure(catalog, structure, &mut errors);
     }

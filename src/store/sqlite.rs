@@ -538,4 +538,5 @@ impl Store for SqliteStore {
 }
 
 #[cfg(test)]
+#[path = "tests.rs"]
 mod tests;

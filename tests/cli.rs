@@ -1,0 +1,584 @@
+//! The command line as people use it: the quickstart flow, exit codes, and
+//! every kind of bad input getting a clear error that changes nothing.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use predicates::str::contains;
+use trellis::store::{SqliteStore, Store};
+
+/// A copy of examples/quickstart in a temporary folder, with its own store.
+struct Workspace {
+    dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    fn new() -> Workspace {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("quickstart");
+        std::fs::create_dir(&target).unwrap();
+        for entry in std::fs::read_dir("examples/quickstart").unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), target.join(entry.file_name())).unwrap();
+        }
+        Workspace { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn state(&self) -> PathBuf {
+        self.path("state/trellis.db")
+    }
+
+    fn trellis(&self) -> Command {
+        let mut cmd = Command::cargo_bin("trellis").unwrap();
+        cmd.current_dir(self.dir.path())
+            .env("TRELLIS_STATE", self.state())
+            .env("TRELLIS_USER", "alice")
+            .env("NO_COLOR", "1")
+            .env_remove("RUST_LOG");
+        cmd
+    }
+
+    fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path(name)).unwrap()
+    }
+
+    fn edit(&self, name: &str, from: &str, to: &str) {
+        let text = self.read(name);
+        assert!(text.contains(from), "{name} has no `{from}`");
+        std::fs::write(self.path(name), text.replacen(from, to, 1)).unwrap();
+    }
+
+    /// A declarations file of its own, next to the quickstart's issues.
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn apply(&self) {
+        self.trellis()
+            .args(["apply", "-f", "quickstart"])
+            .assert()
+            .success();
+    }
+
+    fn store(&self) -> SqliteStore {
+        SqliteStore::open_read_only(&self.state()).unwrap()
+    }
+}
+
+fn plan_hash(output: &[u8]) -> String {
+    let text = String::from_utf8_lossy(output);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("Plan hash: "))
+        .expect("a plan hash");
+    line.trim_start_matches("Plan hash: ").to_owned()
+}
+
+const HEADER: &str = "apiVersion: trellis.dev/v1alpha1\n";
+
+fn tracker_and_structure() -> String {
+    format!(
+        "{HEADER}kind: Tracker\nmetadata:\n  name: t\nspec:\n  type: local\n  local:\n    path: quickstart/issues.yaml\n---\n{HEADER}kind: Structure\nmetadata:\n  name: s\nspec:\n  trackerRef: {{name: t}}\n  rows:\n    - folder: Platform\n"
+    )
+}
+
+// ------------------------------------------------------------ quickstart
+
+#[test]
+fn quickstart_plan_apply_and_plan_again() {
+    let ws = Workspace::new();
+    ws.trellis()
+        .args(["plan", "-f", "quickstart"])
+        .assert()
+        .code(1)
+        .stdout(contains("+  PLAT-1 [Epic] Billing revamp (In Progress)"))
+        .stdout(contains(
+            "Plan: 37 to add, 0 to move, 0 to remove; 0 tracker updates, 0 destructive",
+        ));
+    assert!(
+        !ws.state().exists(),
+        "plan writes nothing, not even the store"
+    );
+    ws.trellis()
+        .args(["apply", "-f", "quickstart"])
+        .assert()
+        .success()
+        .stdout(contains("applied: default/roadmap is at version 1"));
+    ws.trellis()
+        .args(["plan", "-f", "quickstart"])
+        .assert()
+        .code(0)
+        .stdout(contains(
+            "Plan: 0 to add, 0 to move, 0 to remove; 0 tracker updates, 0 destructive",
+        ));
+    ws.trellis()
+        .args(["show", "roadmap"])
+        .assert()
+        .success()
+        .stdout(contains(
+            "Platform/\n  PLAT-1 [Epic] Billing revamp (In Progress)\n    PLAT-11 [Bug]",
+        ));
+    ws.trellis()
+        .args(["status"])
+        .assert()
+        .success()
+        .stdout(contains("default/children"))
+        .stdout(contains("subtasks"))
+        .stdout(contains("(into)"));
+}
+
+#[test]
+fn show_as_yaml_and_json_nests_rows() {
+    let ws = Workspace::new();
+    ws.apply();
+    let out = ws
+        .trellis()
+        .args(["show", "roadmap", "-o", "json"])
+        .output()
+        .unwrap();
+    let tree: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(tree[0]["folder"], "Platform");
+    assert_eq!(tree[0]["rows"][0]["key"], "PLAT-1");
+    assert_eq!(tree[0]["rows"][0]["rows"][1]["rows"][0]["key"], "PLAT-5");
+    ws.trellis()
+        .args(["show", "roadmap", "-o", "yaml"])
+        .assert()
+        .success()
+        .stdout(contains("folder: Platform"));
+}
+
+#[test]
+fn a_manual_move_is_journaled_and_exported_to_the_tracker() {
+    let ws = Workspace::new();
+    ws.apply();
+    ws.trellis()
+        .args(["move", "roadmap", "PLAT-9", "--under", "PLAT-4"])
+        .assert()
+        .success();
+    let journal = ws.store().journal("default/roadmap").unwrap();
+    let last = journal.last().unwrap();
+    assert_eq!(
+        (last.author.as_str(), last.cause.as_str(), last.version),
+        ("alice", "manual move", 2)
+    );
+    // `into` would undo the move; `from` writes it to the tracker.
+    ws.trellis()
+        .args(["plan", "-f", "quickstart"])
+        .assert()
+        .code(1)
+        .stdout(contains("1 to move"));
+    ws.trellis()
+        .args(["export", "children", "-f", "quickstart"])
+        .assert()
+        .success()
+        .stdout(contains("~ PLAT-9: parent PLAT-8 → PLAT-4"));
+    assert!(ws.read("quickstart/issues.yaml").contains("key: PLAT-9\n  summary: Proration calculation in the pricing engine\n  type: Sub-task\n  status: To Do\n  parent: PLAT-4"));
+    ws.trellis()
+        .args(["plan", "-f", "quickstart"])
+        .assert()
+        .code(0);
+}
+
+#[test]
+fn plan_renders_markdown_and_json() {
+    let ws = Workspace::new();
+    ws.trellis()
+        .args(["plan", "-f", "quickstart", "-o", "markdown"])
+        .assert()
+        .code(1)
+        .stdout(contains("### Structure `default/roadmap`"))
+        .stdout(contains("<details><summary>Outline diff</summary>"));
+    let out = ws
+        .trellis()
+        .args(["plan", "-f", "quickstart", "-o", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["summary"]["add"], 37);
+    assert_eq!(plan["structures"][0]["units"][3]["type"], "subtasks");
+    assert_eq!(plan["hash"].as_str().unwrap().len(), 16);
+}
+
+// ------------------------------------------------------- approval by hash
+
+/// Marks PLAT-1 Done so that platform-epics removes it and its subtree.
+fn make_destructive(ws: &Workspace) {
+    ws.apply();
+    ws.edit(
+        "quickstart/issues.yaml",
+        "summary: Billing revamp\n    type: Epic\n    status: In Progress",
+        "summary: Billing revamp\n    type: Epic\n    status: Done",
+    );
+}
+
+#[test]
+fn a_destructive_plan_needs_its_hash_and_a_wrong_or_stale_hash_changes_nothing() {
+    let ws = Workspace::new();
+    make_destructive(&ws);
+    let plan = ws
+        .trellis()
+        .args(["plan", "-f", "quickstart"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&plan.stdout);
+    assert!(text.contains("! remove PLAT-1"), "{text}");
+    let hash = plan_hash(&plan.stdout);
+    let before = ws.store().structure("default/roadmap").unwrap();
+
+    ws.trellis()
+        .args(["apply", "-f", "quickstart"])
+        .assert()
+        .code(2)
+        .stderr(contains(format!("approve it with `--approve {hash}`")));
+    ws.trellis()
+        .args(["apply", "-f", "quickstart", "--approve", "0123456789abcdef"])
+        .assert()
+        .code(2)
+        .stderr(contains(format!("approve {hash}")));
+    // The base changes after review: the reviewed hash is now stale.
+    ws.edit(
+        "quickstart/issues.yaml",
+        "summary: SLO dashboards",
+        "summary: SLO dashboards (edited)",
+    );
+    ws.trellis()
+        .args(["apply", "-f", "quickstart", "--approve", &hash])
+        .assert()
+        .code(2)
+        .stderr(contains("is not the current plan"));
+    let after = ws.store().structure("default/roadmap").unwrap();
+    assert_eq!(
+        (after.version, after.forest.len()),
+        (before.version, before.forest.len())
+    );
+
+    let fresh = plan_hash(
+        &ws.trellis()
+            .args(["plan", "-f", "quickstart"])
+            .output()
+            .unwrap()
+            .stdout,
+    );
+    ws.trellis()
+        .args(["apply", "-f", "quickstart", "--approve", &fresh])
+        .assert()
+        .success();
+    let after = ws.store().structure("default/roadmap").unwrap();
+    assert_eq!(after.forest.find_issue("PLAT-1"), None);
+    assert_eq!(
+        after.forest.find_issue("PLAT-4"),
+        None,
+        "rows subtasks placed under it go with it"
+    );
+}
+
+// ------------------------------------------------------------- resyncs
+
+#[test]
+fn a_direction_the_type_lacks_is_refused_with_the_supported_ones() {
+    let ws = Workspace::new();
+    ws.trellis()
+        .args([
+            "resync",
+            "platform-epics",
+            "--direction",
+            "from",
+            "-f",
+            "quickstart",
+        ])
+        .assert()
+        .code(2)
+        .stderr(contains(
+            "a filter synchronizer cannot sync from; supported directions: into",
+        ));
+    ws.trellis()
+        .args([
+            "resync",
+            "children",
+            "--direction",
+            "sideways",
+            "-f",
+            "quickstart",
+        ])
+        .assert()
+        .code(2)
+        .stderr(contains("use into (import) or from (export)"));
+    assert!(!ws.state().exists());
+}
+
+#[test]
+fn import_alias_runs_one_synchronizer_into_the_structure() {
+    let ws = Workspace::new();
+    ws.trellis()
+        .args([
+            "resync",
+            "platform-epics",
+            "--direction",
+            "import",
+            "-f",
+            "quickstart",
+        ])
+        .assert()
+        .success()
+        .stdout(contains("filter default/platform-epics (into)"))
+        .stdout(contains("Plan: 4 to add"));
+    let forest = ws.store().structure("default/roadmap").unwrap().forest;
+    assert!(forest.find_issue("PLAT-1").is_some());
+    assert_eq!(
+        forest.find_issue("PLAT-4"),
+        None,
+        "only the resynced synchronizer ran"
+    );
+}
+
+#[test]
+fn a_declared_resync_runs_once() {
+    let ws = Workspace::new();
+    ws.apply();
+    ws.write(
+        "quickstart/resync.yaml",
+        &format!("{HEADER}kind: Resync\nmetadata:\n  name: export-once\nspec:\n  synchronizerRef: {{name: children}}\n  direction: from\n"),
+    );
+    ws.trellis()
+        .args(["move", "roadmap", "PLAT-9", "--under", "PLAT-4"])
+        .assert()
+        .success();
+    ws.trellis()
+        .args(["apply", "-f", "quickstart"])
+        .assert()
+        .success()
+        .stdout(contains("subtasks default/children (from)"));
+    assert!(
+        ws.read("quickstart/issues.yaml")
+            .contains("parent: PLAT-4\n  rank: \"0|a00090:\"")
+    );
+    ws.trellis()
+        .args(["plan", "-f", "quickstart"])
+        .assert()
+        .code(0)
+        .stdout(contains("subtasks default/children (into)"));
+}
+
+// ------------------------------------------------------------ bad input
+
+fn assert_rejected(ws: &Workspace, file: &Path, expected: &[&str]) {
+    let mut assert = ws
+        .trellis()
+        .args(["apply", "-f"])
+        .arg(file)
+        .assert()
+        .code(2);
+    for text in expected {
+        assert = assert.stderr(contains(*text));
+    }
+    assert.stderr(contains("nothing was changed"));
+    assert!(!ws.state().exists(), "nothing was written");
+}
+
+#[test]
+fn an_unknown_field_names_file_line_and_field() {
+    let ws = Workspace::new();
+    ws.edit(
+        "quickstart/trellis.yaml",
+        "    remove: true\n",
+        "    remove: true\n    removal: always\n",
+    );
+    let text = ws.read("quickstart/trellis.yaml");
+    let line = text
+        .lines()
+        .position(|l| l.contains("removal: always"))
+        .unwrap()
+        + 1;
+    assert_rejected(
+        &ws,
+        &ws.path("quickstart"),
+        &[&format!(
+            "trellis.yaml:{line}: spec.filter.removal: unknown field `removal`"
+        )],
+    );
+}
+
+#[test]
+fn a_wrong_type_names_the_field() {
+    let ws = Workspace::new();
+    ws.edit(
+        "quickstart/trellis.yaml",
+        "enabled: true",
+        "enabled: sometimes",
+    );
+    assert_rejected(&ws, &ws.path("quickstart"), &["spec.enabled: "]);
+}
+
+#[test]
+fn a_dangling_reference_names_the_missing_resource() {
+    let ws = Workspace::new();
+    let file = ws.write(
+        "specs.yaml",
+        &format!("{}---\n{HEADER}kind: Synchronizer\nmetadata:\n  name: x\nspec:\n  structureRef:\n    name: nowhere\n  type: subtasks\n", tracker_and_structure()),
+    );
+    assert_rejected(
+        &ws,
+        &file,
+        &[
+            "specs.yaml:25: spec.structureRef.name: Structure default/nowhere is not declared",
+            "declared: default/s",
+        ],
+    );
+}
+
+#[test]
+fn duplicate_names_point_at_both_declarations() {
+    let ws = Workspace::new();
+    let sync = format!(
+        "---\n{HEADER}kind: Synchronizer\nmetadata:\n  name: twice\nspec:\n  structureRef: {{name: s}}\n  type: subtasks\n"
+    );
+    let file = ws.write(
+        "specs.yaml",
+        &format!("{}{sync}{sync}", tracker_and_structure()),
+    );
+    assert_rejected(
+        &ws,
+        &file,
+        &[
+            "specs.yaml:30: metadata.name: Synchronizer default/twice is declared twice (first at ",
+            "specs.yaml:22)",
+        ],
+    );
+}
+
+#[test]
+fn an_unsupported_declared_direction_names_the_supported_ones() {
+    let ws = Workspace::new();
+    ws.edit(
+        "quickstart/trellis.yaml",
+        "directions: [into]",
+        "directions: [into, from]",
+    );
+    assert_rejected(
+        &ws,
+        &ws.path("quickstart"),
+        &["spec.directions[1]: a filter synchronizer cannot sync from; supported directions: into"],
+    );
+}
+
+#[test]
+fn a_bad_query_names_the_column() {
+    let ws = Workspace::new();
+    ws.edit(
+        "quickstart/trellis.yaml",
+        "query: project = PLAT and",
+        "query: project = PLAT andd",
+    );
+    assert_rejected(
+        &ws,
+        &ws.path("quickstart"),
+        &["spec.filter.query: invalid query: column"],
+    );
+}
+
+#[test]
+fn an_unknown_kind_or_api_version_is_refused() {
+    let ws = Workspace::new();
+    let file = ws.write("specs.yaml", "apiVersion: trellis.dev/v1\nkind: Tracker\nmetadata: {name: t}\nspec: {type: local}\n---\napiVersion: trellis.dev/v1alpha1\nkind: Trakcer\n");
+    assert_rejected(
+        &ws,
+        &file,
+        &[
+            "specs.yaml:1: apiVersion: apiVersion trellis.dev/v1 is not served by Trellis; use trellis.dev/v1alpha1",
+            "specs.yaml:7: kind: unknown kind Trakcer",
+        ],
+    );
+}
+
+#[test]
+fn validate_checks_offline_and_reports_every_error() {
+    let ws = Workspace::new();
+    ws.trellis()
+        .args(["validate", "-f", "quickstart"])
+        .assert()
+        .success()
+        .stdout(contains(
+            "valid: 1 Tracker(s), 1 Structure(s), 3 Synchronizer(s), 0 Resync(s)",
+        ));
+    ws.edit(
+        "quickstart/trellis.yaml",
+        "under: {folder: Platform}",
+        "under: {folder: Platfrom}",
+    );
+    ws.edit(
+        "quickstart/trellis.yaml",
+        "name: children\nspec:\n  structureRef: {name: roadmap}",
+        "name: children\nspec:\n  structureRef: {name: roadmapp}",
+    );
+    ws.trellis()
+        .args(["validate", "-f", "quickstart"])
+        .assert()
+        .code(2)
+        .stderr(contains(
+            "folder Platfrom is not declared in Structure default/roadmap",
+        ))
+        .stderr(contains("Structure default/roadmapp is not declared"))
+        .stderr(contains("2 errors in the declarations"));
+}
+
+#[test]
+fn a_missing_issues_file_or_path_is_reported() {
+    let ws = Workspace::new();
+    ws.edit(
+        "quickstart/trellis.yaml",
+        "path: issues.yaml",
+        "path: isues.yaml",
+    );
+    assert_rejected(
+        &ws,
+        &ws.path("quickstart"),
+        &["spec.local.path: issues file", "isues.yaml does not exist"],
+    );
+    ws.trellis()
+        .args(["plan", "-f", "nowhere"])
+        .assert()
+        .code(2)
+        .stderr(contains("nowhere: no such file or directory"));
+}
+
+#[test]
+fn a_parent_cycle_in_the_tracker_is_reported_and_nothing_is_written() {
+    let ws = Workspace::new();
+    ws.edit(
+        "quickstart/issues.yaml",
+        "summary: Billing revamp\n    type: Epic\n",
+        "summary: Billing revamp\n    type: Epic\n    parent: PLAT-4\n",
+    );
+    ws.trellis()
+        .args(["apply", "-f", "quickstart"])
+        .assert()
+        .code(2)
+        .stderr(contains("form a parent cycle"))
+        .stderr(contains("PLAT-1"))
+        .stderr(contains("PLAT-4"));
+    let structure = ws.store().structure("default/roadmap").unwrap();
+    assert_eq!(structure.version, 0);
+}
+
+#[test]
+fn a_broken_issues_file_names_its_line() {
+    let ws = Workspace::new();
+    ws.edit(
+        "quickstart/issues.yaml",
+        "    summary: Billing revamp\n",
+        "    summary: Billing revamp\n    owner: bob\n",
+    );
+    ws.trellis()
+        .args(["plan", "-f", "quickstart"])
+        .assert()
+        .code(2)
+        .stderr(contains("issues.yaml: line").and(contains("unknown field `owner`")));
+}
