@@ -61,9 +61,14 @@ pub fn plan_text(set: &PlanSet, apply: &str, colour: bool) -> String {
         }
         for unit in &plan.units {
             let ops = unit.structure_ops.len() + unit.tracker_ops.len();
+            let round = if unit.round > 1 {
+                format!(", round {}", unit.round)
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 out,
-                "  {} {} ({}): {}",
+                "  {} {} ({}{round}): {}",
                 unit.kind,
                 unit.synchronizer,
                 unit.direction,

@@ -14,10 +14,12 @@
 mod remember;
 mod units;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use crate::model::{Direction, Forest, RowItem, Snapshot};
-use crate::plan::{PlanError, PlanSet, StructureInput, StructurePlan, plan_structure};
+use crate::plan::{
+    PlanError, PlanSet, StructureInput, StructureOp, StructurePlan, UnitPlan, plan_structure,
+};
 use crate::spec::{
     Catalog, Declared, SpecErrors, Structure, Tracker as TrackerResource, TrackerType,
     local_issues_file,
@@ -259,13 +261,17 @@ impl<S: Store> Engine<S> {
         let changes: Vec<Change> = plan
             .units
             .iter()
-            .zip(&sources)
-            .map(|(unit, source)| Change {
-                cause: source.cause(unit.kind, unit.direction),
+            .map(|unit| Change {
+                cause: source_of(&sources, unit).cause(unit.kind, unit.direction),
                 ops: &unit.structure_ops,
             })
             .collect();
-        let baselines = baselines(&forest, &snapshot, &sources);
+        let synchronizers: Vec<String> = sources
+            .iter()
+            .filter_map(UnitSource::synchronizer)
+            .map(str::to_owned)
+            .collect();
+        let baselines = baselines(&forest, &snapshot, &synchronizers);
         let jobs = job_records(&structure, &sources, &plan, &self.author, started, None);
         let version = self.store.commit(&Commit {
             structure: &structure,
@@ -274,6 +280,7 @@ impl<S: Store> Engine<S> {
             changes: &changes,
             author: &self.author,
             jobs: &jobs,
+            synchronizers: &synchronizers,
             baselines: &baselines,
         })?;
         tracing::info!(structure = %structure, version, summary = %plan.summary, "applied");
@@ -339,6 +346,7 @@ impl<S: Store> Engine<S> {
             }],
             author: &self.author,
             jobs: &[],
+            synchronizers: &[],
             baselines: &[],
         })?;
         Ok(version)
@@ -379,11 +387,7 @@ fn client(tracker: &Declared<TrackerResource>) -> AnyTracker {
 }
 
 /// The synced state of every issue row, for each synchronizer that ran.
-fn baselines(forest: &Forest, snapshot: &Snapshot, sources: &[UnitSource]) -> Vec<Baseline> {
-    let synchronizers: HashSet<&str> = sources
-        .iter()
-        .filter_map(UnitSource::synchronizer)
-        .collect();
+fn baselines(forest: &Forest, snapshot: &Snapshot, synchronizers: &[String]) -> Vec<Baseline> {
     let mut baselines = Vec::new();
     for (id, _) in forest.walk() {
         let Some(key) = forest.row(id).and_then(|r| r.item.issue_key()) else {
@@ -394,9 +398,9 @@ fn baselines(forest: &Forest, snapshot: &Snapshot, sources: &[UnitSource]) -> Ve
             .and_then(|p| forest.row(p))
             .map(|r| r.item.to_string());
         let tracker_parent = snapshot.get(key).and_then(|i| i.parent.clone());
-        for synchronizer in &synchronizers {
+        for synchronizer in synchronizers {
             baselines.push(Baseline {
-                synchronizer: (*synchronizer).to_owned(),
+                synchronizer: synchronizer.clone(),
                 issue: key.to_owned(),
                 row_parent: row_parent.clone(),
                 tracker_parent: tracker_parent.clone(),
@@ -406,6 +410,15 @@ fn baselines(forest: &Forest, snapshot: &Snapshot, sources: &[UnitSource]) -> Ve
     baselines
 }
 
+/// The source a unit run came from (declared rows are named after the structure).
+fn source_of<'s>(sources: &'s [UnitSource], unit: &UnitPlan) -> &'s UnitSource {
+    sources
+        .iter()
+        .find(|s| s.synchronizer() == Some(unit.synchronizer.as_str()))
+        .unwrap_or(&UnitSource::DeclaredRows)
+}
+
+/// One job per synchronizer that ran, summing its runs over all rounds.
 fn job_records(
     structure: &str,
     sources: &[UnitSource],
@@ -416,15 +429,19 @@ fn job_records(
 ) -> Vec<JobRecord> {
     sources
         .iter()
-        .zip(&plan.units)
-        .filter_map(|(source, unit)| {
-            let synchronizer = source.synchronizer()?.to_owned();
+        .filter_map(|source| {
+            let synchronizer = source.synchronizer()?;
+            let runs: Vec<&UnitPlan> = plan
+                .units
+                .iter()
+                .filter(|u| u.synchronizer == synchronizer)
+                .collect();
             Some(JobRecord {
                 id: 0,
                 structure: structure.to_owned(),
-                synchronizer: Some(synchronizer),
+                synchronizer: Some(synchronizer.to_owned()),
                 resync: source.resync().map(str::to_owned),
-                direction: Some(unit.direction.to_string()),
+                direction: runs.first().map(|u| u.direction.to_string()),
                 author: author.to_owned(),
                 plan_hash: Some(plan.hash.clone()),
                 state: if error.is_some() {
@@ -432,7 +449,7 @@ fn job_records(
                 } else {
                     JobState::Succeeded
                 },
-                summary: unit_summary(unit),
+                summary: runs_summary(&runs),
                 error: error.map(str::to_owned),
                 started,
                 finished: jiff::Timestamp::now(),
@@ -441,16 +458,15 @@ fn job_records(
         .collect()
 }
 
-fn unit_summary(unit: &crate::plan::UnitPlan) -> String {
-    let count = |f: fn(&crate::plan::StructureOp) -> bool| {
-        unit.structure_ops.iter().filter(|op| f(op)).count()
-    };
+fn runs_summary(runs: &[&UnitPlan]) -> String {
+    let ops = || runs.iter().flat_map(|u| &u.structure_ops);
+    let count = |f: fn(&StructureOp) -> bool| ops().filter(|op| f(op)).count();
     format!(
         "{} added, {} moved, {} removed; {} tracker updates",
-        count(|op| matches!(op, crate::plan::StructureOp::Add { .. })),
-        count(|op| matches!(op, crate::plan::StructureOp::Move { .. })),
-        count(|op| matches!(op, crate::plan::StructureOp::Remove { .. })),
-        unit.tracker_ops.len()
+        count(|op| matches!(op, StructureOp::Add { .. })),
+        count(|op| matches!(op, StructureOp::Move { .. })),
+        count(|op| matches!(op, StructureOp::Remove { .. })),
+        runs.iter().map(|u| u.tracker_ops.len()).sum::<usize>()
     )
 }
 

@@ -180,7 +180,7 @@ impl std::fmt::Display for TrackerOp {
     }
 }
 
-/// What one unit would do.
+/// What one run of a unit would do.
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UnitPlan {
@@ -188,6 +188,9 @@ pub struct UnitPlan {
     #[serde(rename = "type")]
     pub kind: &'static str,
     pub direction: Direction,
+    /// 1 for every unit's first run; later rounds run when units gave each
+    /// other more to do (see [`plan_structure`]).
+    pub round: usize,
     pub structure_ops: Vec<StructureOp>,
     pub tracker_ops: Vec<TrackerOp>,
     /// Things a reviewer should know that are not operations (an issue kept
@@ -297,6 +300,11 @@ pub enum PlanError {
         direction: Direction,
         supported: String,
     },
+    #[error(
+        "synchronizers {} keep undoing each other's changes (still changing after {MAX_ROUNDS} rounds); disable one of them or change its parameters",
+        .0.join(", ")
+    )]
+    Fight(Vec<String>),
     #[error("planner bug in {unit}: {source}; please report it with the plan input")]
     Internal { unit: String, source: ForestError },
 }
@@ -314,57 +322,62 @@ pub struct StructureInput<'a> {
     pub arrangers: &'a HashSet<String>,
 }
 
-/// Plans every unit of one structure, in order.
+/// How many times the units may run over one structure before the planner
+/// concludes they undo each other (Structure for Jira's cycle guard uses 10).
+pub const MAX_ROUNDS: usize = 10;
+
+/// Plans every unit of one structure.
+///
+/// Units run in order, and then again, until a round changes nothing: one
+/// unit's changes can give another something to do (subtasks adds the issue a
+/// filter places under; subtasks moves a row back where a filter removes it).
+/// The plan is what repeated applies would converge to, so applying it and
+/// planning again finds nothing to do. Units still changing after
+/// [`MAX_ROUNDS`] rounds undo each other, and the plan is refused.
 pub fn plan_structure(input: &StructureInput) -> Result<StructurePlan, PlanError> {
     let base_fingerprint = fingerprint(input.forest, input.snapshot);
     let mut forest = input.forest.clone();
     let mut snapshot = Cow::Borrowed(input.snapshot);
-    let mut units = Vec::with_capacity(input.units.len());
     for unit in input.units {
         if !unit.rule.supported_directions().contains(&unit.direction) {
             return Err(unsupported(unit));
         }
-        let mut plan = UnitPlan {
-            synchronizer: unit.name.clone(),
-            kind: unit.rule.kind(),
-            direction: unit.direction,
-            structure_ops: Vec::new(),
-            tracker_ops: Vec::new(),
-            notes: Vec::new(),
-        };
-        let internal = |source| PlanError::Internal {
-            unit: unit.name.clone(),
-            source,
-        };
-        match (&unit.rule, unit.direction) {
-            (Rule::DeclaredRows(rows), _) => {
-                declared::plan(&mut forest, rows, &mut plan).map_err(internal)?
+    }
+    // Every unit's first run, then the later runs that changed something, in
+    // the order they ran: applying them in this order replays the plan.
+    let mut units: Vec<UnitPlan> = Vec::with_capacity(input.units.len());
+    for round in 1..=MAX_ROUNDS {
+        let mut changing = Vec::new();
+        for (index, unit) in input.units.iter().enumerate() {
+            let mut plan = UnitPlan {
+                synchronizer: unit.name.clone(),
+                kind: unit.rule.kind(),
+                direction: unit.direction,
+                round,
+                structure_ops: Vec::new(),
+                tracker_ops: Vec::new(),
+                notes: Vec::new(),
+            };
+            run(unit, &mut plan, &mut forest, &mut snapshot, input.arrangers)?;
+            if !plan.is_empty() {
+                changing.push(unit.name.clone());
             }
-            (Rule::Filter(rule), _) => filter::plan_into(
-                &mut forest,
-                &snapshot,
-                unit,
-                rule,
-                input.arrangers,
-                &mut plan,
-            )
-            .map_err(internal)?,
-            (Rule::Subtasks, Direction::Into) => {
-                subtasks::plan_into(&mut forest, &snapshot, &unit.name, &mut plan)?
-            }
-            (Rule::Subtasks, Direction::From) => {
-                subtasks::plan_from(&forest, &snapshot, &mut plan);
-                for op in &plan.tracker_ops {
-                    op.apply(snapshot.to_mut());
-                }
-                if !plan.tracker_ops.is_empty()
-                    && let Some(cycle) = snapshot.parent_cycle()
-                {
-                    return Err(PlanError::ParentCycle(cycle));
+            if round == 1 {
+                units.push(plan);
+            } else {
+                // Notes describe the final state: the latest run's replace the first's.
+                units[index].notes = std::mem::take(&mut plan.notes);
+                if !plan.is_empty() {
+                    units.push(plan);
                 }
             }
         }
-        units.push(plan);
+        if changing.is_empty() {
+            break;
+        }
+        if round == MAX_ROUNDS {
+            return Err(PlanError::Fight(changing));
+        }
     }
     let outline_diff = outline::diff(
         input.structure,
@@ -382,6 +395,39 @@ pub fn plan_structure(input: &StructureInput) -> Result<StructurePlan, PlanError
         base_fingerprint,
         hash,
     })
+}
+
+/// Runs one unit once over the working forest and snapshot.
+fn run(
+    unit: &Unit,
+    plan: &mut UnitPlan,
+    forest: &mut Forest,
+    snapshot: &mut Cow<Snapshot>,
+    arrangers: &HashSet<String>,
+) -> Result<(), PlanError> {
+    let internal = |source| PlanError::Internal {
+        unit: unit.name.clone(),
+        source,
+    };
+    match (&unit.rule, unit.direction) {
+        (Rule::DeclaredRows(rows), _) => declared::plan(forest, rows, plan).map_err(internal),
+        (Rule::Filter(rule), _) => {
+            filter::plan_into(forest, snapshot, unit, rule, arrangers, plan).map_err(internal)
+        }
+        (Rule::Subtasks, Direction::Into) => {
+            subtasks::plan_into(forest, snapshot, &unit.name, plan)
+        }
+        (Rule::Subtasks, Direction::From) => {
+            subtasks::plan_from(forest, snapshot, plan);
+            for op in &plan.tracker_ops {
+                op.apply(snapshot.to_mut());
+            }
+            match snapshot.parent_cycle() {
+                Some(cycle) if !plan.tracker_ops.is_empty() => Err(PlanError::ParentCycle(cycle)),
+                _ => Ok(()),
+            }
+        }
+    }
 }
 
 fn unsupported(unit: &Unit) -> PlanError {

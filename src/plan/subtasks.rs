@@ -1,16 +1,18 @@
 //! The `subtasks` synchronizer: each issue sits under its tracker parent.
 //!
-//! Into the structure, every issue row gets a fate:
-//! - its tracker parent has a row that stays → it goes (or stays) under it;
-//! - otherwise, if it sits under an issue row that is not its parent, the
-//!   relation that put it there is gone: a row this synchronizer added is
-//!   removed, any other row moves to the top level;
+//! Into the structure, first decide which issues the structure will hold:
+//! an issue with a row stays unless this synchronizer placed it under an
+//! issue row and its tracker parent will not be in the structure (the
+//! relation that put it there is gone); an issue without a row joins when its
+//! tracker parent will be in the structure. Then every issue row gets a fate:
+//! - its tracker parent will be in the structure → it goes (or stays) under it;
+//! - otherwise, if it sits under an issue row, it is removed (placed by this
+//!   synchronizer) or moves to the top level (placed by anyone else);
 //! - otherwise (top level or under a folder) it is left where it is.
 //!
-//! Then the children of every issue row that are not in the structure yet
-//! are added under it, recursively. From the structure, an issue row under
-//! another issue row sets that parent in the tracker, and an issue row at the
-//! top level or under a folder clears a parent that is in the structure.
+//! From the structure, an issue row under another issue row sets that parent
+//! in the tracker, and an issue row at the top level or under a folder clears
+//! a parent that is in the structure.
 
 use std::collections::HashMap;
 
@@ -18,14 +20,6 @@ use crate::model::{Forest, Issue, Row, RowId, RowItem, Snapshot};
 
 use super::diff::diff;
 use super::{PlanError, TrackerOp, UnitPlan, record};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Fate {
-    Keep,
-    Under(RowId),
-    Top,
-    Remove,
-}
 
 pub(super) fn plan_into(
     forest: &mut Forest,
@@ -36,7 +30,7 @@ pub(super) fn plan_into(
     if let Some(cycle) = snapshot.parent_cycle() {
         return Err(PlanError::ParentCycle(cycle));
     }
-    let target = target(forest, snapshot, me);
+    let target = Target::decide(forest, snapshot, me).build(forest, snapshot, me);
     for op in diff(forest, &target) {
         record(forest, plan, op).map_err(|source| PlanError::Internal {
             unit: me.to_owned(),
@@ -46,80 +40,269 @@ pub(super) fn plan_into(
     Ok(())
 }
 
-/// The structure as it should be, built from each parent's children lists.
-fn target(forest: &Forest, snapshot: &Snapshot, me: &str) -> Forest {
-    let fates = Fates::decide(forest, snapshot, me);
-    let walk = forest.walk();
-    let mut rows: Vec<Row> = Vec::with_capacity(walk.len());
-    let mut layout: HashMap<Option<RowId>, Vec<RowId>> = HashMap::new();
-    // Rows joining a parent (moved in or added), sorted by rank before appending.
-    let mut joining: HashMap<Option<RowId>, Vec<(&Issue, RowId)>> = HashMap::new();
-    layout.insert(None, kept_children(forest, None, &fates));
-    for &(id, _) in &walk {
-        let fate = fates.get(id);
-        if fate == Fate::Remove {
-            continue;
-        }
-        rows.push(forest.row(id).expect("walked rows exist").clone());
-        layout.insert(Some(id), kept_children(forest, Some(id), &fates));
-        let destination = match fate {
-            Fate::Under(parent) => Some(parent),
-            Fate::Top => None,
-            Fate::Keep | Fate::Remove => continue,
-        };
-        let issue = issue_of(forest, snapshot, id);
-        joining
-            .entry(destination)
-            .or_default()
-            .push((issue.expect("moved rows have issues"), id));
-    }
-
-    // Add the children that are missing, level by level under surviving rows.
-    let children = snapshot.children_by_parent();
-    let mut next_id = forest.next_id();
-    let mut queue: Vec<(RowId, &str)> = walk
-        .iter()
-        .filter(|(id, _)| fates.get(*id) != Fate::Remove)
-        .filter_map(|&(id, _)| forest.row(id)?.item.issue_key().map(|k| (id, k)))
-        .collect();
-    while let Some((parent_row, parent_key)) = queue.pop() {
-        for &child in children.get(parent_key).into_iter().flatten() {
-            if forest.find_issue(&child.key).is_some() {
-                continue;
-            }
-            let id = next_id;
-            next_id += 1;
-            rows.push(Row {
-                id,
-                item: RowItem::Issue(child.key.clone()),
-                added_by: Some(me.to_owned()),
-            });
-            layout.insert(Some(id), Vec::new());
-            joining
-                .entry(Some(parent_row))
-                .or_default()
-                .push((child, id));
-            queue.push((id, &child.key));
-        }
-    }
-    for (parent, mut list) in joining {
-        list.sort_by(|a, b| a.0.order_key().cmp(&b.0.order_key()));
-        layout
-            .entry(parent)
-            .or_default()
-            .extend(list.into_iter().map(|(_, id)| id));
-    }
-    Forest::from_layout(rows, layout, next_id)
-        .expect("fates never put a row under its own subtree when parents have no cycle")
+/// Which issues the target structure holds.
+struct Target<'a> {
+    /// Issue key → whether the target structure holds it.
+    holds: HashMap<&'a str, bool>,
 }
 
-fn kept_children(forest: &Forest, parent: Option<RowId>, fates: &Fates) -> Vec<RowId> {
+impl<'a> Target<'a> {
+    fn decide(forest: &'a Forest, snapshot: &'a Snapshot, me: &str) -> Target<'a> {
+        let mut target = Target {
+            holds: HashMap::with_capacity(snapshot.len() + forest.len()),
+        };
+        let keys = forest
+            .walk()
+            .into_iter()
+            .filter_map(|(id, _)| forest.row(id)?.item.issue_key())
+            .chain(snapshot.issues().map(|i| i.key.as_str()));
+        for key in keys {
+            // Walk up the tracker-parent chain to the first decided issue,
+            // then decide top-down (no recursion: chains can be long; the
+            // snapshot was checked for cycles).
+            let mut chain = vec![key];
+            while let Some(parent) = snapshot
+                .get(chain[chain.len() - 1])
+                .and_then(|i| i.parent.as_deref())
+            {
+                if target.holds.contains_key(parent) || chain.contains(&parent) {
+                    break;
+                }
+                chain.push(parent);
+            }
+            for &k in chain.iter().rev() {
+                if !target.holds.contains_key(k) {
+                    let holds = target.holds_issue(forest, snapshot, me, k);
+                    target.holds.insert(k, holds);
+                }
+            }
+        }
+        target
+    }
+
+    fn holds(&self, key: &str) -> bool {
+        self.holds.get(key).copied().unwrap_or(false)
+    }
+
+    /// Whether the target structure holds `key`, its tracker parent decided.
+    fn holds_issue(&self, forest: &Forest, snapshot: &Snapshot, me: &str, key: &str) -> bool {
+        let parent_held = parent_of(snapshot, key).is_some_and(|p| self.holds(p));
+        match forest.find_issue(key) {
+            Some(row) => parent_held || !(placed_by(forest, row, me) && under_issue(forest, row)),
+            None => parent_held,
+        }
+    }
+
+    /// The target forest: kept rows in their order, then rows joining each
+    /// parent (moved in or added) in rank order.
+    fn build(&self, forest: &Forest, snapshot: &Snapshot, me: &str) -> Forest {
+        let walk = forest.walk();
+        let mut next_id = forest.next_id();
+        // New rows for held issues that have none, with ids in a stable order.
+        let mut joining_issues: Vec<&Issue> = snapshot
+            .issues()
+            .filter(|i| self.holds(&i.key) && forest.find_issue(&i.key).is_none())
+            .collect();
+        joining_issues.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+        let mut rows: Vec<Row> = Vec::with_capacity(walk.len() + joining_issues.len());
+        let mut target_row: HashMap<&str, RowId> = HashMap::new();
+        for issue in &joining_issues {
+            target_row.insert(&issue.key, next_id);
+            rows.push(Row {
+                id: next_id,
+                item: RowItem::Issue(issue.key.clone()),
+                added_by: Some(me.to_owned()),
+            });
+            next_id += 1;
+        }
+        let mut fates: HashMap<RowId, Fate> = HashMap::with_capacity(walk.len());
+        for &(id, _) in &walk {
+            let mut fate = self.fate(forest, snapshot, me, id);
+            // Rows staying under a row that goes (a folder, an issue someone
+            // else placed) move up to the top level instead of vanishing with it.
+            if fate == Fate::Keep && forest.parent(id).is_some_and(|p| fates[&p] == Fate::Remove) {
+                fate = Fate::Top;
+            }
+            fates.insert(id, fate);
+            if fate != Fate::Remove {
+                let row = forest.row(id).expect("walked rows exist");
+                if let Some(key) = row.item.issue_key() {
+                    target_row.insert(key, id);
+                }
+                rows.push(row.clone());
+            }
+        }
+        let mut layout: HashMap<Option<RowId>, Vec<RowId>> = HashMap::new();
+        let kept = |parent: Option<RowId>| -> Vec<RowId> {
+            let children = forest.children(parent).iter().copied();
+            children.filter(|c| fates[c] == Fate::Keep).collect()
+        };
+        layout.insert(None, kept(None));
+        for row in &rows {
+            layout.entry(Some(row.id)).or_insert_with(|| {
+                if forest.contains(row.id) {
+                    kept(Some(row.id))
+                } else {
+                    Vec::new()
+                }
+            });
+        }
+        let mut joining: HashMap<Option<RowId>, Vec<(Order, RowId)>> = HashMap::new();
+        for &(id, _) in &walk {
+            let destination = match fates[&id] {
+                Fate::UnderParent => {
+                    let key = forest
+                        .row(id)
+                        .and_then(|r| r.item.issue_key())
+                        .expect("issue rows");
+                    Some(target_row[parent_of(snapshot, key).expect("has a parent")])
+                }
+                Fate::Top => None,
+                Fate::Keep | Fate::Remove => continue,
+            };
+            joining
+                .entry(destination)
+                .or_default()
+                .push((order_of(forest, snapshot, id), id));
+        }
+        for issue in joining_issues {
+            let parent =
+                parent_of(snapshot, &issue.key).expect("joining issues have a held parent");
+            joining
+                .entry(Some(target_row[parent]))
+                .or_default()
+                .push((Some(issue.order_key()), target_row[issue.key.as_str()]));
+        }
+        for (parent, mut list) in joining {
+            list.sort_by_key(|(order, _)| (order.is_none(), *order));
+            layout
+                .entry(parent)
+                .or_default()
+                .extend(list.into_iter().map(|(_, id)| id));
+        }
+        let kept: Vec<RowId> = walk
+            .iter()
+            .map(|(id, _)| *id)
+            .filter(|id| fates[id] == Fate::Keep)
+            .collect();
+        lift_rows_closing_loops(&mut layout, &kept);
+        Forest::from_layout(rows, layout, next_id)
+            .expect("the layout is a forest once loops are broken")
+    }
+
+    fn fate(&self, forest: &Forest, snapshot: &Snapshot, me: &str, id: RowId) -> Fate {
+        let row = forest.row(id).expect("walked rows exist");
+        let Some(key) = row.item.issue_key() else {
+            return Fate::Keep;
+        };
+        if let Some(parent) = parent_of(snapshot, key).filter(|p| self.holds(p)) {
+            let current = forest
+                .parent(id)
+                .and_then(|p| forest.row(p))
+                .and_then(|r| r.item.issue_key());
+            return if current == Some(parent) {
+                Fate::Keep
+            } else {
+                Fate::UnderParent
+            };
+        }
+        if !under_issue(forest, id) {
+            Fate::Keep
+        } else if placed_by(forest, id, me) {
+            Fate::Remove
+        } else if snapshot.get(key).is_some() {
+            Fate::Top
+        } else {
+            // An issue gone from the tracker that someone else placed: leave it
+            // for the synchronizer or person that put it there.
+            Fate::Keep
+        }
+    }
+}
+
+/// Moving issues under their tracker parents can close a loop through rows
+/// that stay where they are: issue A holds folder F, F holds issue B, and the
+/// tracker puts A under B. A loop cannot consist of tracker parents alone (the
+/// snapshot has no parent cycle), so it holds a row kept in place; the first
+/// such row (in display order) moves to the top level, which breaks the loop.
+fn lift_rows_closing_loops(layout: &mut HashMap<Option<RowId>, Vec<RowId>>, kept: &[RowId]) {
+    loop {
+        let parent: HashMap<RowId, Option<RowId>> = layout
+            .iter()
+            .flat_map(|(p, children)| children.iter().map(move |c| (*c, *p)))
+            .collect();
+        let mut reachable = std::collections::HashSet::new();
+        let mut stack = vec![None];
+        while let Some(p) = stack.pop() {
+            for &c in layout.get(&p).into_iter().flatten() {
+                if reachable.insert(c) {
+                    stack.push(Some(c));
+                }
+            }
+        }
+        let Some(&start) = kept
+            .iter()
+            .chain(parent.keys())
+            .find(|id| !reachable.contains(*id))
+        else {
+            return;
+        };
+        // Follow parents from an unreachable row until a row repeats: a loop.
+        let mut seen = vec![start];
+        let mut current = start;
+        while let Some(Some(p)) = parent.get(&current) {
+            if let Some(at) = seen.iter().position(|r| r == p) {
+                seen.drain(..at);
+                break;
+            }
+            seen.push(*p);
+            current = *p;
+        }
+        let lifted = *kept
+            .iter()
+            .find(|k| seen.contains(k))
+            .expect("a loop holds a row kept in place");
+        if let Some(Some(old)) = parent.get(&lifted) {
+            layout
+                .entry(Some(*old))
+                .or_default()
+                .retain(|c| *c != lifted);
+        }
+        layout.entry(None).or_default().push(lifted);
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fate {
+    Keep,
+    UnderParent,
+    Top,
+    Remove,
+}
+
+/// Sibling order of rows joining a parent: issues by rank and key, then
+/// rows without an issue (folders, issues gone from the tracker).
+type Order<'s> = Option<(Option<&'s str>, &'s str, u64)>;
+
+fn order_of<'s>(forest: &Forest, snapshot: &'s Snapshot, id: RowId) -> Order<'s> {
+    issue_of(forest, snapshot, id).map(Issue::order_key)
+}
+
+fn parent_of<'s>(snapshot: &'s Snapshot, key: &str) -> Option<&'s str> {
+    snapshot.get(key)?.parent.as_deref()
+}
+
+fn placed_by(forest: &Forest, id: RowId, me: &str) -> bool {
     forest
-        .children(parent)
-        .iter()
-        .copied()
-        .filter(|&c| fates.get(c) == Fate::Keep)
-        .collect()
+        .row(id)
+        .is_some_and(|r| r.added_by.as_deref() == Some(me))
+}
+
+fn under_issue(forest: &Forest, id: RowId) -> bool {
+    forest
+        .parent(id)
+        .and_then(|p| forest.row(p))
+        .is_some_and(|p| p.item.issue_key().is_some())
 }
 
 fn issue_of<'s>(forest: &Forest, snapshot: &'s Snapshot, id: RowId) -> Option<&'s Issue> {
@@ -128,74 +311,6 @@ fn issue_of<'s>(forest: &Forest, snapshot: &'s Snapshot, id: RowId) -> Option<&'
         .item
         .issue_key()
         .and_then(|k| snapshot.get(k))
-}
-
-/// Each row's fate; a row's fate depends on whether its tracker parent's row
-/// is removed, so fates are decided up the parent chain first.
-struct Fates(HashMap<RowId, Fate>);
-
-impl Fates {
-    fn decide(forest: &Forest, snapshot: &Snapshot, me: &str) -> Fates {
-        let mut fates = Fates(HashMap::with_capacity(forest.len()));
-        for (id, _) in forest.walk() {
-            // Walk up the tracker-parent chain to the first row already decided,
-            // then decide from the top down (no recursion: chains can be long).
-            let mut chain = vec![id];
-            while let Some(&last) = chain.last() {
-                match tracker_parent_row(forest, snapshot, last) {
-                    Some(parent) if !fates.0.contains_key(&parent) && !chain.contains(&parent) => {
-                        chain.push(parent)
-                    }
-                    _ => break,
-                }
-            }
-            for &row in chain.iter().rev() {
-                if !fates.0.contains_key(&row) {
-                    let fate = fates.fate_of(forest, snapshot, me, row);
-                    fates.0.insert(row, fate);
-                }
-            }
-        }
-        fates
-    }
-
-    fn get(&self, id: RowId) -> Fate {
-        self.0.get(&id).copied().unwrap_or(Fate::Keep)
-    }
-
-    fn fate_of(&self, forest: &Forest, snapshot: &Snapshot, me: &str, id: RowId) -> Fate {
-        let row = forest.row(id).expect("decided rows exist");
-        let Some(key) = row.item.issue_key() else {
-            return Fate::Keep;
-        };
-        let current_parent = forest.parent(id);
-        if let Some(parent) = tracker_parent_row(forest, snapshot, id)
-            && self.get(parent) != Fate::Remove
-        {
-            return if current_parent == Some(parent) {
-                Fate::Keep
-            } else {
-                Fate::Under(parent)
-            };
-        }
-        let under_issue = current_parent
-            .and_then(|p| forest.row(p))
-            .is_some_and(|p| p.item.issue_key().is_some());
-        match (under_issue, row.added_by.as_deref() == Some(me)) {
-            (false, _) => Fate::Keep,
-            (true, true) => Fate::Remove,
-            (true, false) if snapshot.get(key).is_some() => Fate::Top,
-            // An issue gone from the tracker that someone else placed: leave it
-            // for the synchronizer or person that put it there.
-            (true, false) => Fate::Keep,
-        }
-    }
-}
-
-/// The row of the tracker parent of the issue in row `id`.
-fn tracker_parent_row(forest: &Forest, snapshot: &Snapshot, id: RowId) -> Option<RowId> {
-    let parent_key = issue_of(forest, snapshot, id)?.parent.as_deref()?;
-    forest.find_issue(parent_key)
 }
 
 pub(super) fn plan_from(forest: &Forest, snapshot: &Snapshot, plan: &mut UnitPlan) {

@@ -104,7 +104,9 @@ pub struct Commit<'a> {
     pub changes: &'a [Change<'a>],
     pub author: &'a str,
     pub jobs: &'a [JobRecord],
-    /// Baselines of the synchronizers that ran; each one's set is replaced.
+    /// The synchronizers that ran: each one's baselines are replaced by
+    /// those of `baselines` that name it (possibly none).
+    pub synchronizers: &'a [String],
     pub baselines: &'a [Baseline],
 }
 

@@ -3,7 +3,9 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
+use rusqlite::{
+    Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
+};
 
 use super::{
     Baseline, Commit, JobRecord, JobState, JournalEntry, Store, StoreError, StoredResource,
@@ -116,16 +118,18 @@ impl SqliteStore {
         };
         store.configure()?;
         let version: usize = store.query_version()?;
-        if version != MIGRATIONS.len() {
-            return Err(StoreError::Database {
-                path: store.path,
-                message: format!(
-                    "schema version {version} is not the {} this Trellis uses; run `trellis apply` once to migrate it",
-                    MIGRATIONS.len()
-                ),
-            });
-        }
-        Ok(store)
+        let advice = match version.cmp(&MIGRATIONS.len()) {
+            std::cmp::Ordering::Equal => return Ok(store),
+            std::cmp::Ordering::Less => "run `trellis apply` once to migrate it",
+            std::cmp::Ordering::Greater => "upgrade Trellis",
+        };
+        Err(StoreError::Database {
+            path: store.path,
+            message: format!(
+                "schema version {version} is not the {} this Trellis uses; {advice}",
+                MIGRATIONS.len()
+            ),
+        })
     }
 
     fn configure(&self) -> Result<(), StoreError> {
@@ -323,7 +327,12 @@ impl Store for SqliteStore {
     fn commit(&mut self, commit: &Commit) -> Result<u64, StoreError> {
         let path = self.path.clone();
         let err = |e: rusqlite::Error| db_error(&path, e);
-        let tx = self.connection.transaction().map_err(err)?;
+        // IMMEDIATE takes the write lock before the version check, so a
+        // concurrent apply waits (busy timeout) and then sees a clean Conflict.
+        let tx = self
+            .connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
         let found: u64 = tx
             .query_row(
                 "SELECT version FROM structures WHERE id = ?",
@@ -408,12 +417,7 @@ impl Store for SqliteStore {
                         .map_err(err)?;
                 }
             }
-            let synchronizers: BTreeSet<&str> = commit
-                .baselines
-                .iter()
-                .map(|b| b.synchronizer.as_str())
-                .collect();
-            for synchronizer in synchronizers {
+            for synchronizer in commit.synchronizers {
                 tx.execute(
                     "DELETE FROM baselines WHERE synchronizer = ?",
                     [synchronizer],
@@ -538,5 +542,4 @@ impl Store for SqliteStore {
 }
 
 #[cfg(test)]
-#[path = "tests.rs"]
 mod tests;

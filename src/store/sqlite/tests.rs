@@ -1,0 +1,450 @@
+use super::*;
+use crate::model::Position;
+use crate::store::{Change, StoredStructure};
+
+const S: &str = "default/roadmap";
+const F: &str = "default/filter";
+
+fn store() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("trellis.db")).unwrap();
+    (dir, store)
+}
+
+/// Operations applied one by one to a working forest, as the engine does.
+struct Edit {
+    forest: Forest,
+    ops: Vec<StructureOp>,
+}
+
+impl Edit {
+    fn on(forest: &Forest) -> Edit {
+        Edit {
+            forest: forest.clone(),
+            ops: Vec::new(),
+        }
+    }
+
+    fn apply(&mut self, op: StructureOp) -> &mut Edit {
+        op.apply(&mut self.forest).unwrap();
+        self.ops.push(op);
+        self
+    }
+
+    /// Adds a row; an item ending in `/` is a folder.
+    fn add(
+        &mut self,
+        id: RowId,
+        item: &str,
+        by: Option<&str>,
+        under: Option<RowId>,
+        after: Option<RowId>,
+    ) -> &mut Edit {
+        let item = match item.strip_suffix('/') {
+            Some(name) => RowItem::Folder(name.to_owned()),
+            None => RowItem::Issue(item.to_owned()),
+        };
+        let row = Row {
+            id,
+            item,
+            added_by: by.map(str::to_owned),
+        };
+        self.apply(StructureOp::Add {
+            row,
+            at: Position { under, after },
+        })
+    }
+
+    fn mv(&mut self, row: RowId, under: Option<RowId>, after: Option<RowId>) -> &mut Edit {
+        let (item, from) = self.current(row);
+        self.apply(StructureOp::Move {
+            row,
+            item,
+            from,
+            to: Position { under, after },
+        })
+    }
+
+    fn rm(&mut self, row: RowId) -> &mut Edit {
+        let (item, from) = self.current(row);
+        self.apply(StructureOp::Remove { row, item, from })
+    }
+
+    fn current(&self, row: RowId) -> (RowItem, Position) {
+        (
+            self.forest.row(row).unwrap().item.clone(),
+            self.forest.position(row).unwrap(),
+        )
+    }
+}
+
+/// Inbox/ [A-1, A-2], A-3 [A-4], added to an empty structure.
+fn seed() -> Edit {
+    let mut e = Edit::on(&Forest::new());
+    e.add(1, "Inbox/", None, None, None)
+        .add(2, "A-1", Some(F), Some(1), None)
+        .add(3, "A-2", Some(F), Some(1), Some(2))
+        .add(4, "A-3", None, None, Some(1))
+        .add(5, "A-4", Some("default/subtasks"), Some(4), None);
+    e
+}
+
+fn seeded(store: &mut SqliteStore) -> StoredStructure {
+    commit(store, 0, &seed(), &[baseline(F, "A-1")], &[]).unwrap();
+    store.structure(S).unwrap()
+}
+
+fn commit(
+    store: &mut SqliteStore,
+    base_version: u64,
+    edit: &Edit,
+    baselines: &[Baseline],
+    jobs: &[JobRecord],
+) -> Result<u64, StoreError> {
+    let changes = [Change {
+        cause: "manual move".to_owned(),
+        ops: &edit.ops,
+    }];
+    // The synchronizers that ran are the ones the baselines name.
+    let mut synchronizers: Vec<String> = baselines.iter().map(|b| b.synchronizer.clone()).collect();
+    synchronizers.dedup();
+    store.commit(&Commit {
+        structure: S,
+        base_version,
+        forest: &edit.forest,
+        changes: &changes,
+        author: "alice",
+        jobs,
+        synchronizers: &synchronizers,
+        baselines,
+    })
+}
+
+fn baseline(synchronizer: &str, issue: &str) -> Baseline {
+    Baseline {
+        synchronizer: synchronizer.to_owned(),
+        issue: issue.to_owned(),
+        row_parent: Some("Inbox/".to_owned()),
+        tracker_parent: None,
+    }
+}
+
+fn job(synchronizer: Option<&str>, resync: Option<&str>, state: JobState) -> JobRecord {
+    JobRecord {
+        id: 0,
+        structure: S.to_owned(),
+        synchronizer: synchronizer.map(str::to_owned),
+        resync: resync.map(str::to_owned),
+        direction: Some("into".to_owned()),
+        author: "alice".to_owned(),
+        plan_hash: Some("abc123".to_owned()),
+        state,
+        summary: "1 to add".to_owned(),
+        error: (state == JobState::Failed).then(|| "tracker unreachable".to_owned()),
+        started: "2025-03-01T10:00:00.123456789Z".parse().unwrap(),
+        finished: "2025-03-01T10:00:02Z".parse().unwrap(),
+    }
+}
+
+fn assert_same(stored: &Forest, expected: &Forest) {
+    assert_eq!(stored.walk(), expected.walk());
+    assert_eq!(stored.len(), expected.len());
+    for (id, _) in expected.walk() {
+        assert_eq!(stored.row(id), expected.row(id), "row {id}");
+        assert_eq!(stored.parent(id), expected.parent(id), "parent of {id}");
+    }
+    assert_eq!(stored.next_id(), expected.next_id());
+}
+
+#[test]
+fn a_structure_reads_back_exactly_as_committed() {
+    let (_dir, mut store) = store();
+    assert_eq!(store.structure(S).unwrap().version, 0);
+
+    let mut e = seed();
+    e.add(6, "A-5", None, Some(4), Some(5))
+        .mv(3, Some(4), None) // between parents: A-2 leaves Inbox/ for A-3
+        .mv(4, None, None); // reorder: A-3 goes before Inbox/
+    assert_eq!(commit(&mut store, 0, &e, &[], &[]).unwrap(), 1);
+    let stored = store.structure(S).unwrap();
+    assert_eq!(stored.version, 1);
+    assert_same(&stored.forest, &e.forest);
+
+    // On the stored content: reorder stored rows, move one across parents
+    // and remove the row with the highest id.
+    let mut e = Edit::on(&stored.forest);
+    e.mv(4, None, Some(1)).mv(5, Some(1), Some(2)).rm(6);
+    assert_eq!(commit(&mut store, 1, &e, &[], &[]).unwrap(), 2);
+    let stored = store.structure(S).unwrap();
+    assert_eq!(stored.version, 2);
+    assert_same(&stored.forest, &e.forest);
+    assert_eq!(
+        stored.forest.walk(),
+        [(1, 0), (2, 1), (5, 1), (4, 0), (3, 1)]
+    );
+    assert_eq!(stored.forest.next_id(), 7, "row ids are never reused");
+}
+
+#[test]
+fn a_stale_base_version_is_a_conflict_and_writes_nothing() {
+    let (_dir, mut store) = store();
+    let before = seeded(&mut store);
+    store
+        .record_jobs(&[job(Some(F), None, JobState::Succeeded)])
+        .unwrap();
+    let (journal, jobs) = (store.journal(S).unwrap(), store.last_jobs().unwrap());
+
+    let mut e = Edit::on(&before.forest);
+    e.rm(3);
+    let late = [job(Some(F), None, JobState::Failed)];
+    let err = commit(&mut store, 0, &e, &[baseline(F, "A-9")], &late).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Conflict {
+                expected: 0,
+                found: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    let after = store.structure(S).unwrap();
+    assert_eq!(after.version, 1);
+    assert_same(&after.forest, &before.forest);
+    assert_eq!(store.journal(S).unwrap(), journal);
+    assert_eq!(store.last_jobs().unwrap(), jobs);
+    assert_eq!(store.baselines(F).unwrap(), [baseline(F, "A-1")]);
+}
+
+#[test]
+fn the_journal_records_each_operation_with_its_version_author_and_cause() {
+    let (_dir, mut store) = store();
+    let start = jiff::Timestamp::now();
+    let mut e = Edit::on(&Forest::new());
+    e.add(1, "Inbox/", None, None, None)
+        .add(2, "A-1", Some(F), Some(1), None)
+        .mv(2, None, Some(1));
+    let cause = "synchronizer default/filter (into)";
+    let changes = [
+        Change {
+            cause: "declared rows".to_owned(),
+            ops: &e.ops[..1],
+        },
+        Change {
+            cause: cause.to_owned(),
+            ops: &e.ops[1..],
+        },
+        Change {
+            cause: "nothing to do".to_owned(),
+            ops: &[],
+        },
+    ];
+    let first = Commit {
+        structure: S,
+        base_version: 0,
+        forest: &e.forest,
+        changes: &changes,
+        author: "bob",
+        jobs: &[],
+        synchronizers: &[],
+        baselines: &[],
+    };
+    store.commit(&first).unwrap();
+    let mut removal = Edit::on(&e.forest);
+    removal.rm(2);
+    commit(&mut store, 1, &removal, &[], &[]).unwrap();
+
+    let journal = store.journal(S).unwrap();
+    let seen: Vec<_> = journal
+        .iter()
+        .map(|j| (j.version, j.author.as_str(), j.cause.as_str(), &j.change))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (1, "bob", "declared rows", &e.ops[0]),
+            (1, "bob", cause, &e.ops[1]),
+            (1, "bob", cause, &e.ops[2]),
+            (2, "alice", "manual move", &removal.ops[0]),
+        ]
+    );
+    assert!(
+        journal
+            .iter()
+            .all(|j| j.time >= start && j.time <= jiff::Timestamp::now())
+    );
+    assert!(store.journal("default/other").unwrap().is_empty());
+}
+
+#[test]
+fn a_commit_that_fails_midway_leaves_the_previous_state() {
+    let (_dir, mut store) = store();
+    let before = seeded(&mut store);
+    let journal = store.journal(S).unwrap();
+
+    let mut e = Edit::on(&before.forest);
+    e.add(6, "A-6", None, Some(1), Some(3))
+        .mv(5, None, None)
+        .rm(2);
+    // The same (synchronizer, issue) twice: an INSERT near the end of the
+    // commit fails, after rows, journal and the old baselines' deletion.
+    let twice = [baseline(F, "A-6"), baseline(F, "A-6")];
+    let jobs = [job(Some(F), None, JobState::Succeeded)];
+    let err = commit(&mut store, 1, &e, &twice, &jobs).unwrap_err();
+    assert!(matches!(err, StoreError::Database { .. }), "{err}");
+
+    let after = store.structure(S).unwrap();
+    assert_eq!(after.version, 1);
+    assert_same(&after.forest, &before.forest);
+    assert_eq!(store.journal(S).unwrap(), journal);
+    assert_eq!(store.baselines(F).unwrap(), [baseline(F, "A-1")]);
+    assert!(store.last_jobs().unwrap().is_empty());
+
+    // Nothing half-written stands in the way of the corrected commit.
+    assert_eq!(commit(&mut store, 1, &e, &twice[..1], &jobs).unwrap(), 2);
+    assert_same(&store.structure(S).unwrap().forest, &e.forest);
+}
+
+#[test]
+fn each_commit_replaces_the_baselines_of_the_synchronizers_that_ran() {
+    let (_dir, mut store) = store();
+    let nothing = Edit::on(&Forest::new());
+    let first = [
+        baseline(F, "A-1"),
+        baseline(F, "A-2"),
+        baseline("default/subtasks", "B-1"),
+    ];
+    commit(&mut store, 0, &nothing, &first, &[]).unwrap();
+    assert_eq!(store.baselines(F).unwrap(), first[..2]);
+
+    let mut moved = baseline(F, "A-3");
+    moved.tracker_parent = Some("A-1".to_owned());
+    commit(&mut store, 0, &nothing, std::slice::from_ref(&moved), &[]).unwrap();
+    assert_eq!(store.baselines(F).unwrap(), [moved]);
+    assert_eq!(store.baselines("default/subtasks").unwrap(), first[2..]);
+    assert!(store.baselines("default/none").unwrap().is_empty());
+
+    // A synchronizer that ran and now has nothing to record loses its old set.
+    store
+        .commit(&Commit {
+            structure: S,
+            base_version: 0,
+            forest: &nothing.forest,
+            changes: &[],
+            author: "alice",
+            jobs: &[],
+            synchronizers: &[F.to_owned()],
+            baselines: &[],
+        })
+        .unwrap();
+    assert!(store.baselines(F).unwrap().is_empty());
+    assert_eq!(store.baselines("default/subtasks").unwrap(), first[2..]);
+}
+
+#[test]
+fn last_jobs_and_resyncs_count_what_actually_succeeded() {
+    let (_dir, mut store) = store();
+    let first = [
+        job(Some(F), Some("default/r1"), JobState::Failed),
+        job(Some("default/s"), None, JobState::Succeeded),
+    ];
+    store.record_jobs(&first).unwrap();
+    assert!(
+        !store.resync_done("default/r1").unwrap(),
+        "a failed resync is not done"
+    );
+
+    let later = [
+        job(Some(F), Some("default/r1"), JobState::Succeeded),
+        job(None, None, JobState::Succeeded),
+    ];
+    commit(&mut store, 0, &Edit::on(&Forest::new()), &[], &later).unwrap();
+    assert!(store.resync_done("default/r1").unwrap());
+    assert!(!store.resync_done("default/r2").unwrap());
+
+    let last = store.last_jobs().unwrap();
+    let ids: Vec<u64> = last.iter().map(|j| j.id).collect();
+    assert_eq!(
+        ids,
+        [3, 2],
+        "the newest of each synchronizer, manual edits left out"
+    );
+    let stripped: Vec<JobRecord> = last.into_iter().map(|j| JobRecord { id: 0, ..j }).collect();
+    assert_eq!(stripped, [later[0].clone(), first[1].clone()]);
+}
+
+#[test]
+fn remember_replaces_a_resource_by_kind_and_id() {
+    let (_dir, mut store) = store();
+    let resource = |kind: &str, body: &str| StoredResource {
+        kind: kind.to_owned(),
+        id: "default/a".to_owned(),
+        body: body.to_owned(),
+    };
+    store
+        .remember(&[resource("Structure", "{}"), resource("Synchronizer", "{}")])
+        .unwrap();
+    store
+        .remember(&[resource("Structure", r#"{"v":2}"#)])
+        .unwrap();
+    let expected = [
+        resource("Structure", r#"{"v":2}"#),
+        resource("Synchronizer", "{}"),
+    ];
+    assert_eq!(store.remembered().unwrap(), expected);
+}
+
+#[test]
+fn read_only_does_not_create_a_missing_store_and_reads_an_existing_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state").join("trellis.db");
+    let empty = SqliteStore::open_read_only(&path).unwrap();
+    assert_eq!(empty.structure(S).unwrap().version, 0);
+    assert!(empty.remembered().unwrap().is_empty());
+    assert!(
+        !path.parent().unwrap().exists(),
+        "neither the store nor its directory is created"
+    );
+
+    let mut writer = SqliteStore::open(&path).unwrap();
+    let written = seeded(&mut writer);
+    // While the writer is still open (`status` during an apply), and after.
+    let reader = SqliteStore::open_read_only(&path).unwrap();
+    assert_same(&reader.structure(S).unwrap().forest, &written.forest);
+    drop((reader, writer));
+    let mut reader = SqliteStore::open_read_only(&path).unwrap();
+    let read = reader.structure(S).unwrap();
+    assert_eq!(read.version, 1);
+    assert_same(&read.forest, &written.forest);
+    assert_eq!(reader.journal(S).unwrap().len(), 5);
+    assert!(
+        reader
+            .record_jobs(&[job(None, None, JobState::Succeeded)])
+            .is_err(),
+        "read-only writes nothing"
+    );
+}
+
+#[test]
+fn reopening_keeps_the_data_and_a_newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trellis.db");
+    let written = seeded(&mut SqliteStore::open(&path).unwrap());
+    let again = SqliteStore::open(&path).unwrap();
+    assert_eq!(again.query_version().unwrap(), MIGRATIONS.len());
+    assert_same(&again.structure(S).unwrap().forest, &written.forest);
+    drop(again);
+
+    let newer = MIGRATIONS.len() + 1;
+    Connection::open(&path)
+        .unwrap()
+        .pragma_update(None, "user_version", newer)
+        .unwrap();
+    let err = SqliteStore::open(&path)
+        .err()
+        .expect("a newer schema is refused");
+    assert!(err.to_string().contains("upgrade Trellis"), "{err}");
+    assert!(SqliteStore::open_read_only(&path).is_err());
+}
