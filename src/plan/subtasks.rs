@@ -180,14 +180,31 @@ impl<'a> Target<'a> {
                 .or_default()
                 .extend(list.into_iter().map(|(_, id)| id));
         }
-        let kept: Vec<RowId> = walk
+        // Rows that stay where someone put them, rather than under their
+        // tracker parent: only these may be lifted to break a loop.
+        let in_place: Vec<RowId> = walk
             .iter()
             .map(|(id, _)| *id)
-            .filter(|id| fates[id] == Fate::Keep)
+            .filter(|id| {
+                fates[id] == Fate::Keep && !self.under_tracker_parent(forest, snapshot, *id)
+            })
             .collect();
-        lift_rows_closing_loops(&mut layout, &kept);
+        lift_rows_closing_loops(&mut layout, &in_place);
         Forest::from_layout(rows, layout, next_id)
             .expect("the layout is a forest once loops are broken")
+    }
+
+    /// Whether row `id` holds an issue that sits under its held tracker parent.
+    fn under_tracker_parent(&self, forest: &Forest, snapshot: &Snapshot, id: RowId) -> bool {
+        let key = forest.row(id).and_then(|r| r.item.issue_key());
+        let parent = key
+            .and_then(|k| parent_of(snapshot, k))
+            .filter(|p| self.holds(p));
+        let current = forest
+            .parent(id)
+            .and_then(|p| forest.row(p))
+            .and_then(|r| r.item.issue_key());
+        parent.is_some() && parent == current
     }
 
     fn fate(&self, forest: &Forest, snapshot: &Snapshot, me: &str, id: RowId) -> Fate {
@@ -223,9 +240,10 @@ impl<'a> Target<'a> {
 /// Moving issues under their tracker parents can close a loop through rows
 /// that stay where they are: issue A holds folder F, F holds issue B, and the
 /// tracker puts A under B. A loop cannot consist of tracker parents alone (the
-/// snapshot has no parent cycle), so it holds a row kept in place; the first
-/// such row (in display order) moves to the top level, which breaks the loop.
-fn lift_rows_closing_loops(layout: &mut HashMap<Option<RowId>, Vec<RowId>>, kept: &[RowId]) {
+/// snapshot has no parent cycle), so it holds a row kept where someone put
+/// it; the first such row (in display order) moves to the top level, which
+/// breaks the loop.
+fn lift_rows_closing_loops(layout: &mut HashMap<Option<RowId>, Vec<RowId>>, in_place: &[RowId]) {
     loop {
         let parent: HashMap<RowId, Option<RowId>> = layout
             .iter()
@@ -240,11 +258,7 @@ fn lift_rows_closing_loops(layout: &mut HashMap<Option<RowId>, Vec<RowId>>, kept
                 }
             }
         }
-        let Some(&start) = kept
-            .iter()
-            .chain(parent.keys())
-            .find(|id| !reachable.contains(*id))
-        else {
+        let Some(&start) = parent.keys().filter(|id| !reachable.contains(*id)).min() else {
             return;
         };
         // Follow parents from an unreachable row until a row repeats: a loop.
@@ -258,7 +272,7 @@ fn lift_rows_closing_loops(layout: &mut HashMap<Option<RowId>, Vec<RowId>>, kept
             seen.push(*p);
             current = *p;
         }
-        let lifted = *kept
+        let lifted = *in_place
             .iter()
             .find(|k| seen.contains(k))
             .expect("a loop holds a row kept in place");

@@ -389,3 +389,32 @@ fn the_hash_changes_with_the_base_even_for_the_same_operations() {
         plan(&Forest::new(), &s1, &units).hash
     );
 }
+
+#[test]
+fn a_loop_through_a_folder_is_broken_by_lifting_the_folder_not_a_placed_issue() {
+    // Tracker: P-5 > P-6 > P-7 > P-3. Structure: P-7 > P-3 > F/ > P-5.
+    let s = Snapshot::new([
+        issue("P-3", Some("P-7")),
+        issue("P-5", None),
+        issue("P-6", Some("P-5")),
+        issue("P-7", Some("P-6")),
+    ]);
+    let f = forest(&[
+        ("P-7", None, None),
+        ("P-3", Some("P-7"), None),
+        ("F/", Some("P-3"), None),
+        ("P-5", Some("F/"), None),
+    ]);
+    let p = plan(&f, &s, &[subtasks(Direction::Into)]);
+    let (after, _) = applied(&f, &s, &p);
+    assert_eq!(
+        layout(&after),
+        ["F/", "P-5@F/", "P-6@P-5", "P-7@P-6", "P-3@P-7"]
+    );
+    assert_eq!(
+        p.summary.total(),
+        3,
+        "add P-6, move P-7 under it, lift F/: {:#?}",
+        p.units
+    );
+}
