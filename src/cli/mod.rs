@@ -28,7 +28,8 @@ pub struct Cli {
         long,
         global = true,
         env = "TRELLIS_STATE",
-        default_value = ".trellis/trellis.db"
+        default_value = ".trellis/trellis.db",
+        value_name = "PATH"
     )]
     state: PathBuf,
     #[command(subcommand)]

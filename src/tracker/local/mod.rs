@@ -171,7 +171,9 @@ impl Tracker for LocalTracker {
             .enumerate()
             .map(|(i, issue)| (issue.key.clone(), i))
             .collect();
-        let now = jiff::Timestamp::now();
+        // Whole seconds, as trackers show them.
+        let now = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second())
+            .expect("the current time is in range");
         for op in ops {
             let Some(&index) = positions.get(op.issue()) else {
                 *last_read = Some(read);
