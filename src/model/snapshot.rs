@@ -1,21 +1,29 @@
 //! What a tracker reported at one moment: the planner's view of the tracker.
 
-use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+use foldhash::HashMap;
 
 use sha2::{Digest, Sha256};
 
 use super::Issue;
 
 /// Issues by key, as read in one scan of a tracker.
+///
+/// Cloning is cheap (the issues are shared); changing an issue copies them
+/// first, so the engine, the tracker and the planner hold one copy of a
+/// large tracker. The digest is computed once, on first use.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
-    issues: HashMap<String, Issue>,
+    issues: Arc<HashMap<String, Issue>>,
+    digest: Arc<OnceLock<String>>,
 }
 
 impl Snapshot {
     pub fn new(issues: impl IntoIterator<Item = Issue>) -> Self {
         Snapshot {
-            issues: issues.into_iter().map(|i| (i.key.clone(), i)).collect(),
+            issues: Arc::new(issues.into_iter().map(|i| (i.key.clone(), i)).collect()),
+            digest: Arc::default(),
         }
     }
 
@@ -23,8 +31,10 @@ impl Snapshot {
         self.issues.get(key)
     }
 
+    /// An issue to change; the snapshot stops sharing its issues and its digest.
     pub fn get_mut(&mut self, key: &str) -> Option<&mut Issue> {
-        self.issues.get_mut(key)
+        self.digest = Arc::default();
+        Arc::make_mut(&mut self.issues).get_mut(key)
     }
 
     pub fn len(&self) -> usize {
@@ -41,7 +51,7 @@ impl Snapshot {
 
     /// Each parent's children, ordered by rank then key.
     pub fn children_by_parent(&self) -> HashMap<&str, Vec<&Issue>> {
-        let mut children: HashMap<&str, Vec<&Issue>> = HashMap::new();
+        let mut children: HashMap<&str, Vec<&Issue>> = HashMap::default();
         for issue in self.issues.values() {
             if let Some(parent) = &issue.parent {
                 children.entry(parent.as_str()).or_default().push(issue);
@@ -56,8 +66,8 @@ impl Snapshot {
     /// A chain of parents that loops back on itself (`A` under `B` under `A`),
     /// listed from the first issue found on the loop, if there is one.
     pub fn parent_cycle(&self) -> Option<Vec<String>> {
-        // 0 = unvisited, 1 = on the current chain, 2 = known to end at a root.
-        let mut state: HashMap<&str, u8> = HashMap::with_capacity(self.issues.len());
+        // 1 = on the current chain, 2 = known to end at a root.
+        let mut state: HashMap<&str, u8> = HashMap::with_capacity_and_hasher(self.issues.len(), Default::default());
         let mut keys: Vec<&str> = self.issues.keys().map(String::as_str).collect();
         keys.sort_unstable();
         for start in keys {
@@ -86,18 +96,58 @@ impl Snapshot {
 
     /// A digest of every issue's content, independent of read order: two
     /// snapshots with the same digest plan the same way.
-    pub fn digest(&self) -> String {
-        let mut keys: Vec<&String> = self.issues.keys().collect();
-        keys.sort_unstable();
-        let mut hasher = Sha256::new();
-        for key in keys {
-            let issue = &self.issues[key];
-            // JSON of a plain struct cannot fail.
-            let json = serde_json::to_vec(issue).expect("issue serializes");
-            hasher.update((json.len() as u64).to_le_bytes());
-            hasher.update(&json);
+    pub fn digest(&self) -> &str {
+        self.digest.get_or_init(|| {
+            let mut keys: Vec<&String> = self.issues.keys().collect();
+            keys.sort_unstable();
+            let mut hasher = Sha256::new();
+            for key in keys {
+                hash_issue(&mut hasher, &self.issues[key]);
+            }
+            hex(&hasher.finalize())
+        })
+    }
+}
+
+/// Feeds every field of an issue to the hasher, each length-prefixed so
+/// that no two different issues feed the same bytes.
+fn hash_issue(hasher: &mut Sha256, issue: &Issue) {
+    fn text(hasher: &mut Sha256, value: &str) {
+        hasher.update((value.len() as u64).to_le_bytes());
+        hasher.update(value.as_bytes());
+    }
+    fn optional(hasher: &mut Sha256, value: Option<&str>) {
+        match value {
+            Some(v) => {
+                hasher.update([1]);
+                text(hasher, v);
+            }
+            None => hasher.update([0]),
         }
-        hex(&hasher.finalize())
+    }
+    text(hasher, &issue.key);
+    text(hasher, &issue.summary);
+    text(hasher, &issue.issue_type);
+    text(hasher, &issue.status);
+    optional(hasher, issue.parent.as_deref());
+    optional(hasher, issue.epic.as_deref());
+    hasher.update((issue.links.len() as u64).to_le_bytes());
+    for link in &issue.links {
+        text(hasher, &link.link_type);
+        text(hasher, &link.target);
+    }
+    optional(hasher, issue.rank.as_deref());
+    match issue.updated {
+        Some(t) => {
+            hasher.update([1]);
+            hasher.update(t.as_nanosecond().to_le_bytes());
+        }
+        None => hasher.update([0]),
+    }
+    hasher.update((issue.fields.len() as u64).to_le_bytes());
+    for (name, value) in &issue.fields {
+        text(hasher, name);
+        text(hasher, value);
     }
 }
 

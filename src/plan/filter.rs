@@ -139,17 +139,17 @@ fn remove_unmatched(
     Ok(())
 }
 
-/// A row must stay when a person or a declared row put it there, another
-/// inserting synchronizer wants it, or this one still matches it; rows an
-/// arranging synchronizer (subtasks) placed under their parent go with it.
+/// A row must stay when this filter matches its issue, a person or a
+/// declared row put it there, or another inserting synchronizer wants it;
+/// rows an arranging synchronizer (subtasks) placed under their parent go
+/// with it.
 fn must_stay(row: &Row, unit: &Unit, rule: &FilterRule, arrangers: &HashSet<String>) -> bool {
+    if row.item.issue_key().is_some_and(|k| rule.matches.contains(k)) {
+        return true;
+    }
     match row.added_by.as_deref() {
         None => true,
-        Some(owner) if owner == unit.name => row
-            .item
-            .issue_key()
-            .is_some_and(|k| rule.matches.contains(k)),
-        Some(owner) => !arrangers.contains(owner),
+        Some(owner) => owner != unit.name && !arrangers.contains(owner),
     }
 }
 

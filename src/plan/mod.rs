@@ -13,7 +13,6 @@
 //! then those that arrange them (subtasks).
 
 mod declared;
-mod diff;
 mod filter;
 mod outline;
 mod subtasks;
@@ -346,9 +345,16 @@ pub fn plan_structure(input: &StructureInput) -> Result<StructurePlan, PlanError
     // Every unit's first run, then the later runs that changed something, in
     // the order they ran: applying them in this order replays the plan.
     let mut units: Vec<UnitPlan> = Vec::with_capacity(input.units.len());
+    // Each unit is idempotent on its own output, so a unit runs again only
+    // when another unit changed the structure or the tracker after its last run.
+    let mut changes = 0usize;
+    let mut seen: Vec<Option<usize>> = vec![None; input.units.len()];
     for round in 1..=MAX_ROUNDS {
         let mut changing = Vec::new();
         for (index, unit) in input.units.iter().enumerate() {
+            if seen[index] == Some(changes) {
+                continue;
+            }
             let mut plan = UnitPlan {
                 synchronizer: unit.name.clone(),
                 kind: unit.rule.kind(),
@@ -360,8 +366,10 @@ pub fn plan_structure(input: &StructureInput) -> Result<StructurePlan, PlanError
             };
             run(unit, &mut plan, &mut forest, &mut snapshot, input.arrangers)?;
             if !plan.is_empty() {
+                changes += 1;
                 changing.push(unit.name.clone());
             }
+            seen[index] = Some(changes);
             if round == 1 {
                 units.push(plan);
             } else {
@@ -379,11 +387,7 @@ pub fn plan_structure(input: &StructureInput) -> Result<StructurePlan, PlanError
             return Err(PlanError::Fight(changing));
         }
     }
-    let outline_diff = outline::diff(
-        input.structure,
-        &render_outline(input.forest, input.snapshot),
-        &render_outline(&forest, input.snapshot),
-    );
+    let outline_diff = outline::diff(input.structure, input.forest, &forest, input.snapshot);
     let summary = Summary::count(&units);
     let hash = plan_hash(&base_fingerprint, &units);
     Ok(StructurePlan {
@@ -469,7 +473,16 @@ pub fn fingerprint(forest: &Forest, snapshot: &Snapshot) -> String {
         let row = forest.row(id).expect("walked rows exist");
         hasher.update(id.to_le_bytes());
         hasher.update((depth as u64).to_le_bytes());
-        hasher.update(serde_json::to_vec(row).expect("rows serialize"));
+        let (kind, name) = match &row.item {
+            RowItem::Issue(key) => (b'i', key),
+            RowItem::Folder(name) => (b'f', name),
+        };
+        hasher.update([kind]);
+        hasher.update((name.len() as u64).to_le_bytes());
+        hasher.update(name.as_bytes());
+        let owner = row.added_by.as_deref().unwrap_or_default();
+        hasher.update((owner.len() as u64).to_le_bytes());
+        hasher.update(owner.as_bytes());
     }
     hasher.update(snapshot.digest());
     crate::model::hex(&hasher.finalize())

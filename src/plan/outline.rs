@@ -3,9 +3,9 @@
 
 use std::fmt::Write;
 
-use similar::{Algorithm, TextDiff};
+use similar::{Algorithm, ChangeTag, capture_diff_slices, group_diff_ops};
 
-use crate::model::{Forest, RowItem, Snapshot};
+use crate::model::{Forest, RowId, RowItem, Snapshot};
 
 /// One line per row: indentation by depth, then key, type, summary and status
 /// for an issue (`PLAT-4 [Story] Migrate invoices (In Progress)`), or the
@@ -13,42 +13,79 @@ use crate::model::{Forest, RowItem, Snapshot};
 pub fn render_outline(forest: &Forest, snapshot: &Snapshot) -> String {
     let mut out = String::with_capacity(forest.len() * 64);
     for (id, depth) in forest.walk() {
-        let row = forest.row(id).expect("walked rows exist");
-        for _ in 0..depth {
-            out.push_str("  ");
+        write_line(&mut out, forest, snapshot, id, depth);
+    }
+    out
+}
+
+fn write_line(out: &mut String, forest: &Forest, snapshot: &Snapshot, id: RowId, depth: usize) {
+    for _ in 0..depth {
+        out.push_str("  ");
+    }
+    match &forest.row(id).expect("walked rows exist").item {
+        RowItem::Folder(name) => {
+            out.push_str(name);
+            out.push('/');
         }
-        match &row.item {
-            RowItem::Folder(name) => {
-                let _ = writeln!(out, "{name}/");
-            }
-            RowItem::Issue(key) => match snapshot.get(key) {
+        RowItem::Issue(key) => {
+            out.push_str(key);
+            match snapshot.get(key) {
                 Some(i) => {
-                    let _ = writeln!(out, "{key} [{}] {} ({})", i.issue_type, i.summary, i.status);
+                    let _ = write!(out, " [{}] {} ({})", i.issue_type, i.summary, i.status);
                 }
-                None => {
-                    let _ = writeln!(out, "{key} (not in the tracker)");
-                }
-            },
+                None => out.push_str(" (not in the tracker)"),
+            }
+        }
+    }
+    out.push('\n');
+}
+
+/// The unified diff between the outlines of two forests (two lines of
+/// context), empty when they are equal.
+///
+/// Rows are compared as (row, depth) pairs in display order, which is what
+/// decides their outline lines, and only the lines of the hunks are rendered:
+/// a 1 % change on 100,000 rows renders a few thousand lines, not 200,000.
+/// Patience diffing anchors on the unique rows, which keeps moves readable.
+pub(super) fn diff(structure: &str, before: &Forest, after: &Forest, snapshot: &Snapshot) -> String {
+    let old = before.walk();
+    let new = after.walk();
+    if old == new {
+        return String::new();
+    }
+    let ops = capture_diff_slices(Algorithm::Patience, &old, &new);
+    let mut out = format!("--- {structure} (current)\n+++ {structure} (planned)\n");
+    for group in group_diff_ops(ops, 2) {
+        let (Some(first), Some(last)) = (group.first(), group.last()) else {
+            continue;
+        };
+        let (old_start, old_end) = (first.old_range().start, last.old_range().end);
+        let (new_start, new_end) = (first.new_range().start, last.new_range().end);
+        let _ = writeln!(
+            out,
+            "@@ -{} +{} @@",
+            hunk_range(old_start, old_end),
+            hunk_range(new_start, new_end)
+        );
+        for op in &group {
+            for change in op.iter_changes(&old, &new) {
+                let (id, depth) = change.value();
+                let (sign, forest) = match change.tag() {
+                    ChangeTag::Equal => (' ', after),
+                    ChangeTag::Delete => ('-', before),
+                    ChangeTag::Insert => ('+', after),
+                };
+                out.push(sign);
+                write_line(&mut out, forest, snapshot, id, depth);
+            }
         }
     }
     out
 }
 
-/// A unified diff between two outlines, empty when they are equal. Patience
-/// diffing anchors on the unique lines (every issue appears once), which keeps
-/// it fast and readable on structures with 100,000 rows.
-pub(super) fn diff(structure: &str, before: &str, after: &str) -> String {
-    if before == after {
-        return String::new();
-    }
-    TextDiff::configure()
-        .algorithm(Algorithm::Patience)
-        .diff_lines(before, after)
-        .unified_diff()
-        .context_radius(2)
-        .header(
-            &format!("{structure} (current)"),
-            &format!("{structure} (planned)"),
-        )
-        .to_string()
+/// A unified-diff range: 1-based start and length; an empty range names the
+/// line before it.
+fn hunk_range(start: usize, end: usize) -> String {
+    let len = end - start;
+    if len == 0 { format!("{start},0") } else { format!("{},{len}", start + 1) }
 }

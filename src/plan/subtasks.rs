@@ -10,16 +10,21 @@
 //!   synchronizer) or moves to the top level (placed by anyone else);
 //! - otherwise (top level or under a folder) it is left where it is.
 //!
+//! Only the rows that change are placed, ordered by their depth in the
+//! target structure, so a row's new parent is always in its final place
+//! before the row moves under it (no move can put a row under its own
+//! subtree); rows then removed go children first. The work beyond one pass
+//! over the rows is proportional to what changes.
+//!
 //! From the structure, an issue row under another issue row sets that parent
 //! in the tracker, and an issue row at the top level or under a folder clears
 //! a parent that is in the structure.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
-use crate::model::{Forest, Issue, Row, RowId, RowItem, Snapshot};
+use crate::model::{Forest, Issue, Position, Row, RowId, RowItem, Snapshot};
 
-use super::diff::diff;
-use super::{PlanError, TrackerOp, UnitPlan, record};
+use super::{PlanError, StructureOp, TrackerOp, UnitPlan, record};
 
 pub(super) fn plan_into(
     forest: &mut Forest,
@@ -30,12 +35,28 @@ pub(super) fn plan_into(
     if let Some(cycle) = snapshot.parent_cycle() {
         return Err(PlanError::ParentCycle(cycle));
     }
-    let target = Target::decide(forest, snapshot, me).build(forest, snapshot, me);
-    for op in diff(forest, &target) {
-        record(forest, plan, op).map_err(|source| PlanError::Internal {
-            unit: me.to_owned(),
-            source,
-        })?;
+    let changes = Target::decide(forest, snapshot, me).changes(forest, snapshot, me);
+    let internal = |source| PlanError::Internal {
+        unit: me.to_owned(),
+        source,
+    };
+    for (id, under, new_row) in changes.placements {
+        let after = forest.children(under).iter().copied().rfind(|&c| c != id);
+        let to = Position { under, after };
+        let op = match new_row {
+            Some(row) => StructureOp::Add { row, at: to },
+            None => {
+                let item = forest.row(id).expect("placed rows exist").item.clone();
+                // `from` is filled in by `record` from the working forest.
+                StructureOp::Move { row: id, item, from: to, to }
+            }
+        };
+        record(forest, plan, op).map_err(internal)?;
+    }
+    for id in changes.removals {
+        let item = forest.row(id).expect("removed rows exist").item.clone();
+        let op = StructureOp::Remove { row: id, item, from: Position { under: None, after: None } };
+        record(forest, plan, op).map_err(internal)?;
     }
     Ok(())
 }
@@ -46,25 +67,37 @@ struct Target<'a> {
     holds: HashMap<&'a str, bool>,
 }
 
+/// What `into` changes: rows to place (moved, or new with their row), in an
+/// order that keeps every step valid, then rows to remove, children first.
+struct Changes {
+    placements: Vec<(RowId, Option<RowId>, Option<Row>)>,
+    removals: Vec<RowId>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fate {
+    Keep,
+    UnderParent,
+    Top,
+    Remove,
+}
+
 impl<'a> Target<'a> {
     fn decide(forest: &'a Forest, snapshot: &'a Snapshot, me: &str) -> Target<'a> {
         let mut target = Target {
             holds: HashMap::with_capacity(snapshot.len() + forest.len()),
         };
-        let keys = forest
-            .walk()
-            .into_iter()
-            .filter_map(|(id, _)| forest.row(id)?.item.issue_key())
+        let walk = forest.walk();
+        let keys = walk
+            .iter()
+            .filter_map(|(id, _)| forest.row(*id)?.item.issue_key())
             .chain(snapshot.issues().map(|i| i.key.as_str()));
         for key in keys {
             // Walk up the tracker-parent chain to the first decided issue,
             // then decide top-down (no recursion: chains can be long; the
             // snapshot was checked for cycles).
             let mut chain = vec![key];
-            while let Some(parent) = snapshot
-                .get(chain[chain.len() - 1])
-                .and_then(|i| i.parent.as_deref())
-            {
+            while let Some(parent) = parent_of(snapshot, chain[chain.len() - 1]) {
                 if target.holds.contains_key(parent) || chain.contains(&parent) {
                     break;
                 }
@@ -93,29 +126,16 @@ impl<'a> Target<'a> {
         }
     }
 
-    /// The target forest: kept rows in their order, then rows joining each
-    /// parent (moved in or added) in rank order.
-    fn build(&self, forest: &Forest, snapshot: &Snapshot, me: &str) -> Forest {
+    fn changes(&self, forest: &Forest, snapshot: &Snapshot, me: &str) -> Changes {
         let walk = forest.walk();
-        let mut next_id = forest.next_id();
-        // New rows for held issues that have none, with ids in a stable order.
-        let mut joining_issues: Vec<&Issue> = snapshot
-            .issues()
-            .filter(|i| self.holds(&i.key) && forest.find_issue(&i.key).is_none())
-            .collect();
-        joining_issues.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
-        let mut rows: Vec<Row> = Vec::with_capacity(walk.len() + joining_issues.len());
-        let mut target_row: HashMap<&str, RowId> = HashMap::new();
-        for issue in &joining_issues {
-            target_row.insert(&issue.key, next_id);
-            rows.push(Row {
-                id: next_id,
-                item: RowItem::Issue(issue.key.clone()),
-                added_by: Some(me.to_owned()),
-            });
-            next_id += 1;
-        }
         let mut fates: HashMap<RowId, Fate> = HashMap::with_capacity(walk.len());
+        // Rows staying where someone put them rather than under their
+        // tracker parent, in display order: only these may be lifted to
+        // break a loop.
+        let mut in_place = Vec::new();
+        // Row id → its parent in the target, for the rows that change place.
+        let mut destination: HashMap<RowId, Option<RowId>> = HashMap::new();
+        let mut new_rows: HashMap<RowId, Row> = HashMap::new();
         for &(id, _) in &walk {
             let mut fate = self.fate(forest, snapshot, me, id);
             // Rows staying under a row that goes (a folder, an issue someone
@@ -124,86 +144,80 @@ impl<'a> Target<'a> {
                 fate = Fate::Top;
             }
             fates.insert(id, fate);
-            if fate != Fate::Remove {
-                let row = forest.row(id).expect("walked rows exist");
-                if let Some(key) = row.item.issue_key() {
-                    target_row.insert(key, id);
+            match fate {
+                Fate::Keep if !self.under_tracker_parent(forest, snapshot, id) => in_place.push(id),
+                Fate::Top => {
+                    destination.insert(id, None);
                 }
-                rows.push(row.clone());
+                _ => {}
             }
         }
-        let mut layout: HashMap<Option<RowId>, Vec<RowId>> = HashMap::new();
-        let kept = |parent: Option<RowId>| -> Vec<RowId> {
-            let children = forest.children(parent).iter().copied();
-            children.filter(|c| fates[c] == Fate::Keep).collect()
-        };
-        layout.insert(None, kept(None));
-        for row in &rows {
-            layout.entry(Some(row.id)).or_insert_with(|| {
-                if forest.contains(row.id) {
-                    kept(Some(row.id))
-                } else {
-                    Vec::new()
-                }
-            });
+        // New rows for held issues that have none, with ids in a stable order.
+        let mut joining: Vec<&Issue> = snapshot
+            .issues()
+            .filter(|i| self.holds(&i.key) && forest.find_issue(&i.key).is_none())
+            .collect();
+        joining.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+        let mut new_ids: HashMap<&str, RowId> = HashMap::with_capacity(joining.len());
+        for (id, issue) in (forest.next_id()..).zip(&joining) {
+            new_ids.insert(&issue.key, id);
         }
-        let mut joining: HashMap<Option<RowId>, Vec<(Order, RowId)>> = HashMap::new();
+        let row_of = |key: &str| forest.find_issue(key).or_else(|| new_ids.get(key).copied());
         for &(id, _) in &walk {
-            let destination = match fates[&id] {
-                Fate::UnderParent => {
-                    let key = forest
-                        .row(id)
-                        .and_then(|r| r.item.issue_key())
-                        .expect("issue rows");
-                    Some(target_row[parent_of(snapshot, key).expect("has a parent")])
+            if fates[&id] == Fate::UnderParent {
+                let key = forest.row(id).and_then(|r| r.item.issue_key()).expect("issue rows");
+                let parent = parent_of(snapshot, key).and_then(row_of).expect("held parents have rows");
+                destination.insert(id, Some(parent));
+            }
+        }
+        for issue in &joining {
+            let id = new_ids[issue.key.as_str()];
+            let parent = parent_of(snapshot, &issue.key).and_then(row_of).expect("joining issues have a held parent");
+            destination.insert(id, Some(parent));
+            new_rows.insert(id, Row { id, item: RowItem::Issue(issue.key.clone()), added_by: Some(me.to_owned()) });
+        }
+        let depths = loop {
+            match target_depths(forest, &destination) {
+                Ok(depths) => break depths,
+                Err(looped) => {
+                    let lifted = *in_place
+                        .iter()
+                        .find(|r| looped.contains(*r))
+                        .expect("a loop holds a row kept where someone put it");
+                    destination.insert(lifted, None);
                 }
-                Fate::Top => None,
-                Fate::Keep | Fate::Remove => continue,
+            }
+        };
+        let order = |id: RowId| {
+            let issue = match new_rows.get(&id) {
+                Some(row) => row.item.issue_key().and_then(|k| snapshot.get(k)),
+                None => issue_of(forest, snapshot, id),
             };
-            joining
-                .entry(destination)
-                .or_default()
-                .push((order_of(forest, snapshot, id), id));
-        }
-        for issue in joining_issues {
-            let parent =
-                parent_of(snapshot, &issue.key).expect("joining issues have a held parent");
-            joining
-                .entry(Some(target_row[parent]))
-                .or_default()
-                .push((Some(issue.order_key()), target_row[issue.key.as_str()]));
-        }
-        for (parent, mut list) in joining {
-            list.sort_by_key(|(order, _)| (order.is_none(), *order));
-            layout
-                .entry(parent)
-                .or_default()
-                .extend(list.into_iter().map(|(_, id)| id));
-        }
-        // Rows that stay where someone put them, rather than under their
-        // tracker parent: only these may be lifted to break a loop.
-        let in_place: Vec<RowId> = walk
+            issue.map(Issue::order_key)
+        };
+        let mut placements: Vec<(usize, Option<RowId>, bool, Option<(Option<&str>, &str, u64)>, RowId)> = destination
             .iter()
-            .map(|(id, _)| *id)
-            .filter(|id| {
-                fates[id] == Fate::Keep && !self.under_tracker_parent(forest, snapshot, *id)
+            .map(|(&id, &under)| {
+                let rank = order(id);
+                (depths[&id], under, rank.is_none(), rank, id)
             })
             .collect();
-        lift_rows_closing_loops(&mut layout, &in_place);
-        Forest::from_layout(rows, layout, next_id)
-            .expect("the layout is a forest once loops are broken")
+        placements.sort_unstable();
+        let removals = walk.iter().rev().map(|(id, _)| *id).filter(|id| fates[id] == Fate::Remove).collect();
+        Changes {
+            placements: placements
+                .into_iter()
+                .map(|(_, under, _, _, id)| (id, under, new_rows.remove(&id)))
+                .collect(),
+            removals,
+        }
     }
 
     /// Whether row `id` holds an issue that sits under its held tracker parent.
     fn under_tracker_parent(&self, forest: &Forest, snapshot: &Snapshot, id: RowId) -> bool {
         let key = forest.row(id).and_then(|r| r.item.issue_key());
-        let parent = key
-            .and_then(|k| parent_of(snapshot, k))
-            .filter(|p| self.holds(p));
-        let current = forest
-            .parent(id)
-            .and_then(|p| forest.row(p))
-            .and_then(|r| r.item.issue_key());
+        let parent = key.and_then(|k| parent_of(snapshot, k)).filter(|p| self.holds(p));
+        let current = forest.parent(id).and_then(|p| forest.row(p)).and_then(|r| r.item.issue_key());
         parent.is_some() && parent == current
     }
 
@@ -213,15 +227,8 @@ impl<'a> Target<'a> {
             return Fate::Keep;
         };
         if let Some(parent) = parent_of(snapshot, key).filter(|p| self.holds(p)) {
-            let current = forest
-                .parent(id)
-                .and_then(|p| forest.row(p))
-                .and_then(|r| r.item.issue_key());
-            return if current == Some(parent) {
-                Fate::Keep
-            } else {
-                Fate::UnderParent
-            };
+            let current = forest.parent(id).and_then(|p| forest.row(p)).and_then(|r| r.item.issue_key());
+            return if current == Some(parent) { Fate::Keep } else { Fate::UnderParent };
         }
         if !under_issue(forest, id) {
             Fate::Keep
@@ -237,69 +244,49 @@ impl<'a> Target<'a> {
     }
 }
 
-/// Moving issues under their tracker parents can close a loop through rows
-/// that stay where they are: issue A holds folder F, F holds issue B, and the
-/// tracker puts A under B. A loop cannot consist of tracker parents alone (the
-/// snapshot has no parent cycle), so it holds a row kept where someone put
-/// it; the first such row (in display order) moves to the top level, which
-/// breaks the loop.
-fn lift_rows_closing_loops(layout: &mut HashMap<Option<RowId>, Vec<RowId>>, in_place: &[RowId]) {
-    loop {
-        let parent: HashMap<RowId, Option<RowId>> = layout
-            .iter()
-            .flat_map(|(p, children)| children.iter().map(move |c| (*c, *p)))
-            .collect();
-        let mut reachable = std::collections::HashSet::new();
-        let mut stack = vec![None];
-        while let Some(p) = stack.pop() {
-            for &c in layout.get(&p).into_iter().flatten() {
-                if reachable.insert(c) {
-                    stack.push(Some(c));
+/// The depth in the target structure of every row that changes place (rows
+/// that stay keep their current parent). Moving issues under their tracker
+/// parents can close a loop through rows that stay where they are (issue A
+/// holds folder F, F holds issue B, and the tracker puts A under B); such a
+/// loop is returned instead. A loop cannot consist of tracker parents alone
+/// (the snapshot has no parent cycle), so it holds a row kept where someone
+/// put it, which the caller lifts to the top level.
+fn target_depths(
+    forest: &Forest,
+    destination: &HashMap<RowId, Option<RowId>>,
+) -> Result<HashMap<RowId, usize>, HashSet<RowId>> {
+    let parent = |id: RowId| match destination.get(&id) {
+        Some(under) => *under,
+        None => forest.parent(id),
+    };
+    let mut depths: HashMap<RowId, usize> = HashMap::with_capacity(destination.len());
+    let mut starts: Vec<RowId> = destination.keys().copied().collect();
+    starts.sort_unstable();
+    for start in starts {
+        let mut chain = vec![start];
+        let mut on_chain = HashSet::new();
+        on_chain.insert(start);
+        let base = loop {
+            let last = chain[chain.len() - 1];
+            match parent(last) {
+                None => break 0,
+                Some(p) => {
+                    if let Some(depth) = depths.get(&p) {
+                        break depth + 1;
+                    }
+                    if !on_chain.insert(p) {
+                        let from = chain.iter().position(|r| *r == p).expect("on the chain");
+                        return Err(chain[from..].iter().copied().collect());
+                    }
+                    chain.push(p);
                 }
             }
-        }
-        let Some(&start) = parent.keys().filter(|id| !reachable.contains(*id)).min() else {
-            return;
         };
-        // Follow parents from an unreachable row until a row repeats: a loop.
-        let mut seen = vec![start];
-        let mut current = start;
-        while let Some(Some(p)) = parent.get(&current) {
-            if let Some(at) = seen.iter().position(|r| r == p) {
-                seen.drain(..at);
-                break;
-            }
-            seen.push(*p);
-            current = *p;
+        for (offset, id) in chain.iter().rev().enumerate() {
+            depths.insert(*id, base + offset);
         }
-        let lifted = *in_place
-            .iter()
-            .find(|k| seen.contains(k))
-            .expect("a loop holds a row kept in place");
-        if let Some(Some(old)) = parent.get(&lifted) {
-            layout
-                .entry(Some(*old))
-                .or_default()
-                .retain(|c| *c != lifted);
-        }
-        layout.entry(None).or_default().push(lifted);
     }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Fate {
-    Keep,
-    UnderParent,
-    Top,
-    Remove,
-}
-
-/// Sibling order of rows joining a parent: issues by rank and key, then
-/// rows without an issue (folders, issues gone from the tracker).
-type Order<'s> = Option<(Option<&'s str>, &'s str, u64)>;
-
-fn order_of<'s>(forest: &Forest, snapshot: &'s Snapshot, id: RowId) -> Order<'s> {
-    issue_of(forest, snapshot, id).map(Issue::order_key)
+    Ok(depths)
 }
 
 fn parent_of<'s>(snapshot: &'s Snapshot, key: &str) -> Option<&'s str> {
@@ -307,9 +294,7 @@ fn parent_of<'s>(snapshot: &'s Snapshot, key: &str) -> Option<&'s str> {
 }
 
 fn placed_by(forest: &Forest, id: RowId, me: &str) -> bool {
-    forest
-        .row(id)
-        .is_some_and(|r| r.added_by.as_deref() == Some(me))
+    forest.row(id).is_some_and(|r| r.added_by.as_deref() == Some(me))
 }
 
 fn under_issue(forest: &Forest, id: RowId) -> bool {
@@ -320,11 +305,7 @@ fn under_issue(forest: &Forest, id: RowId) -> bool {
 }
 
 fn issue_of<'s>(forest: &Forest, snapshot: &'s Snapshot, id: RowId) -> Option<&'s Issue> {
-    forest
-        .row(id)?
-        .item
-        .issue_key()
-        .and_then(|k| snapshot.get(k))
+    forest.row(id)?.item.issue_key().and_then(|k| snapshot.get(k))
 }
 
 pub(super) fn plan_from(forest: &Forest, snapshot: &Snapshot, plan: &mut UnitPlan) {
