@@ -210,7 +210,8 @@ fn change_one_percent(snapshot: &mut Snapshot, n: usize) -> [usize; 3] {
     }
     let mut done = [0; 3];
     for index in order {
-        let issue = snapshot.get_mut(&key(index)).expect("generated issue");
+        let mut changed = snapshot.get(&key(index)).expect("generated issue").clone();
+        let issue = &mut changed;
         let level = level_of(index);
         if done[0] < reparent {
             if level == 0 || levels[level - 1].len() < 2 {
@@ -239,6 +240,7 @@ fn change_one_percent(snapshot: &mut Snapshot, n: usize) -> [usize; 3] {
         } else {
             break;
         }
+        snapshot.update(&key(index), |issue| *issue = changed);
     }
     done
 }

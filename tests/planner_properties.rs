@@ -199,7 +199,10 @@ fn expected_after_from(forest: &Forest, snapshot: &Snapshot) -> Snapshot {
             }
             _ => continue,
         };
-        after.get_mut(key).expect("issue is in the snapshot").parent = new_parent;
+        assert!(
+            after.update(key, |issue| issue.parent = new_parent),
+            "issue is in the snapshot"
+        );
     }
     after
 }

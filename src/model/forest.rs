@@ -310,7 +310,8 @@ impl Forest {
             next_id,
             ..Forest::new()
         };
-        let mut rows: std::collections::HashMap<RowId, Row> = rows.into_iter().map(|r| (r.id, r)).collect();
+        let mut rows: std::collections::HashMap<RowId, Row> =
+            rows.into_iter().map(|r| (r.id, r)).collect();
         let mut pending: Vec<Option<RowId>> = vec![None];
         while let Some(parent) = pending.pop() {
             let mut after = None;

@@ -10,85 +10,139 @@ use super::Issue;
 
 /// Issues by key, as read in one scan of a tracker.
 ///
-/// Cloning is cheap (the issues are shared); changing an issue copies them
-/// first, so the engine, the tracker and the planner hold one copy of a
-/// large tracker. The digest is computed once, on first use.
+/// The issues are indexed once: each has a position, and each position the
+/// position of its parent, so planners walk parent chains over integers
+/// instead of hashing keys (100,000 issues mean millions of steps). Cloning
+/// is cheap (the issues are shared); changing an issue copies them first, so
+/// the engine, the tracker and the planner hold one copy of a large tracker.
+/// The digest is computed once, on first use.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
-    issues: Arc<HashMap<String, Issue>>,
+    indexed: Arc<Indexed>,
     digest: Arc<OnceLock<String>>,
 }
 
+#[derive(Clone, Debug, Default)]
+struct Indexed {
+    issues: Vec<Issue>,
+    positions: HashMap<String, usize>,
+    /// The position of each issue's parent, when the parent is in the snapshot.
+    parents: Vec<Option<usize>>,
+}
+
 impl Snapshot {
+    /// Indexes `issues`; of two issues with one key, the later wins.
     pub fn new(issues: impl IntoIterator<Item = Issue>) -> Self {
+        let mut indexed = Indexed::default();
+        for issue in issues {
+            match indexed.positions.get(&issue.key) {
+                Some(&at) => indexed.issues[at] = issue,
+                None => {
+                    indexed
+                        .positions
+                        .insert(issue.key.clone(), indexed.issues.len());
+                    indexed.issues.push(issue);
+                }
+            }
+        }
+        indexed.parents = (0..indexed.issues.len())
+            .map(|i| indexed.parent_position(i))
+            .collect();
         Snapshot {
-            issues: Arc::new(issues.into_iter().map(|i| (i.key.clone(), i)).collect()),
+            indexed: Arc::new(indexed),
             digest: Arc::default(),
         }
     }
 
     pub fn get(&self, key: &str) -> Option<&Issue> {
-        self.issues.get(key)
+        self.position(key).map(|i| &self.indexed.issues[i])
     }
 
-    /// An issue to change; the snapshot stops sharing its issues and its digest.
-    pub fn get_mut(&mut self, key: &str) -> Option<&mut Issue> {
+    /// Changes one issue; the snapshot stops sharing its issues and its digest.
+    /// Returns false when there is no such issue.
+    pub fn update(&mut self, key: &str, change: impl FnOnce(&mut Issue)) -> bool {
+        let Some(at) = self.position(key) else {
+            return false;
+        };
         self.digest = Arc::default();
-        Arc::make_mut(&mut self.issues).get_mut(key)
+        let indexed = Arc::make_mut(&mut self.indexed);
+        change(&mut indexed.issues[at]);
+        indexed.parents[at] = indexed.parent_position(at);
+        true
     }
 
     pub fn len(&self) -> usize {
-        self.issues.len()
+        self.indexed.issues.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.issues.is_empty()
+        self.indexed.issues.is_empty()
     }
 
+    /// The issues, in the order the tracker returned them.
     pub fn issues(&self) -> impl Iterator<Item = &Issue> {
-        self.issues.values()
+        self.indexed.issues.iter()
     }
 
-    /// Each parent's children, ordered by rank then key.
-    pub fn children_by_parent(&self) -> HashMap<&str, Vec<&Issue>> {
-        let mut children: HashMap<&str, Vec<&Issue>> = HashMap::default();
-        for issue in self.issues.values() {
-            if let Some(parent) = &issue.parent {
-                children.entry(parent.as_str()).or_default().push(issue);
-            }
-        }
-        for list in children.values_mut() {
-            list.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
-        }
-        children
+    /// Where the issue with `key` is (an index below [`Snapshot::len`]).
+    pub fn position(&self, key: &str) -> Option<usize> {
+        self.indexed.positions.get(key).copied()
+    }
+
+    /// The issue at `position`.
+    pub fn at(&self, position: usize) -> &Issue {
+        &self.indexed.issues[position]
+    }
+
+    /// The position of the parent of the issue at `position`, if the parent
+    /// is in the snapshot.
+    pub fn parent_position(&self, position: usize) -> Option<usize> {
+        self.indexed.parents[position]
     }
 
     /// A chain of parents that loops back on itself (`A` under `B` under `A`),
-    /// listed from the first issue found on the loop, if there is one.
+    /// listed from its smallest key, if there is one. With several loops,
+    /// the one reached first in key order, whatever order the tracker used.
     pub fn parent_cycle(&self) -> Option<Vec<String>> {
-        // 1 = on the current chain, 2 = known to end at a root.
-        let mut state: HashMap<&str, u8> = HashMap::with_capacity_and_hasher(self.issues.len(), Default::default());
-        let mut keys: Vec<&str> = self.issues.keys().map(String::as_str).collect();
-        keys.sort_unstable();
-        for start in keys {
+        self.find_cycle(0..self.len())?;
+        // Rare: search again in key order so the report does not depend on
+        // the order the tracker returned issues in.
+        let mut by_key: Vec<usize> = (0..self.len()).collect();
+        by_key.sort_unstable_by(|a, b| self.at(*a).key.cmp(&self.at(*b).key));
+        let mut cycle: Vec<String> = self
+            .find_cycle(by_key.into_iter())?
+            .into_iter()
+            .map(|at| self.at(at).key.clone())
+            .collect();
+        let smallest = (0..cycle.len())
+            .min_by(|a, b| cycle[*a].cmp(&cycle[*b]))
+            .unwrap_or(0);
+        cycle.rotate_left(smallest);
+        Some(cycle)
+    }
+
+    fn find_cycle(&self, starts: impl Iterator<Item = usize>) -> Option<Vec<usize>> {
+        // 0 = not visited, 1 = on the current chain, 2 = known to end at a root.
+        let mut state = vec![0u8; self.len()];
+        for start in starts {
             let mut chain = Vec::new();
             let mut current = Some(start);
-            while let Some(key) = current {
-                match state.get(key).copied().unwrap_or(0) {
+            while let Some(at) = current {
+                match state[at] {
                     2 => break,
                     1 => {
-                        let from = chain.iter().position(|k| *k == key).unwrap_or(0);
-                        return Some(chain[from..].iter().map(|k: &&str| k.to_string()).collect());
+                        let from = chain.iter().position(|c| *c == at).unwrap_or(0);
+                        return Some(chain.split_off(from));
                     }
                     _ => {
-                        state.insert(key, 1);
-                        chain.push(key);
-                        current = self.issues.get(key).and_then(|i| i.parent.as_deref());
+                        state[at] = 1;
+                        chain.push(at);
+                        current = self.parent_position(at);
                     }
                 }
             }
-            for key in chain {
-                state.insert(key, 2);
+            for at in chain {
+                state[at] = 2;
             }
         }
         None
@@ -98,56 +152,65 @@ impl Snapshot {
     /// snapshots with the same digest plan the same way.
     pub fn digest(&self) -> &str {
         self.digest.get_or_init(|| {
-            let mut keys: Vec<&String> = self.issues.keys().collect();
-            keys.sort_unstable();
-            let mut hasher = Sha256::new();
-            for key in keys {
-                hash_issue(&mut hasher, &self.issues[key]);
+            let issues = &self.indexed.issues;
+            let mut order: Vec<usize> = (0..issues.len()).collect();
+            order.sort_unstable_by(|a, b| issues[*a].key.cmp(&issues[*b].key));
+            // One buffer, hashed in large blocks: far faster than many small updates.
+            let mut bytes = Vec::with_capacity(issues.len() * 160);
+            for at in order {
+                write_issue(&mut bytes, &issues[at]);
             }
-            hex(&hasher.finalize())
+            hex(&Sha256::digest(&bytes))
         })
     }
 }
 
-/// Feeds every field of an issue to the hasher, each length-prefixed so
-/// that no two different issues feed the same bytes.
-fn hash_issue(hasher: &mut Sha256, issue: &Issue) {
-    fn text(hasher: &mut Sha256, value: &str) {
-        hasher.update((value.len() as u64).to_le_bytes());
-        hasher.update(value.as_bytes());
+impl Indexed {
+    fn parent_position(&self, at: usize) -> Option<usize> {
+        let parent = self.issues[at].parent.as_deref()?;
+        self.positions.get(parent).copied()
     }
-    fn optional(hasher: &mut Sha256, value: Option<&str>) {
+}
+
+/// Every field of an issue, each length-prefixed so that no two different
+/// issues write the same bytes.
+fn write_issue(bytes: &mut Vec<u8>, issue: &Issue) {
+    fn text(bytes: &mut Vec<u8>, value: &str) {
+        bytes.extend_from_slice(&(value.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(value.as_bytes());
+    }
+    fn optional(bytes: &mut Vec<u8>, value: Option<&str>) {
         match value {
             Some(v) => {
-                hasher.update([1]);
-                text(hasher, v);
+                bytes.push(1);
+                text(bytes, v);
             }
-            None => hasher.update([0]),
+            None => bytes.push(0),
         }
     }
-    text(hasher, &issue.key);
-    text(hasher, &issue.summary);
-    text(hasher, &issue.issue_type);
-    text(hasher, &issue.status);
-    optional(hasher, issue.parent.as_deref());
-    optional(hasher, issue.epic.as_deref());
-    hasher.update((issue.links.len() as u64).to_le_bytes());
+    text(bytes, &issue.key);
+    text(bytes, &issue.summary);
+    text(bytes, &issue.issue_type);
+    text(bytes, &issue.status);
+    optional(bytes, issue.parent.as_deref());
+    optional(bytes, issue.epic.as_deref());
+    bytes.extend_from_slice(&(issue.links.len() as u64).to_le_bytes());
     for link in &issue.links {
-        text(hasher, &link.link_type);
-        text(hasher, &link.target);
+        text(bytes, &link.link_type);
+        text(bytes, &link.target);
     }
-    optional(hasher, issue.rank.as_deref());
+    optional(bytes, issue.rank.as_deref());
     match issue.updated {
         Some(t) => {
-            hasher.update([1]);
-            hasher.update(t.as_nanosecond().to_le_bytes());
+            bytes.push(1);
+            bytes.extend_from_slice(&t.as_nanosecond().to_le_bytes());
         }
-        None => hasher.update([0]),
+        None => bytes.push(0),
     }
-    hasher.update((issue.fields.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(&(issue.fields.len() as u64).to_le_bytes());
     for (name, value) in &issue.fields {
-        text(hasher, name);
-        text(hasher, value);
+        text(bytes, name);
+        text(bytes, value);
     }
 }
 

@@ -144,7 +144,11 @@ fn remove_unmatched(
 /// rows an arranging synchronizer (subtasks) placed under their parent go
 /// with it.
 fn must_stay(row: &Row, unit: &Unit, rule: &FilterRule, arrangers: &HashSet<String>) -> bool {
-    if row.item.issue_key().is_some_and(|k| rule.matches.contains(k)) {
+    if row
+        .item
+        .issue_key()
+        .is_some_and(|k| rule.matches.contains(k))
+    {
         return true;
     }
     match row.added_by.as_deref() {

@@ -158,12 +158,11 @@ impl TrackerOp {
 
     /// Applies the operation to a snapshot (the planner's working copy).
     pub fn apply(&self, snapshot: &mut Snapshot) {
-        if let Some(issue) = snapshot.get_mut(self.issue()) {
-            issue.parent = match self {
-                TrackerOp::SetParent { to, .. } => Some(to.clone()),
-                TrackerOp::ClearParent { .. } => None,
-            };
-        }
+        let parent = match self {
+            TrackerOp::SetParent { to, .. } => Some(to.clone()),
+            TrackerOp::ClearParent { .. } => None,
+        };
+        snapshot.update(self.issue(), |issue| issue.parent = parent);
     }
 }
 

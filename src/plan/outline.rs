@@ -47,7 +47,12 @@ fn write_line(out: &mut String, forest: &Forest, snapshot: &Snapshot, id: RowId,
 /// decides their outline lines, and only the lines of the hunks are rendered:
 /// a 1 % change on 100,000 rows renders a few thousand lines, not 200,000.
 /// Patience diffing anchors on the unique rows, which keeps moves readable.
-pub(super) fn diff(structure: &str, before: &Forest, after: &Forest, snapshot: &Snapshot) -> String {
+pub(super) fn diff(
+    structure: &str,
+    before: &Forest,
+    after: &Forest,
+    snapshot: &Snapshot,
+) -> String {
     let old = before.walk();
     let new = after.walk();
     if old == new {
@@ -87,5 +92,9 @@ pub(super) fn diff(structure: &str, before: &Forest, after: &Forest, snapshot: &
 /// line before it.
 fn hunk_range(start: usize, end: usize) -> String {
     let len = end - start;
-    if len == 0 { format!("{start},0") } else { format!("{},{len}", start + 1) }
+    if len == 0 {
+        format!("{start},0")
+    } else {
+        format!("{},{len}", start + 1)
+    }
 }

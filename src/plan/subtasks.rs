@@ -35,7 +35,7 @@ pub(super) fn plan_into(
     if let Some(cycle) = snapshot.parent_cycle() {
         return Err(PlanError::ParentCycle(cycle));
     }
-    let changes = Target::decide(forest, snapshot, me).changes(forest, snapshot, me);
+    let changes = Changes::compute(forest, snapshot, me);
     let internal = |source| PlanError::Internal {
         unit: me.to_owned(),
         source,
@@ -48,23 +48,167 @@ pub(super) fn plan_into(
             None => {
                 let item = forest.row(id).expect("placed rows exist").item.clone();
                 // `from` is filled in by `record` from the working forest.
-                StructureOp::Move { row: id, item, from: to, to }
+                StructureOp::Move {
+                    row: id,
+                    item,
+                    from: to,
+                    to,
+                }
             }
         };
         record(forest, plan, op).map_err(internal)?;
     }
     for id in changes.removals {
         let item = forest.row(id).expect("removed rows exist").item.clone();
-        let op = StructureOp::Remove { row: id, item, from: Position { under: None, after: None } };
-        record(forest, plan, op).map_err(internal)?;
+        let from = Position {
+            under: None,
+            after: None,
+        };
+        record(
+            forest,
+            plan,
+            StructureOp::Remove {
+                row: id,
+                item,
+                from,
+            },
+        )
+        .map_err(internal)?;
     }
     Ok(())
 }
 
-/// Which issues the target structure holds.
-struct Target<'a> {
-    /// Issue key → whether the target structure holds it.
-    holds: HashMap<&'a str, bool>,
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fate {
+    /// Stays: already under its tracker parent.
+    UnderParentAlready,
+    /// Stays where someone put it (top level, a folder, ...).
+    InPlace,
+    UnderParent,
+    Top,
+    Remove,
+}
+
+/// The structure and the snapshot, cross-indexed by position.
+struct View<'a> {
+    forest: &'a Forest,
+    snapshot: &'a Snapshot,
+    me: &'a str,
+    /// Row id → position of its issue in the snapshot (None: a folder, or
+    /// an issue the tracker no longer has).
+    issue_of_row: Vec<Option<usize>>,
+    /// Snapshot position → the row holding that issue.
+    row_of_issue: Vec<Option<RowId>>,
+}
+
+impl<'a> View<'a> {
+    fn new(
+        forest: &'a Forest,
+        snapshot: &'a Snapshot,
+        me: &'a str,
+        walk: &[(RowId, usize)],
+    ) -> View<'a> {
+        let mut view = View {
+            forest,
+            snapshot,
+            me,
+            issue_of_row: vec![None; slot(forest.next_id())],
+            row_of_issue: vec![None; snapshot.len()],
+        };
+        for &(id, _) in walk {
+            let position = forest
+                .row(id)
+                .and_then(|r| r.item.issue_key())
+                .and_then(|k| snapshot.position(k));
+            if let Some(position) = position {
+                view.issue_of_row[slot(id)] = Some(position);
+                view.row_of_issue[position] = Some(id);
+            }
+        }
+        view
+    }
+
+    fn issue_of(&self, id: RowId) -> Option<usize> {
+        self.issue_of_row.get(slot(id)).copied().flatten()
+    }
+
+    fn placed_by_me(&self, id: RowId) -> bool {
+        self.forest
+            .row(id)
+            .is_some_and(|r| r.added_by.as_deref() == Some(self.me))
+    }
+
+    fn under_issue(&self, id: RowId) -> bool {
+        self.forest
+            .parent(id)
+            .and_then(|p| self.forest.row(p))
+            .is_some_and(|p| p.item.issue_key().is_some())
+    }
+
+    /// Which issues the target structure holds, by snapshot position: an
+    /// issue with a row stays unless this synchronizer placed it under an
+    /// issue row and its tracker parent is not held; an issue without a row
+    /// joins when its tracker parent is held. Decided up each parent chain
+    /// first, without recursion (chains can be long; they have no cycle).
+    fn held(&self) -> Vec<bool> {
+        let n = self.snapshot.len();
+        let mut held: Vec<Option<bool>> = vec![None; n];
+        for start in 0..n {
+            let mut chain = vec![start];
+            while let Some(parent) = self.snapshot.parent_position(chain[chain.len() - 1]) {
+                if held[parent].is_some() {
+                    break;
+                }
+                chain.push(parent);
+            }
+            for &at in chain.iter().rev() {
+                let parent_held = self
+                    .snapshot
+                    .parent_position(at)
+                    .is_some_and(|p| held[p] == Some(true));
+                let holds = match self.row_of_issue[at] {
+                    Some(row) => parent_held || !(self.placed_by_me(row) && self.under_issue(row)),
+                    None => parent_held,
+                };
+                held[at] = Some(holds);
+            }
+        }
+        held.into_iter().map(|h| h == Some(true)).collect()
+    }
+
+    fn fate(&self, held: &[bool], id: RowId) -> Fate {
+        let row = self.forest.row(id).expect("walked rows exist");
+        if row.item.issue_key().is_none() {
+            return Fate::InPlace;
+        }
+        let issue = self.issue_of(id);
+        if let Some(parent) = issue
+            .and_then(|i| self.snapshot.parent_position(i))
+            .filter(|p| held[*p])
+        {
+            let current = self.forest.parent(id).and_then(|p| self.issue_of(p));
+            return if current == Some(parent) {
+                Fate::UnderParentAlready
+            } else {
+                Fate::UnderParent
+            };
+        }
+        if !self.under_issue(id) {
+            Fate::InPlace
+        } else if self.placed_by_me(id) {
+            Fate::Remove
+        } else if issue.is_some() {
+            Fate::Top
+        } else {
+            // An issue gone from the tracker that someone else placed: leave it
+            // for the synchronizer or person that put it there.
+            Fate::InPlace
+        }
+    }
+}
+
+fn slot(id: RowId) -> usize {
+    usize::try_from(id).expect("row ids fit in memory")
 }
 
 /// What `into` changes: rows to place (moved, or new with their row), in an
@@ -74,107 +218,74 @@ struct Changes {
     removals: Vec<RowId>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Fate {
-    Keep,
-    UnderParent,
-    Top,
-    Remove,
-}
-
-impl<'a> Target<'a> {
-    fn decide(forest: &'a Forest, snapshot: &'a Snapshot, me: &str) -> Target<'a> {
-        let mut target = Target {
-            holds: HashMap::with_capacity(snapshot.len() + forest.len()),
-        };
+impl Changes {
+    fn compute(forest: &Forest, snapshot: &Snapshot, me: &str) -> Changes {
         let walk = forest.walk();
-        let keys = walk
-            .iter()
-            .filter_map(|(id, _)| forest.row(*id)?.item.issue_key())
-            .chain(snapshot.issues().map(|i| i.key.as_str()));
-        for key in keys {
-            // Walk up the tracker-parent chain to the first decided issue,
-            // then decide top-down (no recursion: chains can be long; the
-            // snapshot was checked for cycles).
-            let mut chain = vec![key];
-            while let Some(parent) = parent_of(snapshot, chain[chain.len() - 1]) {
-                if target.holds.contains_key(parent) || chain.contains(&parent) {
-                    break;
-                }
-                chain.push(parent);
-            }
-            for &k in chain.iter().rev() {
-                if !target.holds.contains_key(k) {
-                    let holds = target.holds_issue(forest, snapshot, me, k);
-                    target.holds.insert(k, holds);
-                }
-            }
-        }
-        target
-    }
-
-    fn holds(&self, key: &str) -> bool {
-        self.holds.get(key).copied().unwrap_or(false)
-    }
-
-    /// Whether the target structure holds `key`, its tracker parent decided.
-    fn holds_issue(&self, forest: &Forest, snapshot: &Snapshot, me: &str, key: &str) -> bool {
-        let parent_held = parent_of(snapshot, key).is_some_and(|p| self.holds(p));
-        match forest.find_issue(key) {
-            Some(row) => parent_held || !(placed_by(forest, row, me) && under_issue(forest, row)),
-            None => parent_held,
-        }
-    }
-
-    fn changes(&self, forest: &Forest, snapshot: &Snapshot, me: &str) -> Changes {
-        let walk = forest.walk();
+        let view = View::new(forest, snapshot, me, &walk);
+        let held = view.held();
         let mut fates: HashMap<RowId, Fate> = HashMap::with_capacity(walk.len());
-        // Rows staying where someone put them rather than under their
-        // tracker parent, in display order: only these may be lifted to
-        // break a loop.
+        // Rows kept where someone put them, in display order: only these may
+        // be lifted to break a loop.
         let mut in_place = Vec::new();
-        // Row id → its parent in the target, for the rows that change place.
+        // Row → its parent in the target, for the rows that change place.
         let mut destination: HashMap<RowId, Option<RowId>> = HashMap::new();
-        let mut new_rows: HashMap<RowId, Row> = HashMap::new();
+        let mut moving_under_parent = Vec::new();
         for &(id, _) in &walk {
-            let mut fate = self.fate(forest, snapshot, me, id);
+            let mut fate = view.fate(&held, id);
             // Rows staying under a row that goes (a folder, an issue someone
             // else placed) move up to the top level instead of vanishing with it.
-            if fate == Fate::Keep && forest.parent(id).is_some_and(|p| fates[&p] == Fate::Remove) {
+            let parent_goes = forest.parent(id).is_some_and(|p| fates[&p] == Fate::Remove);
+            if parent_goes && matches!(fate, Fate::InPlace | Fate::UnderParentAlready) {
                 fate = Fate::Top;
             }
             fates.insert(id, fate);
             match fate {
-                Fate::Keep if !self.under_tracker_parent(forest, snapshot, id) => in_place.push(id),
+                Fate::InPlace => in_place.push(id),
                 Fate::Top => {
                     destination.insert(id, None);
                 }
-                _ => {}
+                Fate::UnderParent => moving_under_parent.push(id),
+                Fate::UnderParentAlready | Fate::Remove => {}
             }
         }
         // New rows for held issues that have none, with ids in a stable order.
-        let mut joining: Vec<&Issue> = snapshot
-            .issues()
-            .filter(|i| self.holds(&i.key) && forest.find_issue(&i.key).is_none())
+        let mut joining: Vec<usize> = (0..snapshot.len())
+            .filter(|&i| held[i] && view.row_of_issue[i].is_none())
             .collect();
-        joining.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
-        let mut new_ids: HashMap<&str, RowId> = HashMap::with_capacity(joining.len());
-        for (id, issue) in (forest.next_id()..).zip(&joining) {
-            new_ids.insert(&issue.key, id);
+        joining.sort_by(|a, b| {
+            snapshot
+                .at(*a)
+                .order_key()
+                .cmp(&snapshot.at(*b).order_key())
+        });
+        let mut target_row = view.row_of_issue.clone();
+        let mut new_rows: HashMap<RowId, Row> = HashMap::with_capacity(joining.len());
+        for (id, &at) in (forest.next_id()..).zip(&joining) {
+            target_row[at] = Some(id);
+            let item = RowItem::Issue(snapshot.at(at).key.clone());
+            new_rows.insert(
+                id,
+                Row {
+                    id,
+                    item,
+                    added_by: Some(me.to_owned()),
+                },
+            );
         }
-        let row_of = |key: &str| forest.find_issue(key).or_else(|| new_ids.get(key).copied());
-        for &(id, _) in &walk {
-            if fates[&id] == Fate::UnderParent {
-                let key = forest.row(id).and_then(|r| r.item.issue_key()).expect("issue rows");
-                let parent = parent_of(snapshot, key).and_then(row_of).expect("held parents have rows");
-                destination.insert(id, Some(parent));
-            }
+        let parent_row = |at: usize| {
+            let parent = snapshot
+                .parent_position(at)
+                .expect("rows joining a parent have one");
+            target_row[parent].expect("held parents have rows")
+        };
+        for id in moving_under_parent {
+            let at = view
+                .issue_of(id)
+                .expect("rows moving under a parent hold an issue");
+            destination.insert(id, Some(parent_row(at)));
         }
-        for issue in &joining {
-            let id = new_ids[issue.key.as_str()];
-            let parent = parent_of(snapshot, &issue.key).and_then(row_of).expect("joining issues have a held parent");
-            destination.insert(id, Some(parent));
-            new_rows.insert(id, Row { id, item: RowItem::Issue(issue.key.clone()), added_by: Some(me.to_owned()) });
+        for (id, &at) in (forest.next_id()..).zip(&joining) {
+            destination.insert(id, Some(parent_row(at)));
         }
         let depths = loop {
             match target_depths(forest, &destination) {
@@ -188,58 +299,33 @@ impl<'a> Target<'a> {
                 }
             }
         };
-        let order = |id: RowId| {
-            let issue = match new_rows.get(&id) {
+        let issue_of = |id: RowId| -> Option<&Issue> {
+            match new_rows.get(&id) {
                 Some(row) => row.item.issue_key().and_then(|k| snapshot.get(k)),
-                None => issue_of(forest, snapshot, id),
-            };
-            issue.map(Issue::order_key)
+                None => view.issue_of(id).map(|at| snapshot.at(at)),
+            }
         };
-        let mut placements: Vec<(usize, Option<RowId>, bool, Option<(Option<&str>, &str, u64)>, RowId)> = destination
+        // By depth, then destination, then rank (rows without an issue last).
+        let mut placements: Vec<_> = destination
             .iter()
             .map(|(&id, &under)| {
-                let rank = order(id);
+                let rank = issue_of(id).map(Issue::order_key);
                 (depths[&id], under, rank.is_none(), rank, id)
             })
             .collect();
         placements.sort_unstable();
-        let removals = walk.iter().rev().map(|(id, _)| *id).filter(|id| fates[id] == Fate::Remove).collect();
+        let removals = walk
+            .iter()
+            .rev()
+            .map(|(id, _)| *id)
+            .filter(|id| fates[id] == Fate::Remove)
+            .collect();
         Changes {
             placements: placements
                 .into_iter()
                 .map(|(_, under, _, _, id)| (id, under, new_rows.remove(&id)))
                 .collect(),
             removals,
-        }
-    }
-
-    /// Whether row `id` holds an issue that sits under its held tracker parent.
-    fn under_tracker_parent(&self, forest: &Forest, snapshot: &Snapshot, id: RowId) -> bool {
-        let key = forest.row(id).and_then(|r| r.item.issue_key());
-        let parent = key.and_then(|k| parent_of(snapshot, k)).filter(|p| self.holds(p));
-        let current = forest.parent(id).and_then(|p| forest.row(p)).and_then(|r| r.item.issue_key());
-        parent.is_some() && parent == current
-    }
-
-    fn fate(&self, forest: &Forest, snapshot: &Snapshot, me: &str, id: RowId) -> Fate {
-        let row = forest.row(id).expect("walked rows exist");
-        let Some(key) = row.item.issue_key() else {
-            return Fate::Keep;
-        };
-        if let Some(parent) = parent_of(snapshot, key).filter(|p| self.holds(p)) {
-            let current = forest.parent(id).and_then(|p| forest.row(p)).and_then(|r| r.item.issue_key());
-            return if current == Some(parent) { Fate::Keep } else { Fate::UnderParent };
-        }
-        if !under_issue(forest, id) {
-            Fate::Keep
-        } else if placed_by(forest, id, me) {
-            Fate::Remove
-        } else if snapshot.get(key).is_some() {
-            Fate::Top
-        } else {
-            // An issue gone from the tracker that someone else placed: leave it
-            // for the synchronizer or person that put it there.
-            Fate::Keep
         }
     }
 }
@@ -267,8 +353,7 @@ fn target_depths(
         let mut on_chain = HashSet::new();
         on_chain.insert(start);
         let base = loop {
-            let last = chain[chain.len() - 1];
-            match parent(last) {
+            match parent(chain[chain.len() - 1]) {
                 None => break 0,
                 Some(p) => {
                     if let Some(depth) = depths.get(&p) {
@@ -289,32 +374,14 @@ fn target_depths(
     Ok(depths)
 }
 
-fn parent_of<'s>(snapshot: &'s Snapshot, key: &str) -> Option<&'s str> {
-    snapshot.get(key)?.parent.as_deref()
-}
-
-fn placed_by(forest: &Forest, id: RowId, me: &str) -> bool {
-    forest.row(id).is_some_and(|r| r.added_by.as_deref() == Some(me))
-}
-
-fn under_issue(forest: &Forest, id: RowId) -> bool {
-    forest
-        .parent(id)
-        .and_then(|p| forest.row(p))
-        .is_some_and(|p| p.item.issue_key().is_some())
-}
-
-fn issue_of<'s>(forest: &Forest, snapshot: &'s Snapshot, id: RowId) -> Option<&'s Issue> {
-    forest.row(id)?.item.issue_key().and_then(|k| snapshot.get(k))
-}
-
 pub(super) fn plan_from(forest: &Forest, snapshot: &Snapshot, plan: &mut UnitPlan) {
     for (id, _) in forest.walk() {
-        let Some(issue) = issue_of(forest, snapshot, id) else {
-            if let Some(key) = forest.row(id).and_then(|r| r.item.issue_key()) {
-                plan.notes
-                    .push(format!("{key} is not in the tracker; its row was skipped"));
-            }
+        let Some(key) = forest.row(id).and_then(|r| r.item.issue_key()) else {
+            continue;
+        };
+        let Some(issue) = snapshot.get(key) else {
+            plan.notes
+                .push(format!("{key} is not in the tracker; its row was skipped"));
             continue;
         };
         let parent_item = forest

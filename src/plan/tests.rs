@@ -425,9 +425,16 @@ fn a_filter_keeps_an_unmatched_row_that_holds_a_row_it_matches() {
     // P-2 but not P-1. Removing P-1's subtree would take P-2, which the same
     // filter would add back on the next run.
     let s = Snapshot::new([issue("P-1", None), issue("P-2", None)]);
-    let f = forest(&[("P-1", None, Some("ns/f")), ("P-2", Some("P-1"), Some("ns/children"))]);
+    let f = forest(&[
+        ("P-1", None, Some("ns/f")),
+        ("P-2", Some("P-1"), Some("ns/children")),
+    ]);
     let units = [filter("ns/f", &["P-2"], Placement::Top, true)];
     let p = plan(&f, &s, &units);
     assert_eq!(p.summary.total(), 0);
-    assert!(p.units[0].notes[0].contains("P-1 no longer matches but stays: P-2"), "{:?}", p.units[0].notes);
+    assert!(
+        p.units[0].notes[0].contains("P-1 no longer matches but stays: P-2"),
+        "{:?}",
+        p.units[0].notes
+    );
 }

@@ -9,7 +9,7 @@
 
 mod query;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -23,15 +23,22 @@ use crate::plan::TrackerOp;
 
 pub use query::{Query, QueryError};
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct IssuesFile {
     issues: Vec<Issue>,
 }
 
-/// The content last read, and the digest of the bytes it came from.
+/// The same shape, written from borrowed issues.
+#[derive(Serialize)]
+struct IssuesFileRef<'a> {
+    issues: &'a [&'a Issue],
+}
+
+/// The content last read: the issues (shared with the snapshots handed
+/// out, in file order) and the digest of the bytes they came from.
 struct Read {
-    issues: Vec<Issue>,
+    snapshot: Snapshot,
     digest: [u8; 32],
 }
 
@@ -63,13 +70,14 @@ impl LocalTracker {
         let bytes =
             std::fs::read(&self.path).map_err(|e| self.error(format!("cannot read: {e}")))?;
         let text = std::str::from_utf8(&bytes).map_err(|_| self.error("is not UTF-8 text"))?;
-        let file: IssuesFile = serde_saphyr::from_str(text).map_err(|e| {
-            let (line, message) = crate::yaml::describe_error(&e);
-            match line {
-                Some(line) => self.error(format!("line {line}: {message}")),
-                None => self.error(message),
-            }
-        })?;
+        let file: IssuesFile = serde_saphyr::from_str_with_options(text, yaml_options(text.len()))
+            .map_err(|e| {
+                let (line, message) = crate::yaml::describe_error(&e);
+                match line {
+                    Some(line) => self.error(format!("line {line}: {message}")),
+                    None => self.error(message),
+                }
+            })?;
         let mut seen = HashSet::new();
         for issue in &file.issues {
             if !seen.insert(issue.key.as_str()) {
@@ -80,25 +88,22 @@ impl LocalTracker {
             }
         }
         Ok(Read {
-            issues: file.issues,
+            snapshot: Snapshot::new(file.issues),
             digest: Sha256::digest(&bytes).into(),
         })
     }
 
     /// The issues as last read (reading them if needed).
-    fn with_issues<T>(&self, f: impl FnOnce(&[Issue]) -> T) -> Result<T, TrackerError> {
-        let mut last_read = self
-            .last_read
-            .lock()
-            .expect("lock is never poisoned by a panic-free reader");
+    fn last_snapshot(&self) -> Result<Snapshot, TrackerError> {
+        let mut last_read = self.last_read.lock().expect("lock is never poisoned");
         if last_read.is_none() {
             *last_read = Some(self.read()?);
         }
-        Ok(f(&last_read.as_ref().expect("just read").issues))
+        Ok(last_read.as_ref().expect("just read").snapshot.clone())
     }
 
     /// Writes `issues` atomically after checking the file is still what was read.
-    fn write(&self, expected: [u8; 32], issues: Vec<Issue>) -> Result<[u8; 32], TrackerError> {
+    fn write(&self, expected: [u8; 32], issues: &[&Issue]) -> Result<[u8; 32], TrackerError> {
         let current =
             std::fs::read(&self.path).map_err(|e| self.error(format!("cannot read: {e}")))?;
         if Sha256::digest(&current).as_slice() != expected {
@@ -106,7 +111,7 @@ impl LocalTracker {
                 path: self.path.display().to_string(),
             });
         }
-        let text = serde_saphyr::to_string(&IssuesFile { issues })
+        let text = serde_saphyr::to_string(&IssuesFileRef { issues })
             .map_err(|e| self.error(format!("cannot serialize issues: {e}")))?;
         let file_name = self
             .path
@@ -130,6 +135,20 @@ impl LocalTracker {
     }
 }
 
+/// serde-saphyr's default budget stops at 250,000 YAML nodes (about 12,000
+/// issues); an issues file is the user's own data and may be much larger, so
+/// the node, event and scalar limits grow with the file while the limits on
+/// aliases and anchors (what a YAML bomb needs) stay.
+fn yaml_options(len: usize) -> serde_saphyr::Options {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_nodes = budget.max_nodes.max(len);
+    budget.max_events = budget.max_events.max(len);
+    budget.max_total_scalar_bytes = budget.max_total_scalar_bytes.max(len);
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    options
+}
+
 impl Tracker for LocalTracker {
     fn identity(&self) -> String {
         format!("local file {}", self.path.display())
@@ -137,7 +156,7 @@ impl Tracker for LocalTracker {
 
     async fn snapshot(&self) -> Result<Snapshot, TrackerError> {
         let read = self.read()?;
-        let snapshot = Snapshot::new(read.issues.iter().cloned());
+        let snapshot = read.snapshot.clone();
         *self.last_read.lock().expect("lock is never poisoned") = Some(read);
         Ok(snapshot)
     }
@@ -147,13 +166,12 @@ impl Tracker for LocalTracker {
             query: query.to_owned(),
             message: e.to_string(),
         })?;
-        self.with_issues(|issues| {
-            issues
-                .iter()
-                .filter(|i| parsed.matches(i))
-                .map(|i| i.key.clone())
-                .collect()
-        })
+        let snapshot = self.last_snapshot()?;
+        Ok(snapshot
+            .issues()
+            .filter(|i| parsed.matches(i))
+            .map(|i| i.key.clone())
+            .collect())
     }
 
     async fn apply(&self, ops: &[TrackerOp]) -> Result<(), TrackerError> {
@@ -165,37 +183,34 @@ impl Tracker for LocalTracker {
             Some(read) => read,
             None => self.read()?,
         };
-        let mut issues = read.issues.clone();
-        let positions: HashMap<String, usize> = issues
-            .iter()
-            .enumerate()
-            .map(|(i, issue)| (issue.key.clone(), i))
-            .collect();
+        let mut snapshot = read.snapshot.clone();
         // Whole seconds, as trackers show them.
         let now = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second())
             .expect("the current time is in range");
         for op in ops {
-            let Some(&index) = positions.get(op.issue()) else {
+            let parent = match op {
+                TrackerOp::SetParent { to, .. } => Some(to.clone()),
+                TrackerOp::ClearParent { .. } => None,
+            };
+            let found = snapshot.update(op.issue(), |issue| {
+                if issue.parent != parent {
+                    issue.parent = parent;
+                    issue.updated = Some(now);
+                }
+            });
+            if !found {
                 *last_read = Some(read);
                 return Err(TrackerError::Issue {
                     issue: op.issue().to_owned(),
                     operation: op.to_string(),
                     message: "the issue is not in the file any more; nothing was written".into(),
                 });
-            };
-            let issue = &mut issues[index];
-            let parent = match op {
-                TrackerOp::SetParent { to, .. } => Some(to.clone()),
-                TrackerOp::ClearParent { .. } => None,
-            };
-            if issue.parent != parent {
-                issue.parent = parent;
-                issue.updated = Some(now);
             }
         }
-        match self.write(read.digest, issues.clone()) {
+        let issues: Vec<&Issue> = snapshot.issues().collect();
+        match self.write(read.digest, &issues) {
             Ok(digest) => {
-                *last_read = Some(Read { issues, digest });
+                *last_read = Some(Read { snapshot, digest });
                 Ok(())
             }
             Err(e) => {
