@@ -223,7 +223,7 @@ impl Changes {
         let walk = forest.walk();
         let view = View::new(forest, snapshot, me, &walk);
         let held = view.held();
-        let mut fates: HashMap<RowId, Fate> = HashMap::with_capacity(walk.len());
+        let mut fates: Vec<Option<Fate>> = vec![None; slot(forest.next_id())];
         // Rows kept where someone put them, in display order: only these may
         // be lifted to break a loop.
         let mut in_place = Vec::new();
@@ -234,11 +234,13 @@ impl Changes {
             let mut fate = view.fate(&held, id);
             // Rows staying under a row that goes (a folder, an issue someone
             // else placed) move up to the top level instead of vanishing with it.
-            let parent_goes = forest.parent(id).is_some_and(|p| fates[&p] == Fate::Remove);
+            let parent_goes = forest
+                .parent(id)
+                .is_some_and(|p| fates[slot(p)] == Some(Fate::Remove));
             if parent_goes && matches!(fate, Fate::InPlace | Fate::UnderParentAlready) {
                 fate = Fate::Top;
             }
-            fates.insert(id, fate);
+            fates[slot(id)] = Some(fate);
             match fate {
                 Fate::InPlace => in_place.push(id),
                 Fate::Top => {
@@ -318,7 +320,7 @@ impl Changes {
             .iter()
             .rev()
             .map(|(id, _)| *id)
-            .filter(|id| fates[id] == Fate::Remove)
+            .filter(|id| fates[slot(*id)] == Some(Fate::Remove))
             .collect();
         Changes {
             placements: placements
