@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use trellis::model::{Direction, Forest, Issue, Snapshot};
 use trellis::plan::{
-    FilterRule, Placement, Rule, StructureInput, StructurePlan, Unit, plan_structure,
+    FilterRule, Placement, Planned, Rule, StructureInput, StructurePlan, Unit, plan_structure,
 };
 use trellis::tracker::local::Query;
 use trellis::tracker::{LocalTracker, Tracker};
@@ -274,21 +274,22 @@ fn units(top: HashSet<String>) -> Vec<Unit> {
     ]
 }
 
+/// Plans from `forest`, which the planner consumes (the engine hands it the
+/// content it just read from the store, so copying it is no part of planning).
 fn plan(
-    forest: &Forest,
+    forest: Forest,
     snapshot: &Snapshot,
     units: &[Unit],
     arrangers: &HashSet<String>,
-) -> StructurePlan {
-    plan_structure(&StructureInput {
+) -> Planned {
+    let input = StructureInput {
         structure: "bench/roadmap",
         tracker: "bench/issues",
-        forest,
         snapshot,
         units,
         arrangers,
-    })
-    .expect("the generated issues plan")
+    };
+    plan_structure(forest, &input).expect("the generated issues plan")
 }
 
 fn applied(forest: &Forest, plan: &StructurePlan) -> Forest {
@@ -307,15 +308,18 @@ struct Stats {
     max: Duration,
 }
 
-/// Runs `f` `runs` times, dropping each result before the next run, and
-/// returns the timings and the last result.
-fn time<T>(runs: usize, mut f: impl FnMut() -> T) -> (Stats, T) {
+/// Runs `f` `runs` times on inputs made by `setup` (not timed), dropping each
+/// result before the next run (not timed either: return the inputs with the
+/// result so that freeing them is not measured), and returns the timings and
+/// the last result.
+fn time<I, T>(runs: usize, mut setup: impl FnMut() -> I, mut f: impl FnMut(I) -> T) -> (Stats, T) {
     let mut times = Vec::with_capacity(runs);
     let mut last = None;
     for _ in 0..runs.max(1) {
         drop(last.take());
+        let input = setup();
         let start = Instant::now();
-        let result = f();
+        let result = f(input);
         times.push(start.elapsed());
         last = Some(result);
     }
@@ -421,7 +425,10 @@ fn main() {
     );
 
     let start = Instant::now();
-    let mut snapshot = Snapshot::new(generate(n));
+    // Each run plans from a freshly read snapshot (its digest not computed
+    // yet, as after a tracker read) and consumes a forest, as the engine does.
+    let fresh = || Snapshot::new(generate(n));
+    let snapshot = fresh();
     println!(
         "generated in {}; RSS before planning {}",
         ms(start.elapsed()),
@@ -437,46 +444,63 @@ fn main() {
     // A: a full `into` resync into an empty structure.
     let top = matching(&snapshot, TOP_QUERY);
     let units_a = units(top.clone());
-    let empty = Forest::new();
-    let (stats, plan_a) = time(config.runs, || {
-        plan(&empty, &snapshot, &units_a, &arrangers)
-    });
+    drop(snapshot);
+    let (stats, (planned_a, _)) = time(
+        config.runs,
+        || (Forest::new(), fresh()),
+        |(forest, snapshot)| (plan(forest, &snapshot, &units_a, &arrangers), snapshot),
+    );
     table.row("A full into resync", &stats, Some(TARGET_FULL));
-    notes.push(format!("A: {}", describe(&plan_a)));
-    let synced = applied(&empty, &plan_a);
+    notes.push(format!("A: {}", describe(&planned_a.plan)));
+    let synced = applied(&Forest::new(), &planned_a.plan);
+    assert_eq!(
+        synced.walk(),
+        planned_a.forest.walk(),
+        "replaying gives the planned forest"
+    );
     assert_eq!(synced.len(), n, "every issue has a row after the resync");
-    drop(plan_a);
+    drop(planned_a);
     let peak_after_a = status_kb("VmHWM");
 
     // Nothing changed: the resync finds nothing to do (informational).
-    let (stats, again) = time(config.runs, || {
-        plan(&synced, &snapshot, &units_a, &arrangers)
-    });
+    let (stats, (again, _)) = time(
+        config.runs,
+        || (synced.clone(), fresh()),
+        |(forest, snapshot)| (plan(forest, &snapshot, &units_a, &arrangers), snapshot),
+    );
     assert_eq!(
-        again.summary.total(),
+        again.plan.summary.total(),
         0,
         "planning after applying finds nothing to do"
     );
-    assert!(again.outline_diff.is_empty());
+    assert!(again.plan.outline_diff.is_empty());
     table.row("A' resync again, nothing changed", &stats, None);
     drop(again);
 
     // B: 1 % of the issues changed in the tracker.
-    let [reparented, renamed, restatused] = change_one_percent(&mut snapshot, n);
+    let changed = || {
+        let mut snapshot = fresh();
+        let counts = change_one_percent(&mut snapshot, n);
+        (snapshot, counts)
+    };
+    let (snapshot, [reparented, renamed, restatused]) = changed();
     let top_b = matching(&snapshot, TOP_QUERY);
     assert_eq!(top_b, top, "the top level does not change");
+    drop(snapshot);
     let units_b = units(top_b);
-    let (stats, plan_b) = time(config.runs, || {
-        plan(&synced, &snapshot, &units_b, &arrangers)
-    });
+    let (stats, (planned_b, _)) = time(
+        config.runs,
+        || (synced.clone(), changed().0),
+        |(forest, snapshot)| (plan(forest, &snapshot, &units_b, &arrangers), snapshot),
+    );
     table.row("B 1 % changed", &stats, Some(TARGET_CHANGED));
     notes.push(format!(
         "B: {reparented} re-parented, {renamed} renamed, {restatused} status changes → {}",
-        describe(&plan_b)
+        describe(&planned_b.plan)
     ));
-    drop(plan_b);
+    drop(planned_b);
     let peak_planning = status_kb("VmHWM");
-    drop((synced, snapshot, units_a, units_b));
+    drop((synced, units_a, units_b));
 
     println!();
     table.print();
@@ -532,43 +556,28 @@ fn load(n: usize, runs: usize) {
     ));
     drop(text);
 
-    let tracker = LocalTracker::new(&path);
-    match block_on(tracker.snapshot()) {
-        Err(e) => notes.push(format!("C: LocalTracker::snapshot() FAILED: {e}")),
-        Ok(snapshot) => {
+    let (stats, tracker) = time(
+        runs.min(3),
+        || (),
+        |()| {
+            let tracker = LocalTracker::new(&path);
+            let snapshot = block_on(tracker.snapshot()).expect("the issues file reads");
             assert_eq!(snapshot.len(), n);
-            drop(snapshot);
-            let (stats, tracker) = time(runs.min(3), || {
-                let tracker = LocalTracker::new(&path);
-                block_on(tracker.snapshot()).expect("the file read before reads again");
-                tracker
-            });
-            table.row("C LocalTracker::snapshot()", &stats, None);
-            let (stats, found) = time(runs, || {
-                block_on(tracker.search(SEARCH_QUERY)).expect("query runs")
-            });
-            table.row("C search(status != Done)", &stats, None);
-            notes.push(format!(
-                "C: `{SEARCH_QUERY}` matched {} issues",
-                found.len()
-            ));
-        }
-    }
+            tracker
+        },
+    );
+    table.row("C LocalTracker::snapshot()", &stats, None);
+    let (stats, found) = time(
+        runs,
+        || (),
+        |()| block_on(tracker.search(SEARCH_QUERY)).expect("query runs"),
+    );
+    table.row("C search(status != Done)", &stats, None);
+    notes.push(format!(
+        "C: `{SEARCH_QUERY}` matched {} issues",
+        found.len()
+    ));
     drop(tracker);
-
-    // The same read with serde-saphyr's budget off, to show what loading
-    // costs where the default budget refuses the file.
-    let (stats, snapshot) = time(runs.min(3), || {
-        let mut options = serde_saphyr::Options::default();
-        options.budget = None;
-        let text = std::fs::read_to_string(&path).expect("the YAML file reads");
-        let file: IssuesFile =
-            serde_saphyr::from_str_with_options(&text, options).expect("the YAML parses");
-        Snapshot::new(file.issues)
-    });
-    assert_eq!(snapshot.len(), n);
-    drop(snapshot);
-    table.row("C* read+parse, budget off+Snapshot", &stats, None);
 
     table.print();
     println!();

@@ -117,14 +117,32 @@ fn subtasks(direction: Direction) -> Unit {
 
 fn plan(forest: &Forest, snapshot: &Snapshot, units: &[Unit]) -> Result<StructurePlan, PlanError> {
     let arrangers: HashSet<String> = [CHILDREN.to_string()].into();
-    plan_structure(&StructureInput {
+    let input = StructureInput {
         structure: "ns/roadmap",
         tracker: "ns/issues",
-        forest,
         snapshot,
         units,
         arrangers: &arrangers,
-    })
+    };
+    let planned = plan_structure(forest.clone(), &input)?;
+    // The engine commits the planner's forest and journals its operations:
+    // replaying the operations must give exactly that forest.
+    let mut replayed = forest.clone();
+    for op in planned.plan.units.iter().flat_map(|u| &u.structure_ops) {
+        op.apply(&mut replayed).expect("planned operations replay");
+    }
+    let rows = |f: &Forest| -> Vec<_> {
+        f.walk()
+            .into_iter()
+            .map(|(id, d)| (id, d, f.row(id).cloned()))
+            .collect()
+    };
+    assert_eq!(
+        rows(&replayed),
+        rows(&planned.forest),
+        "replayed operations differ from the planned forest"
+    );
+    Ok(planned.plan)
 }
 
 fn structure_ops(plan: &StructurePlan) -> Vec<StructureOp> {

@@ -34,6 +34,20 @@ fn paint(text: &str, code: &str, colour: bool) -> String {
     }
 }
 
+/// The operations that need approval, one line each, for listing first.
+fn destructive(plan: &StructurePlan) -> Vec<String> {
+    let rows = plan.units.iter().flat_map(|u| &u.structure_ops);
+    let issues = plan.units.iter().flat_map(|u| &u.tracker_ops);
+    rows.filter(|op| op.is_destructive())
+        .map(describe_op)
+        .chain(
+            issues
+                .filter(|op| op.is_destructive())
+                .map(|op| op.to_string()),
+        )
+        .collect()
+}
+
 fn describe_op(op: &StructureOp) -> String {
     match op {
         StructureOp::Add { row, .. } => format!("add {}", row.item),
@@ -82,22 +96,7 @@ pub fn plan_text(set: &PlanSet, apply: &str, colour: bool) -> String {
                 let _ = writeln!(out, "    note: {note}");
             }
         }
-        let destructive: Vec<String> = plan
-            .units
-            .iter()
-            .flat_map(|u| {
-                u.structure_ops
-                    .iter()
-                    .filter(|op| op.is_destructive())
-                    .map(describe_op)
-            })
-            .chain(plan.units.iter().flat_map(|u| {
-                u.tracker_ops
-                    .iter()
-                    .filter(|op| op.is_destructive())
-                    .map(|op| op.to_string())
-            }))
-            .collect();
+        let destructive = destructive(plan);
         if !destructive.is_empty() {
             let _ = writeln!(out, "  {}", paint("Destructive:", "1;31", colour));
             for line in destructive {
@@ -153,22 +152,7 @@ pub fn plan_markdown(set: &PlanSet, apply: &str) -> String {
             "### Structure `{}`\n\n{}\n",
             plan.structure, plan.summary
         );
-        let destructive: Vec<String> = plan
-            .units
-            .iter()
-            .flat_map(|u| {
-                u.structure_ops
-                    .iter()
-                    .filter(|op| op.is_destructive())
-                    .map(describe_op)
-            })
-            .chain(plan.units.iter().flat_map(|u| {
-                u.tracker_ops
-                    .iter()
-                    .filter(|op| op.is_destructive())
-                    .map(|op| op.to_string())
-            }))
-            .collect();
+        let destructive = destructive(plan);
         if !destructive.is_empty() {
             let _ = writeln!(out, ":warning: **Destructive**");
             for line in destructive {

@@ -18,15 +18,14 @@ use std::collections::HashMap;
 
 use crate::model::{Direction, Forest, RowItem, Snapshot};
 use crate::plan::{
-    PlanError, PlanSet, StructureInput, StructureOp, StructurePlan, UnitPlan, plan_structure,
+    PlanError, PlanSet, Planned, StructureInput, StructureOp, StructurePlan, UnitPlan,
+    plan_structure,
 };
 use crate::spec::{
     Catalog, Declared, SpecErrors, Structure, Tracker as TrackerResource, TrackerType,
     local_issues_file,
 };
-use crate::store::{
-    Baseline, Change, Commit, JobRecord, JobState, Store, StoreError, StoredStructure,
-};
+use crate::store::{Baseline, Change, Commit, JobRecord, JobState, Store, StoreError};
 use crate::tracker::{AnyTracker, LocalTracker, Tracker, TrackerError};
 
 pub use remember::{remembered, structure_view};
@@ -77,7 +76,10 @@ pub enum Approval {
 pub struct Prepared {
     pub structure: String,
     tracker: String,
-    stored: StoredStructure,
+    /// The store version the plan started from.
+    base_version: u64,
+    /// The content as the plan leaves it: what apply commits.
+    forest: Forest,
     snapshot: Snapshot,
     sources: Vec<UnitSource>,
     pub plan: StructurePlan,
@@ -151,23 +153,24 @@ impl<S: Store> Engine<S> {
                 })?;
             let stored = self.store.structure(&id)?;
             let arrangers = units::arrangers(catalog, &id);
-            let plan = plan_structure(&StructureInput {
+            let input = StructureInput {
                 structure: &id,
                 tracker: &tracker_id,
-                forest: &stored.forest,
                 snapshot: &snapshot,
                 units: &units,
                 arrangers: &arrangers,
-            })
-            .map_err(|source| EngineError::Plan {
-                structure: id.clone(),
-                source,
-            })?;
+            };
+            let Planned { plan, forest } =
+                plan_structure(stored.forest, &input).map_err(|source| EngineError::Plan {
+                    structure: id.clone(),
+                    source,
+                })?;
             tracing::info!(structure = %id, summary = %plan.summary, hash = %plan.hash, "planned");
             prepared.push(Prepared {
                 structure: id,
                 tracker: tracker_id,
-                stored,
+                base_version: stored.version,
+                forest,
                 snapshot,
                 sources: sources.into_iter().map(|s| s.source).collect(),
                 plan,
@@ -203,7 +206,8 @@ impl<S: Store> Engine<S> {
         let Prepared {
             structure,
             tracker,
-            stored,
+            base_version,
+            forest,
             mut snapshot,
             sources,
             plan,
@@ -250,14 +254,6 @@ impl<S: Store> Engine<S> {
                 op.apply(&mut snapshot);
             }
         }
-        let mut forest = stored.forest.clone();
-        for op in plan.units.iter().flat_map(|u| &u.structure_ops) {
-            op.apply(&mut forest).map_err(|e| {
-                EngineError::Invalid(format!(
-                    "structure {structure} cannot take its own plan ({e}); please report this"
-                ))
-            })?;
-        }
         let changes: Vec<Change> = plan
             .units
             .iter()
@@ -275,7 +271,7 @@ impl<S: Store> Engine<S> {
         let jobs = job_records(&structure, &sources, &plan, &self.author, started, None);
         let version = self.store.commit(&Commit {
             structure: &structure,
-            base_version: stored.version,
+            base_version,
             forest: &forest,
             changes: &changes,
             author: &self.author,

@@ -307,11 +307,10 @@ pub enum PlanError {
     Internal { unit: String, source: ForestError },
 }
 
-/// Everything the planner needs for one structure.
+/// Everything the planner needs for one structure besides its content.
 pub struct StructureInput<'a> {
     pub structure: &'a str,
     pub tracker: &'a str,
-    pub forest: &'a Forest,
     pub snapshot: &'a Snapshot,
     pub units: &'a [Unit],
     /// Synchronizers whose rows exist only because of their parent row
@@ -332,9 +331,14 @@ pub const MAX_ROUNDS: usize = 10;
 /// The plan is what repeated applies would converge to, so applying it and
 /// planning again finds nothing to do. Units still changing after
 /// [`MAX_ROUNDS`] rounds undo each other, and the plan is refused.
-pub fn plan_structure(input: &StructureInput) -> Result<StructurePlan, PlanError> {
-    let base_fingerprint = fingerprint(input.forest, input.snapshot);
-    let mut forest = input.forest.clone();
+///
+/// The planner works on `forest` itself (the caller has no further use for
+/// the old content, and copying 100,000 rows is not free) and returns it as
+/// the plan leaves it: applying the plan's operations in order to the old
+/// content gives exactly this forest.
+pub fn plan_structure(mut forest: Forest, input: &StructureInput) -> Result<Planned, PlanError> {
+    let base_fingerprint = fingerprint(&forest, input.snapshot);
+    let before = forest.walk();
     let mut snapshot = Cow::Borrowed(input.snapshot);
     for unit in input.units {
         if !unit.rule.supported_directions().contains(&unit.direction) {
@@ -386,10 +390,18 @@ pub fn plan_structure(input: &StructureInput) -> Result<StructurePlan, PlanError
             return Err(PlanError::Fight(changing));
         }
     }
-    let outline_diff = outline::diff(input.structure, input.forest, &forest, input.snapshot);
+    let removed = units
+        .iter()
+        .flat_map(|u| &u.structure_ops)
+        .filter_map(|op| match op {
+            StructureOp::Remove { row, item, .. } => Some((*row, item)),
+            _ => None,
+        })
+        .collect();
+    let outline_diff = outline::diff(input.structure, &before, &removed, &forest, input.snapshot);
     let summary = Summary::count(&units);
     let hash = plan_hash(&base_fingerprint, &units);
-    Ok(StructurePlan {
+    let plan = StructurePlan {
         structure: input.structure.to_owned(),
         tracker: input.tracker.to_owned(),
         units,
@@ -397,7 +409,15 @@ pub fn plan_structure(input: &StructureInput) -> Result<StructurePlan, PlanError
         outline_diff,
         base_fingerprint,
         hash,
-    })
+    };
+    Ok(Planned { plan, forest })
+}
+
+/// A plan and the structure content it leaves.
+#[derive(Debug)]
+pub struct Planned {
+    pub plan: StructurePlan,
+    pub forest: Forest,
 }
 
 /// Runs one unit once over the working forest and snapshot.

@@ -3,6 +3,7 @@
 
 use std::fmt::Write;
 
+use foldhash::HashMap;
 use similar::{Algorithm, ChangeTag, capture_diff_slices, group_diff_ops};
 
 use crate::model::{Forest, RowId, RowItem, Snapshot};
@@ -13,16 +14,21 @@ use crate::model::{Forest, RowId, RowItem, Snapshot};
 pub fn render_outline(forest: &Forest, snapshot: &Snapshot) -> String {
     let mut out = String::with_capacity(forest.len() * 64);
     for (id, depth) in forest.walk() {
-        write_line(&mut out, forest, snapshot, id, depth);
+        write_line(
+            &mut out,
+            &forest.row(id).expect("walked rows exist").item,
+            depth,
+            snapshot,
+        );
     }
     out
 }
 
-fn write_line(out: &mut String, forest: &Forest, snapshot: &Snapshot, id: RowId, depth: usize) {
+fn write_line(out: &mut String, item: &RowItem, depth: usize, snapshot: &Snapshot) {
     for _ in 0..depth {
         out.push_str("  ");
     }
-    match &forest.row(id).expect("walked rows exist").item {
+    match item {
         RowItem::Folder(name) => {
             out.push_str(name);
             out.push('/');
@@ -40,8 +46,10 @@ fn write_line(out: &mut String, forest: &Forest, snapshot: &Snapshot, id: RowId,
     out.push('\n');
 }
 
-/// The unified diff between the outlines of two forests (two lines of
-/// context), empty when they are equal.
+/// The unified diff between the outline of the rows `before` (in display
+/// order, with depths) and that of `after` (two lines of context), empty when
+/// they are equal. Rows removed on the way are named by `removed`; every
+/// other row is still in `after`.
 ///
 /// Rows are compared as (row, depth) pairs in display order, which is what
 /// decides their outline lines, and only the lines of the hunks are rendered:
@@ -49,16 +57,20 @@ fn write_line(out: &mut String, forest: &Forest, snapshot: &Snapshot, id: RowId,
 /// Patience diffing anchors on the unique rows, which keeps moves readable.
 pub(super) fn diff(
     structure: &str,
-    before: &Forest,
+    before: &[(RowId, usize)],
+    removed: &HashMap<RowId, &RowItem>,
     after: &Forest,
     snapshot: &Snapshot,
 ) -> String {
-    let old = before.walk();
     let new = after.walk();
-    if old == new {
+    if before == new.as_slice() {
         return String::new();
     }
-    let ops = capture_diff_slices(Algorithm::Patience, &old, &new);
+    let item = |id: RowId| match after.row(id) {
+        Some(row) => &row.item,
+        None => removed[&id],
+    };
+    let ops = capture_diff_slices(Algorithm::Patience, before, &new);
     let mut out = format!("--- {structure} (current)\n+++ {structure} (planned)\n");
     for group in group_diff_ops(ops, 2) {
         let (Some(first), Some(last)) = (group.first(), group.last()) else {
@@ -73,15 +85,15 @@ pub(super) fn diff(
             hunk_range(new_start, new_end)
         );
         for op in &group {
-            for change in op.iter_changes(&old, &new) {
+            for change in op.iter_changes(before, &new) {
                 let (id, depth) = change.value();
-                let (sign, forest) = match change.tag() {
-                    ChangeTag::Equal => (' ', after),
-                    ChangeTag::Delete => ('-', before),
-                    ChangeTag::Insert => ('+', after),
+                let sign = match change.tag() {
+                    ChangeTag::Equal => ' ',
+                    ChangeTag::Delete => '-',
+                    ChangeTag::Insert => '+',
                 };
                 out.push(sign);
-                write_line(&mut out, forest, snapshot, id, depth);
+                write_line(&mut out, item(id), depth, snapshot);
             }
         }
     }

@@ -79,15 +79,17 @@ fn subtasks(direction: Direction) -> Unit {
 
 fn plan(f: &Forest, s: &Snapshot, units: &[Unit]) -> StructurePlan {
     let arrangers: HashSet<String> = ["ns/children".to_string()].into();
-    plan_structure(&StructureInput {
+    let input = StructureInput {
         structure: "ns/roadmap",
         tracker: "ns/issues",
-        forest: f,
         snapshot: s,
         units,
         arrangers: &arrangers,
-    })
-    .unwrap()
+    };
+    let planned = plan_structure(f.clone(), &input).unwrap();
+    // What the engine commits is what replaying the operations gives.
+    assert_eq!(applied(f, s, &planned.plan).0.walk(), planned.forest.walk());
+    planned.plan
 }
 
 fn applied(f: &Forest, s: &Snapshot, p: &StructurePlan) -> (Forest, Snapshot) {
@@ -291,14 +293,16 @@ fn a_parent_cycle_is_reported_with_its_issues() {
     let s = Snapshot::new([issue("P-1", Some("P-2")), issue("P-2", Some("P-1"))]);
     let f = forest(&[("P-1", None, None)]);
     let arrangers = HashSet::new();
-    let err = plan_structure(&StructureInput {
-        structure: "ns/r",
-        tracker: "ns/t",
-        forest: &f,
-        snapshot: &s,
-        units: &[subtasks(Direction::Into)],
-        arrangers: &arrangers,
-    })
+    let err = plan_structure(
+        f.clone(),
+        &StructureInput {
+            structure: "ns/r",
+            tracker: "ns/t",
+            snapshot: &s,
+            units: &[subtasks(Direction::Into)],
+            arrangers: &arrangers,
+        },
+    )
     .unwrap_err();
     assert!(
         err.to_string()
@@ -312,14 +316,16 @@ fn a_direction_the_type_lacks_names_the_supported_ones() {
     let mut unit = filter("ns/f", &[], Placement::Top, false);
     unit.direction = Direction::From;
     let arrangers = HashSet::new();
-    let err = plan_structure(&StructureInput {
-        structure: "ns/r",
-        tracker: "ns/t",
-        forest: &Forest::new(),
-        snapshot: &Snapshot::default(),
-        units: &[unit],
-        arrangers: &arrangers,
-    })
+    let err = plan_structure(
+        Forest::new(),
+        &StructureInput {
+            structure: "ns/r",
+            tracker: "ns/t",
+            snapshot: &Snapshot::default(),
+            units: &[unit],
+            arrangers: &arrangers,
+        },
+    )
     .unwrap_err();
     assert_eq!(
         err.to_string(),

@@ -117,7 +117,7 @@ impl<T: kube::Resource> Declared<T> {
     }
 }
 
-pub fn resource_id<T: kube::Resource>(resource: &T) -> String {
+fn resource_id<T: kube::Resource>(resource: &T) -> String {
     let meta = resource.meta();
     format!(
         "{}/{}",
