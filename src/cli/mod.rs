@@ -214,7 +214,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plan { files, output } => {
             let catalog = Catalog::load(&files.files)?;
             let engine = Engine::new(SqliteStore::open_read_only(&cli.state)?, author());
-            let run = engine.plan(&catalog, &Scope::Apply).await?;
+            let run = {
+                let _progress = Progress::start("reading trackers and planning");
+                engine.plan(&catalog, &Scope::Apply).await?
+            };
             let apply = render::apply_command(&files.files, None);
             match output {
                 PlanFormat::Text => print!(
@@ -281,7 +284,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let store = SqliteStore::open_read_only(&cli.state)?;
             let catalog = catalog_or_remembered(&store, &files.files)?;
             let id = structure_id(&catalog, &structure)?;
-            let (forest, snapshot) = crate::engine::structure_view(&store, &catalog, &id).await?;
+            let (forest, snapshot) = {
+                let _progress = Progress::start("reading the structure and its tracker");
+                crate::engine::structure_view(&store, &catalog, &id).await?
+            };
             match output {
                 ShowFormat::Text => print!("{}", crate::plan::render_outline(&forest, &snapshot)),
                 ShowFormat::Yaml => print!(
@@ -332,7 +338,10 @@ async fn sync(
         None => Scope::Apply,
     };
     let mut engine = Engine::new(SqliteStore::open(state)?, author());
-    let run = engine.plan(&catalog, &scope).await?;
+    let run = {
+        let _progress = Progress::start("reading trackers and planning");
+        engine.plan(&catalog, &scope).await?
+    };
     let terminal = std::io::stdout().is_terminal();
     let apply = render::apply_command(files, resync.as_ref());
     print!("{}", render::plan_text(&run.set, &apply, terminal));
@@ -350,12 +359,38 @@ async fn sync(
         }
         None => Approval::None,
     };
-    let applied = engine.apply(&catalog, run, &approval).await?;
+    let applied = {
+        let _progress = Progress::start("applying");
+        engine.apply(&catalog, run, &approval).await?
+    };
     engine.remember(&catalog)?;
     for (structure, version) in applied.structures {
         println!("applied: {structure} is at version {version}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A spinner on stderr naming what Trellis is doing, shown only when stderr
+/// is a terminal: reading and planning 100,000 issues takes seconds.
+struct Progress(Option<indicatif::ProgressBar>);
+
+impl Progress {
+    fn start(message: &'static str) -> Progress {
+        if !std::io::stderr().is_terminal() {
+            return Progress(None);
+        }
+        let bar = indicatif::ProgressBar::new_spinner().with_message(message);
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        Progress(Some(bar))
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 fn confirm(hash: &str) -> anyhow::Result<bool> {
