@@ -36,7 +36,7 @@ pub(super) fn plan_into(
 fn placement_row(forest: &Forest, under: &Placement) -> Option<Option<RowId>> {
     match under {
         Placement::Top => Some(None),
-        Placement::Folder(name) => forest.find(&RowItem::Folder(name.clone())).map(Some),
+        Placement::Folder(name) => forest.find_folder(name).map(Some),
         Placement::Issue(key) => forest.find_issue(key).map(Some),
     }
 }
