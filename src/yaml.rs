@@ -11,10 +11,21 @@ pub fn describe_error(error: &serde_saphyr::Error) -> (Option<usize>, String) {
         Some(rest) => rest.split_once(": ").map_or(rest, |(_, message)| message),
         None => text,
     };
-    (
-        line,
-        text.lines().next().unwrap_or_default().trim().to_owned(),
-    )
+    let message = text.lines().next().unwrap_or_default().trim();
+    (line, without_position(message).to_owned())
+}
+
+/// Drops a trailing "at line N, column M": that position counts lines within
+/// one YAML document, not the file, and callers name the file's line.
+fn without_position(message: &str) -> &str {
+    let numbers = |tail: &str| {
+        tail.split(", column ")
+            .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    };
+    match message.rsplit_once(" at line ") {
+        Some((head, tail)) if numbers(tail) => head,
+        _ => message,
+    }
 }
 
 #[cfg(test)]
@@ -31,5 +42,9 @@ mod tests {
         let (line, message) = super::describe_error(&err);
         assert_eq!(line, Some(2));
         assert!(message.starts_with("unknown field `b`"), "{message}");
+        assert!(
+            !message.contains("at line"),
+            "one line number only: {message}"
+        );
     }
 }

@@ -582,3 +582,113 @@ fn a_broken_issues_file_names_its_line() {
         .code(2)
         .stderr(contains("issues.yaml: line").and(contains("unknown field `owner`")));
 }
+
+// --------------------------------------------------- after review findings
+
+#[test]
+fn a_declared_resync_with_nothing_to_do_still_completes() {
+    let ws = Workspace::new();
+    ws.apply();
+    ws.write(
+        "quickstart/resync.yaml",
+        &format!("{HEADER}kind: Resync\nmetadata:\n  name: export-once\nspec:\n  synchronizerRef: {{name: children}}\n  direction: from\n"),
+    );
+    // Nothing to export: the resync still runs, and is done.
+    ws.trellis()
+        .args(["apply", "-f", "quickstart"])
+        .assert()
+        .success()
+        .stdout(contains("subtasks default/children (from): no changes"));
+    assert!(ws.store().resync_done("default/export-once").unwrap());
+    // From now on `apply` runs `children` in its own first direction, into:
+    // a manual move is undone by the tracker, not exported.
+    ws.trellis()
+        .args(["move", "roadmap", "PLAT-9", "--under", "PLAT-4"])
+        .assert()
+        .success();
+    ws.trellis()
+        .args(["apply", "-f", "quickstart"])
+        .assert()
+        .success()
+        .stdout(contains("subtasks default/children (into): 1 operation(s)"));
+    assert!(
+        ws.read("quickstart/issues.yaml")
+            .contains("parent: PLAT-8\n    rank: \"0|a00090:\"")
+    );
+}
+
+#[test]
+fn two_structures_that_would_both_write_to_one_tracker_are_refused() {
+    let ws = Workspace::new();
+    ws.apply();
+    // Both structures now disagree with the tracker and export: roadmap by a
+    // manual move, `second` by the nesting it declares.
+    ws.trellis()
+        .args(["move", "roadmap", "PLAT-10", "--under", "PLAT-4"])
+        .assert()
+        .success();
+    let second = "---\napiVersion: trellis.dev/v1alpha1\nkind: Structure\nmetadata:\n  name: second\nspec:\n  trackerRef: {name: quickstart-issues}\n  rows:\n    - issue: PLAT-4\n      rows:\n        - issue: PLAT-9\n---\napiVersion: trellis.dev/v1alpha1\nkind: Synchronizer\nmetadata:\n  name: second-children\nspec:\n  structureRef: {name: second}\n  type: subtasks\n  directions: [from]\n";
+    let text = ws
+        .read("quickstart/trellis.yaml")
+        .replace("directions: [into, from]", "directions: [from]");
+    ws.write("quickstart/trellis.yaml", &format!("{text}{second}"));
+    let issues = ws.read("quickstart/issues.yaml");
+    let before = ws.store().structure("default/roadmap").unwrap().version;
+    ws.trellis()
+        .args(["apply", "-f", "quickstart"])
+        .assert()
+        .code(2)
+        .stderr(contains("structures default/roadmap and default/second would both write to tracker default/quickstart-issues in one run; nothing was changed"));
+    assert_eq!(ws.read("quickstart/issues.yaml"), issues);
+    assert_eq!(
+        ws.store().structure("default/roadmap").unwrap().version,
+        before
+    );
+    assert_eq!(ws.store().structure("default/second").unwrap().version, 0);
+}
+
+#[test]
+fn move_names_folders_with_a_slash_and_refuses_loops_by_key() {
+    let ws = Workspace::new();
+    ws.apply();
+    ws.trellis()
+        .args(["move", "roadmap", "PLAT-1", "--under", "PLAT-4"])
+        .assert()
+        .code(2)
+        .stderr(contains(
+            "cannot move PLAT-1 under PLAT-4: it is PLAT-1 itself or one of the rows under it",
+        ));
+    ws.trellis()
+        .args([
+            "move",
+            "roadmap",
+            "Mobile/",
+            "--top",
+            "--after",
+            "Platform/",
+        ])
+        .assert()
+        .success();
+    ws.trellis()
+        .args(["move", "roadmap", "PLAT-21", "--under", "Mobile/"])
+        .assert()
+        .code(2)
+        .stderr(contains("PLAT-21 is not in structure default/roadmap"));
+}
+
+#[test]
+fn an_error_is_printed_once() {
+    let ws = Workspace::new();
+    ws.edit(
+        "quickstart/issues.yaml",
+        "summary: Billing revamp\n    type: Epic\n",
+        "summary: Billing revamp\n    type: Epic\n    parent: PLAT-4\n",
+    );
+    let out = ws
+        .trellis()
+        .args(["plan", "-f", "quickstart"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.matches("form a parent cycle").count(), 1, "{stderr}");
+}

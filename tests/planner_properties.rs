@@ -367,7 +367,7 @@ fn check_from_then_into(case: &Case) -> Check {
     let snapshot = case.snapshot();
     let expected = expected_after_from(&case.forest, &snapshot);
     let exported = match plan(&case.forest, &snapshot, &[subtasks(Direction::From)]) {
-        Err(PlanError::ParentCycle(cycle)) => {
+        Err(PlanError::ExportCycle(cycle)) => {
             prop_assert!(
                 expected.parent_cycle().is_some(),
                 "cycle {:?} reported where none arises",

@@ -121,9 +121,9 @@ enum Command {
     /// Move a row by hand (journaled with you as the author).
     Move {
         structure: String,
-        /// The issue key (or folder name) of the row to move.
+        /// The row to move: an issue key, or a folder as `NAME/`.
         key: String,
-        /// The new parent row: an issue key or a folder name.
+        /// The new parent row: an issue key, or a folder as `NAME/`.
         #[arg(
             long,
             required_unless_present = "top",
@@ -188,7 +188,8 @@ pub fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            // Engine errors already carry their causes in their message.
+            eprintln!("error: {error}");
             ExitCode::from(2)
         }
     }
@@ -218,11 +219,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let _progress = Progress::start("reading trackers and planning");
                 engine.plan(&catalog, &Scope::Apply).await?
             };
-            let apply = render::apply_command(&files.files, None);
+            let apply = render::apply_command(&files.files);
             match output {
                 PlanFormat::Text => print!(
                     "{}",
-                    render::plan_text(&run.set, &apply, std::io::stdout().is_terminal())
+                    render::plan_text(&run.set, Some(&apply), std::io::stdout().is_terminal())
                 ),
                 PlanFormat::Markdown => print!("{}", render::plan_markdown(&run.set, &apply)),
                 PlanFormat::Json => println!("{}", serde_json::to_string_pretty(&run.set)?),
@@ -288,6 +289,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let _progress = Progress::start("reading the structure and its tracker");
                 crate::engine::structure_view(&store, &catalog, &id).await?
             };
+            let depth = forest.walk().iter().map(|(_, d)| d + 1).max().unwrap_or(0);
+            if !matches!(output, ShowFormat::Text) && depth > render::MAX_TREE_DEPTH {
+                bail!(
+                    "{id} is {depth} rows deep; YAML and JSON nest one level per row and stop at {}: use --output text",
+                    render::MAX_TREE_DEPTH
+                );
+            }
             match output {
                 ShowFormat::Text => print!("{}", crate::plan::render_outline(&forest, &snapshot)),
                 ShowFormat::Yaml => print!(
@@ -343,12 +351,9 @@ async fn sync(
         engine.plan(&catalog, &scope).await?
     };
     let terminal = std::io::stdout().is_terminal();
-    let apply = render::apply_command(files, resync.as_ref());
-    print!("{}", render::plan_text(&run.set, &apply, terminal));
-    if !run.set.has_changes() {
-        engine.remember(&catalog)?;
-        return Ok(ExitCode::SUCCESS);
-    }
+    print!("{}", render::plan_text(&run.set, None, terminal));
+    // A run with nothing to change still goes through apply: it records each
+    // synchronizer's run (and completes a declared Resync).
     let approval = match approve {
         Some(hash) => Approval::Hash(hash),
         None if run.set.summary.destructive > 0 && std::io::stdin().is_terminal() => {

@@ -6,24 +6,18 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::model::{Direction, Forest, RowId, RowItem, Snapshot};
+use crate::model::{Forest, RowId, RowItem, Snapshot};
 use crate::plan::{PlanSet, StructureOp, StructurePlan, TrackerOp};
 use crate::spec::Catalog;
 use crate::store::{JobRecord, JobState};
 
-/// The command that applies the plan just shown (without `--approve`).
-pub fn apply_command(files: &[PathBuf], resync: Option<&(String, Direction)>) -> String {
+/// The command that applies the plan `plan` just showed (without `--approve`).
+pub fn apply_command(files: &[PathBuf]) -> String {
     let files: Vec<String> = files
         .iter()
         .map(|f| format!("-f {}", f.display()))
         .collect();
-    match resync {
-        Some((name, direction)) => format!(
-            "trellis resync {name} --direction {direction} {}",
-            files.join(" ")
-        ),
-        None => format!("trellis apply {}", files.join(" ")),
-    }
+    format!("trellis apply {}", files.join(" "))
 }
 
 fn paint(text: &str, code: &str, colour: bool) -> String {
@@ -57,8 +51,9 @@ fn describe_op(op: &StructureOp) -> String {
 }
 
 /// The plan for a terminal: per structure the units, the outline diff and
-/// tracker changes, then the totals, the hash and how to apply.
-pub fn plan_text(set: &PlanSet, apply: &str, colour: bool) -> String {
+/// tracker changes, then the totals, the hash and (given the command) how to
+/// apply it.
+pub fn plan_text(set: &PlanSet, apply: Option<&str>, colour: bool) -> String {
     let mut out = String::new();
     for plan in &set.structures {
         let _ = writeln!(
@@ -127,14 +122,18 @@ pub fn plan_text(set: &PlanSet, apply: &str, colour: bool) -> String {
     let _ = writeln!(out, "Plan: {}", set.summary);
     if set.has_changes() {
         let _ = writeln!(out, "Plan hash: {}", set.hash);
-        if set.summary.destructive > 0 {
-            let _ = writeln!(
-                out,
-                "To apply (destructive, needs approval): {apply} --approve {}",
-                set.hash
-            );
-        } else {
-            let _ = writeln!(out, "To apply: {apply}");
+        match apply {
+            Some(apply) if set.summary.destructive > 0 => {
+                let _ = writeln!(
+                    out,
+                    "To apply (destructive, needs approval): {apply} --approve {}",
+                    set.hash
+                );
+            }
+            Some(apply) => {
+                let _ = writeln!(out, "To apply: {apply}");
+            }
+            None => {}
         }
     }
     out
@@ -212,6 +211,10 @@ pub fn plan_markdown(set: &PlanSet, apply: &str) -> String {
     }
     out
 }
+
+/// How deep `show --output yaml|json` nests before refusing (each level is
+/// a level of recursion when the tree is built and serialized).
+pub const MAX_TREE_DEPTH: usize = 200;
 
 /// A structure as a tree, for `show --output yaml|json`.
 #[derive(Serialize)]

@@ -16,7 +16,7 @@ mod units;
 
 use std::collections::HashMap;
 
-use crate::model::{Direction, Forest, RowItem, Snapshot};
+use crate::model::{Direction, Forest, Snapshot};
 use crate::plan::{
     PlanError, PlanSet, Planned, StructureInput, StructureOp, StructurePlan, UnitPlan,
     plan_structure,
@@ -48,9 +48,15 @@ pub enum EngineError {
         source: PlanError,
     },
     #[error(
-        "this plan is destructive ({summary}); review it with `trellis plan`, then approve it with `--approve {hash}`"
+        "tracker {tracker} changed between planning and applying; nothing was written: run the command again to plan from its current state"
+    )]
+    TrackerChanged { tracker: String },
+    #[error(
+        "this plan is destructive ({summary}); review the plan shown above, then approve it with `--approve {hash}`"
     )]
     NeedsApproval { hash: String, summary: String },
+    #[error("--approve {given}: give at least 8 characters of the plan hash ({hash})")]
+    ShortApproval { given: String, hash: String },
     #[error(
         "the approved plan {approved} is not the current plan {current} (the tracker, the structure or the declarations changed since it was reviewed); nothing was changed: review the current plan and approve {current}"
     )]
@@ -176,6 +182,7 @@ impl<S: Store> Engine<S> {
                 plan,
             });
         }
+        refuse_two_exports_to_one_tracker(&prepared)?;
         let set = PlanSet::new(prepared.iter().map(|p| p.plan.clone()).collect());
         Ok(Run { prepared, set })
     }
@@ -230,12 +237,7 @@ impl<S: Store> Engine<S> {
                     source,
                 })?;
             if now.digest() != snapshot.digest() {
-                return Err(EngineError::Tracker {
-                    tracker,
-                    source: TrackerError::ChangedSinceRead {
-                        path: "its issues".into(),
-                    },
-                });
+                return Err(EngineError::TrackerChanged { tracker });
             }
             if let Err(source) = client.apply(&tracker_ops).await {
                 let error = format!("tracker {tracker}: {source}");
@@ -295,20 +297,37 @@ impl<S: Store> Engine<S> {
     ) -> Result<u64, EngineError> {
         let stored = self.store.structure(structure)?;
         let forest = &stored.forest;
+        // Rows are named as the outline shows them: an issue key, or a
+        // folder name with a trailing `/` (a bare name that is no issue key
+        // also finds a folder).
         let find = |name: &str| {
-            forest
-                .find_issue(name)
-                .or_else(|| forest.find(&RowItem::Folder(name.to_owned())))
-                .ok_or_else(|| {
-                    EngineError::NotFound(format!("{name} is not in structure {structure}"))
-                })
+            let row = match name.strip_suffix('/') {
+                Some(folder) => forest.find_folder(folder),
+                None => forest.find_issue(name).or_else(|| forest.find_folder(name)),
+            };
+            row.ok_or_else(|| {
+                EngineError::NotFound(format!("{name} is not in structure {structure}"))
+            })
         };
         let row = find(key)?;
         let under = under.map(find).transpose()?;
+        if let Some(parent) = under
+            && (parent == row || forest.is_ancestor(row, parent))
+        {
+            return Err(EngineError::Invalid(format!(
+                "cannot move {key} under {}: it is {key} itself or one of the rows under it",
+                forest.row(parent).expect("found").item
+            )));
+        }
         let after = match after {
+            Some(name) if find(name)? == row => {
+                return Err(EngineError::Invalid(format!(
+                    "--after {name}: a row cannot go after itself; name one of its future siblings"
+                )));
+            }
             Some(name) => {
                 let anchor = find(name)?;
-                if forest.parent(anchor) != under || anchor == row {
+                if forest.parent(anchor) != under {
                     return Err(EngineError::Invalid(format!(
                         "--after {name}: it is not a row under the target parent; name one of its rows"
                     )));
@@ -349,9 +368,32 @@ impl<S: Store> Engine<S> {
     }
 }
 
+/// Every structure on a tracker plans from one snapshot; once one of them
+/// writes to the tracker, the others' plans are stale. Rather than write
+/// half a run, such a run is refused before anything is written.
+fn refuse_two_exports_to_one_tracker(prepared: &[Prepared]) -> Result<(), EngineError> {
+    let mut exporting: HashMap<&str, &str> = HashMap::new();
+    for p in prepared {
+        if p.plan.units.iter().all(|u| u.tracker_ops.is_empty()) {
+            continue;
+        }
+        if let Some(first) = exporting.insert(&p.tracker, &p.structure) {
+            return Err(EngineError::Invalid(format!(
+                "structures {first} and {} would both write to tracker {} in one run; nothing was changed: export them one at a time with `trellis resync SYNCHRONIZER --direction from`",
+                p.structure, p.tracker
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn check_approval(set: &PlanSet, approval: &Approval) -> Result<(), EngineError> {
     match approval {
-        Approval::Hash(given) if !set.hash.starts_with(given.as_str()) || given.len() < 8 => {
+        Approval::Hash(given) if given.len() < 8 => Err(EngineError::ShortApproval {
+            given: given.clone(),
+            hash: set.hash.clone(),
+        }),
+        Approval::Hash(given) if !set.hash.starts_with(given.as_str()) => {
             Err(EngineError::StaleApproval {
                 approved: given.clone(),
                 current: set.hash.clone(),

@@ -225,19 +225,14 @@ impl Forest {
         {
             return Err(ForestError::WouldCycle { row: id, under });
         }
+        // Check the whole target before touching anything: a failed move
+        // leaves the forest as it was.
         if at.after == Some(id) {
-            return Ok(());
+            return Err(ForestError::AnchorNotSibling { after: id });
         }
+        self.insertion_index(at)?;
         self.detach(id);
-        let index = match self.insertion_index(at) {
-            Ok(index) => index,
-            Err(e) => {
-                // Put the row back where it can be found rather than lose it.
-                self.roots.push(id);
-                self.node_mut(id).parent = None;
-                return Err(e);
-            }
-        };
+        let index = self.insertion_index(at).expect("checked before detaching");
         self.siblings_mut(at.under).insert(index, id);
         self.node_mut(id).parent = at.under;
         Ok(())

@@ -84,10 +84,11 @@ impl Issue {
     }
 
     /// Sibling order among issues placed by a synchronizer: rank, then key in
-    /// natural order (`PLAT-9` before `PLAT-10`).
-    pub fn order_key(&self) -> (Option<&str>, &str, u64) {
+    /// natural order (`PLAT-9` before `PLAT-10`), then the key itself, so
+    /// that no two issues tie (`X-1` and `X-01`) and plans are reproducible.
+    pub fn order_key(&self) -> (Option<&str>, &str, u64, &str) {
         let (project, number) = split_key(&self.key);
-        (self.rank.as_deref(), project, number)
+        (self.rank.as_deref(), project, number, &self.key)
     }
 }
 

@@ -12,6 +12,13 @@ pub struct DeclaredRow {
     pub rows: Vec<DeclaredRow>,
 }
 
+/// Every item the declared rows name, at any depth.
+pub(super) fn items(rows: &[DeclaredRow]) -> Vec<RowItem> {
+    rows.iter()
+        .flat_map(|r| std::iter::once(r.item.clone()).chain(items(&r.rows)))
+        .collect()
+}
+
 pub(super) fn plan(
     forest: &mut Forest,
     rows: &[DeclaredRow],

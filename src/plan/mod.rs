@@ -290,6 +290,11 @@ pub enum PlanError {
     )]
     ParentCycle(Vec<String>),
     #[error(
+        "exporting would make issues {} a parent cycle ({} → {}): rows sit under issues the tracker puts below them; move those rows (or change a parent in the tracker), then export again",
+        .0.join(", "), .0.join(" → "), .0[0]
+    )]
+    ExportCycle(Vec<String>),
+    #[error(
         "{unit} is a {kind} synchronizer and cannot sync {direction}; it supports: {supported}"
     )]
     UnsupportedDirection {
@@ -345,6 +350,16 @@ pub fn plan_structure(mut forest: Forest, input: &StructureInput) -> Result<Plan
             return Err(unsupported(unit));
         }
     }
+    // Declared rows stay where the Structure declares them.
+    let declared: HashSet<RowItem> = input
+        .units
+        .iter()
+        .filter_map(|u| match &u.rule {
+            Rule::DeclaredRows(rows) => Some(declared::items(rows)),
+            _ => None,
+        })
+        .flatten()
+        .collect();
     // Every unit's first run, then the later runs that changed something, in
     // the order they ran: applying them in this order replays the plan.
     let mut units: Vec<UnitPlan> = Vec::with_capacity(input.units.len());
@@ -367,7 +382,14 @@ pub fn plan_structure(mut forest: Forest, input: &StructureInput) -> Result<Plan
                 tracker_ops: Vec::new(),
                 notes: Vec::new(),
             };
-            run(unit, &mut plan, &mut forest, &mut snapshot, input.arrangers)?;
+            run(
+                unit,
+                &mut plan,
+                &mut forest,
+                &mut snapshot,
+                input.arrangers,
+                &declared,
+            )?;
             if !plan.is_empty() {
                 changes += 1;
                 changing.push(unit.name.clone());
@@ -427,6 +449,7 @@ fn run(
     forest: &mut Forest,
     snapshot: &mut Cow<Snapshot>,
     arrangers: &HashSet<String>,
+    declared: &HashSet<RowItem>,
 ) -> Result<(), PlanError> {
     let internal = |source| PlanError::Internal {
         unit: unit.name.clone(),
@@ -438,7 +461,7 @@ fn run(
             filter::plan_into(forest, snapshot, unit, rule, arrangers, plan).map_err(internal)
         }
         (Rule::Subtasks, Direction::Into) => {
-            subtasks::plan_into(forest, snapshot, &unit.name, plan)
+            subtasks::plan_into(forest, snapshot, &unit.name, declared, plan)
         }
         (Rule::Subtasks, Direction::From) => {
             subtasks::plan_from(forest, snapshot, plan);
@@ -446,7 +469,7 @@ fn run(
                 op.apply(snapshot.to_mut());
             }
             match snapshot.parent_cycle() {
-                Some(cycle) if !plan.tracker_ops.is_empty() => Err(PlanError::ParentCycle(cycle)),
+                Some(cycle) if !plan.tracker_ops.is_empty() => Err(PlanError::ExportCycle(cycle)),
                 _ => Ok(()),
             }
         }

@@ -30,20 +30,43 @@ fn write_line(out: &mut String, item: &RowItem, depth: usize, snapshot: &Snapsho
     }
     match item {
         RowItem::Folder(name) => {
-            out.push_str(name);
+            push_visible(out, name);
             out.push('/');
         }
         RowItem::Issue(key) => {
-            out.push_str(key);
+            push_visible(out, key);
             match snapshot.get(key) {
                 Some(i) => {
-                    let _ = write!(out, " [{}] {} ({})", i.issue_type, i.summary, i.status);
+                    out.push_str(" [");
+                    push_visible(out, &i.issue_type);
+                    out.push_str("] ");
+                    push_visible(out, &i.summary);
+                    out.push_str(" (");
+                    push_visible(out, &i.status);
+                    out.push(')');
                 }
                 None => out.push_str(" (not in the tracker)"),
             }
         }
     }
     out.push('\n');
+}
+
+/// Tracker text with control characters shown as `\u{..}` escapes: a newline
+/// in a summary must not start a line of its own in a diff a reviewer reads
+/// (it could pass for a `+` or `-` line), nor an escape sequence reach a terminal.
+fn push_visible(out: &mut String, text: &str) {
+    if !text.chars().any(char::is_control) {
+        out.push_str(text);
+        return;
+    }
+    for c in text.chars() {
+        if c.is_control() {
+            let _ = write!(out, "{}", c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
 }
 
 /// The unified diff between the outline of the rows `before` (in display

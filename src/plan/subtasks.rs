@@ -30,12 +30,13 @@ pub(super) fn plan_into(
     forest: &mut Forest,
     snapshot: &Snapshot,
     me: &str,
+    declared: &std::collections::HashSet<RowItem>,
     plan: &mut UnitPlan,
 ) -> Result<(), PlanError> {
     if let Some(cycle) = snapshot.parent_cycle() {
         return Err(PlanError::ParentCycle(cycle));
     }
-    let changes = Changes::compute(forest, snapshot, me);
+    let changes = Changes::compute(forest, snapshot, me, declared);
     let internal = |source| PlanError::Internal {
         unit: me.to_owned(),
         source,
@@ -94,6 +95,8 @@ struct View<'a> {
     forest: &'a Forest,
     snapshot: &'a Snapshot,
     me: &'a str,
+    /// Rows the Structure declares: they stay where declared.
+    declared: &'a std::collections::HashSet<RowItem>,
     /// Row id → position of its issue in the snapshot (None: a folder, or
     /// an issue the tracker no longer has).
     issue_of_row: Vec<Option<usize>>,
@@ -106,12 +109,14 @@ impl<'a> View<'a> {
         forest: &'a Forest,
         snapshot: &'a Snapshot,
         me: &'a str,
+        declared: &'a std::collections::HashSet<RowItem>,
         walk: &[(RowId, usize)],
     ) -> View<'a> {
         let mut view = View {
             forest,
             snapshot,
             me,
+            declared,
             issue_of_row: vec![None; slot(forest.next_id())],
             row_of_issue: vec![None; snapshot.len()],
         };
@@ -178,7 +183,7 @@ impl<'a> View<'a> {
 
     fn fate(&self, held: &[bool], id: RowId) -> Fate {
         let row = self.forest.row(id).expect("walked rows exist");
-        if row.item.issue_key().is_none() {
+        if row.item.issue_key().is_none() || self.declared.contains(&row.item) {
             return Fate::InPlace;
         }
         let issue = self.issue_of(id);
@@ -219,9 +224,14 @@ struct Changes {
 }
 
 impl Changes {
-    fn compute(forest: &Forest, snapshot: &Snapshot, me: &str) -> Changes {
+    fn compute(
+        forest: &Forest,
+        snapshot: &Snapshot,
+        me: &str,
+        declared: &std::collections::HashSet<RowItem>,
+    ) -> Changes {
         let walk = forest.walk();
-        let view = View::new(forest, snapshot, me, &walk);
+        let view = View::new(forest, snapshot, me, declared, &walk);
         let held = view.held();
         let mut fates: Vec<Option<Fate>> = vec![None; slot(forest.next_id())];
         // Rows kept where someone put them, in display order: only these may

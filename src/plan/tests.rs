@@ -444,3 +444,101 @@ fn a_filter_keeps_an_unmatched_row_that_holds_a_row_it_matches() {
         p.units[0].notes
     );
 }
+
+#[test]
+fn subtasks_leaves_declared_rows_where_the_structure_declares_them() {
+    // Declared: A-1 holding A-2, and folder F/ holding A-3. The tracker puts
+    // A-3 under A-1, and A-2 under nobody.
+    let s = Snapshot::new([
+        issue("A-1", None),
+        issue("A-2", None),
+        issue("A-3", Some("A-1")),
+    ]);
+    let declared = vec![
+        DeclaredRow {
+            item: RowItem::Issue("A-1".into()),
+            rows: vec![DeclaredRow {
+                item: RowItem::Issue("A-2".into()),
+                rows: vec![],
+            }],
+        },
+        DeclaredRow {
+            item: RowItem::Folder("F".into()),
+            rows: vec![DeclaredRow {
+                item: RowItem::Issue("A-3".into()),
+                rows: vec![],
+            }],
+        },
+    ];
+    let units = [
+        Unit {
+            name: "ns/roadmap".into(),
+            direction: Direction::Into,
+            rule: Rule::DeclaredRows(declared),
+        },
+        subtasks(Direction::Into),
+    ];
+    let p = plan(&Forest::new(), &s, &units);
+    let (after, _) = applied(&Forest::new(), &s, &p);
+    assert_eq!(layout(&after), ["A-1", "A-2@A-1", "F/", "A-3@F/"]);
+}
+
+#[test]
+fn an_export_that_would_close_a_cycle_says_so() {
+    // Tracker: B-1 → X-1 → A-1 (X-1 is not in the structure); the structure
+    // puts A-1 under B-1, which would make A-1 an ancestor of itself.
+    let s = Snapshot::new([
+        issue("A-1", None),
+        issue("X-1", Some("A-1")),
+        issue("B-1", Some("X-1")),
+    ]);
+    let f = forest(&[("B-1", None, None), ("A-1", Some("B-1"), None)]);
+    let arrangers = HashSet::new();
+    let input = StructureInput {
+        structure: "ns/r",
+        tracker: "ns/t",
+        snapshot: &s,
+        units: &[subtasks(Direction::From)],
+        arrangers: &arrangers,
+    };
+    let err = plan_structure(f, &input).unwrap_err().to_string();
+    assert!(
+        err.starts_with("exporting would make issues A-1, B-1, X-1 a parent cycle"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_outline_shows_control_characters_as_escapes() {
+    let mut forged = issue("P-1", None);
+    forged.summary = "Harmless\n+  P-9 [Story] Forged line (Open)".into();
+    let s = Snapshot::new([forged]);
+    let p = plan(
+        &Forest::new(),
+        &s,
+        &[filter("ns/f", &["P-1"], Placement::Top, false)],
+    );
+    assert_eq!(
+        p.outline_diff
+            .lines()
+            .filter(|l| l.starts_with('+') && !l.starts_with("+++"))
+            .count(),
+        1
+    );
+    assert!(
+        p.outline_diff.contains("Harmless\\u{a}+  P-9"),
+        "{}",
+        p.outline_diff
+    );
+}
+
+#[test]
+fn plans_do_not_depend_on_hash_order_when_keys_sort_alike() {
+    // `X-1` and `X-01` have the same project and number: the key breaks the tie.
+    let s = Snapshot::new([issue("X-01", None), issue("X-1", None)]);
+    let units = [filter("ns/f", &["X-1", "X-01"], Placement::Top, false)];
+    let hashes: HashSet<String> = (0..8)
+        .map(|_| plan(&Forest::new(), &s, &units).hash)
+        .collect();
+    assert_eq!(hashes.len(), 1);
+}

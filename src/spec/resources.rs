@@ -228,7 +228,9 @@ pub struct SynchronizerSpec {
     /// A stopped synchronizer keeps its structure as it is; resyncs still run.
     #[serde(default = "enabled_by_default")]
     pub enabled: bool,
-    /// Directions it may sync in; `apply` uses the first. Defaults to `[into]`.
+    /// The directions it syncs in when it runs by itself: `apply` runs the
+    /// first (defaults to `[into]`). A resync may run any direction the type
+    /// supports.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub directions: Vec<SyncDirection>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

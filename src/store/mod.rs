@@ -15,7 +15,7 @@ pub enum StoreError {
     #[error("store {path}: {message}")]
     Database { path: String, message: String },
     #[error(
-        "structure {structure} changed while this run planned (version {expected} became {found}); nothing was written: run the command again"
+        "structure {structure} changed while this run planned (version {expected} became {found}); nothing was written to it: run the command again"
     )]
     Conflict {
         structure: String,
@@ -139,6 +139,7 @@ pub trait Store {
 
     fn baselines(&self, synchronizer: &str) -> Result<Vec<Baseline>, StoreError>;
 
+    /// Replaces the remembered declarations with `resources`.
     fn remember(&mut self, resources: &[StoredResource]) -> Result<(), StoreError>;
 
     fn remembered(&self) -> Result<Vec<StoredResource>, StoreError>;

@@ -512,9 +512,10 @@ impl Store for SqliteStore {
         let path = self.path.clone();
         let err = |e: rusqlite::Error| db_error(&path, e);
         let tx = self.connection.transaction().map_err(err)?;
+        tx.execute("DELETE FROM resources", []).map_err(err)?;
         for r in resources {
             tx.execute(
-                "INSERT INTO resources (kind, id, body) VALUES (?1, ?2, ?3) ON CONFLICT (kind, id) DO UPDATE SET body = ?3",
+                "INSERT INTO resources (kind, id, body) VALUES (?1, ?2, ?3)",
                 params![r.kind, r.id, r.body],
             )
             .map_err(err)?;

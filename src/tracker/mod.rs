@@ -36,9 +36,6 @@ pub enum TrackerError {
 /// (setting a parent that is already set changes nothing), so a run that
 /// failed half-way is completed by the next one.
 pub trait Tracker: Send + Sync {
-    /// Who Trellis acts as in this tracker (shown as the author of its writes).
-    fn identity(&self) -> String;
-
     /// Every issue in the tracker's scope.
     fn snapshot(&self) -> impl Future<Output = Result<Snapshot, TrackerError>> + Send;
 
@@ -58,12 +55,6 @@ pub enum AnyTracker {
 }
 
 impl Tracker for AnyTracker {
-    fn identity(&self) -> String {
-        match self {
-            AnyTracker::Local(t) => t.identity(),
-        }
-    }
-
     async fn snapshot(&self) -> Result<Snapshot, TrackerError> {
         match self {
             AnyTracker::Local(t) => t.snapshot().await,

@@ -376,7 +376,7 @@ fn last_jobs_and_resyncs_count_what_actually_succeeded() {
 }
 
 #[test]
-fn remember_replaces_a_resource_by_kind_and_id() {
+fn remember_replaces_the_declarations_as_a_set() {
     let (_dir, mut store) = store();
     let resource = |kind: &str, body: &str| StoredResource {
         kind: kind.to_owned(),
@@ -386,14 +386,14 @@ fn remember_replaces_a_resource_by_kind_and_id() {
     store
         .remember(&[resource("Structure", "{}"), resource("Synchronizer", "{}")])
         .unwrap();
+    // The Synchronizer was taken out of the files: it is forgotten.
     store
         .remember(&[resource("Structure", r#"{"v":2}"#)])
         .unwrap();
-    let expected = [
-        resource("Structure", r#"{"v":2}"#),
-        resource("Synchronizer", "{}"),
-    ];
-    assert_eq!(store.remembered().unwrap(), expected);
+    assert_eq!(
+        store.remembered().unwrap(),
+        [resource("Structure", r#"{"v":2}"#)]
+    );
 }
 
 #[test]

@@ -11,7 +11,7 @@ mod query;
 
 use std::collections::HashSet;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
@@ -53,10 +53,6 @@ impl LocalTracker {
             path: path.into(),
             last_read: Mutex::new(None),
         }
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     fn error(&self, message: impl Into<String>) -> TrackerError {
@@ -102,7 +98,9 @@ impl LocalTracker {
         Ok(last_read.as_ref().expect("just read").snapshot.clone())
     }
 
-    /// Writes `issues` atomically after checking the file is still what was read.
+    /// Writes `issues` atomically after checking the file is still what was
+    /// read. The new file keeps the old one's permissions, and a symbolic
+    /// link is written through (its target is replaced, not the link).
     fn write(&self, expected: [u8; 32], issues: &[&Issue]) -> Result<[u8; 32], TrackerError> {
         let current =
             std::fs::read(&self.path).map_err(|e| self.error(format!("cannot read: {e}")))?;
@@ -113,19 +111,23 @@ impl LocalTracker {
         }
         let text = serde_saphyr::to_string(&IssuesFileRef { issues })
             .map_err(|e| self.error(format!("cannot serialize issues: {e}")))?;
-        let file_name = self
-            .path
+        let target = std::fs::canonicalize(&self.path)
+            .map_err(|e| self.error(format!("cannot resolve: {e}")))?;
+        let permissions = std::fs::metadata(&target)
+            .map_err(|e| self.error(format!("cannot read its permissions: {e}")))?
+            .permissions();
+        let file_name = target
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or("issues.yaml");
-        let temporary = self
-            .path
-            .with_file_name(format!(".{file_name}.trellis-{}", std::process::id()));
+        let temporary =
+            target.with_file_name(format!(".{file_name}.trellis-{}", std::process::id()));
         let write = || -> std::io::Result<()> {
             let mut file = std::fs::File::create(&temporary)?;
             file.write_all(text.as_bytes())?;
+            file.set_permissions(permissions.clone())?;
             file.sync_all()?;
-            std::fs::rename(&temporary, &self.path)
+            std::fs::rename(&temporary, &target)
         };
         write().map_err(|e| {
             let _ = std::fs::remove_file(&temporary);
@@ -150,10 +152,6 @@ fn yaml_options(len: usize) -> serde_saphyr::Options {
 }
 
 impl Tracker for LocalTracker {
-    fn identity(&self) -> String {
-        format!("local file {}", self.path.display())
-    }
-
     async fn snapshot(&self) -> Result<Snapshot, TrackerError> {
         let read = self.read()?;
         let snapshot = read.snapshot.clone();

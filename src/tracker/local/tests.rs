@@ -35,7 +35,7 @@ fn a_write_sets_the_parent_bumps_updated_and_leaves_no_temporary_file() {
         from: "P-1".into(),
     }];
     block_on(t.apply(&ops)).unwrap();
-    let after = block_on(LocalTracker::new(t.path()).snapshot()).unwrap();
+    let after = block_on(LocalTracker::new(&t.path).snapshot()).unwrap();
     let p2 = after.get("P-2").unwrap();
     assert_eq!(p2.parent, None);
     assert!(p2.updated.unwrap() > "2026-11-02T00:00:00Z".parse().unwrap());
@@ -46,11 +46,11 @@ fn a_write_sets_the_parent_bumps_updated_and_leaves_no_temporary_file() {
     );
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     // Applying the same operation again changes nothing (idempotent).
-    let before = std::fs::read_to_string(t.path()).unwrap();
+    let before = std::fs::read_to_string(&t.path).unwrap();
     block_on(t.apply(&ops)).unwrap();
     assert_eq!(
         after.digest(),
-        block_on(LocalTracker::new(t.path()).snapshot())
+        block_on(LocalTracker::new(&t.path).snapshot())
             .unwrap()
             .digest()
     );
@@ -62,7 +62,7 @@ fn refuses_to_overwrite_a_file_that_changed_since_it_was_read() {
     let (_dir, t) = tracker(FILE);
     block_on(t.snapshot()).unwrap();
     let edited = FILE.replace("summary: One", "summary: Edited by hand");
-    std::fs::write(t.path(), &edited).unwrap();
+    std::fs::write(&t.path, &edited).unwrap();
     let ops = [TrackerOp::ClearParent {
         issue: "P-2".into(),
         from: "P-1".into(),
@@ -73,7 +73,7 @@ fn refuses_to_overwrite_a_file_that_changed_since_it_was_read() {
         "{err}"
     );
     assert_eq!(
-        std::fs::read_to_string(t.path()).unwrap(),
+        std::fs::read_to_string(&t.path).unwrap(),
         edited,
         "the hand edit survives"
     );
@@ -100,7 +100,7 @@ fn an_operation_on_a_missing_issue_writes_nothing() {
             .starts_with("P-9: P-9: parent (none) → P-1: the issue is not in the file"),
         "{err}"
     );
-    assert_eq!(std::fs::read_to_string(t.path()).unwrap(), FILE);
+    assert_eq!(std::fs::read_to_string(&t.path).unwrap(), FILE);
 }
 
 #[test]
