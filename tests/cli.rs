@@ -72,6 +72,14 @@ impl Workspace {
     }
 }
 
+/// A Resync `export-once` of `children`, from the structure, next to the quickstart.
+fn declare_export_once(ws: &Workspace) {
+    ws.write(
+        "quickstart/resync.yaml",
+        &format!("{HEADER}kind: Resync\nmetadata:\n  name: export-once\nspec:\n  synchronizerRef: {{name: children}}\n  direction: from\n"),
+    );
+}
+
 fn plan_hash(output: &[u8]) -> String {
     let text = String::from_utf8_lossy(output);
     let line = text
@@ -343,10 +351,7 @@ fn import_alias_runs_one_synchronizer_into_the_structure() {
 fn a_declared_resync_runs_once() {
     let ws = Workspace::new();
     ws.apply();
-    ws.write(
-        "quickstart/resync.yaml",
-        &format!("{HEADER}kind: Resync\nmetadata:\n  name: export-once\nspec:\n  synchronizerRef: {{name: children}}\n  direction: from\n"),
-    );
+    declare_export_once(&ws);
     ws.trellis()
         .args(["move", "roadmap", "PLAT-9", "--under", "PLAT-4"])
         .assert()
@@ -589,10 +594,7 @@ fn a_broken_issues_file_names_its_line() {
 fn a_declared_resync_with_nothing_to_do_still_completes() {
     let ws = Workspace::new();
     ws.apply();
-    ws.write(
-        "quickstart/resync.yaml",
-        &format!("{HEADER}kind: Resync\nmetadata:\n  name: export-once\nspec:\n  synchronizerRef: {{name: children}}\n  direction: from\n"),
-    );
+    declare_export_once(&ws);
     // Nothing to export: the resync still runs, and is done.
     ws.trellis()
         .args(["apply", "-f", "quickstart"])
