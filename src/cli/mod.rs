@@ -1,15 +1,16 @@
 //! The `trellis` command line: a thin shell over the engine.
 
+mod markdown;
 mod render;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::engine::{Approval, Engine, Scope, remembered};
+use crate::engine::{Approval, Engine, PlanFile, Scope, remembered};
 use crate::model::Direction;
 use crate::spec::Catalog;
 use crate::store::{SqliteStore, Store};
@@ -68,11 +69,23 @@ enum Command {
         files: Files,
         #[arg(short, long, value_enum, default_value_t = PlanFormat::Text)]
         output: PlanFormat,
+        /// With `--output markdown`: write the pull-request comments (each
+        /// under 60,000 characters) to DIR/comment-1.md, comment-2.md, ...
+        #[arg(long, value_name = "DIR")]
+        comment_dir: Option<PathBuf>,
+        /// Also save the plan to FILE, for `trellis apply FILE`.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
-    /// Run every enabled synchronizer (in its first direction) and every pending Resync.
+    /// Run every enabled synchronizer (in its first direction) and every pending Resync,
+    /// or apply a plan saved with `trellis plan --out FILE`.
     Apply {
-        #[command(flatten)]
-        files: Files,
+        /// A saved plan: applied exactly, or refused if anything changed since.
+        #[arg(value_name = "PLAN", required_unless_present = "files", conflicts_with_all = ["files", "approve"])]
+        plan: Option<PathBuf>,
+        /// Declaration files or directories (recursive; .yaml/.yml; multi-document).
+        #[arg(short = 'f', long = "filename", value_name = "PATH")]
+        files: Vec<PathBuf>,
         #[command(flatten)]
         approve: Approve,
     },
@@ -212,20 +225,39 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Plan { files, output } => {
+        Command::Plan {
+            files,
+            output,
+            comment_dir,
+            out,
+        } => {
             let catalog = Catalog::load(&files.files)?;
             let engine = Engine::new(SqliteStore::open_read_only(&cli.state)?, author());
             let run = {
                 let _progress = Progress::start("reading trackers and planning");
                 engine.plan(&catalog, &Scope::Apply).await?
             };
-            let apply = render::apply_command(&files.files);
+            let apply = match &out {
+                Some(file) => format!("trellis apply {}", file.display()),
+                None => render::command("apply", &files.files),
+            };
+            if let Some(file) = &out {
+                std::fs::write(file, run.to_plan_file(&files.files))
+                    .with_context(|| format!("cannot write the plan to {}", file.display()))?;
+            }
             match output {
                 PlanFormat::Text => print!(
                     "{}",
                     render::plan_text(&run.set, Some(&apply), std::io::stdout().is_terminal())
                 ),
-                PlanFormat::Markdown => print!("{}", render::plan_markdown(&run.set, &apply)),
+                PlanFormat::Markdown => {
+                    let replan = render::command("plan", &files.files);
+                    let comments = markdown::plan_comments(&run.set, &apply, &replan);
+                    match comment_dir {
+                        Some(dir) => write_comments(&dir, &comments)?,
+                        None => print!("{}", comments.join("\n")),
+                    }
+                }
                 PlanFormat::Json => println!("{}", serde_json::to_string_pretty(&run.set)?),
             }
             Ok(if run.set.has_changes() {
@@ -234,8 +266,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
-        Command::Apply { files, approve } => {
-            sync(&cli.state, &files.files, None, approve.approve).await
+        Command::Apply {
+            plan: Some(plan), ..
+        } => apply_saved(&cli.state, &plan).await,
+        Command::Apply { files, approve, .. } => {
+            sync(&cli.state, &files, None, approve.approve).await
         }
         Command::Resync {
             synchronizer,
@@ -373,6 +408,55 @@ async fn sync(
         println!("applied: {structure} is at version {version}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Applies a saved plan: plans again from the same declarations and applies
+/// only if that gives the saved plan (same hash), which the plan file stands
+/// approved as; otherwise says what changed.
+async fn apply_saved(state: &std::path::Path, path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let saved = PlanFile::read(path)?;
+    let catalog = Catalog::load(&saved.files)?;
+    let mut engine = Engine::new(SqliteStore::open(state)?, author());
+    let run = {
+        let _progress = Progress::start("reading trackers and planning");
+        engine.plan(&catalog, &Scope::Apply).await?
+    };
+    saved.check(path, &run)?;
+    print!(
+        "{}",
+        render::plan_text(&run.set, None, std::io::stdout().is_terminal())
+    );
+    let applied = {
+        let _progress = Progress::start("applying");
+        engine.apply(&catalog, run, &Approval::Confirmed).await?
+    };
+    engine.remember(&catalog)?;
+    for (structure, version) in applied.structures {
+        println!("applied: {structure} is at version {version}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes each comment to DIR/comment-N.md (replacing the files of an
+/// earlier plan) and lists them on stdout.
+fn write_comments(dir: &std::path::Path, comments: &[String]) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if name.starts_with("comment-") && name.ends_with(".md") {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    for (i, comment) in comments.iter().enumerate() {
+        let path = dir.join(format!("comment-{}.md", i + 1));
+        std::fs::write(&path, comment)?;
+        println!("{}", path.display());
+    }
+    Ok(())
 }
 
 /// A spinner on stderr naming what Trellis is doing, shown only when stderr

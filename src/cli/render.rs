@@ -1,5 +1,5 @@
-//! How plans, structures and status read on a terminal, in a pull request
-//! (markdown) and for tools (JSON).
+//! How plans, structures and status read on a terminal and for tools
+//! (pull-request comments are in `markdown.rs`).
 
 use std::fmt::Write;
 use std::path::PathBuf;
@@ -11,13 +11,14 @@ use crate::plan::{PlanSet, StructureOp, StructurePlan, TrackerOp};
 use crate::spec::Catalog;
 use crate::store::{JobRecord, JobState};
 
-/// The command that applies the plan `plan` just showed (without `--approve`).
-pub fn apply_command(files: &[PathBuf]) -> String {
+/// `trellis COMMAND -f FILE...`: the command that applies (or plans again)
+/// what `plan` just showed (without `--approve`).
+pub fn command(command: &str, files: &[PathBuf]) -> String {
     let files: Vec<String> = files
         .iter()
         .map(|f| format!("-f {}", f.display()))
         .collect();
-    format!("trellis apply {}", files.join(" "))
+    format!("trellis {command} {}", files.join(" "))
 }
 
 fn paint(text: &str, code: &str, colour: bool) -> String {
@@ -29,7 +30,7 @@ fn paint(text: &str, code: &str, colour: bool) -> String {
 }
 
 /// The operations that need approval, one line each, for listing first.
-fn destructive(plan: &StructurePlan) -> Vec<String> {
+pub(super) fn destructive(plan: &StructurePlan) -> Vec<String> {
     let rows = plan.units.iter().flat_map(|u| &u.structure_ops);
     let issues = plan.units.iter().flat_map(|u| &u.tracker_ops);
     rows.filter(|op| op.is_destructive())
@@ -135,79 +136,6 @@ pub fn plan_text(set: &PlanSet, apply: Option<&str>, colour: bool) -> String {
             }
             None => {}
         }
-    }
-    out
-}
-
-/// The plan for a pull-request comment.
-pub fn plan_markdown(set: &PlanSet, apply: &str) -> String {
-    let mut out = String::new();
-    let _ = writeln!(out, "## Trellis plan\n\n**{}**\n", set.summary);
-    let (quiet, changed): (Vec<&StructurePlan>, Vec<&StructurePlan>) =
-        set.structures.iter().partition(|p| p.summary.total() == 0);
-    for plan in changed {
-        let _ = writeln!(
-            out,
-            "### Structure `{}`\n\n{}\n",
-            plan.structure, plan.summary
-        );
-        let destructive = destructive(plan);
-        if !destructive.is_empty() {
-            let _ = writeln!(out, ":warning: **Destructive**");
-            for line in destructive {
-                let _ = writeln!(out, "- `{line}`");
-            }
-            let _ = writeln!(out);
-        }
-        for unit in plan
-            .units
-            .iter()
-            .filter(|u| !u.is_empty() || !u.notes.is_empty())
-        {
-            let _ = writeln!(
-                out,
-                "- {} `{}` ({}): {} structure, {} tracker operation(s)",
-                unit.kind,
-                unit.synchronizer,
-                unit.direction,
-                unit.structure_ops.len(),
-                unit.tracker_ops.len()
-            );
-            for note in &unit.notes {
-                let _ = writeln!(out, "  - note: {note}");
-            }
-        }
-        if !plan.outline_diff.is_empty() {
-            let _ = writeln!(
-                out,
-                "\n<details><summary>Outline diff</summary>\n\n```diff\n{}```\n\n</details>\n",
-                plan.outline_diff
-            );
-        }
-        let tracker_ops: Vec<&TrackerOp> = plan.units.iter().flat_map(|u| &u.tracker_ops).collect();
-        if !tracker_ops.is_empty() {
-            let _ = writeln!(out, "Tracker changes:\n");
-            for op in tracker_ops {
-                let _ = writeln!(out, "- `{op}`");
-            }
-            let _ = writeln!(out);
-        }
-    }
-    if !quiet.is_empty() {
-        let names: Vec<String> = quiet.iter().map(|p| format!("`{}`", p.structure)).collect();
-        let _ = writeln!(out, "No changes: {}\n", names.join(", "));
-    }
-    if set.has_changes() {
-        let approve = if set.summary.destructive > 0 {
-            format!(" --approve {}", set.hash)
-        } else {
-            String::new()
-        };
-        let _ = writeln!(
-            out,
-            "Plan hash `{}`. To apply:\n\n```\n{apply}{approve}\n```",
-            set.hash
-        );
     }
     out
 }

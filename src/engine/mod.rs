@@ -11,6 +11,7 @@
 //! - apply: tracker writes first, then one store transaction per structure
 //!   (content, journal, baselines, job records).
 
+mod plan_file;
 mod remember;
 mod units;
 
@@ -28,6 +29,7 @@ use crate::spec::{
 use crate::store::{Baseline, Change, Commit, JobRecord, JobState, Store, StoreError};
 use crate::tracker::{AnyTracker, LocalTracker, Tracker, TrackerError};
 
+pub use plan_file::{Base, PlanFile};
 pub use remember::{remembered, structure_view};
 pub use units::{Scope, UnitSource};
 

@@ -177,6 +177,23 @@ impl Snapshot {
     }
 }
 
+impl Snapshot {
+    /// Each issue's key with a short digest of its content, in tracker order:
+    /// what a saved plan keeps to tell later which issues changed.
+    pub fn issue_digests(&self) -> Vec<(&str, String)> {
+        let mut buffer = Vec::with_capacity(512);
+        self.indexed
+            .issues
+            .iter()
+            .map(|issue| {
+                buffer.clear();
+                write_issue(&mut buffer, issue);
+                (issue.key.as_str(), hex(&Sha256::digest(&buffer)[..8]))
+            })
+            .collect()
+    }
+}
+
 impl Indexed {
     fn parent_position(&self, at: usize) -> Option<usize> {
         let parent = self.issues[at].parent.as_deref()?;

@@ -216,7 +216,8 @@ pub struct Summary {
 }
 
 impl Summary {
-    fn count(units: &[UnitPlan]) -> Summary {
+    /// The counts of `units`' operations.
+    pub fn count<'a>(units: impl IntoIterator<Item = &'a UnitPlan>) -> Summary {
         let mut s = Summary::default();
         for unit in units {
             for op in &unit.structure_ops {
