@@ -1,76 +1,14 @@
 //! The command line as people use it: the quickstart flow, exit codes, and
 //! every kind of bad input getting a clear error that changes nothing.
 
-use std::path::{Path, PathBuf};
+mod common;
 
-use assert_cmd::Command;
+use std::path::Path;
+
+use common::Workspace;
 use predicates::prelude::*;
 use predicates::str::contains;
-use trellis::store::{SqliteStore, Store};
-
-/// A copy of examples/quickstart in a temporary folder, with its own store.
-struct Workspace {
-    dir: tempfile::TempDir,
-}
-
-impl Workspace {
-    fn new() -> Workspace {
-        let dir = tempfile::tempdir().unwrap();
-        let target = dir.path().join("quickstart");
-        std::fs::create_dir(&target).unwrap();
-        for entry in std::fs::read_dir("examples/quickstart").unwrap() {
-            let entry = entry.unwrap();
-            std::fs::copy(entry.path(), target.join(entry.file_name())).unwrap();
-        }
-        Workspace { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn state(&self) -> PathBuf {
-        self.path("state/trellis.db")
-    }
-
-    fn trellis(&self) -> Command {
-        let mut cmd = Command::cargo_bin("trellis").unwrap();
-        cmd.current_dir(self.dir.path())
-            .env("TRELLIS_STATE", self.state())
-            .env("TRELLIS_USER", "alice")
-            .env("NO_COLOR", "1")
-            .env_remove("RUST_LOG");
-        cmd
-    }
-
-    fn read(&self, name: &str) -> String {
-        std::fs::read_to_string(self.path(name)).unwrap()
-    }
-
-    fn edit(&self, name: &str, from: &str, to: &str) {
-        let text = self.read(name);
-        assert!(text.contains(from), "{name} has no `{from}`");
-        std::fs::write(self.path(name), text.replacen(from, to, 1)).unwrap();
-    }
-
-    /// A declarations file of its own, next to the quickstart's issues.
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.path(name);
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-
-    fn apply(&self) {
-        self.trellis()
-            .args(["apply", "-f", "quickstart"])
-            .assert()
-            .success();
-    }
-
-    fn store(&self) -> SqliteStore {
-        SqliteStore::open_read_only(&self.state()).unwrap()
-    }
-}
+use trellis::store::Store;
 
 /// A Resync `export-once` of `children`, from the structure, next to the quickstart.
 fn declare_export_once(ws: &Workspace) {

@@ -2,57 +2,33 @@
 //! renderings of a plan, of a large plan split into comments, and of saved
 //! plans refused as stale.
 
-use std::path::PathBuf;
+mod common;
 
 use assert_cmd::Command;
+use common::Workspace;
 
-/// A copy of examples/quickstart in a temporary folder, applied once, with
-/// epic PLAT-2 then marked Done: the next plan removes its rows.
-struct Review {
-    dir: tempfile::TempDir,
-}
+/// The quickstart applied once, with epic PLAT-2 then marked Done: the next
+/// plan removes its rows.
+struct Review(Workspace);
 
 impl Review {
     fn new() -> Review {
-        let dir = tempfile::tempdir().unwrap();
-        let target = dir.path().join("quickstart");
-        std::fs::create_dir(&target).unwrap();
-        for entry in std::fs::read_dir("examples/quickstart").unwrap() {
-            let entry = entry.unwrap();
-            std::fs::copy(entry.path(), target.join(entry.file_name())).unwrap();
-        }
-        let review = Review { dir };
-        review.run(&["apply", "-f", "quickstart"]);
-        review.edit(
+        let workspace = Workspace::new();
+        workspace.apply();
+        workspace.edit(
+            "quickstart/issues.yaml",
             "summary: Observability with OpenTelemetry\n    type: Epic\n    status: In Progress",
             "summary: Observability with OpenTelemetry\n    type: Epic\n    status: Done",
         );
-        review
-    }
-
-    fn trellis(&self) -> Command {
-        let mut cmd = Command::cargo_bin("trellis").unwrap();
-        cmd.current_dir(self.dir.path())
-            .env("TRELLIS_STATE", self.dir.path().join("state.db"))
-            .env("TRELLIS_USER", "alice")
-            .env("NO_COLOR", "1")
-            .env_remove("RUST_LOG");
-        cmd
+        Review(workspace)
     }
 
     fn run(&self, args: &[&str]) -> std::process::Output {
-        self.trellis().args(args).output().unwrap()
+        self.0.trellis().args(args).output().unwrap()
     }
 
     fn edit(&self, from: &str, to: &str) {
-        let path = self.path("quickstart/issues.yaml");
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.contains(from));
-        std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        self.0.edit("quickstart/issues.yaml", from, to);
     }
 }
 

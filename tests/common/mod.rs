@@ -1,0 +1,74 @@
+//! What the command-line test files share: a temporary copy of the
+//! quickstart with a store of its own, and `trellis` run inside it.
+
+// Each test file is its own crate and uses a part of this module.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use assert_cmd::Command;
+use trellis::store::SqliteStore;
+
+/// A copy of examples/quickstart in a temporary folder, with its own store.
+pub struct Workspace {
+    dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    pub fn new() -> Workspace {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("quickstart");
+        std::fs::create_dir(&target).unwrap();
+        for entry in std::fs::read_dir("examples/quickstart").unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), target.join(entry.file_name())).unwrap();
+        }
+        Workspace { dir }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.path("state/trellis.db")
+    }
+
+    pub fn trellis(&self) -> Command {
+        let mut cmd = Command::cargo_bin("trellis").unwrap();
+        cmd.current_dir(self.dir.path())
+            .env("TRELLIS_STATE", self.state())
+            .env("TRELLIS_USER", "alice")
+            .env("NO_COLOR", "1")
+            .env_remove("RUST_LOG");
+        cmd
+    }
+
+    pub fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path(name)).unwrap()
+    }
+
+    pub fn edit(&self, name: &str, from: &str, to: &str) {
+        let text = self.read(name);
+        assert!(text.contains(from), "{name} has no `{from}`");
+        std::fs::write(self.path(name), text.replacen(from, to, 1)).unwrap();
+    }
+
+    /// A declarations file of its own, next to the quickstart's issues.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    pub fn apply(&self) {
+        self.trellis()
+            .args(["apply", "-f", "quickstart"])
+            .assert()
+            .success();
+    }
+
+    pub fn store(&self) -> SqliteStore {
+        SqliteStore::open_read_only(&self.state()).unwrap()
+    }
+}
