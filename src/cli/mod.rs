@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::engine::{Approval, Engine, PlanFile, Scope, remembered};
+use crate::engine::{Approval, Engine, PlanFile, Run, Scope, remembered};
 use crate::model::Direction;
 use crate::spec::Catalog;
 use crate::store::{SqliteStore, Store};
@@ -233,10 +233,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let catalog = Catalog::load(&files.files)?;
             let engine = Engine::new(SqliteStore::open_read_only(&cli.state)?, author());
-            let run = {
-                let _progress = Progress::start("reading trackers and planning");
-                engine.plan(&catalog, &Scope::Apply).await?
-            };
+            let run = plan(&engine, &catalog, &Scope::Apply).await?;
             let apply = match &out {
                 Some(file) => format!("trellis apply {}", file.display()),
                 None => render::command("apply", &files.files),
@@ -381,10 +378,7 @@ async fn sync(
         None => Scope::Apply,
     };
     let mut engine = Engine::new(SqliteStore::open(state)?, author());
-    let run = {
-        let _progress = Progress::start("reading trackers and planning");
-        engine.plan(&catalog, &scope).await?
-    };
+    let run = plan(&engine, &catalog, &scope).await?;
     let terminal = std::io::stdout().is_terminal();
     print!("{}", render::plan_text(&run.set, None, terminal));
     // A run with nothing to change still goes through apply: it records each
@@ -399,15 +393,7 @@ async fn sync(
         }
         None => Approval::None,
     };
-    let applied = {
-        let _progress = Progress::start("applying");
-        engine.apply(&catalog, run, &approval).await?
-    };
-    engine.remember(&catalog)?;
-    for (structure, version) in applied.structures {
-        println!("applied: {structure} is at version {version}");
-    }
-    Ok(ExitCode::SUCCESS)
+    apply(&mut engine, &catalog, run, &approval).await
 }
 
 /// Applies a saved plan: plans again from the same declarations and applies
@@ -417,20 +403,38 @@ async fn apply_saved(state: &std::path::Path, path: &std::path::Path) -> anyhow:
     let saved = PlanFile::read(path)?;
     let catalog = Catalog::load(&saved.files)?;
     let mut engine = Engine::new(SqliteStore::open(state)?, author());
-    let run = {
-        let _progress = Progress::start("reading trackers and planning");
-        engine.plan(&catalog, &Scope::Apply).await?
-    };
+    let run = plan(&engine, &catalog, &Scope::Apply).await?;
     saved.check(path, &run)?;
     print!(
         "{}",
         render::plan_text(&run.set, None, std::io::stdout().is_terminal())
     );
+    apply(&mut engine, &catalog, run, &Approval::Confirmed).await
+}
+
+/// Plans `scope`, with a spinner on a terminal.
+async fn plan(
+    engine: &Engine<SqliteStore>,
+    catalog: &Catalog,
+    scope: &Scope,
+) -> anyhow::Result<Run> {
+    let _progress = Progress::start("reading trackers and planning");
+    Ok(engine.plan(catalog, scope).await?)
+}
+
+/// Applies an approved run, remembers the declarations and reports the
+/// structures' new versions.
+async fn apply(
+    engine: &mut Engine<SqliteStore>,
+    catalog: &Catalog,
+    run: Run,
+    approval: &Approval,
+) -> anyhow::Result<ExitCode> {
     let applied = {
         let _progress = Progress::start("applying");
-        engine.apply(&catalog, run, &Approval::Confirmed).await?
+        engine.apply(catalog, run, approval).await?
     };
-    engine.remember(&catalog)?;
+    engine.remember(catalog)?;
     for (structure, version) in applied.structures {
         println!("applied: {structure} is at version {version}");
     }
