@@ -11,6 +11,7 @@
 //! - apply: tracker writes first, then one store transaction per structure
 //!   (content, journal, baselines, job records).
 
+mod connect;
 mod plan_file;
 mod remember;
 mod units;
@@ -22,13 +23,11 @@ use crate::plan::{
     PlanError, PlanSet, Planned, StructureInput, StructureOp, StructurePlan, UnitPlan,
     plan_structure,
 };
-use crate::spec::{
-    Catalog, Declared, SpecErrors, Structure, Tracker as TrackerResource, TrackerType,
-    local_issues_file,
-};
+use crate::spec::{Catalog, Declared, SpecErrors, Structure};
 use crate::store::{Baseline, Change, Commit, JobRecord, JobState, Store, StoreError};
-use crate::tracker::{AnyTracker, LocalTracker, Tracker, TrackerError};
+use crate::tracker::{Tracker, TrackerError};
 
+use connect::Trackers;
 pub use plan_file::{Base, PlanFile};
 pub use remember::{remembered, structure_view};
 pub use units::{Scope, UnitSource};
@@ -97,6 +96,8 @@ pub struct Prepared {
 pub struct Run {
     pub prepared: Vec<Prepared>,
     pub set: PlanSet,
+    /// The clients the plan read through, kept for applying it.
+    trackers: Trackers,
 }
 
 /// What an apply did.
@@ -125,7 +126,7 @@ impl<S: Store> Engine<S> {
 
     /// Plans every structure that `scope` touches.
     pub async fn plan(&self, catalog: &Catalog, scope: &Scope) -> Result<Run, EngineError> {
-        let trackers = connect(catalog);
+        let mut trackers = Trackers::default();
         let mut snapshots: HashMap<String, Snapshot> = HashMap::new();
         let mut prepared = Vec::new();
         let mut structures: Vec<&Declared<Structure>> = catalog.structures.iter().collect();
@@ -140,7 +141,7 @@ impl<S: Store> Engine<S> {
                 &structure.resource,
                 &structure.resource.spec.tracker_ref.name,
             );
-            let tracker = &trackers[&tracker_id];
+            let tracker = trackers.get(catalog, &tracker_id)?;
             if !snapshots.contains_key(&tracker_id) {
                 let snapshot = tracker
                     .snapshot()
@@ -186,7 +187,11 @@ impl<S: Store> Engine<S> {
         }
         refuse_two_exports_to_one_tracker(&prepared)?;
         let set = PlanSet::new(prepared.iter().map(|p| p.plan.clone()).collect());
-        Ok(Run { prepared, set })
+        Ok(Run {
+            prepared,
+            set,
+            trackers,
+        })
     }
 
     /// Applies a run's plans once approved; see [`Approval`].
@@ -197,10 +202,12 @@ impl<S: Store> Engine<S> {
         approval: &Approval,
     ) -> Result<Applied, EngineError> {
         check_approval(&run.set, approval)?;
-        let trackers = connect(catalog);
+        let mut trackers = run.trackers;
         let mut applied = Applied::default();
         for prepared in run.prepared {
-            let version = self.apply_structure(&trackers, prepared).await?;
+            let version = self
+                .apply_structure(catalog, &mut trackers, prepared)
+                .await?;
             applied.structures.push(version);
         }
         Ok(applied)
@@ -208,7 +215,8 @@ impl<S: Store> Engine<S> {
 
     async fn apply_structure(
         &mut self,
-        trackers: &HashMap<String, AnyTracker>,
+        catalog: &Catalog,
+        trackers: &mut Trackers,
         prepared: Prepared,
     ) -> Result<(String, u64), EngineError> {
         let started = jiff::Timestamp::now();
@@ -227,7 +235,7 @@ impl<S: Store> Engine<S> {
             .flat_map(|u| u.tracker_ops.iter().cloned())
             .collect();
         if !tracker_ops.is_empty() {
-            let client = &trackers[&tracker];
+            let client = trackers.get(catalog, &tracker)?;
             // The tracker must still be what was planned from: re-read it and
             // compare before writing (the local tracker also refuses to
             // overwrite a file changed since this read).
@@ -406,23 +414,6 @@ fn check_approval(set: &PlanSet, approval: &Approval) -> Result<(), EngineError>
             summary: set.summary.to_string(),
         }),
         _ => Ok(()),
-    }
-}
-
-/// A client for every declared tracker.
-fn connect(catalog: &Catalog) -> HashMap<String, AnyTracker> {
-    catalog
-        .trackers
-        .iter()
-        .map(|t| (t.id(), client(t)))
-        .collect()
-}
-
-fn client(tracker: &Declared<TrackerResource>) -> AnyTracker {
-    match tracker.resource.spec.type_ {
-        TrackerType::Local => AnyTracker::Local(LocalTracker::new(
-            local_issues_file(tracker).expect("validated local trackers have a path"),
-        )),
     }
 }
 

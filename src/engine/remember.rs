@@ -13,7 +13,8 @@ use crate::spec::{
 use crate::store::{Store, StoredResource};
 use crate::tracker::Tracker as _;
 
-use super::{Engine, EngineError, client};
+use super::connect::client;
+use super::{Engine, EngineError};
 
 impl<S: Store> Engine<S> {
     /// Remembers `catalog`'s declarations, with local paths made absolute.
@@ -110,7 +111,7 @@ pub async fn structure_view<S: Store>(
     let tracker = catalog
         .tracker(&tracker_id)
         .ok_or_else(|| EngineError::NotFound(format!("tracker {tracker_id} is not declared")))?;
-    let snapshot = client(tracker)
+    let snapshot = client(tracker)?
         .snapshot()
         .await
         .map_err(|source| EngineError::Tracker {

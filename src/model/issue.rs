@@ -92,8 +92,12 @@ impl Issue {
     }
 }
 
-/// Splits `PLAT-12` into (`PLAT`, 12); keys without a number sort by text.
+/// Splits `PLAT-12` into (`PLAT`, 12) and Redmine's `#12` into (`#`, 12);
+/// keys without a number sort by text.
 pub fn split_key(key: &str) -> (&str, u64) {
+    if let Some(number) = key.strip_prefix('#').and_then(|n| n.parse().ok()) {
+        return ("#", number);
+    }
     match key.rsplit_once('-') {
         Some((project, n)) => match n.parse() {
             Ok(number) => (project, number),
@@ -133,6 +137,9 @@ mod tests {
         let mut keys = [issue("PLAT-10", "x"), issue("PLAT-9", "x")];
         keys.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
         assert_eq!(keys[0].key, "PLAT-9");
+        let mut keys = [issue("#10", "x"), issue("#9", "x")];
+        keys.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+        assert_eq!(keys[0].key, "#9");
     }
 
     #[test]

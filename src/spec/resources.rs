@@ -78,9 +78,18 @@ fn conditions_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Sch
 pub struct TrackerSpec {
     #[serde(rename = "type")]
     pub type_: TrackerType,
+    /// The server's base URL (Redmine, Jira), e.g. `https://redmine.example.com`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Where the API key is: never in the spec itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<Credentials>,
     /// Settings of a `local` tracker.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub local: Option<LocalTrackerSpec>,
+    /// Settings of a `redmine` tracker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redmine: Option<RedmineTrackerSpec>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -88,6 +97,50 @@ pub struct TrackerSpec {
 pub enum TrackerType {
     /// Issues kept in a YAML file: the embedded default.
     Local,
+    /// A Redmine server, through its REST API.
+    Redmine,
+}
+
+/// Where a tracker's secret comes from. The command line reads `env` or
+/// `file`; the controller reads `secretRef`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Credentials {
+    /// An environment variable that holds the secret (command line).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
+    /// A file that holds the secret (command line); relative paths start at
+    /// the declaring file's folder. Used when `env` is not set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// A Secret in the tracker's namespace (controller).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretKeyRef>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretKeyRef {
+    pub name: String,
+    /// The key in the Secret's data; `apiKey` by default.
+    #[serde(default = "default_secret_key")]
+    pub key: String,
+}
+
+fn default_secret_key() -> String {
+    "apiKey".into()
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RedmineTrackerSpec {
+    /// The project (identifier or numeric id) whose issues make the
+    /// tracker's scope; every issue the API key can see when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// Include the project's subprojects (Redmine's own default).
+    #[serde(default = "enabled_by_default")]
+    pub subprojects: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -5,33 +5,16 @@ use std::collections::{HashMap, HashSet};
 use crate::model::Direction;
 use crate::plan::Rule;
 use crate::tracker::local::Query;
+use crate::tracker::redmine;
 
 use super::load::{Catalog, Declared, SpecError, local_issues_file};
-use super::{RowSpec, Structure, Synchronizer, SynchronizerType, TrackerType};
+use super::{RowSpec, Structure, Synchronizer, SynchronizerType, Tracker, TrackerType};
 
 /// Checks each declaration, and with `references`, how they refer to each other.
 pub(super) fn validate(catalog: &Catalog, references: bool) -> Vec<SpecError> {
     let mut errors = Vec::new();
     for tracker in &catalog.trackers {
-        let spec = &tracker.resource.spec;
-        match (spec.type_, &spec.local) {
-            (TrackerType::Local, None) => errors.push(tracker.origin.error(
-                "spec.type",
-                "a local tracker needs spec.local.path, the YAML file that holds its issues",
-            )),
-            (TrackerType::Local, Some(_)) => {
-                let path = local_issues_file(tracker).expect("local trackers have a path");
-                if !path.is_file() {
-                    errors.push(tracker.origin.error(
-                        "spec.local.path",
-                        format!(
-                            "issues file {} does not exist (paths are relative to this file); create it with `issues: []`",
-                            path.display()
-                        ),
-                    ));
-                }
-            }
-        }
+        validate_tracker(tracker, &mut errors);
     }
     if !references {
         return errors;
@@ -67,6 +50,109 @@ pub(super) fn validate(catalog: &Catalog, references: bool) -> Vec<SpecError> {
         }
     }
     errors
+}
+
+fn validate_tracker(tracker: &Declared<Tracker>, errors: &mut Vec<SpecError>) {
+    let spec = &tracker.resource.spec;
+    let origin = &tracker.origin;
+    match spec.type_ {
+        TrackerType::Local => {
+            match &spec.local {
+                None => errors.push(origin.error(
+                    "spec.type",
+                    "a local tracker needs spec.local.path, the YAML file that holds its issues",
+                )),
+                Some(_) => {
+                    let path = local_issues_file(tracker).expect("local trackers have a path");
+                    if !path.is_file() {
+                        errors.push(origin.error(
+                            "spec.local.path",
+                            format!(
+                                "issues file {} does not exist (paths are relative to this file); create it with `issues: []`",
+                                path.display()
+                            ),
+                        ));
+                    }
+                }
+            }
+            for (set, field) in [
+                (spec.redmine.is_some(), "spec.redmine"),
+                (spec.url.is_some(), "spec.url"),
+                (spec.credentials.is_some(), "spec.credentials"),
+            ] {
+                if set {
+                    errors.push(origin.error(
+                        field,
+                        format!("{field} is not used by local trackers; remove it"),
+                    ));
+                }
+            }
+        }
+        TrackerType::Redmine => {
+            if spec.local.is_some() {
+                errors.push(origin.error(
+                    "spec.local",
+                    "spec.local is for local trackers; remove it from this redmine tracker",
+                ));
+            }
+            validate_url(tracker, errors);
+            let credentials = spec.credentials.clone().unwrap_or_default();
+            if credentials.env.is_none()
+                && credentials.file.is_none()
+                && credentials.secret_ref.is_none()
+            {
+                errors.push(origin.error(
+                    "spec.credentials",
+                    "a redmine tracker needs its API key: `credentials: {env: REDMINE_API_KEY}` or `{file: PATH}` for the command line, `{secretRef: {name: SECRET}}` in a cluster",
+                ));
+            }
+            if let Some(project) = spec.redmine.as_ref().and_then(|r| r.project.as_deref()) {
+                let identifier = project.starts_with(|c: char| c.is_ascii_lowercase())
+                    && project.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
+                    });
+                let id = !project.is_empty() && project.bytes().all(|b| b.is_ascii_digit());
+                if !(identifier || id) {
+                    errors.push(origin.error(
+                        "spec.redmine.project",
+                        format!(
+                            "`{project}` is not a Redmine project identifier (lower-case letters, digits, - and _, as in the project's URL) or numeric id"
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// A server URL: http(s), and no secret in it.
+fn validate_url(tracker: &Declared<Tracker>, errors: &mut Vec<SpecError>) {
+    let origin = &tracker.origin;
+    let Some(url) = &tracker.resource.spec.url else {
+        errors.push(origin.error(
+            "spec.type",
+            "this tracker needs spec.url, its server's address (e.g. https://redmine.example.com)",
+        ));
+        return;
+    };
+    match reqwest::Url::parse(url) {
+        Err(e) => errors.push(origin.error("spec.url", format!("`{url}` is not a URL: {e}"))),
+        Ok(parsed) if !matches!(parsed.scheme(), "http" | "https") => errors.push(origin.error(
+            "spec.url",
+            "give an http:// or https:// address",
+        )),
+        Ok(parsed)
+            if !parsed.username().is_empty()
+                || parsed.password().is_some()
+                || parsed.query().is_some() =>
+        {
+            errors.push(origin.error(
+                "spec.url",
+                "the URL carries credentials or parameters; give the bare server address and put the key in spec.credentials",
+            ))
+        }
+        Ok(_) => {}
+    }
 }
 
 fn duplicates(catalog: &Catalog, errors: &mut Vec<SpecError>) {
@@ -181,7 +267,19 @@ fn validate_synchronizer(
             "a filter synchronizer needs spec.filter with a query, e.g. `query: project = PLAT`",
         )),
         (SynchronizerType::Filter, Some(filter)) => {
-            if let Err(e) = Query::parse(&filter.query) {
+            let tracker = structure.and_then(|s| {
+                catalog.tracker(&Catalog::referenced(
+                    &s.resource,
+                    &s.resource.spec.tracker_ref.name,
+                ))
+            });
+            let checked = match tracker.map(|t| t.resource.spec.type_) {
+                Some(TrackerType::Redmine) => {
+                    redmine::Filter::parse(&filter.query).map(drop).map_err(|e| e.to_string())
+                }
+                _ => Query::parse(&filter.query).map(drop).map_err(|e| e.to_string()),
+            };
+            if let Err(e) = checked {
                 errors.push(origin.error("spec.filter.query", format!("invalid query: {e}")));
             }
             if let Some(under) = &filter.under {

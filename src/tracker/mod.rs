@@ -2,14 +2,16 @@
 //! embedded local tracker.
 
 pub mod local;
+pub mod redmine;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 
-use crate::model::Snapshot;
+use crate::model::{Issue, Snapshot};
 use crate::plan::TrackerOp;
 
 pub use local::LocalTracker;
+pub use redmine::RedmineTracker;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrackerError {
@@ -27,6 +29,44 @@ pub enum TrackerError {
     },
     #[error("invalid query `{query}`: {message}")]
     Query { query: String, message: String },
+    /// A whole request failed (the server is unreachable, the key refused).
+    #[error("{operation}: {message}")]
+    Remote { operation: String, message: String },
+    /// Some writes failed; the others were made.
+    #[error("{}", writes_failed(*.done, .failures))]
+    Writes {
+        done: usize,
+        failures: Vec<IssueFailure>,
+    },
+}
+
+/// One issue's failed operation, with the tracker's own message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IssueFailure {
+    pub issue: String,
+    pub operation: String,
+    pub message: String,
+}
+
+fn writes_failed(done: usize, failures: &[IssueFailure]) -> String {
+    let mut text = format!(
+        "{} tracker write(s) failed and {done} succeeded; the next run plans what is left:",
+        failures.len()
+    );
+    for f in failures {
+        text.push_str(&format!("\n  {}: {}: {}", f.issue, f.operation, f.message));
+    }
+    text
+}
+
+/// What a tracker can and cannot tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Whether creating or deleting a link bumps the issue's `updated` time.
+    /// When it does not (Redmine), [`Tracker::changed_since`] misses link
+    /// changes: a sync that follows links must re-read them with a full
+    /// [`Tracker::snapshot`], at least each `fullResyncAfter`.
+    pub link_changes_bump_updated: bool,
 }
 
 /// A connected issue tracker.
@@ -45,31 +85,148 @@ pub trait Tracker: Send + Sync {
         query: &str,
     ) -> impl Future<Output = Result<HashSet<String>, TrackerError>> + Send;
 
-    /// Applies operations to issues.
+    /// Applies operations to issues. Each failed operation is reported
+    /// against its issue ([`TrackerError::Writes`]); the others are made.
     fn apply(&self, ops: &[TrackerOp]) -> impl Future<Output = Result<(), TrackerError>> + Send;
+
+    /// Issues whose `updated` time is at or after `from` (an inclusive
+    /// bound, in whole seconds on some trackers): dedupe with [`Watermark`].
+    fn changed_since(
+        &self,
+        from: jiff::Timestamp,
+    ) -> impl Future<Output = Result<Vec<Issue>, TrackerError>> + Send;
+
+    fn capabilities(&self) -> Capabilities;
+}
+
+/// Where the last read of changed issues stopped. Reads start an overlap
+/// window before the newest `updated` seen, so that a change committed late
+/// with an earlier timestamp is still found; an issue read again unchanged
+/// (same `updated`, same content) is dropped. Comparing content too keeps a
+/// second change within the same second, which timestamps alone would lose.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Watermark {
+    newest: Option<jiff::Timestamp>,
+    seen: BTreeMap<(jiff::Timestamp, String), Issue>,
+}
+
+impl Watermark {
+    pub const OVERLAP: jiff::SignedDuration = jiff::SignedDuration::from_secs(60);
+
+    /// Where the next read starts; `None` before the first read.
+    pub fn read_from(&self) -> Option<jiff::Timestamp> {
+        self.newest.map(|t| t - Self::OVERLAP)
+    }
+
+    /// Keeps the issues not seen before and moves the watermark past them.
+    pub fn advance(&mut self, issues: Vec<Issue>) -> Vec<Issue> {
+        let fresh: Vec<Issue> = issues
+            .into_iter()
+            .filter(|i| match i.updated {
+                Some(t) => self.seen.get(&(t, i.key.clone())) != Some(i),
+                None => true,
+            })
+            .collect();
+        for issue in &fresh {
+            if let Some(t) = issue.updated {
+                self.newest = self.newest.max(Some(t));
+                self.seen.insert((t, issue.key.clone()), issue.clone());
+            }
+        }
+        if let Some(from) = self.read_from() {
+            self.seen = self.seen.split_off(&(from, String::new()));
+        }
+        fresh
+    }
 }
 
 /// Every tracker type, dispatched statically.
 pub enum AnyTracker {
     Local(LocalTracker),
+    Redmine(RedmineTracker),
 }
 
 impl Tracker for AnyTracker {
     async fn snapshot(&self) -> Result<Snapshot, TrackerError> {
         match self {
             AnyTracker::Local(t) => t.snapshot().await,
+            AnyTracker::Redmine(t) => t.snapshot().await,
         }
     }
 
     async fn search(&self, query: &str) -> Result<HashSet<String>, TrackerError> {
         match self {
             AnyTracker::Local(t) => t.search(query).await,
+            AnyTracker::Redmine(t) => t.search(query).await,
         }
     }
 
     async fn apply(&self, ops: &[TrackerOp]) -> Result<(), TrackerError> {
         match self {
             AnyTracker::Local(t) => t.apply(ops).await,
+            AnyTracker::Redmine(t) => t.apply(ops).await,
         }
+    }
+
+    async fn changed_since(&self, from: jiff::Timestamp) -> Result<Vec<Issue>, TrackerError> {
+        match self {
+            AnyTracker::Local(t) => t.changed_since(from).await,
+            AnyTracker::Redmine(t) => t.changed_since(from).await,
+        }
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        match self {
+            AnyTracker::Local(t) => t.capabilities(),
+            AnyTracker::Redmine(t) => t.capabilities(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn changed(key: &str, second: i64) -> Issue {
+        Issue {
+            key: key.into(),
+            summary: String::new(),
+            issue_type: "Task".into(),
+            status: "Open".into(),
+            parent: None,
+            epic: None,
+            links: vec![],
+            rank: None,
+            updated: Some(jiff::Timestamp::from_second(second).unwrap()),
+            fields: Default::default(),
+        }
+    }
+
+    #[test]
+    fn watermarks_drop_what_the_overlap_reads_again() {
+        let mut mark = Watermark::default();
+        assert_eq!(mark.read_from(), None);
+        let first = mark.advance(vec![changed("#1", 1000), changed("#2", 1005)]);
+        assert_eq!(first.len(), 2);
+        assert_eq!(
+            mark.read_from(),
+            Some(jiff::Timestamp::from_second(1005 - 60).unwrap())
+        );
+        // The next read returns the boundary issues again, #2 changed once
+        // more within the same second, #3 new and #1 changed later.
+        let mut renamed = changed("#2", 1005);
+        renamed.summary = "renamed".into();
+        let second = mark.advance(vec![
+            changed("#1", 1000),
+            renamed,
+            changed("#3", 1005),
+            changed("#1", 1010),
+        ]);
+        let keys: Vec<&str> = second.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(keys, ["#2", "#3", "#1"]);
+        assert!(mark.advance(vec![changed("#3", 1005)]).is_empty());
+        // Far later, the old seen pairs are forgotten.
+        mark.advance(vec![changed("#9", 5000)]);
+        assert_eq!(mark.seen.len(), 1);
     }
 }

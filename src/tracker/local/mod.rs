@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{Tracker, TrackerError};
+use super::{Capabilities, Tracker, TrackerError};
 use crate::model::{Issue, Snapshot};
 use crate::plan::TrackerOp;
 
@@ -215,6 +215,22 @@ impl Tracker for LocalTracker {
                 *last_read = Some(read);
                 Err(e)
             }
+        }
+    }
+
+    async fn changed_since(&self, from: jiff::Timestamp) -> Result<Vec<Issue>, TrackerError> {
+        let snapshot = self.read()?.snapshot;
+        Ok(snapshot
+            .issues()
+            .filter(|i| i.updated.is_some_and(|t| t >= from))
+            .cloned()
+            .collect())
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        // A person editing the file bumps `updated` only if they choose to.
+        Capabilities {
+            link_changes_bump_updated: false,
         }
     }
 }

@@ -1,0 +1,267 @@
+//! Requests to Redmine: the API key header, retries with backoff, and
+//! error messages a person can act on.
+//!
+//! The key travels only in the `X-Redmine-API-Key` header, marked sensitive,
+//! never in a URL, so neither reqwest's errors (which quote the URL) nor
+//! Trellis's own messages can show it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
+use reqwest::{Method, StatusCode, Url};
+use serde::de::DeserializeOwned;
+
+/// A secret: it has no `Display`, and its `Debug` hides it.
+#[derive(Clone)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    pub fn new(key: impl Into<String>) -> ApiKey {
+        ApiKey(key.into())
+    }
+}
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiKey(redacted)")
+    }
+}
+
+/// How transient failures (429, 5xx, timeouts, refused connections) are retried.
+#[derive(Clone, Debug)]
+pub struct Retry {
+    /// Attempts in all, the first one included.
+    pub attempts: u32,
+    /// The first wait; each further wait doubles, up to `max_delay`.
+    pub base_delay: Duration,
+    /// The longest wait, also the cap on a server's `Retry-After`.
+    pub max_delay: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Retry {
+        Retry {
+            attempts: 5,
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A failed request, described for a person.
+#[derive(Debug)]
+pub struct HttpError {
+    pub status: Option<StatusCode>,
+    pub message: String,
+}
+
+pub struct Http {
+    client: reqwest::Client,
+    base: Url,
+    retry: Retry,
+    requests: AtomicU64,
+}
+
+impl Http {
+    pub fn new(base: Url, key: &ApiKey, retry: Retry) -> Result<Http, String> {
+        let mut value = HeaderValue::from_str(&key.0)
+            .map_err(|_| "the API key holds characters an HTTP header cannot carry".to_owned())?;
+        value.set_sensitive(true);
+        let mut headers = HeaderMap::new();
+        headers.insert("X-Redmine-API-Key", value);
+        let client = reqwest::Client::builder()
+            .default_headers(headers)
+            .user_agent(concat!("trellis/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Http {
+            client,
+            base,
+            retry,
+            requests: AtomicU64::new(0),
+        })
+    }
+
+    pub fn base(&self) -> &Url {
+        &self.base
+    }
+
+    /// HTTP requests sent so far, retries included.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    pub async fn get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<T, HttpError> {
+        let body = self.send(Method::GET, path, query, None).await?;
+        serde_json::from_slice(&body).map_err(|e| HttpError {
+            status: None,
+            message: format!("Redmine's answer to GET {path} is not the expected JSON: {e}"),
+        })
+    }
+
+    pub async fn put(&self, path: &str, body: serde_json::Value) -> Result<(), HttpError> {
+        self.send(Method::PUT, path, &[], Some(body)).await.map(drop)
+    }
+
+    /// Sends one request, retrying transient failures; the body of a 2xx answer.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<serde_json::Value>,
+    ) -> Result<Vec<u8>, HttpError> {
+        let url = self.base.join(path.trim_start_matches('/')).map_err(|e| HttpError {
+            status: None,
+            message: format!("bad request path {path}: {e}"),
+        })?;
+        let mut attempt = 1;
+        loop {
+            let mut request = self.client.request(method.clone(), url.clone()).query(query);
+            if let Some(body) = &body {
+                request = request.json(body);
+            }
+            self.requests.fetch_add(1, Ordering::Relaxed);
+            let gave_up = attempt >= self.retry.attempts;
+            let hint = match request.send().await {
+                Ok(response) => {
+                    let status = response.status();
+                    if status.is_success() {
+                        let bytes = response.bytes().await.map_err(|e| HttpError {
+                            status: None,
+                            message: format!(
+                                "reading Redmine's answer to {method} {path}: {}",
+                                e.without_url()
+                            ),
+                        })?;
+                        return Ok(bytes.to_vec());
+                    }
+                    if !transient(status) {
+                        let text = response.text().await.unwrap_or_default();
+                        return Err(HttpError {
+                            status: Some(status),
+                            message: describe(status, &text),
+                        });
+                    }
+                    if gave_up {
+                        return Err(HttpError {
+                            status: Some(status),
+                            message: format!(
+                                "{} (gave up after {attempt} attempts)",
+                                describe(status, "")
+                            ),
+                        });
+                    }
+                    tracing::warn!(%method, path, attempt, status = status.as_u16(), "Redmine request failed; retrying");
+                    retry_after(response.headers())
+                }
+                Err(e) => {
+                    let reachable = !(e.is_timeout() || e.is_connect() || e.is_request());
+                    if reachable || gave_up {
+                        let tries = if gave_up {
+                            format!(" (gave up after {attempt} attempts)")
+                        } else {
+                            String::new()
+                        };
+                        return Err(HttpError {
+                            status: None,
+                            message: format!(
+                                "{method} {path} to Redmine at {}: {}{tries}; check spec.url and that the server is up",
+                                self.base,
+                                e.without_url()
+                            ),
+                        });
+                    }
+                    tracing::warn!(%method, path, attempt, error = %e.without_url(), "Redmine request failed; retrying");
+                    None
+                }
+            };
+            let backoff = self.retry.base_delay * 2u32.saturating_pow(attempt - 1);
+            let wait = hint.unwrap_or(backoff).min(self.retry.max_delay);
+            tokio::time::sleep(wait).await;
+            attempt += 1;
+        }
+    }
+}
+
+/// Worth another try: rate limits and server-side failures.
+fn transient(status: StatusCode) -> bool {
+    status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
+}
+
+/// `Retry-After` in seconds or as an HTTP date.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = jiff::fmt::rfc2822::parse(value).ok()?.timestamp();
+    let wait = at.duration_since(jiff::Timestamp::now());
+    Some(Duration::try_from(wait).unwrap_or(Duration::ZERO))
+}
+
+/// What a status means for a Redmine user; a 422 carries Redmine's own
+/// messages (`{"errors": [...]}`), the others have empty bodies.
+fn describe(status: StatusCode, body: &str) -> String {
+    #[derive(serde::Deserialize)]
+    struct Errors {
+        errors: Vec<String>,
+    }
+    match status.as_u16() {
+        401 => "Redmine refused the API key (401 Unauthorized)".into(),
+        403 => "Redmine answered 403 Forbidden: the API key's user lacks the permission for this, or the REST API is disabled (Administration → Settings → API)".into(),
+        404 => "Redmine answered 404 Not Found: it does not exist or the API key's user cannot see it".into(),
+        422 => match serde_json::from_str::<Errors>(body) {
+            Ok(e) if !e.errors.is_empty() => {
+                format!("Redmine refused it (422): {}", e.errors.join("; "))
+            }
+            _ => "Redmine refused it (422 Unprocessable Entity)".into(),
+        },
+        429 => "Redmine (or a proxy before it) is rate limiting requests (429 Too Many Requests)".into(),
+        _ => format!("Redmine answered {status}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("7"));
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
+        headers.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        assert_eq!(retry_after(&headers), Some(Duration::ZERO), "a past date: now");
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&headers), None);
+    }
+
+    #[test]
+    fn validation_errors_carry_redmines_messages() {
+        let message = describe(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            r#"{"errors":["Parent task is invalid","Subject cannot be blank"]}"#,
+        );
+        assert_eq!(
+            message,
+            "Redmine refused it (422): Parent task is invalid; Subject cannot be blank"
+        );
+    }
+
+    #[test]
+    fn keys_do_not_show_in_debug_output() {
+        let key = ApiKey::new("0123456789abcdef");
+        assert!(!format!("{key:?}").contains("0123"));
+    }
+}

@@ -1,0 +1,411 @@
+//! Redmine (5.0) through its REST API.
+//!
+//! - Issues are keyed `#123`; Redmine's trackers (Bug, Feature, ...) are
+//!   issue types; the parent is read from `parent.id` and written as
+//!   `parent_issue_id` (null clears it); relations are links on the issue
+//!   they start from (`include=relations` on the list: no request per issue).
+//! - Lists page by id (`issue_id=>=N`, `sort=id`, 100 a page), so issues
+//!   created or deleted while reading neither shift nor repeat a page: a full
+//!   read of N issues takes ⌈N/100⌉ requests, plus one `/users/current.json`
+//!   handshake per client. `status_id=*` is always sent: Redmine lists open
+//!   issues only without it.
+//! - The handshake matters: with a wrong key Redmine answers as the
+//!   anonymous user where anonymous access is allowed, and issues would look
+//!   missing instead of the key looking wrong.
+//! - Changed issues are read with `updated_on>=T` (whole seconds, UTC, `Z`;
+//!   the bound is inclusive, so callers dedupe by key and `updated`, see
+//!   [`super::Watermark`]). Creating or deleting a relation does not bump
+//!   `updated_on`, so [`Capabilities::link_changes_bump_updated`] is false.
+//! - Writes are idempotent; each failure is reported against its issue
+//!   with Redmine's message, the others go on. Redmine drops a parent change
+//!   silently when the user lacks "Manage subtasks", so writes are read back.
+
+mod filter;
+mod http;
+mod wire;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use reqwest::{StatusCode, Url};
+use serde_json::json;
+
+use super::{Capabilities, IssueFailure, Tracker, TrackerError};
+use crate::model::{Issue, Snapshot};
+use crate::plan::TrackerOp;
+
+pub use filter::{Filter, FilterError};
+pub use http::{ApiKey, Retry};
+use http::{Http, HttpError};
+use wire::{CurrentUser, IssuePage, WireIssue};
+
+/// Redmine's largest page.
+const PAGE: usize = 100;
+
+/// How to reach one Redmine and what part of it is the tracker's scope.
+pub struct Settings {
+    pub url: Url,
+    pub key: ApiKey,
+    /// Where the key came from, for messages (`environment variable X`).
+    pub key_source: String,
+    /// Project identifier or id; all visible issues when `None`.
+    pub project: Option<String>,
+    pub subprojects: bool,
+    pub retry: Retry,
+}
+
+pub struct RedmineTracker {
+    http: Http,
+    key_source: String,
+    project: Option<String>,
+    subprojects: bool,
+    /// The login the key acts as, once the handshake succeeded.
+    identity: Mutex<Option<String>>,
+}
+
+impl RedmineTracker {
+    pub fn new(settings: Settings) -> Result<RedmineTracker, TrackerError> {
+        let mut url = settings.url;
+        // `join` replaces the last segment of a base without a trailing slash
+        // (a Redmine under a sub-path such as /redmine).
+        if !url.path().ends_with('/') {
+            url.set_path(&format!("{}/", url.path()));
+        }
+        let http = Http::new(url, &settings.key, settings.retry).map_err(|message| {
+            TrackerError::Remote {
+                operation: format!("connect with the key from {}", settings.key_source),
+                message,
+            }
+        })?;
+        Ok(RedmineTracker {
+            http,
+            key_source: settings.key_source,
+            project: settings.project,
+            subprojects: settings.subprojects,
+            identity: Mutex::new(None),
+        })
+    }
+
+    /// HTTP requests sent so far (retries included): for tests and benchmarks.
+    pub fn requests(&self) -> u64 {
+        self.http.requests()
+    }
+
+    /// The login the API key acts as; checks the key on first use.
+    pub async fn identity(&self) -> Result<String, TrackerError> {
+        if let Some(login) = self.identity.lock().expect("not poisoned").clone() {
+            return Ok(login);
+        }
+        let operation = format!("connect to Redmine at {}", self.http.base());
+        let current: CurrentUser = self
+            .http
+            .get("users/current.json", &[])
+            .await
+            .map_err(|e| match e.status {
+                Some(StatusCode::UNAUTHORIZED) => TrackerError::Remote {
+                    operation: operation.clone(),
+                    message: format!(
+                        "Redmine refused the API key from {} (401 Unauthorized); copy the key from Redmine's “My account → API access key” page",
+                        self.key_source
+                    ),
+                },
+                _ => remote(&operation, e),
+            })?;
+        let login = current.user.login;
+        tracing::debug!(url = %self.http.base(), %login, "connected to Redmine");
+        *self.identity.lock().expect("not poisoned") = Some(login.clone());
+        Ok(login)
+    }
+
+    /// The scope's filter parameters.
+    fn scope(&self) -> Vec<(String, String)> {
+        let mut params = Vec::new();
+        if let Some(project) = &self.project {
+            params.push(("project_id".into(), project.clone()));
+            if !self.subprojects {
+                params.push(("subproject_id".into(), "!*".into()));
+            }
+        }
+        params
+    }
+
+    fn describe_scope(&self) -> String {
+        match &self.project {
+            Some(project) => format!("project {project}"),
+            None => "all projects".into(),
+        }
+    }
+
+    /// Every issue the filter `params` select, a page of 100 at a time,
+    /// paged by id.
+    async fn list(
+        &self,
+        operation: &str,
+        params: &[(String, String)],
+    ) -> Result<Vec<WireIssue>, TrackerError> {
+        self.identity().await?;
+        let mut issues = Vec::new();
+        let mut next_id = 1;
+        loop {
+            let from = format!(">={next_id}");
+            let mut query: Vec<(&str, &str)> = params
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            query.extend([
+                ("issue_id", from.as_str()),
+                ("sort", "id"),
+                ("limit", "100"),
+                ("include", "relations"),
+            ]);
+            let page: IssuePage = self
+                .http
+                .get("issues.json", &query)
+                .await
+                .map_err(|e| remote(operation, e))?;
+            let last = page.issues.last().map(|i| i.id);
+            let count = page.issues.len();
+            issues.extend(page.issues);
+            match last {
+                Some(id) if count == PAGE && page.total_count as usize > count => next_id = id + 1,
+                _ => return Ok(issues),
+            }
+        }
+    }
+
+    /// Every issue a saved query selects. The query's own filters and sort
+    /// replace any other parameter, so it pages by offset and dedupes.
+    async fn list_saved(&self, query_id: u64) -> Result<Vec<WireIssue>, TrackerError> {
+        self.identity().await?;
+        let operation = format!("run saved query {query_id} in {}", self.describe_scope());
+        let query_id = query_id.to_string();
+        let mut seen = HashSet::new();
+        let mut issues = Vec::new();
+        let mut offset = 0;
+        loop {
+            let offset_text = offset.to_string();
+            let mut query = vec![
+                ("query_id", query_id.as_str()),
+                ("offset", offset_text.as_str()),
+                ("limit", "100"),
+            ];
+            // A project's saved query is only found under its project.
+            if let Some(project) = &self.project {
+                query.push(("project_id", project));
+            }
+            let page: IssuePage = self
+                .http
+                .get("issues.json", &query)
+                .await
+                .map_err(|e| match e.status {
+                    Some(StatusCode::NOT_FOUND) => TrackerError::Query {
+                        query: format!("query_id={query_id}"),
+                        message: format!(
+                            "Redmine has no saved query {query_id} visible to this key in {} (404); /queries.json lists them, and a project's query needs spec.redmine.project set to that project",
+                            self.describe_scope()
+                        ),
+                    },
+                    _ => remote(&operation, e),
+                })?;
+            let count = page.issues.len();
+            offset += count;
+            issues.extend(page.issues.into_iter().filter(|i| seen.insert(i.id)));
+            if count < PAGE || offset as u64 >= page.total_count {
+                return Ok(issues);
+            }
+        }
+    }
+
+    /// Re-reads written issues (100 per request) to catch changes Redmine
+    /// accepted with 204 but dropped.
+    async fn read_back(&self, keys: &[&str]) -> Result<HashMap<String, Issue>, TrackerError> {
+        let mut found = HashMap::new();
+        for chunk in keys.chunks(PAGE) {
+            let ids: Vec<String> = chunk
+                .iter()
+                .filter_map(|k| wire::id(k))
+                .map(|id| id.to_string())
+                .collect();
+            let ids = ids.join(",");
+            let page: IssuePage = self
+                .http
+                .get(
+                    "issues.json",
+                    &[("issue_id", &ids), ("status_id", "*"), ("limit", "100")],
+                )
+                .await
+                .map_err(|e| remote("read back the written issues", e))?;
+            found.extend(page.issues.into_iter().map(|i| {
+                let issue = i.into_issue();
+                (issue.key.clone(), issue)
+            }));
+        }
+        Ok(found)
+    }
+}
+
+fn remote(operation: &str, e: HttpError) -> TrackerError {
+    TrackerError::Remote {
+        operation: operation.to_owned(),
+        message: e.message,
+    }
+}
+
+fn issue_id(key: &str, operation: &str) -> Result<u64, IssueFailure> {
+    wire::id(key).ok_or_else(|| IssueFailure {
+        issue: key.to_owned(),
+        operation: operation.to_owned(),
+        message: "not a Redmine issue key; Redmine issues are written #123".into(),
+    })
+}
+
+impl Tracker for RedmineTracker {
+    async fn snapshot(&self) -> Result<Snapshot, TrackerError> {
+        let mut params = self.scope();
+        params.push(("status_id".into(), "*".into()));
+        let operation = format!("list the issues of {}", self.describe_scope());
+        let issues = self.list(&operation, &params).await?;
+        tracing::debug!(issues = issues.len(), requests = self.requests(), "read Redmine");
+        Ok(Snapshot::new(issues.into_iter().map(WireIssue::into_issue)))
+    }
+
+    async fn search(&self, query: &str) -> Result<HashSet<String>, TrackerError> {
+        let filter = Filter::parse(query).map_err(|e| TrackerError::Query {
+            query: query.to_owned(),
+            message: e.to_string(),
+        })?;
+        let issues = match filter {
+            Filter::SavedQuery(id) => self.list_saved(id).await?,
+            Filter::Parameters(params) => {
+                // The query's own parameters win over the scope's.
+                let mut all: Vec<(String, String)> = self
+                    .scope()
+                    .into_iter()
+                    .filter(|(k, _)| !params.iter().any(|(p, _)| p == k))
+                    .collect();
+                all.extend(params);
+                self.list(&format!("search `{query}`"), &all).await?
+            }
+        };
+        Ok(issues.into_iter().map(|i| wire::key(i.id)).collect())
+    }
+
+    async fn apply(&self, ops: &[TrackerOp]) -> Result<(), TrackerError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        self.identity().await?;
+        let mut failures = Vec::new();
+        let mut written = Vec::new();
+        for op in ops {
+            let operation = op.to_string();
+            let target = match op {
+                TrackerOp::SetParent { to, .. } => Some(to.as_str()),
+                TrackerOp::ClearParent { .. } => None,
+            };
+            let ids = issue_id(op.issue(), &operation).and_then(|id| {
+                let parent = target.map(|t| issue_id(t, &operation)).transpose()?;
+                Ok((id, parent))
+            });
+            let (id, parent) = match ids {
+                Ok(ids) => ids,
+                Err(failure) => {
+                    failures.push(failure);
+                    continue;
+                }
+            };
+            let body = json!({ "issue": { "parent_issue_id": parent } });
+            match self.http.put(&format!("issues/{id}.json"), body).await {
+                Ok(()) => written.push((op, target)),
+                // A revoked key fails every write alike: stop at the first.
+                Err(e) if e.status == Some(StatusCode::UNAUTHORIZED) => {
+                    return Err(remote(&format!("update {}", op.issue()), e));
+                }
+                Err(e) => failures.push(IssueFailure {
+                    issue: op.issue().to_owned(),
+                    operation,
+                    message: e.message,
+                }),
+            }
+        }
+        let keys: Vec<&str> = written.iter().map(|(op, _)| op.issue()).collect();
+        let now = self.read_back(&keys).await?;
+        for (op, target) in written {
+            let parent = now.get(op.issue()).and_then(|i| i.parent.as_deref());
+            if parent != target {
+                failures.push(IssueFailure {
+                    issue: op.issue().to_owned(),
+                    operation: op.to_string(),
+                    message: "Redmine accepted the change but did not make it: the API key's user needs the “Manage subtasks” permission in the issue's project, and the issue's tracker must have the “Parent task” field enabled".into(),
+                });
+            }
+        }
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(TrackerError::Writes {
+                done: ops.len() - failures.len(),
+                failures,
+            })
+        }
+    }
+
+    async fn changed_since(&self, from: jiff::Timestamp) -> Result<Vec<Issue>, TrackerError> {
+        self.identity().await?;
+        let operation = format!("list the issues of {} changed since {from}", self.describe_scope());
+        let scope = self.scope();
+        // Pages by time: each page starts at the last `updated_on` seen
+        // (inclusive), so an issue updated while reading moves later and is
+        // read again rather than shifting another one out of view; the
+        // offset only grows while a whole page shares one second.
+        let mut bound = from;
+        let mut offset = 0;
+        let mut issues: HashMap<u64, WireIssue> = HashMap::new();
+        loop {
+            let since = format!(">={}", bound.strftime("%Y-%m-%dT%H:%M:%SZ"));
+            let offset_text = offset.to_string();
+            let mut query: Vec<(&str, &str)> =
+                scope.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            query.extend([
+                ("status_id", "*"),
+                ("updated_on", since.as_str()),
+                ("sort", "updated_on,id"),
+                ("offset", offset_text.as_str()),
+                ("limit", "100"),
+                ("include", "relations"),
+            ]);
+            let page: IssuePage = self
+                .http
+                .get("issues.json", &query)
+                .await
+                .map_err(|e| remote(&operation, e))?;
+            let count = page.issues.len();
+            let last = page.issues.last().and_then(|i| i.updated_on);
+            for issue in page.issues {
+                issues.insert(issue.id, issue);
+            }
+            if count < PAGE {
+                break;
+            }
+            match last {
+                Some(last) if last > bound => {
+                    bound = last;
+                    offset = 0;
+                }
+                _ => offset += count,
+            }
+        }
+        let mut issues: Vec<Issue> = issues.into_values().map(WireIssue::into_issue).collect();
+        issues.sort_by(|a, b| (a.updated, &a.key).cmp(&(b.updated, &b.key)));
+        Ok(issues)
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            link_changes_bump_updated: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

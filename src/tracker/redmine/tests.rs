@@ -1,0 +1,125 @@
+//! The client's retry and error behaviour against a scripted HTTP server:
+//! Redmine itself never answers 429 or 503, but a proxy in front of it
+//! does. Everything else is tested against a real Redmine (tests/redmine.rs).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use super::*;
+
+const KEY: &str = "feedfacefeedfacefeedfacefeedfacefeedface";
+
+/// Answers each connection with the next scripted response, and records
+/// the request heads it received.
+async fn scripted(responses: Vec<String>) -> (Url, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        for response in responses {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            let mut buffer = [0u8; 4096];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = socket.read(&mut buffer).await.unwrap();
+                if n == 0 {
+                    break;
+                }
+                head.extend_from_slice(&buffer[..n]);
+            }
+            log.lock().unwrap().push(String::from_utf8_lossy(&head).into_owned());
+            socket.write_all(response.as_bytes()).await.unwrap();
+            socket.shutdown().await.unwrap();
+        }
+    });
+    (url, seen)
+}
+
+fn response(status: &str, headers: &str, body: &str) -> String {
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n{headers}\r\n{body}",
+        body.len()
+    )
+}
+
+fn tracker(url: Url) -> RedmineTracker {
+    RedmineTracker::new(Settings {
+        url,
+        key: ApiKey::new(KEY),
+        key_source: "environment variable TEST_KEY".into(),
+        project: Some("demo".into()),
+        subprojects: true,
+        retry: Retry {
+            attempts: 3,
+            base_delay: Duration::from_millis(5),
+            max_delay: Duration::from_millis(50),
+        },
+    })
+    .unwrap()
+}
+
+const USER: &str = r#"{"user":{"id":1,"login":"admin"}}"#;
+const ONE_ISSUE: &str = r#"{"issues":[{"id":7,"project":{"id":1,"name":"Demo"},"tracker":{"id":1,"name":"Bug"},"status":{"id":1,"name":"New"},"subject":"One","updated_on":"2026-11-21T05:37:24Z","relations":[]}],"total_count":1,"offset":0,"limit":100}"#;
+
+#[tokio::test]
+async fn rate_limits_and_server_errors_are_retried_with_the_servers_delay() {
+    let (url, seen) = scripted(vec![
+        response("200 OK", "", USER),
+        response("429 Too Many Requests", "Retry-After: 0\r\n", ""),
+        response("503 Service Unavailable", "", ""),
+        response("200 OK", "", ONE_ISSUE),
+    ])
+    .await;
+    let redmine = tracker(url);
+    let snapshot = redmine.snapshot().await.unwrap();
+    assert_eq!(snapshot.len(), 1);
+    assert_eq!(redmine.requests(), 4);
+    let seen = seen.lock().unwrap();
+    assert!(seen[0].starts_with("GET /users/current.json"));
+    assert!(
+        seen[3].starts_with("GET /issues.json?project_id=demo&status_id=*&issue_id=%3E%3D1&sort=id&limit=100&include=relations"),
+        "{}",
+        seen[3]
+    );
+    assert!(seen.iter().all(|h| h.to_ascii_lowercase().contains(&format!("x-redmine-api-key: {KEY}"))));
+}
+
+#[tokio::test]
+async fn persistent_failures_give_up_with_a_clear_message_and_no_key() {
+    let (url, _) = scripted(vec![
+        response("200 OK", "", USER),
+        response("500 Internal Server Error", "", ""),
+        response("500 Internal Server Error", "", ""),
+        response("500 Internal Server Error", "", ""),
+    ])
+    .await;
+    let error = tracker(url).snapshot().await.unwrap_err().to_string();
+    assert_eq!(
+        error,
+        "list the issues of project demo: Redmine answered 500 Internal Server Error (gave up after 3 attempts)"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_key_says_where_the_key_came_from() {
+    let (url, _) = scripted(vec![response("401 Unauthorized", "", "")]).await;
+    let error = tracker(url.clone()).snapshot().await.unwrap_err().to_string();
+    assert!(error.starts_with(&format!("connect to Redmine at {url}: Redmine refused the API key from environment variable TEST_KEY (401 Unauthorized)")), "{error}");
+    assert!(!error.contains(KEY));
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_retried_then_named() {
+    // A port nobody listens on.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+    drop(listener);
+    let redmine = tracker(url);
+    let error = redmine.snapshot().await.unwrap_err().to_string();
+    assert!(error.contains("(gave up after 3 attempts); check spec.url"), "{error}");
+    assert_eq!(redmine.requests(), 3);
+}
