@@ -69,6 +69,10 @@ configure() {
     >/etc/redmine/default/configuration.yml
   chown root:www-data /etc/redmine/default/configuration.yml
   chmod 640 /etc/redmine/default/configuration.yml
+  # Rails' SQLite adapter has no busy timeout by default: a request that meets
+  # another writer (a seeding script, a parallel test) would fail with 500.
+  grep -q '^  timeout:' /etc/redmine/default/database.yml ||
+    sed -i 's/^  adapter: sqlite3$/  adapter: sqlite3\n  timeout: 10000/' /etc/redmine/default/database.yml
   mkdir -p "$SCRIPTS"
   cat >"$SCRIPTS/setup.rb" <<'EOF'
 key = ENV.fetch('REDMINE_API_KEY')

@@ -1,0 +1,595 @@
+//! The Redmine tracker against a real Redmine 5.0 server, installed and
+//! started by `scripts/redmine.sh setup` (`scripts/test.sh` does it).
+//!
+//! Each test works in a project of its own, so tests run in parallel and
+//! never see each other's issues; `scripts/test.sh` resets the database
+//! before the suite. Without a server these tests fail, with the command
+//! that starts one; `TRELLIS_SKIP_REDMINE=1` skips them loudly, except in
+//! CI (`CI=true`) where nothing is skipped.
+
+use std::path::{Path, PathBuf};
+use std::process::Command as Process;
+use std::time::Duration;
+
+use assert_cmd::Command;
+use serde_json::{Value, json};
+use trellis::model::Link;
+use trellis::plan::TrackerOp;
+use trellis::tracker::redmine::{ApiKey, Retry, Settings};
+use trellis::tracker::{RedmineTracker, Tracker, TrackerError, Watermark};
+
+const DEFAULT_URL: &str = "http://127.0.0.1:3000";
+/// The fixed test key `scripts/redmine.sh` gives the admin user.
+const DEFAULT_KEY: &str = "0123456789abcdef0123456789abcdef01234567";
+/// Redmine's default data: trackers Bug = 1, Feature = 2, Support = 3.
+const BUG: u64 = 1;
+const FEATURE: u64 = 2;
+
+struct Redmine {
+    url: String,
+    key: String,
+    http: reqwest::Client,
+}
+
+/// The test server, or `None` when skipping was asked for outside CI.
+async fn redmine() -> Option<Redmine> {
+    let url = std::env::var("TRELLIS_REDMINE_URL").unwrap_or_else(|_| DEFAULT_URL.into());
+    let key = std::env::var("TRELLIS_REDMINE_API_KEY").unwrap_or_else(|_| DEFAULT_KEY.into());
+    let redmine = Redmine {
+        url,
+        key,
+        http: reqwest::Client::new(),
+    };
+    let up = redmine
+        .http
+        .get(format!("{}/users/current.json", redmine.url))
+        .header("X-Redmine-API-Key", &redmine.key)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success());
+    if up {
+        return Some(redmine);
+    }
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    let skip = std::env::var("TRELLIS_SKIP_REDMINE").is_ok_and(|v| v == "1");
+    if skip && !ci {
+        eprintln!(
+            "SKIPPED: no Redmine at {} and TRELLIS_SKIP_REDMINE=1",
+            redmine.url
+        );
+        return None;
+    }
+    panic!(
+        "no Redmine answers at {} with the test key: start one with `sudo scripts/redmine.sh setup` (or run `scripts/test.sh`); set TRELLIS_SKIP_REDMINE=1 to skip these tests outside CI",
+        redmine.url
+    );
+}
+
+impl Redmine {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut request = self
+            .http
+            .request(method.clone(), format!("{}/{path}", self.url))
+            .header("X-Redmine-API-Key", &self.key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        assert!(status.is_success(), "{method} {path}: {status} {text}");
+        if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap()
+        }
+    }
+
+    /// A project of the test's own: `t-<name>-<time>`.
+    async fn project(&self, name: &str) -> String {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let identifier = format!("t-{name}-{nanos}");
+        self.call(
+            reqwest::Method::POST,
+            "projects.json",
+            Some(json!({"project": {"name": identifier, "identifier": identifier}})),
+        )
+        .await;
+        identifier
+    }
+
+    /// Creates an issue and returns its key (`#id`).
+    async fn issue(&self, project: &str, tracker: u64, subject: &str, parent: Option<&str>) -> String {
+        let mut issue = json!({"project_id": project, "tracker_id": tracker, "subject": subject});
+        if let Some(parent) = parent {
+            issue["parent_issue_id"] = json!(id(parent));
+        }
+        let created = self
+            .call(reqwest::Method::POST, "issues.json", Some(json!({ "issue": issue })))
+            .await;
+        format!("#{}", created["issue"]["id"])
+    }
+
+    async fn relate(&self, from: &str, to: &str, relation: &str) {
+        self.call(
+            reqwest::Method::POST,
+            &format!("issues/{}/relations.json", id(from)),
+            Some(json!({"relation": {"issue_to_id": id(to), "relation_type": relation}})),
+        )
+        .await;
+    }
+
+    async fn parent_of(&self, key: &str) -> Option<String> {
+        let issue = self
+            .call(reqwest::Method::GET, &format!("issues/{}.json", id(key)), None)
+            .await;
+        issue["issue"]["parent"]["id"].as_u64().map(|p| format!("#{p}"))
+    }
+
+    async fn delete(&self, key: &str) {
+        self.call(reqwest::Method::DELETE, &format!("issues/{}.json", id(key)), None)
+            .await;
+    }
+
+    async fn rename(&self, key: &str, subject: &str) {
+        self.call(
+            reqwest::Method::PUT,
+            &format!("issues/{}.json", id(key)),
+            Some(json!({"issue": {"subject": subject}})),
+        )
+        .await;
+    }
+
+    fn tracker(&self, project: &str) -> RedmineTracker {
+        self.tracker_with_key(project, &self.key)
+    }
+
+    fn tracker_with_key(&self, project: &str, key: &str) -> RedmineTracker {
+        RedmineTracker::new(Settings {
+            url: self.url.parse().unwrap(),
+            key: ApiKey::new(key),
+            key_source: "the test".into(),
+            project: Some(project.into()),
+            subprojects: true,
+            retry: Retry::default(),
+        })
+        .unwrap()
+    }
+
+    /// A workspace with declarations for `project`: a Redmine tracker, a
+    /// structure `plan` and the synchronizers given as YAML documents.
+    fn workspace(&self, project: &str, synchronizers: &str) -> Workspace {
+        let dir = tempfile::tempdir().unwrap();
+        let declarations = format!(
+            r#"apiVersion: trellis.dev/v1alpha1
+kind: Tracker
+metadata: {{name: redmine}}
+spec:
+  type: redmine
+  url: {url}
+  credentials: {{env: TEST_REDMINE_KEY}}
+  redmine: {{project: {project}}}
+---
+apiVersion: trellis.dev/v1alpha1
+kind: Structure
+metadata: {{name: plan}}
+spec:
+  trackerRef: {{name: redmine}}
+{synchronizers}"#,
+            url = self.url
+        );
+        std::fs::write(dir.path().join("trellis.yaml"), declarations).unwrap();
+        Workspace {
+            dir,
+            key: self.key.clone(),
+        }
+    }
+}
+
+fn id(key: &str) -> u64 {
+    key.trim_start_matches('#').parse().unwrap()
+}
+
+/// Runs a repository script as this test would ask a developer to.
+fn script(args: &[&str]) -> String {
+    let output = Process::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/redmine.sh"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "scripts/redmine.sh {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+struct Workspace {
+    dir: tempfile::TempDir,
+    key: String,
+}
+
+impl Workspace {
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn trellis(&self) -> Command {
+        let mut cmd = Command::cargo_bin("trellis").unwrap();
+        cmd.current_dir(self.dir.path())
+            .env("TRELLIS_STATE", self.path("state/trellis.db"))
+            .env("TRELLIS_USER", "alice")
+            .env("TEST_REDMINE_KEY", &self.key)
+            .env("NO_COLOR", "1")
+            .env_remove("RUST_LOG");
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let output = self.trellis().args(args).output().unwrap();
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8(output.stdout).unwrap(),
+            String::from_utf8(output.stderr).unwrap(),
+        )
+    }
+}
+
+/// Every issue of the project, each under its parent.
+const SUBTASKS: &str = r#"---
+apiVersion: trellis.dev/v1alpha1
+kind: Synchronizer
+metadata: {name: everything}
+spec:
+  structureRef: {name: plan}
+  type: filter
+  filter: {query: "status_id=*"}
+---
+apiVersion: trellis.dev/v1alpha1
+kind: Synchronizer
+metadata: {name: hierarchy}
+spec:
+  structureRef: {name: plan}
+  type: subtasks
+  directions: [into, from]
+"#;
+
+#[tokio::test]
+async fn import_builds_the_hierarchy_and_export_writes_parents_to_redmine() {
+    let Some(redmine) = redmine().await else { return };
+    let project = redmine.project("hierarchy").await;
+    let epic = redmine.issue(&project, FEATURE, "Checkout", None).await;
+    let story = redmine.issue(&project, FEATURE, "Pay by card", Some(&epic)).await;
+    let bug = redmine.issue(&project, BUG, "Card declined", Some(&story)).await;
+    let loose = redmine.issue(&project, BUG, "Typo on receipt", None).await;
+    let ws = redmine.workspace(&project, SUBTASKS);
+
+    let (code, _, stderr) = ws.run(&["apply", "-f", "trellis.yaml"]);
+    assert_eq!(code, 0, "{stderr}");
+    let (_, outline, _) = ws.run(&["show", "plan"]);
+    let expected = format!(
+        "{epic} [Feature] Checkout (New)\n  {story} [Feature] Pay by card (New)\n    {bug} [Bug] Card declined (New)\n{loose} [Bug] Typo on receipt (New)\n"
+    );
+    assert!(outline.contains(&expected), "{outline}");
+
+    // A person moves the loose bug under the story; exporting sets its parent.
+    let (code, _, stderr) = ws.run(&["move", "plan", &loose, "--under", &story]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, stderr) = ws.run(&["export", "hierarchy", "-f", "trellis.yaml"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(redmine.parent_of(&loose).await, Some(story.clone()));
+
+    // Moving the story to the top clears its parent: destructive, so it
+    // needs the plan's hash, and a wrong one changes nothing.
+    ws.run(&["move", "plan", &story, "--top"]);
+    let (code, _, stderr) = ws.run(&["export", "hierarchy", "-f", "trellis.yaml"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("destructive"), "{stderr}");
+    assert_eq!(redmine.parent_of(&story).await, Some(epic.clone()));
+    let hash = stderr
+        .split("--approve ")
+        .nth(1)
+        .and_then(|s| s.split('`').next())
+        .expect("the refusal names the hash")
+        .to_owned();
+    let (code, _, stderr) = ws.run(&["export", "hierarchy", "-f", "trellis.yaml", "--approve", "deadbeefdeadbeef"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(redmine.parent_of(&story).await, Some(epic.clone()));
+    let (code, _, stderr) = ws.run(&["export", "hierarchy", "-f", "trellis.yaml", "--approve", &hash]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(redmine.parent_of(&story).await, None);
+    assert_eq!(redmine.parent_of(&bug).await, Some(story.clone()), "untouched");
+}
+
+#[tokio::test]
+async fn relations_are_links_on_the_issue_they_start_from() {
+    let Some(redmine) = redmine().await else { return };
+    let project = redmine.project("links").await;
+    let a = redmine.issue(&project, BUG, "A", None).await;
+    let b = redmine.issue(&project, BUG, "B", None).await;
+    let c = redmine.issue(&project, BUG, "C", None).await;
+    redmine.relate(&a, &b, "precedes").await;
+    // Redmine stores `blocked` as `blocks` from the other end.
+    redmine.relate(&a, &c, "blocked").await;
+    let snapshot = redmine.tracker(&project).snapshot().await.unwrap();
+    let links = |key: &str| snapshot.get(key).unwrap().links.clone();
+    let link = |t: &str, target: &str| Link {
+        link_type: t.into(),
+        target: target.into(),
+    };
+    assert_eq!(links(&a), vec![link("precedes", &b)]);
+    assert_eq!(links(&b), vec![]);
+    assert_eq!(links(&c), vec![link("blocks", &a)]);
+    assert_eq!(snapshot.get(&a).unwrap().issue_type, "Bug");
+    assert_eq!(snapshot.get(&a).unwrap().status, "New");
+}
+
+#[tokio::test]
+async fn a_full_read_takes_one_request_per_hundred_issues() {
+    let Some(redmine) = redmine().await else { return };
+    let project = format!("t-paging-{}", std::process::id());
+    // 250 issues in one Rails process rather than 250 requests.
+    script(&["seed", &project, "250"]);
+    let tracker = redmine.tracker(&project);
+    let snapshot = tracker.snapshot().await.unwrap();
+    assert_eq!(snapshot.len(), 250);
+    assert_eq!(
+        tracker.requests(),
+        1 + 3,
+        "one handshake and ⌈250/100⌉ pages, relations included"
+    );
+    // The seeded tree: every tenth issue is a root with children and grandchildren.
+    let roots = snapshot.issues().filter(|i| i.parent.is_none()).count();
+    assert_eq!(roots, 25);
+    // A second read on the same client needs no second handshake.
+    tracker.snapshot().await.unwrap();
+    assert_eq!(tracker.requests(), 1 + 3 + 3);
+}
+
+#[tokio::test]
+async fn filters_use_saved_queries_and_filter_parameters() {
+    let Some(redmine) = redmine().await else { return };
+    let project = redmine.project("filters").await;
+    let bug = redmine.issue(&project, BUG, "Crash", None).await;
+    let feature = redmine.issue(&project, FEATURE, "Dark mode", None).await;
+    let query_id = script(&["query", &project, "Open bugs", &BUG.to_string()]);
+    let query_id = query_id.trim();
+    let tracker = redmine.tracker(&project);
+
+    let saved = tracker.search(&format!("query_id={query_id}")).await.unwrap();
+    assert_eq!(saved.into_iter().collect::<Vec<_>>(), vec![bug.clone()]);
+    let features = tracker
+        .search(&format!("tracker_id={FEATURE}&status_id=*"))
+        .await
+        .unwrap();
+    assert_eq!(features.into_iter().collect::<Vec<_>>(), vec![feature.clone()]);
+
+    let missing = tracker.search("query_id=999999").await.unwrap_err();
+    assert!(missing.to_string().contains("no saved query 999999"), "{missing}");
+
+    // Through the command line: the filter adds only the open bugs.
+    let ws = redmine.workspace(
+        &project,
+        &format!(
+            r#"---
+apiVersion: trellis.dev/v1alpha1
+kind: Synchronizer
+metadata: {{name: open-bugs}}
+spec:
+  structureRef: {{name: plan}}
+  type: filter
+  filter: {{query: "query_id={query_id}"}}
+"#
+        ),
+    );
+    let (code, _, stderr) = ws.run(&["apply", "-f", "trellis.yaml"]);
+    assert_eq!(code, 0, "{stderr}");
+    let (_, outline, _) = ws.run(&["show", "plan"]);
+    assert_eq!(outline, format!("{bug} [Bug] Crash (New)\n"));
+    assert!(!outline.contains("Dark mode"), "{outline}");
+}
+
+#[tokio::test]
+async fn a_typo_in_a_filter_is_refused_before_redmine_ignores_it() {
+    let Some(redmine) = redmine().await else { return };
+    let project = redmine.project("typo").await;
+    let ws = redmine.workspace(
+        &project,
+        r#"---
+apiVersion: trellis.dev/v1alpha1
+kind: Synchronizer
+metadata: {name: bugs}
+spec:
+  structureRef: {name: plan}
+  type: filter
+  filter: {query: "trackr_id=1"}
+"#,
+    );
+    let (code, _, stderr) = ws.run(&["plan", "-f", "trellis.yaml"]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("trellis.yaml:22: spec.filter.query: invalid query: `trackr_id` is not a Redmine issue filter"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_key_is_named_by_where_it_came_from_and_never_shown() {
+    let Some(redmine) = redmine().await else { return };
+    let project = redmine.project("badkey").await;
+    redmine.issue(&project, BUG, "Anything", None).await;
+    let mut ws = redmine.workspace(&project, SUBTASKS);
+    let wrong = "feedfacefeedfacefeedfacefeedfacefeedface";
+    ws.key = wrong.into();
+    let output = ws
+        .trellis()
+        .args(["plan", "-f", "trellis.yaml"])
+        .env("RUST_LOG", "trace")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr.contains("Redmine refused the API key from environment variable TEST_REDMINE_KEY (401 Unauthorized)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(wrong), "the key leaked into the output");
+    assert!(!String::from_utf8_lossy(&output.stdout).contains(wrong));
+
+    // A missing variable says which one, and where it is declared.
+    let output = ws
+        .trellis()
+        .args(["plan", "-f", "trellis.yaml"])
+        .env_remove("TEST_REDMINE_KEY")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr.contains("trellis.yaml:7: spec.credentials.env: tracker default/redmine: environment variable TEST_REDMINE_KEY is not set"),
+        "{stderr}"
+    );
+
+    // And a good key, traced at the finest level, is not shown either.
+    let ws = redmine.workspace(&project, SUBTASKS);
+    let output = ws
+        .trellis()
+        .args(["plan", "-f", "trellis.yaml"])
+        .env("RUST_LOG", "trace")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(!String::from_utf8_lossy(&output.stderr).contains(&redmine.key));
+}
+
+#[tokio::test]
+async fn an_issue_deleted_after_planning_stops_the_saved_plan_and_fails_alone_in_a_write() {
+    let Some(redmine) = redmine().await else { return };
+    let project = redmine.project("deleted").await;
+    let epic = redmine.issue(&project, FEATURE, "Epic", None).await;
+    let doomed = redmine.issue(&project, BUG, "Doomed", None).await;
+    let kept = redmine.issue(&project, BUG, "Kept", None).await;
+    let ws = redmine.workspace(&project, SUBTASKS);
+    assert_eq!(ws.run(&["apply", "-f", "trellis.yaml"]).0, 0);
+    ws.run(&["move", "plan", &doomed, "--under", &epic]);
+    // `apply` now runs the synchronizer `from` the structure: an export plan.
+    let yaml = std::fs::read_to_string(ws.path("trellis.yaml")).unwrap();
+    std::fs::write(
+        ws.path("trellis.yaml"),
+        yaml.replace("directions: [into, from]", "directions: [from, into]"),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = ws.run(&["plan", "-f", "trellis.yaml", "--out", "plan.json"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stdout.contains(&format!("{doomed}: parent (none) → {epic}")), "{stdout}");
+    redmine.delete(&doomed).await;
+    let (code, _, stderr) = ws.run(&["apply", "plan.json"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("is stale"), "{stderr}");
+    assert!(stderr.contains(&doomed), "names the issue that changed: {stderr}");
+    assert_eq!(redmine.parent_of(&kept).await, None);
+
+    // At the tracker: the write to the deleted issue fails with Redmine's
+    // answer, the other one is made.
+    let tracker = redmine.tracker(&project);
+    let error = tracker
+        .apply(&[
+            TrackerOp::SetParent {
+                issue: doomed.clone(),
+                from: None,
+                to: epic.clone(),
+            },
+            TrackerOp::SetParent {
+                issue: kept.clone(),
+                from: None,
+                to: epic.clone(),
+            },
+        ])
+        .await
+        .unwrap_err();
+    let TrackerError::Writes { done, failures } = &error else {
+        panic!("{error}")
+    };
+    assert_eq!(*done, 1);
+    assert_eq!(failures.len(), 1);
+    assert_eq!(failures[0].issue, doomed);
+    assert!(failures[0].message.contains("404 Not Found"), "{error}");
+    assert_eq!(redmine.parent_of(&kept).await, Some(epic.clone()));
+}
+
+#[tokio::test]
+async fn redmines_validation_errors_are_reported_against_the_issue() {
+    let Some(redmine) = redmine().await else { return };
+    let project = redmine.project("invalid").await;
+    let parent = redmine.issue(&project, FEATURE, "Parent", None).await;
+    let child = redmine.issue(&project, BUG, "Child", Some(&parent)).await;
+    let tracker = redmine.tracker(&project);
+    // A parent under its own child: Redmine refuses with 422.
+    let error = tracker
+        .apply(&[TrackerOp::SetParent {
+            issue: parent.clone(),
+            from: None,
+            to: child.clone(),
+        }])
+        .await
+        .unwrap_err();
+    let TrackerError::Writes { done: 0, failures } = &error else {
+        panic!("{error}")
+    };
+    assert_eq!(failures[0].issue, parent);
+    assert!(
+        failures[0].message.starts_with("Redmine refused it (422): Parent task is invalid"),
+        "{error}"
+    );
+    assert_eq!(redmine.parent_of(&parent).await, None);
+    // Writes are idempotent: setting the parent it has changes nothing.
+    tracker
+        .apply(&[TrackerOp::SetParent {
+            issue: child.clone(),
+            from: Some(parent.clone()),
+            to: parent.clone(),
+        }])
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn changed_issues_are_read_from_a_watermark_without_repeats() {
+    let Some(redmine) = redmine().await else { return };
+    let project = redmine.project("changes").await;
+    let a = redmine.issue(&project, BUG, "A", None).await;
+    let b = redmine.issue(&project, BUG, "B", None).await;
+    let tracker = redmine.tracker(&project);
+    let mut mark = Watermark::default();
+    let start = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(3600);
+    let first = mark.advance(tracker.changed_since(start).await.unwrap());
+    assert_eq!(first.len(), 2);
+    // Read again from the watermark: the overlap returns both, both are dropped.
+    let from = mark.read_from().unwrap();
+    assert!(mark.advance(tracker.changed_since(from).await.unwrap()).is_empty());
+    redmine.rename(&b, "B renamed").await;
+    let changed = mark.advance(tracker.changed_since(mark.read_from().unwrap()).await.unwrap());
+    let keys: Vec<&str> = changed.iter().map(|i| i.key.as_str()).collect();
+    assert_eq!(keys, [b.as_str()]);
+    assert_eq!(changed[0].summary, "B renamed");
+    assert!(!keys.contains(&a.as_str()));
+    // Redmine does not bump `updated_on` for relations: the tracker says so.
+    assert!(!tracker.capabilities().link_changes_bump_updated);
+}
+
+#[tokio::test]
+async fn a_wrong_key_at_the_tracker_is_an_error_not_an_empty_tracker() {
+    let Some(redmine) = redmine().await else { return };
+    let project = redmine.project("anonymous").await;
+    let error = redmine
+        .tracker_with_key(&project, "0000000000000000000000000000000000000000")
+        .snapshot()
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("401 Unauthorized"), "{error}");
+}
