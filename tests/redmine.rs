@@ -103,13 +103,23 @@ impl Redmine {
     }
 
     /// Creates an issue and returns its key (`#id`).
-    async fn issue(&self, project: &str, tracker: u64, subject: &str, parent: Option<&str>) -> String {
+    async fn issue(
+        &self,
+        project: &str,
+        tracker: u64,
+        subject: &str,
+        parent: Option<&str>,
+    ) -> String {
         let mut issue = json!({"project_id": project, "tracker_id": tracker, "subject": subject});
         if let Some(parent) = parent {
             issue["parent_issue_id"] = json!(id(parent));
         }
         let created = self
-            .call(reqwest::Method::POST, "issues.json", Some(json!({ "issue": issue })))
+            .call(
+                reqwest::Method::POST,
+                "issues.json",
+                Some(json!({ "issue": issue })),
+            )
             .await;
         format!("#{}", created["issue"]["id"])
     }
@@ -125,14 +135,24 @@ impl Redmine {
 
     async fn parent_of(&self, key: &str) -> Option<String> {
         let issue = self
-            .call(reqwest::Method::GET, &format!("issues/{}.json", id(key)), None)
+            .call(
+                reqwest::Method::GET,
+                &format!("issues/{}.json", id(key)),
+                None,
+            )
             .await;
-        issue["issue"]["parent"]["id"].as_u64().map(|p| format!("#{p}"))
+        issue["issue"]["parent"]["id"]
+            .as_u64()
+            .map(|p| format!("#{p}"))
     }
 
     async fn delete(&self, key: &str) {
-        self.call(reqwest::Method::DELETE, &format!("issues/{}.json", id(key)), None)
-            .await;
+        self.call(
+            reqwest::Method::DELETE,
+            &format!("issues/{}.json", id(key)),
+            None,
+        )
+        .await;
     }
 
     async fn rename(&self, key: &str, subject: &str) {
@@ -194,13 +214,21 @@ fn id(key: &str) -> u64 {
     key.trim_start_matches('#').parse().unwrap()
 }
 
-/// Runs a repository script as this test would ask a developer to.
+/// Runs `scripts/redmine.sh` (as root: it runs Rails as Redmine's user).
 fn script(args: &[&str]) -> String {
-    let output = Process::new("bash")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/redmine.sh"))
-        .args(args)
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/redmine.sh");
+    let root = Process::new("id")
+        .arg("-u")
         .output()
-        .unwrap();
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    let mut command = if root {
+        Process::new("bash")
+    } else {
+        let mut sudo = Process::new("sudo");
+        sudo.args(["-n", "bash"]);
+        sudo
+    };
+    let output = command.arg(path).args(args).output().unwrap();
     assert!(
         output.status.success(),
         "scripts/redmine.sh {args:?}: {}",
@@ -261,11 +289,17 @@ spec:
 
 #[tokio::test]
 async fn import_builds_the_hierarchy_and_export_writes_parents_to_redmine() {
-    let Some(redmine) = redmine().await else { return };
+    let Some(redmine) = redmine().await else {
+        return;
+    };
     let project = redmine.project("hierarchy").await;
     let epic = redmine.issue(&project, FEATURE, "Checkout", None).await;
-    let story = redmine.issue(&project, FEATURE, "Pay by card", Some(&epic)).await;
-    let bug = redmine.issue(&project, BUG, "Card declined", Some(&story)).await;
+    let story = redmine
+        .issue(&project, FEATURE, "Pay by card", Some(&epic))
+        .await;
+    let bug = redmine
+        .issue(&project, BUG, "Card declined", Some(&story))
+        .await;
     let loose = redmine.issue(&project, BUG, "Typo on receipt", None).await;
     let ws = redmine.workspace(&project, SUBTASKS);
 
@@ -297,18 +331,38 @@ async fn import_builds_the_hierarchy_and_export_writes_parents_to_redmine() {
         .and_then(|s| s.split('`').next())
         .expect("the refusal names the hash")
         .to_owned();
-    let (code, _, stderr) = ws.run(&["export", "hierarchy", "-f", "trellis.yaml", "--approve", "deadbeefdeadbeef"]);
+    let (code, _, stderr) = ws.run(&[
+        "export",
+        "hierarchy",
+        "-f",
+        "trellis.yaml",
+        "--approve",
+        "deadbeefdeadbeef",
+    ]);
     assert_eq!(code, 2, "{stderr}");
     assert_eq!(redmine.parent_of(&story).await, Some(epic.clone()));
-    let (code, _, stderr) = ws.run(&["export", "hierarchy", "-f", "trellis.yaml", "--approve", &hash]);
+    let (code, _, stderr) = ws.run(&[
+        "export",
+        "hierarchy",
+        "-f",
+        "trellis.yaml",
+        "--approve",
+        &hash,
+    ]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(redmine.parent_of(&story).await, None);
-    assert_eq!(redmine.parent_of(&bug).await, Some(story.clone()), "untouched");
+    assert_eq!(
+        redmine.parent_of(&bug).await,
+        Some(story.clone()),
+        "untouched"
+    );
 }
 
 #[tokio::test]
 async fn relations_are_links_on_the_issue_they_start_from() {
-    let Some(redmine) = redmine().await else { return };
+    let Some(redmine) = redmine().await else {
+        return;
+    };
     let project = redmine.project("links").await;
     let a = redmine.issue(&project, BUG, "A", None).await;
     let b = redmine.issue(&project, BUG, "B", None).await;
@@ -331,8 +385,10 @@ async fn relations_are_links_on_the_issue_they_start_from() {
 
 #[tokio::test]
 async fn a_full_read_takes_one_request_per_hundred_issues() {
-    let Some(redmine) = redmine().await else { return };
-    let project = format!("t-paging-{}", std::process::id());
+    let Some(redmine) = redmine().await else {
+        return;
+    };
+    let project = format!("t-paging-{}", jiff::Timestamp::now().as_nanosecond());
     // 250 issues in one Rails process rather than 250 requests.
     script(&["seed", &project, "250"]);
     let tracker = redmine.tracker(&project);
@@ -353,7 +409,9 @@ async fn a_full_read_takes_one_request_per_hundred_issues() {
 
 #[tokio::test]
 async fn filters_use_saved_queries_and_filter_parameters() {
-    let Some(redmine) = redmine().await else { return };
+    let Some(redmine) = redmine().await else {
+        return;
+    };
     let project = redmine.project("filters").await;
     let bug = redmine.issue(&project, BUG, "Crash", None).await;
     let feature = redmine.issue(&project, FEATURE, "Dark mode", None).await;
@@ -361,16 +419,25 @@ async fn filters_use_saved_queries_and_filter_parameters() {
     let query_id = query_id.trim();
     let tracker = redmine.tracker(&project);
 
-    let saved = tracker.search(&format!("query_id={query_id}")).await.unwrap();
+    let saved = tracker
+        .search(&format!("query_id={query_id}"))
+        .await
+        .unwrap();
     assert_eq!(saved.into_iter().collect::<Vec<_>>(), vec![bug.clone()]);
     let features = tracker
         .search(&format!("tracker_id={FEATURE}&status_id=*"))
         .await
         .unwrap();
-    assert_eq!(features.into_iter().collect::<Vec<_>>(), vec![feature.clone()]);
+    assert_eq!(
+        features.into_iter().collect::<Vec<_>>(),
+        vec![feature.clone()]
+    );
 
     let missing = tracker.search("query_id=999999").await.unwrap_err();
-    assert!(missing.to_string().contains("no saved query 999999"), "{missing}");
+    assert!(
+        missing.to_string().contains("no saved query 999999"),
+        "{missing}"
+    );
 
     // Through the command line: the filter adds only the open bugs.
     let ws = redmine.workspace(
@@ -396,7 +463,9 @@ spec:
 
 #[tokio::test]
 async fn a_typo_in_a_filter_is_refused_before_redmine_ignores_it() {
-    let Some(redmine) = redmine().await else { return };
+    let Some(redmine) = redmine().await else {
+        return;
+    };
     let project = redmine.project("typo").await;
     let ws = redmine.workspace(
         &project,
@@ -420,7 +489,9 @@ spec:
 
 #[tokio::test]
 async fn a_wrong_key_is_named_by_where_it_came_from_and_never_shown() {
-    let Some(redmine) = redmine().await else { return };
+    let Some(redmine) = redmine().await else {
+        return;
+    };
     let project = redmine.project("badkey").await;
     redmine.issue(&project, BUG, "Anything", None).await;
     let mut ws = redmine.workspace(&project, SUBTASKS);
@@ -463,13 +534,20 @@ async fn a_wrong_key_is_named_by_where_it_came_from_and_never_shown() {
         .env("RUST_LOG", "trace")
         .output()
         .unwrap();
-    assert_eq!(output.status.code(), Some(1), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(!String::from_utf8_lossy(&output.stderr).contains(&redmine.key));
 }
 
 #[tokio::test]
 async fn an_issue_deleted_after_planning_stops_the_saved_plan_and_fails_alone_in_a_write() {
-    let Some(redmine) = redmine().await else { return };
+    let Some(redmine) = redmine().await else {
+        return;
+    };
     let project = redmine.project("deleted").await;
     let epic = redmine.issue(&project, FEATURE, "Epic", None).await;
     let doomed = redmine.issue(&project, BUG, "Doomed", None).await;
@@ -486,12 +564,18 @@ async fn an_issue_deleted_after_planning_stops_the_saved_plan_and_fails_alone_in
     .unwrap();
     let (code, stdout, stderr) = ws.run(&["plan", "-f", "trellis.yaml", "--out", "plan.json"]);
     assert_eq!(code, 1, "{stdout}{stderr}");
-    assert!(stdout.contains(&format!("{doomed}: parent (none) → {epic}")), "{stdout}");
+    assert!(
+        stdout.contains(&format!("{doomed}: parent (none) → {epic}")),
+        "{stdout}"
+    );
     redmine.delete(&doomed).await;
     let (code, _, stderr) = ws.run(&["apply", "plan.json"]);
     assert_eq!(code, 2);
     assert!(stderr.contains("is stale"), "{stderr}");
-    assert!(stderr.contains(&doomed), "names the issue that changed: {stderr}");
+    assert!(
+        stderr.contains(&doomed),
+        "names the issue that changed: {stderr}"
+    );
     assert_eq!(redmine.parent_of(&kept).await, None);
 
     // At the tracker: the write to the deleted issue fails with Redmine's
@@ -524,7 +608,9 @@ async fn an_issue_deleted_after_planning_stops_the_saved_plan_and_fails_alone_in
 
 #[tokio::test]
 async fn redmines_validation_errors_are_reported_against_the_issue() {
-    let Some(redmine) = redmine().await else { return };
+    let Some(redmine) = redmine().await else {
+        return;
+    };
     let project = redmine.project("invalid").await;
     let parent = redmine.issue(&project, FEATURE, "Parent", None).await;
     let child = redmine.issue(&project, BUG, "Child", Some(&parent)).await;
@@ -543,7 +629,9 @@ async fn redmines_validation_errors_are_reported_against_the_issue() {
     };
     assert_eq!(failures[0].issue, parent);
     assert!(
-        failures[0].message.starts_with("Redmine refused it (422): Parent task is invalid"),
+        failures[0]
+            .message
+            .starts_with("Redmine refused it (422): Parent task is invalid"),
         "{error}"
     );
     assert_eq!(redmine.parent_of(&parent).await, None);
@@ -560,7 +648,9 @@ async fn redmines_validation_errors_are_reported_against_the_issue() {
 
 #[tokio::test]
 async fn changed_issues_are_read_from_a_watermark_without_repeats() {
-    let Some(redmine) = redmine().await else { return };
+    let Some(redmine) = redmine().await else {
+        return;
+    };
     let project = redmine.project("changes").await;
     let a = redmine.issue(&project, BUG, "A", None).await;
     let b = redmine.issue(&project, BUG, "B", None).await;
@@ -571,9 +661,17 @@ async fn changed_issues_are_read_from_a_watermark_without_repeats() {
     assert_eq!(first.len(), 2);
     // Read again from the watermark: the overlap returns both, both are dropped.
     let from = mark.read_from().unwrap();
-    assert!(mark.advance(tracker.changed_since(from).await.unwrap()).is_empty());
+    assert!(
+        mark.advance(tracker.changed_since(from).await.unwrap())
+            .is_empty()
+    );
     redmine.rename(&b, "B renamed").await;
-    let changed = mark.advance(tracker.changed_since(mark.read_from().unwrap()).await.unwrap());
+    let changed = mark.advance(
+        tracker
+            .changed_since(mark.read_from().unwrap())
+            .await
+            .unwrap(),
+    );
     let keys: Vec<&str> = changed.iter().map(|i| i.key.as_str()).collect();
     assert_eq!(keys, [b.as_str()]);
     assert_eq!(changed[0].summary, "B renamed");
@@ -584,7 +682,9 @@ async fn changed_issues_are_read_from_a_watermark_without_repeats() {
 
 #[tokio::test]
 async fn a_wrong_key_at_the_tracker_is_an_error_not_an_empty_tracker() {
-    let Some(redmine) = redmine().await else { return };
+    let Some(redmine) = redmine().await else {
+        return;
+    };
     let project = redmine.project("anonymous").await;
     let error = redmine
         .tracker_with_key(&project, "0000000000000000000000000000000000000000")

@@ -40,7 +40,10 @@ pub(super) fn client(tracker: &Declared<TrackerResource>) -> Result<AnyTracker, 
             local_issues_file(tracker).expect("validated local trackers have a path"),
         ))),
         TrackerType::Redmine => {
-            let url = spec.url.as_deref().expect("validated redmine trackers have a url");
+            let url = spec
+                .url
+                .as_deref()
+                .expect("validated redmine trackers have a url");
             let (key, key_source) = api_key(tracker)?;
             let redmine = spec.redmine.clone().unwrap_or_default();
             let client = RedmineTracker::new(Settings {
@@ -62,7 +65,12 @@ pub(super) fn client(tracker: &Declared<TrackerResource>) -> Result<AnyTracker, 
 
 /// The key and a description of where it came from.
 fn api_key(tracker: &Declared<TrackerResource>) -> Result<(ApiKey, String), EngineError> {
-    let credentials = tracker.resource.spec.credentials.clone().unwrap_or_default();
+    let credentials = tracker
+        .resource
+        .spec
+        .credentials
+        .clone()
+        .unwrap_or_default();
     let refuse = |field: &str, message: String| {
         let error = tracker
             .origin
@@ -91,10 +99,9 @@ fn api_key(tracker: &Declared<TrackerResource>) -> Result<(ApiKey, String), Engi
     if let Some(file) = &credentials.file {
         let path = tracker.origin.base_dir().join(file);
         return match std::fs::read_to_string(&path) {
-            Ok(key) if !key.trim().is_empty() => Ok((
-                ApiKey::new(key.trim()),
-                format!("file {}", path.display()),
-            )),
+            Ok(key) if !key.trim().is_empty() => {
+                Ok((ApiKey::new(key.trim()), format!("file {}", path.display())))
+            }
             Ok(_) => Err(refuse(
                 "spec.credentials.file",
                 format!("{} is empty; write the API key into it", path.display()),

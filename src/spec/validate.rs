@@ -274,10 +274,12 @@ fn validate_synchronizer(
                 ))
             });
             let checked = match tracker.map(|t| t.resource.spec.type_) {
-                Some(TrackerType::Redmine) => {
-                    redmine::Filter::parse(&filter.query).map(drop).map_err(|e| e.to_string())
-                }
-                _ => Query::parse(&filter.query).map(drop).map_err(|e| e.to_string()),
+                Some(TrackerType::Redmine) => redmine::Filter::parse(&filter.query)
+                    .map(drop)
+                    .map_err(|e| e.to_string()),
+                _ => Query::parse(&filter.query)
+                    .map(drop)
+                    .map_err(|e| e.to_string()),
             };
             if let Err(e) = checked {
                 errors.push(origin.error("spec.filter.query", format!("invalid query: {e}")));

@@ -107,7 +107,9 @@ impl Http {
     }
 
     pub async fn put(&self, path: &str, body: serde_json::Value) -> Result<(), HttpError> {
-        self.send(Method::PUT, path, &[], Some(body)).await.map(drop)
+        self.send(Method::PUT, path, &[], Some(body))
+            .await
+            .map(drop)
     }
 
     /// Sends one request, retrying transient failures; the body of a 2xx answer.
@@ -118,13 +120,19 @@ impl Http {
         query: &[(&str, &str)],
         body: Option<serde_json::Value>,
     ) -> Result<Vec<u8>, HttpError> {
-        let url = self.base.join(path.trim_start_matches('/')).map_err(|e| HttpError {
-            status: None,
-            message: format!("bad request path {path}: {e}"),
-        })?;
+        let url = self
+            .base
+            .join(path.trim_start_matches('/'))
+            .map_err(|e| HttpError {
+                status: None,
+                message: format!("bad request path {path}: {e}"),
+            })?;
         let mut attempt = 1;
         loop {
-            let mut request = self.client.request(method.clone(), url.clone()).query(query);
+            let mut request = self
+                .client
+                .request(method.clone(), url.clone())
+                .query(query);
             if let Some(body) = &body {
                 request = request.json(body);
             }
@@ -242,7 +250,11 @@ mod tests {
             RETRY_AFTER,
             HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
         );
-        assert_eq!(retry_after(&headers), Some(Duration::ZERO), "a past date: now");
+        assert_eq!(
+            retry_after(&headers),
+            Some(Duration::ZERO),
+            "a past date: now"
+        );
         headers.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&headers), None);
     }

@@ -31,7 +31,9 @@ async fn scripted(responses: Vec<String>) -> (Url, Arc<Mutex<Vec<String>>>) {
                 }
                 head.extend_from_slice(&buffer[..n]);
             }
-            log.lock().unwrap().push(String::from_utf8_lossy(&head).into_owned());
+            log.lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&head).into_owned());
             socket.write_all(response.as_bytes()).await.unwrap();
             socket.shutdown().await.unwrap();
         }
@@ -85,7 +87,10 @@ async fn rate_limits_and_server_errors_are_retried_with_the_servers_delay() {
         "{}",
         seen[3]
     );
-    assert!(seen.iter().all(|h| h.to_ascii_lowercase().contains(&format!("x-redmine-api-key: {KEY}"))));
+    assert!(seen.iter().all(|h| {
+        h.to_ascii_lowercase()
+            .contains(&format!("x-redmine-api-key: {KEY}"))
+    }));
 }
 
 #[tokio::test]
@@ -107,7 +112,11 @@ async fn persistent_failures_give_up_with_a_clear_message_and_no_key() {
 #[tokio::test]
 async fn a_refused_key_says_where_the_key_came_from() {
     let (url, _) = scripted(vec![response("401 Unauthorized", "", "")]).await;
-    let error = tracker(url.clone()).snapshot().await.unwrap_err().to_string();
+    let error = tracker(url.clone())
+        .snapshot()
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(error.starts_with(&format!("connect to Redmine at {url}: Redmine refused the API key from environment variable TEST_KEY (401 Unauthorized)")), "{error}");
     assert!(!error.contains(KEY));
 }
@@ -120,6 +129,9 @@ async fn an_unreachable_server_is_retried_then_named() {
     drop(listener);
     let redmine = tracker(url);
     let error = redmine.snapshot().await.unwrap_err().to_string();
-    assert!(error.contains("(gave up after 3 attempts); check spec.url"), "{error}");
+    assert!(
+        error.contains("(gave up after 3 attempts); check spec.url"),
+        "{error}"
+    );
     assert_eq!(redmine.requests(), 3);
 }

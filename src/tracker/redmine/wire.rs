@@ -153,10 +153,7 @@ mod tests {
         );
         assert_eq!(issue.fields["project"], "CI demo");
         assert_eq!(issue.fields["priority"], "Normal");
-        assert_eq!(
-            issue.updated,
-            Some("2026-11-21T05:37:24Z".parse().unwrap())
-        );
+        assert_eq!(issue.updated, Some("2026-11-21T05:37:24Z".parse().unwrap()));
     }
 
     #[test]
