@@ -632,3 +632,53 @@ fn an_error_is_printed_once() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.matches("form a parent cycle").count(), 1, "{stderr}");
 }
+
+#[test]
+fn redmine_trackers_need_a_bare_url_and_a_place_for_the_key() {
+    let ws = Workspace::new();
+    let file = ws.write(
+        "redmine.yaml",
+        r#"apiVersion: trellis.dev/v1alpha1
+kind: Tracker
+metadata: {name: no-url}
+spec:
+  type: redmine
+  redmine: {project: Demo}
+---
+apiVersion: trellis.dev/v1alpha1
+kind: Tracker
+metadata: {name: key-in-url}
+spec:
+  type: redmine
+  url: https://admin:secret@redmine.example.com
+  credentials: {env: REDMINE_API_KEY}
+  local: {path: issues.yaml}
+---
+apiVersion: trellis.dev/v1alpha1
+kind: Structure
+metadata: {name: s}
+spec:
+  trackerRef: {name: key-in-url}
+---
+apiVersion: trellis.dev/v1alpha1
+kind: Synchronizer
+metadata: {name: bugs}
+spec:
+  structureRef: {name: s}
+  type: filter
+  filter: {query: "project = PLAT"}
+"#,
+    );
+    assert_rejected(
+        &ws,
+        &file,
+        &[
+            "redmine.yaml:5: spec.type: this tracker needs spec.url",
+            "redmine.yaml:4: spec.credentials: a redmine tracker needs its API key",
+            "redmine.yaml:6: spec.redmine.project: `Demo` is not a Redmine project identifier",
+            "redmine.yaml:13: spec.url: the URL carries credentials or parameters",
+            "redmine.yaml:15: spec.local: spec.local is for local trackers",
+            "redmine.yaml:29: spec.filter.query: invalid query: `project` is not a Redmine issue filter",
+        ],
+    );
+}

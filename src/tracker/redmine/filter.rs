@@ -110,9 +110,15 @@ impl Filter {
                 )));
             }
             if name != "query_id" && !known(name) {
+                let hint = match closest(name) {
+                    Some(filter) => format!("did you mean `{filter}`?"),
+                    None => format!(
+                        "use one of {}, or cf_N for custom field N",
+                        FILTERS.join(", ")
+                    ),
+                };
                 return Err(FilterError(format!(
-                    "`{name}` is not a Redmine issue filter, and Redmine would silently ignore it and match every issue; use one of {}, or cf_N for custom field N",
-                    FILTERS.join(", ")
+                    "`{name}` is not a Redmine issue filter, and Redmine would silently ignore it and match every issue; {hint}"
                 )));
             }
             pairs.push((name.to_owned(), value.to_owned()));
@@ -143,6 +149,34 @@ fn known(name: &str) -> bool {
         .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// The known filter nearest to a misspelt name, if one is near.
+fn closest(name: &str) -> Option<&'static str> {
+    FILTERS
+        .iter()
+        .map(|f| (edit_distance(name, f), *f))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, f)| f)
+}
+
+/// Levenshtein distance over bytes (filter names are ASCII).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b = b.as_bytes();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.bytes().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (diagonal + usize::from(ca != cb))
+                .min(row[j] + 1)
+                .min(above + 1);
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,7 +198,10 @@ mod tests {
     #[test]
     fn unknown_or_reserved_names_and_mixed_saved_queries_are_refused() {
         let message = |q: &str| Filter::parse(q).unwrap_err().to_string();
-        assert!(message("trackr_id=1").contains("`trackr_id` is not a Redmine issue filter"));
+        assert!(message("trackr_id=1").contains(
+            "`trackr_id` is not a Redmine issue filter, and Redmine would silently ignore it and match every issue; did you mean `tracker_id`?"
+        ));
+        assert!(message("project = PLAT").contains("use one of any_searchable,"));
         assert!(message("limit=5").contains("set by Trellis"));
         assert!(message("query_id=8&status_id=*").contains("either `query_id=N` alone"));
         assert!(message("query_id=eight").contains("not a number"));

@@ -3,7 +3,9 @@
 //!
 //! The key travels only in the `X-Redmine-API-Key` header, marked sensitive,
 //! never in a URL, so neither reqwest's errors (which quote the URL) nor
-//! Trellis's own messages can show it.
+//! Trellis's own messages can show it. Redirects are not followed: reqwest
+//! strips only the standard credential headers on a redirect to another
+//! host, and this one would travel with it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -73,6 +75,7 @@ impl Http {
         let client = reqwest::Client::builder()
             .default_headers(headers)
             .user_agent(concat!("trellis/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(60))
             .build()
@@ -150,6 +153,20 @@ impl Http {
                             ),
                         })?;
                         return Ok(bytes.to_vec());
+                    }
+                    if status.is_redirection() {
+                        let to = response
+                            .headers()
+                            .get(reqwest::header::LOCATION)
+                            .and_then(|l| l.to_str().ok())
+                            .unwrap_or("another address");
+                        return Err(HttpError {
+                            status: Some(status),
+                            message: format!(
+                                "Redmine at {} redirects {method} {path} to {to} ({status}); set spec.url to the address it redirects to",
+                                self.base
+                            ),
+                        });
                     }
                     if !transient(status) {
                         let text = response.text().await.unwrap_or_default();

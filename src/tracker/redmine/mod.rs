@@ -268,7 +268,19 @@ impl Tracker for RedmineTracker {
         let mut params = self.scope();
         params.push(("status_id".into(), "*".into()));
         let operation = format!("list the issues of {}", self.describe_scope());
-        let issues = self.list(&operation, &params, true).await?;
+        let issues = match self.list(&operation, &params, true).await {
+            Err(TrackerError::Remote { operation, message })
+                if message.contains("404 Not Found") =>
+            {
+                return Err(TrackerError::Remote {
+                    operation,
+                    message: format!(
+                        "{message}; check spec.redmine.project (the identifier in the project's URL) and that the key's user is a member"
+                    ),
+                });
+            }
+            result => result?,
+        };
         tracing::debug!(
             issues = issues.len(),
             requests = self.requests(),

@@ -135,3 +135,19 @@ async fn an_unreachable_server_is_retried_then_named() {
     );
     assert_eq!(redmine.requests(), 3);
 }
+
+#[tokio::test]
+async fn redirects_are_not_followed_so_the_key_stays_with_this_server() {
+    let (url, seen) = scripted(vec![response(
+        "301 Moved Permanently",
+        "Location: https://elsewhere.example/users/current.json\r\n",
+        "",
+    )])
+    .await;
+    let error = tracker(url).snapshot().await.unwrap_err().to_string();
+    assert!(
+        error.contains("redirects GET users/current.json to https://elsewhere.example/users/current.json (301 Moved Permanently); set spec.url"),
+        "{error}"
+    );
+    assert_eq!(seen.lock().unwrap().len(), 1);
+}
