@@ -1,11 +1,11 @@
 //! The Redmine tracker against a real Redmine 5.0 server, installed and
 //! started by `scripts/redmine.sh setup` (`scripts/test.sh` does it).
 //!
-//! Each test works in a project of its own, so tests run in parallel and
-//! never see each other's issues; `scripts/test.sh` resets the database
-//! before the suite. Without a server these tests fail, with the command
-//! that starts one; `TRELLIS_SKIP_REDMINE=1` skips them loudly, except in
-//! CI (`CI=true`) where nothing is skipped.
+//! Tests take turns (a file lock, so separate test processes take turns
+//! too) and each starts from the empty database `scripts/redmine.sh reset`
+//! restores, then works in a project of its own. Without a server these
+//! tests fail, with the command that starts one; `TRELLIS_SKIP_REDMINE=1`
+//! skips them loudly, except in CI (`CI=true`) where nothing is skipped.
 
 use std::path::{Path, PathBuf};
 use std::process::Command as Process;
@@ -29,16 +29,22 @@ struct Redmine {
     url: String,
     key: String,
     http: reqwest::Client,
+    /// This test's turn: a lock on a file, released when the test ends.
+    _turn: std::fs::File,
 }
 
 /// The test server, or `None` when skipping was asked for outside CI.
 async fn redmine() -> Option<Redmine> {
     let url = std::env::var("TRELLIS_REDMINE_URL").unwrap_or_else(|_| DEFAULT_URL.into());
     let key = std::env::var("TRELLIS_REDMINE_API_KEY").unwrap_or_else(|_| DEFAULT_KEY.into());
+    let turn = std::fs::File::create(std::env::temp_dir().join("trellis-redmine-tests.lock"))
+        .and_then(|file| file.lock().map(|()| file))
+        .expect("the lock file that orders the Redmine tests");
     let redmine = Redmine {
         url,
         key,
         http: reqwest::Client::new(),
+        _turn: turn,
     };
     let up = redmine
         .http
@@ -49,6 +55,8 @@ async fn redmine() -> Option<Redmine> {
         .await
         .is_ok_and(|r| r.status().is_success());
     if up {
+        // No request is in flight between tests: the online restore is safe.
+        script(&["reset"]);
         return Some(redmine);
     }
     let ci = std::env::var("CI").is_ok_and(|v| v == "true");
