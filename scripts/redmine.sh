@@ -47,7 +47,12 @@ install_packages() {
   export DEBIAN_FRONTEND=noninteractive
   # The postinst takes the language of the default data (Bug, New, Normal) from LANG.
   export LANG=C.UTF-8
-  if dpkg -s redmine redmine-sqlite thin sqlite3 curl >/dev/null 2>&1; then
+  local missing=no package
+  for package in redmine redmine-sqlite thin sqlite3 curl; do
+    # `dpkg -s` also succeeds for removed packages whose config files remain.
+    [ "$(dpkg-query -W -f='${db:Status-Status}' "$package" 2>/dev/null)" = installed ] || missing=yes
+  done
+  if [ "$missing" = no ]; then
     say "packages already installed"
     return
   fi
@@ -170,9 +175,14 @@ start() {
 
 stop() {
   [ -f "$PIDFILE" ] || return 0
-  start-stop-daemon --stop --quiet --pidfile "$PIDFILE" --remove-pidfile \
-    --retry TERM/10/KILL/5 || true
-  say "stopped"
+  # --user: a PID reused by another program after a crash is left alone.
+  if start-stop-daemon --stop --quiet --pidfile "$PIDFILE" --remove-pidfile \
+    --user www-data --retry TERM/10/KILL/5; then
+    say "stopped"
+  else
+    rm -f "$PIDFILE"
+    say "was not running"
+  fi
 }
 
 # An online restore through SQLite's backup API: 10-30 ms, the server keeps
@@ -185,9 +195,11 @@ case "${1:-}" in
     [ "$(id -u)" = 0 ] || { say "setup installs Debian packages: run it as root"; exit 1; }
     install_packages
     stop
+    # Back to the clean database first, so that configuring (a new key, a
+    # changed setup.rb) lands in the snapshot instead of being undone by it.
+    [ -f "$SNAPSHOT" ] && reset
     configure
-    [ -f "$SNAPSHOT" ] || as_redmine sqlite3 "$DB" ".backup $SNAPSHOT"
-    reset
+    as_redmine sqlite3 "$DB" ".backup $SNAPSHOT"
     start
     took "setup" "$T0"
     ;;

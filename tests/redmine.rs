@@ -413,6 +413,12 @@ async fn a_full_read_takes_one_request_per_hundred_issues() {
     // A second read on the same client needs no second handshake.
     tracker.snapshot().await.unwrap();
     assert_eq!(tracker.requests(), 1 + 3 + 3);
+    // Changed issues page by time; the seeded issues all share one second,
+    // so the pages move on by offset within it and miss none.
+    let start = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(3600);
+    let changed = tracker.changed_since(start).await.unwrap();
+    assert_eq!(changed.len(), 250);
+    assert_eq!(tracker.requests(), 1 + 3 + 3 + 3);
 }
 
 #[tokio::test]

@@ -97,6 +97,16 @@ impl Origin {
         }
     }
 
+    /// The origin of an object read from a cluster: errors name it as
+    /// `Kind namespace/name` (there is no file or line).
+    pub fn cluster(kind: &str, id: &str) -> Origin {
+        Origin {
+            file: PathBuf::from(format!("{kind} {id}")),
+            offset: 0,
+            index: LineIndex::default(),
+        }
+    }
+
     /// The folder relative paths in this declaration start from.
     pub fn base_dir(&self) -> &Path {
         self.file.parent().unwrap_or(Path::new("."))
@@ -185,6 +195,34 @@ impl Catalog {
         } else {
             Err(SpecErrors(errors))
         }
+    }
+
+    /// A catalog of objects read from a cluster, and every problem found in
+    /// them. Unlike files, one wrong object must not stop the others: the
+    /// controller reports each problem on the object it belongs to.
+    pub fn assemble(
+        trackers: Vec<Tracker>,
+        structures: Vec<Structure>,
+        synchronizers: Vec<Synchronizer>,
+        resyncs: Vec<Resync>,
+    ) -> (Catalog, Vec<SpecError>) {
+        fn declare<T: kube::Resource<DynamicType = ()>>(objects: Vec<T>) -> Vec<Declared<T>> {
+            objects
+                .into_iter()
+                .map(|resource| Declared {
+                    origin: Origin::cluster(&T::kind(&()), &resource_id(&resource)),
+                    resource,
+                })
+                .collect()
+        }
+        let catalog = Catalog {
+            trackers: declare(trackers),
+            structures: declare(structures),
+            synchronizers: declare(synchronizers),
+            resyncs: declare(resyncs),
+        };
+        let errors = validate(&catalog, true);
+        (catalog, errors)
     }
 
     pub fn tracker(&self, id: &str) -> Option<&Declared<Tracker>> {

@@ -205,6 +205,24 @@ pub struct StructureSpec {
     /// Static rows (folders or issues) that always exist, in this order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rows: Vec<RowSpec>,
+    /// What deleting the Structure object does to its content in the
+    /// Trellis store: `Keep` (the default; re-creating it finds the rows
+    /// and their history again) or `Delete`.
+    #[serde(default, skip_serializing_if = "DeletionPolicy::is_keep")]
+    pub deletion_policy: DeletionPolicy,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum DeletionPolicy {
+    #[default]
+    Keep,
+    Delete,
+}
+
+impl DeletionPolicy {
+    fn is_keep(&self) -> bool {
+        *self == DeletionPolicy::Keep
+    }
 }
 
 /// A declared row: exactly one of `folder` or `issue`, with rows under it.

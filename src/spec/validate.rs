@@ -136,7 +136,8 @@ fn validate_url(tracker: &Declared<Tracker>, errors: &mut Vec<SpecError>) {
         return;
     };
     match reqwest::Url::parse(url) {
-        Err(e) => errors.push(origin.error("spec.url", format!("`{url}` is not a URL: {e}"))),
+        // Not echoed: a malformed URL may still hold a password.
+        Err(e) => errors.push(origin.error("spec.url", format!("not a URL: {e}"))),
         Ok(parsed) if !matches!(parsed.scheme(), "http" | "https") => errors.push(origin.error(
             "spec.url",
             "give an http:// or https:// address",

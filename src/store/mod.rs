@@ -137,6 +137,14 @@ pub trait Store {
 
     fn journal(&self, structure: &str) -> Result<Vec<JournalEntry>, StoreError>;
 
+    /// Deletes a structure's rows, journal and jobs, and its synchronizers'
+    /// baselines, in one transaction.
+    fn delete_structure(
+        &mut self,
+        structure: &str,
+        synchronizers: &[String],
+    ) -> Result<(), StoreError>;
+
     fn baselines(&self, synchronizer: &str) -> Result<Vec<Baseline>, StoreError>;
 
     /// Replaces the remembered declarations with `resources`.

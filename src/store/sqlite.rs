@@ -324,6 +324,36 @@ impl Store for SqliteStore {
         Ok(StoredStructure { forest, version })
     }
 
+    fn delete_structure(
+        &mut self,
+        structure: &str,
+        synchronizers: &[String],
+    ) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let err = |e: rusqlite::Error| db_error(&path, e);
+        let tx = self
+            .connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
+        for table in [
+            "structures WHERE id",
+            "rows WHERE structure",
+            "journal WHERE structure",
+            "jobs WHERE structure",
+        ] {
+            tx.execute(&format!("DELETE FROM {table} = ?"), [structure])
+                .map_err(err)?;
+        }
+        for synchronizer in synchronizers {
+            tx.execute(
+                "DELETE FROM baselines WHERE synchronizer = ?",
+                [synchronizer],
+            )
+            .map_err(err)?;
+        }
+        tx.commit().map_err(err)
+    }
+
     fn commit(&mut self, commit: &Commit) -> Result<u64, StoreError> {
         let path = self.path.clone();
         let err = |e: rusqlite::Error| db_error(&path, e);

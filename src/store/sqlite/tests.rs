@@ -448,3 +448,22 @@ fn reopening_keeps_the_data_and_a_newer_schema_is_refused() {
     assert!(err.to_string().contains("upgrade Trellis"), "{err}");
     assert!(SqliteStore::open_read_only(&path).is_err());
 }
+
+#[test]
+fn deleting_a_structure_removes_its_rows_journal_jobs_and_baselines_only() {
+    let (_dir, mut store) = store();
+    commit(
+        &mut store,
+        0,
+        &seed(),
+        &[baseline(F, "A-1")],
+        &[job(Some(F), None, JobState::Succeeded)],
+    )
+    .unwrap();
+    store.delete_structure(S, &[F.to_owned()]).unwrap();
+    let gone = store.structure(S).unwrap();
+    assert_eq!((gone.version, gone.forest.walk().len()), (0, 0));
+    assert!(store.journal(S).unwrap().is_empty());
+    assert!(store.baselines(F).unwrap().is_empty());
+    assert!(store.last_jobs().unwrap().is_empty());
+}

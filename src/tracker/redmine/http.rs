@@ -149,7 +149,7 @@ impl Http {
                             status: None,
                             message: format!(
                                 "reading Redmine's answer to {method} {path}: {}",
-                                e.without_url()
+                                explain(&e)
                             ),
                         })?;
                         return Ok(bytes.to_vec());
@@ -184,8 +184,19 @@ impl Http {
                             ),
                         });
                     }
+                    let asked = retry_after(response.headers());
+                    if let Some(wait) = asked.filter(|w| *w > self.retry.max_delay) {
+                        return Err(HttpError {
+                            status: Some(status),
+                            message: format!(
+                                "{}, and asks to wait {} s before trying again; run again later",
+                                describe(status, ""),
+                                wait.as_secs()
+                            ),
+                        });
+                    }
                     tracing::warn!(%method, path, attempt, status = status.as_u16(), "Redmine request failed; retrying");
-                    retry_after(response.headers())
+                    asked
                 }
                 Err(e) => {
                     let reachable = !(e.is_timeout() || e.is_connect() || e.is_request());
@@ -200,11 +211,11 @@ impl Http {
                             message: format!(
                                 "{method} {path} to Redmine at {}: {}{tries}; check spec.url and that the server is up",
                                 self.base,
-                                e.without_url()
+                                explain(&e)
                             ),
                         });
                     }
-                    tracing::warn!(%method, path, attempt, error = %e.without_url(), "Redmine request failed; retrying");
+                    tracing::warn!(%method, path, attempt, error = %explain(&e), "Redmine request failed; retrying");
                     None
                 }
             };
@@ -214,6 +225,22 @@ impl Http {
             attempt += 1;
         }
     }
+}
+
+/// A transport error's causes (reqwest's own text is only "error sending
+/// request"); none of them carries a header.
+fn explain(e: &reqwest::Error) -> String {
+    let mut text = String::from(if e.is_timeout() {
+        "timed out"
+    } else {
+        "request failed"
+    });
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
 }
 
 /// Worth another try: rate limits and server-side failures.

@@ -39,8 +39,10 @@ pub use http::{ApiKey, Retry};
 use http::{Http, HttpError};
 use wire::{CurrentUser, IssuePage, WireIssue};
 
-/// Redmine's largest page.
+/// Redmine's largest page. Loops go on while `total_count` says more is
+/// left, never by assuming a full page: a server or proxy may cap pages lower.
 const PAGE: usize = 100;
+const PAGE_TEXT: &str = "100";
 
 /// How to reach one Redmine and what part of it is the tracker's scope.
 pub struct Settings {
@@ -157,7 +159,7 @@ impl RedmineTracker {
             query.extend([
                 ("issue_id", from.as_str()),
                 ("sort", "id"),
-                ("limit", "100"),
+                ("limit", PAGE_TEXT),
             ]);
             if relations {
                 query.push(("include", "relations"));
@@ -171,7 +173,8 @@ impl RedmineTracker {
             let count = page.issues.len();
             issues.extend(page.issues);
             match last {
-                Some(id) if count == PAGE && page.total_count as usize > count => next_id = id + 1,
+                // With `issue_id>=N`, total_count counts what is left from N on.
+                Some(id) if page.total_count as usize > count => next_id = id + 1,
                 _ => return Ok(issues),
             }
         }
@@ -191,7 +194,7 @@ impl RedmineTracker {
             let mut query = vec![
                 ("query_id", query_id.as_str()),
                 ("offset", offset_text.as_str()),
-                ("limit", "100"),
+                ("limit", PAGE_TEXT),
             ];
             // A project's saved query is only found under its project.
             if let Some(project) = &self.project {
@@ -214,7 +217,7 @@ impl RedmineTracker {
             let count = page.issues.len();
             offset += count;
             issues.extend(page.issues.into_iter().filter(|i| seen.insert(i.id)));
-            if count < PAGE || offset as u64 >= page.total_count {
+            if count == 0 || offset as u64 >= page.total_count {
                 return Ok(issues);
             }
         }
@@ -235,7 +238,7 @@ impl RedmineTracker {
                 .http
                 .get(
                     "issues.json",
-                    &[("issue_id", &ids), ("status_id", "*"), ("limit", "100")],
+                    &[("issue_id", &ids), ("status_id", "*"), ("limit", PAGE_TEXT)],
                 )
                 .await
                 .map_err(|e| remote("read back the written issues", e))?;
@@ -337,9 +340,22 @@ impl Tracker for RedmineTracker {
             let body = json!({ "issue": { "parent_issue_id": parent } });
             match self.http.put(&format!("issues/{id}.json"), body).await {
                 Ok(()) => written.push((op, target)),
-                // A revoked key fails every write alike: stop at the first.
+                // A revoked key fails every write alike: stop at the first,
+                // and say which were made and which were not tried.
                 Err(e) if e.status == Some(StatusCode::UNAUTHORIZED) => {
-                    return Err(remote(&format!("update {}", op.issue()), e));
+                    let untried = ops.iter().skip_while(|o| !std::ptr::eq(*o, op));
+                    failures.extend(untried.map(|o| IssueFailure {
+                        issue: o.issue().to_owned(),
+                        operation: o.to_string(),
+                        message: format!(
+                            "not written: {} (the key from {} stopped working)",
+                            e.message, self.key_source
+                        ),
+                    }));
+                    return Err(TrackerError::Writes {
+                        done: written.len(),
+                        failures,
+                    });
                 }
                 Err(e) => failures.push(IssueFailure {
                     issue: op.issue().to_owned(),
@@ -349,16 +365,32 @@ impl Tracker for RedmineTracker {
             }
         }
         let keys: Vec<&str> = written.iter().map(|(op, _)| op.issue()).collect();
-        let now = self.read_back(&keys).await?;
-        for (op, target) in written {
-            let parent = now.get(op.issue()).and_then(|i| i.parent.as_deref());
-            if parent != target {
-                failures.push(IssueFailure {
+        let now = match self.read_back(&keys).await {
+            Ok(now) => now,
+            Err(e) => {
+                failures.extend(written.iter().map(|(op, _)| IssueFailure {
                     issue: op.issue().to_owned(),
                     operation: op.to_string(),
-                    message: "Redmine accepted the change but did not make it: the API key's user needs the “Manage subtasks” permission in the issue's project, and the issue's tracker must have the “Parent task” field enabled".into(),
-                });
+                    message: format!("written, but reading it back to check failed: {e}"),
+                }));
+                return Err(TrackerError::Writes { done: 0, failures });
             }
+        };
+        for (op, target) in written {
+            let message = match now.get(op.issue()) {
+                None => {
+                    "written, but the issue is gone now (deleted or no longer visible to the key)"
+                }
+                Some(issue) if issue.parent.as_deref() != target => {
+                    "Redmine accepted the change but did not make it: the API key's user needs the “Manage subtasks” permission in the issue's project, and the issue's tracker must have the “Parent task” field enabled"
+                }
+                Some(_) => continue,
+            };
+            failures.push(IssueFailure {
+                issue: op.issue().to_owned(),
+                operation: op.to_string(),
+                message: message.into(),
+            });
         }
         if failures.is_empty() {
             Ok(())
@@ -380,7 +412,7 @@ impl Tracker for RedmineTracker {
         // Pages by time: each page starts at the last `updated_on` seen
         // (inclusive), so an issue updated while reading moves later and is
         // read again rather than shifting another one out of view; the
-        // offset only grows while a whole page shares one second.
+        // offset only counts issues of that one second already read.
         let mut bound = from;
         let mut offset = 0;
         let mut issues: HashMap<u64, WireIssue> = HashMap::new();
@@ -396,7 +428,7 @@ impl Tracker for RedmineTracker {
                 ("updated_on", since.as_str()),
                 ("sort", "updated_on,id"),
                 ("offset", offset_text.as_str()),
-                ("limit", "100"),
+                ("limit", PAGE_TEXT),
                 ("include", "relations"),
             ]);
             let page: IssuePage = self
@@ -406,16 +438,24 @@ impl Tracker for RedmineTracker {
                 .map_err(|e| remote(&operation, e))?;
             let count = page.issues.len();
             let last = page.issues.last().and_then(|i| i.updated_on);
+            // The page's last second starts the next page; the issues of that
+            // second already read come first there (same sort) and are skipped.
+            let tail = page
+                .issues
+                .iter()
+                .rev()
+                .take_while(|i| i.updated_on == last)
+                .count();
             for issue in page.issues {
                 issues.insert(issue.id, issue);
             }
-            if count < PAGE {
+            if count == 0 || (offset + count) as u64 >= page.total_count {
                 break;
             }
             match last {
                 Some(last) if last > bound => {
                     bound = last;
-                    offset = 0;
+                    offset = tail;
                 }
                 _ => offset += count,
             }

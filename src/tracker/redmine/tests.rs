@@ -72,12 +72,29 @@ async fn rate_limits_and_server_errors_are_retried_with_the_servers_delay() {
     let (url, seen) = scripted(vec![
         response("200 OK", "", USER),
         response("429 Too Many Requests", "Retry-After: 0\r\n", ""),
-        response("503 Service Unavailable", "", ""),
+        response("503 Service Unavailable", "Retry-After: 0\r\n", ""),
         response("200 OK", "", ONE_ISSUE),
     ])
     .await;
-    let redmine = tracker(url);
+    let mut redmine = tracker(url);
+    // Our own backoff would wait 20 s, then 40 s: the server's 0 s must win.
+    redmine = RedmineTracker {
+        http: Http::new(
+            redmine.http.base().clone(),
+            &ApiKey::new(KEY),
+            Retry {
+                attempts: 3,
+                base_delay: Duration::from_secs(20),
+                max_delay: Duration::from_secs(60),
+            },
+        )
+        .unwrap(),
+        ..redmine
+    };
+    let started = std::time::Instant::now();
     let snapshot = redmine.snapshot().await.unwrap();
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(5), "waited {waited:?}");
     assert_eq!(snapshot.len(), 1);
     assert_eq!(redmine.requests(), 4);
     let seen = seen.lock().unwrap();
@@ -150,4 +167,20 @@ async fn redirects_are_not_followed_so_the_key_stays_with_this_server() {
         "{error}"
     );
     assert_eq!(seen.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_server_asking_for_a_long_wait_is_not_hammered() {
+    let (url, _) = scripted(vec![
+        response("200 OK", "", USER),
+        response("429 Too Many Requests", "Retry-After: 3600\r\n", ""),
+    ])
+    .await;
+    let error = tracker(url).snapshot().await.unwrap_err().to_string();
+    assert!(
+        error.ends_with(
+            "(429 Too Many Requests), and asks to wait 3600 s before trying again; run again later"
+        ),
+        "{error}"
+    );
 }
