@@ -2,6 +2,7 @@
 //! in agreement, declaratively. See `docs/ARCHITECTURE.md` for the map.
 
 pub mod cli;
+pub mod controller;
 pub mod engine;
 pub mod model;
 pub mod plan;

@@ -52,6 +52,33 @@ struct OptionalFiles {
 }
 
 #[derive(Args)]
+struct ControllerArgs {
+    /// Watch this namespace only (default: all namespaces).
+    #[arg(long, value_name = "NAMESPACE")]
+    namespace: Option<String>,
+    /// Where /metrics, /healthz and /readyz are served.
+    #[arg(long, default_value = "0.0.0.0:8080", value_name = "ADDRESS")]
+    listen: std::net::SocketAddr,
+    /// The namespace of the leader-election Lease (the controller's own).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "trellis-system")]
+    lease_namespace: String,
+    #[arg(long, default_value = "trellis-controller")]
+    lease_name: String,
+    /// This replica's name in the Lease (the pod name).
+    #[arg(long, env = "POD_NAME", default_value = "trellis-controller")]
+    identity: String,
+    /// Log lines as JSON (the default) or as text.
+    #[arg(long, value_enum, default_value_t = LogFormat::Json)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Args)]
 struct Approve {
     /// Apply only if the plan has this hash (from `trellis plan`); needed for
     /// destructive plans when no terminal can confirm.
@@ -63,6 +90,9 @@ struct Approve {
 enum Command {
     /// Check declarations offline; writes nothing.
     Validate(Files),
+    /// Reconcile the Trackers, Structures, Synchronizers and Resyncs of a
+    /// Kubernetes cluster (in-cluster config or KUBECONFIG); logs JSON.
+    Controller(ControllerArgs),
     /// Show what `apply` would do; writes nothing. Exit 0: no changes, 1: changes.
     Plan {
         #[command(flatten)]
@@ -188,12 +218,21 @@ fn author() -> String {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // The controller is a server: its logs are for a log pipeline.
+    let (default_level, json) = match &cli.command {
+        Command::Controller(args) => ("info", args.log_format == LogFormat::Json),
+        _ => ("warn", false),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| default_level.into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -210,6 +249,21 @@ pub fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Controller(args) => {
+            crate::controller::run(crate::controller::Settings {
+                state: cli.state,
+                namespace: args.namespace,
+                listen: args.listen,
+                lease: crate::controller::LeaseSettings {
+                    namespace: args.lease_namespace,
+                    name: args.lease_name,
+                    identity: args.identity,
+                    ttl: std::time::Duration::from_secs(15),
+                },
+            })
+            .await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Crds => {
             print!("{}", crate::spec::crds_yaml());
             Ok(ExitCode::SUCCESS)

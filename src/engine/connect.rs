@@ -1,8 +1,9 @@
 //! Tracker clients from declarations, with their credentials.
 //!
 //! The command line reads a key from `spec.credentials.env`, else from
-//! `spec.credentials.file`; the key is never in the spec, and errors say
-//! where Trellis looked, never what it found.
+//! `spec.credentials.file`; the controller from the Secret named by
+//! `spec.credentials.secretRef`, read before the run. The key is never in
+//! the spec, and errors say where Trellis looked, never what it found.
 
 use std::collections::HashMap;
 
@@ -14,26 +15,68 @@ use crate::tracker::{AnyTracker, LocalTracker, RedmineTracker};
 
 use super::EngineError;
 
+/// Where tracker keys come from.
+#[derive(Clone, Debug, Default)]
+pub enum Credentials {
+    /// `spec.credentials.env` or `spec.credentials.file`.
+    #[default]
+    CommandLine,
+    /// `spec.credentials.secretRef`: the Secrets' values by
+    /// `namespace/name/key`, read from the cluster by the controller.
+    Secrets(HashMap<String, ApiKey>),
+}
+
+impl Credentials {
+    /// The `namespace/name/key` a tracker's `secretRef` names, if any.
+    pub fn secret_of(tracker: &Declared<TrackerResource>) -> Option<(String, String, String)> {
+        let reference = tracker
+            .resource
+            .spec
+            .credentials
+            .as_ref()?
+            .secret_ref
+            .as_ref()?;
+        let namespace = tracker
+            .resource
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        Some((namespace, reference.name.clone(), reference.key.clone()))
+    }
+}
+
 /// Clients for the trackers a run uses, each made on first use and kept
 /// for the run (one handshake per tracker).
-#[derive(Default)]
 pub(super) struct Trackers {
+    credentials: Credentials,
     clients: HashMap<String, AnyTracker>,
 }
 
 impl Trackers {
+    pub fn new(credentials: Credentials) -> Trackers {
+        Trackers {
+            credentials,
+            clients: HashMap::new(),
+        }
+    }
+
     pub fn get(&mut self, catalog: &Catalog, id: &str) -> Result<&AnyTracker, EngineError> {
         if !self.clients.contains_key(id) {
             let tracker = catalog
                 .tracker(id)
                 .ok_or_else(|| EngineError::NotFound(format!("tracker {id} is not declared")))?;
-            self.clients.insert(id.to_owned(), client(tracker)?);
+            self.clients
+                .insert(id.to_owned(), client(tracker, &self.credentials)?);
         }
         Ok(&self.clients[id])
     }
 }
 
-pub(super) fn client(tracker: &Declared<TrackerResource>) -> Result<AnyTracker, EngineError> {
+pub(super) fn client(
+    tracker: &Declared<TrackerResource>,
+    credentials: &Credentials,
+) -> Result<AnyTracker, EngineError> {
     let spec = &tracker.resource.spec;
     match spec.type_ {
         TrackerType::Local => Ok(AnyTracker::Local(LocalTracker::new(
@@ -44,7 +87,10 @@ pub(super) fn client(tracker: &Declared<TrackerResource>) -> Result<AnyTracker, 
                 .url
                 .as_deref()
                 .expect("validated redmine trackers have a url");
-            let (key, key_source) = api_key(tracker)?;
+            let (key, key_source) = match credentials {
+                Credentials::CommandLine => api_key(tracker)?,
+                Credentials::Secrets(secrets) => secret_key(tracker, secrets)?,
+            };
             let redmine = spec.redmine.clone().unwrap_or_default();
             let client = RedmineTracker::new(Settings {
                 url: url.parse().expect("validated URL"),
@@ -60,6 +106,35 @@ pub(super) fn client(tracker: &Declared<TrackerResource>) -> Result<AnyTracker, 
             })?;
             Ok(AnyTracker::Redmine(client))
         }
+    }
+}
+
+/// The key from the tracker's Secret.
+fn secret_key(
+    tracker: &Declared<TrackerResource>,
+    secrets: &HashMap<String, ApiKey>,
+) -> Result<(ApiKey, String), EngineError> {
+    let refuse = |field: &str, message: String| {
+        let error = tracker
+            .origin
+            .error(field, format!("tracker {}: {message}", tracker.id()));
+        EngineError::Spec(SpecErrors(vec![error]))
+    };
+    let Some((namespace, name, key)) = Credentials::secret_of(tracker) else {
+        return Err(refuse(
+            "spec.credentials",
+            "in a cluster the API key comes from a Secret: set spec.credentials.secretRef.name (and .key, `apiKey` by default)".into(),
+        ));
+    };
+    let source = format!("key {key} of Secret {namespace}/{name}");
+    match secrets.get(&format!("{namespace}/{name}/{key}")) {
+        Some(value) => Ok((value.clone(), source)),
+        None => Err(refuse(
+            "spec.credentials.secretRef",
+            format!(
+                "{source} was not found; create it, e.g. `kubectl create secret generic {name} -n {namespace} --from-literal={key}=...`"
+            ),
+        )),
     }
 }
 

@@ -27,6 +27,7 @@ use crate::spec::{Catalog, Declared, SpecErrors, Structure};
 use crate::store::{Baseline, Change, Commit, JobRecord, JobState, Store, StoreError};
 use crate::tracker::{Tracker, TrackerError};
 
+pub use connect::Credentials;
 use connect::Trackers;
 pub use plan_file::{Base, PlanFile};
 pub use remember::{remembered, structure_view};
@@ -110,6 +111,7 @@ pub struct Engine<S: Store> {
     store: S,
     /// The person running Trellis: author of the changes it makes.
     author: String,
+    credentials: Credentials,
 }
 
 impl<S: Store> Engine<S> {
@@ -117,7 +119,30 @@ impl<S: Store> Engine<S> {
         Engine {
             store,
             author: author.into(),
+            credentials: Credentials::CommandLine,
         }
+    }
+
+    /// Where tracker keys come from (the command line's by default).
+    pub fn set_credentials(&mut self, credentials: Credentials) {
+        self.credentials = credentials;
+    }
+
+    pub fn store_mut(&mut self) -> &mut S {
+        &mut self.store
+    }
+
+    /// Connects to a tracker and asks who the key acts as.
+    pub async fn check_tracker(&self, catalog: &Catalog, id: &str) -> Result<String, EngineError> {
+        let mut trackers = Trackers::new(self.credentials.clone());
+        let client = trackers.get(catalog, id)?;
+        client
+            .identity()
+            .await
+            .map_err(|source| EngineError::Tracker {
+                tracker: id.to_owned(),
+                source,
+            })
     }
 
     pub fn store(&self) -> &S {
@@ -126,7 +151,7 @@ impl<S: Store> Engine<S> {
 
     /// Plans every structure that `scope` touches.
     pub async fn plan(&self, catalog: &Catalog, scope: &Scope) -> Result<Run, EngineError> {
-        let mut trackers = Trackers::default();
+        let mut trackers = Trackers::new(self.credentials.clone());
         let mut snapshots: HashMap<String, Snapshot> = HashMap::new();
         let mut prepared = Vec::new();
         let mut structures: Vec<&Declared<Structure>> = catalog.structures.iter().collect();

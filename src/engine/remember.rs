@@ -13,7 +13,7 @@ use crate::spec::{
 use crate::store::{Store, StoredResource};
 use crate::tracker::Tracker as _;
 
-use super::connect::client;
+use super::connect::{Credentials, client};
 use super::{Engine, EngineError};
 
 impl<S: Store> Engine<S> {
@@ -111,7 +111,7 @@ pub async fn structure_view<S: Store>(
     let tracker = catalog
         .tracker(&tracker_id)
         .ok_or_else(|| EngineError::NotFound(format!("tracker {tracker_id} is not declared")))?;
-    let snapshot = client(tracker)?
+    let snapshot = client(tracker, &Credentials::CommandLine)?
         .snapshot()
         .await
         .map_err(|source| EngineError::Tracker {

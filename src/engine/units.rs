@@ -18,10 +18,12 @@ pub enum Scope {
     /// Every enabled synchronizer in its first declared direction, the
     /// pending Resyncs, and every structure's declared rows.
     Apply,
-    /// One synchronizer in one direction (`trellis resync`).
+    /// One synchronizer in one direction: `trellis resync`, or one Resync
+    /// object (`resync`, whose job records it as carried out).
     Resync {
         synchronizer: String,
         direction: Direction,
+        resync: Option<String>,
     },
 }
 
@@ -59,6 +61,23 @@ impl Scope {
         Ok(Scope::Resync {
             synchronizer: id,
             direction,
+            resync: None,
+        })
+    }
+
+    /// The run of one Resync declaration (`namespace/name`), as the
+    /// controller carries it out: its own plan, its own hash.
+    pub fn of_resync(catalog: &Catalog, id: &str) -> Result<Scope, EngineError> {
+        let resync = catalog
+            .resyncs
+            .iter()
+            .find(|r| r.id() == id)
+            .ok_or_else(|| EngineError::NotFound(format!("resync {id} is not declared")))?;
+        let spec = &resync.resource.spec;
+        Ok(Scope::Resync {
+            synchronizer: Catalog::referenced(&resync.resource, &spec.synchronizer_ref.name),
+            direction: spec.direction.into(),
+            resync: Some(id.to_owned()),
         })
     }
 }
@@ -145,12 +164,13 @@ pub(super) fn select<S: Store>(
         Scope::Resync {
             synchronizer,
             direction,
+            resync,
         } => {
             if catalog
                 .synchronizers_of(&id)
                 .any(|s| &s.id() == synchronizer)
             {
-                chosen.insert(synchronizer.clone(), (*direction, None));
+                chosen.insert(synchronizer.clone(), (*direction, resync.clone()));
             }
         }
     }

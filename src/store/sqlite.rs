@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{
     Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
@@ -73,11 +74,17 @@ CREATE TABLE resources (
 "#];
 
 pub struct SqliteStore {
-    connection: Connection,
+    /// Behind a mutex so that a store can be shared by the controller's
+    /// tasks (a connection is Send, not Sync); uncontended on the CLI.
+    db: Mutex<Connection>,
     path: String,
 }
 
 impl SqliteStore {
+    fn connection(&self) -> MutexGuard<'_, Connection> {
+        self.db.lock().expect("a store is never left poisoned")
+    }
+
     /// Opens (creating if needed) the store at `path` and migrates it.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         let name = path.display().to_string();
@@ -89,7 +96,7 @@ impl SqliteStore {
         }
         let connection = Connection::open(path).map_err(|e| db_error(&name, e))?;
         let mut store = SqliteStore {
-            connection,
+            db: Mutex::new(connection),
             path: name,
         };
         store.configure()?;
@@ -104,7 +111,7 @@ impl SqliteStore {
         if !path.exists() {
             let connection = Connection::open_in_memory().map_err(|e| db_error(&name, e))?;
             let mut store = SqliteStore {
-                connection,
+                db: Mutex::new(connection),
                 path: name,
             };
             store.migrate()?;
@@ -113,7 +120,7 @@ impl SqliteStore {
         let connection = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
             .map_err(|e| db_error(&name, e))?;
         let store = SqliteStore {
-            connection,
+            db: Mutex::new(connection),
             path: name,
         };
         store.configure()?;
@@ -135,11 +142,11 @@ impl SqliteStore {
     fn configure(&self) -> Result<(), StoreError> {
         // WAL lets `trellis status` read while an apply writes; the busy
         // timeout makes a second writer wait instead of failing at once.
-        self.connection
+        self.connection()
             .busy_timeout(std::time::Duration::from_secs(10))
             .map_err(|e| self.error(e))?;
         let _: Option<String> = self
-            .connection
+            .connection()
             .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
             .optional()
             .map_err(|e| self.error(e))?;
@@ -147,7 +154,7 @@ impl SqliteStore {
     }
 
     fn query_version(&self) -> Result<usize, StoreError> {
-        self.connection
+        self.connection()
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(|e| self.error(e))
     }
@@ -163,8 +170,8 @@ impl SqliteStore {
             });
         }
         for (index, sql) in MIGRATIONS.iter().enumerate().skip(current) {
-            let tx = self
-                .connection
+            let mut connection = self.connection();
+            let tx = connection
                 .transaction()
                 .map_err(|e| db_error(&self.path, e))?;
             tx.execute_batch(sql).map_err(|e| db_error(&self.path, e))?;
@@ -273,7 +280,7 @@ fn touched_parents(changes: &[super::Change]) -> BTreeSet<Option<RowId>> {
 impl Store for SqliteStore {
     fn structure(&self, id: &str) -> Result<StoredStructure, StoreError> {
         let head: Option<(u64, u64)> = self
-            .connection
+            .connection()
             .query_row(
                 "SELECT version, next_row FROM structures WHERE id = ?",
                 [id],
@@ -287,8 +294,8 @@ impl Store for SqliteStore {
                 version: 0,
             });
         };
-        let mut statement = self
-            .connection
+        let connection = self.connection();
+        let mut statement = connection
             .prepare("SELECT id, parent, kind, item, added_by FROM rows WHERE structure = ? ORDER BY parent, position")
             .map_err(|e| self.error(e))?;
         let mut rows = Vec::new();
@@ -331,8 +338,8 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let path = self.path.clone();
         let err = |e: rusqlite::Error| db_error(&path, e);
-        let tx = self
-            .connection
+        let mut connection = self.connection();
+        let tx = connection
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(err)?;
         for table in [
@@ -359,8 +366,8 @@ impl Store for SqliteStore {
         let err = |e: rusqlite::Error| db_error(&path, e);
         // IMMEDIATE takes the write lock before the version check, so a
         // concurrent apply waits (busy timeout) and then sees a clean Conflict.
-        let tx = self
-            .connection
+        let mut connection = self.connection();
+        let tx = connection
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(err)?;
         let found: u64 = tx
@@ -473,17 +480,15 @@ impl Store for SqliteStore {
 
     fn record_jobs(&mut self, jobs: &[JobRecord]) -> Result<(), StoreError> {
         let path = self.path.clone();
-        let tx = self
-            .connection
-            .transaction()
-            .map_err(|e| db_error(&path, e))?;
+        let mut connection = self.connection();
+        let tx = connection.transaction().map_err(|e| db_error(&path, e))?;
         insert_jobs(&tx, jobs).map_err(|e| db_error(&path, e))?;
         tx.commit().map_err(|e| db_error(&path, e))
     }
 
     fn last_jobs(&self) -> Result<Vec<JobRecord>, StoreError> {
-        let mut statement = self
-            .connection
+        let connection = self.connection();
+        let mut statement = connection
             .prepare(
                 "SELECT * FROM jobs WHERE id IN (SELECT max(id) FROM jobs WHERE synchronizer IS NOT NULL GROUP BY synchronizer)
                  ORDER BY synchronizer",
@@ -497,7 +502,7 @@ impl Store for SqliteStore {
     }
 
     fn resync_done(&self, resync: &str) -> Result<bool, StoreError> {
-        self.connection
+        self.connection()
             .query_row(
                 "SELECT EXISTS (SELECT 1 FROM jobs WHERE resync = ? AND state = 'succeeded')",
                 [resync],
@@ -507,8 +512,8 @@ impl Store for SqliteStore {
     }
 
     fn journal(&self, structure: &str) -> Result<Vec<JournalEntry>, StoreError> {
-        let mut statement = self
-            .connection
+        let connection = self.connection();
+        let mut statement = connection
             .prepare("SELECT version, time, author, cause, change FROM journal WHERE structure = ? ORDER BY version, seq")
             .map_err(|e| self.error(e))?;
         let entries = statement
@@ -527,8 +532,8 @@ impl Store for SqliteStore {
     }
 
     fn baselines(&self, synchronizer: &str) -> Result<Vec<Baseline>, StoreError> {
-        let mut statement = self
-            .connection
+        let connection = self.connection();
+        let mut statement = connection
             .prepare("SELECT body FROM baselines WHERE synchronizer = ? ORDER BY issue")
             .map_err(|e| self.error(e))?;
         let baselines = statement
@@ -541,7 +546,8 @@ impl Store for SqliteStore {
     fn remember(&mut self, resources: &[StoredResource]) -> Result<(), StoreError> {
         let path = self.path.clone();
         let err = |e: rusqlite::Error| db_error(&path, e);
-        let tx = self.connection.transaction().map_err(err)?;
+        let mut connection = self.connection();
+        let tx = connection.transaction().map_err(err)?;
         tx.execute("DELETE FROM resources", []).map_err(err)?;
         for r in resources {
             tx.execute(
@@ -554,8 +560,8 @@ impl Store for SqliteStore {
     }
 
     fn remembered(&self) -> Result<Vec<StoredResource>, StoreError> {
-        let mut statement = self
-            .connection
+        let connection = self.connection();
+        let mut statement = connection
             .prepare("SELECT kind, id, body FROM resources ORDER BY kind, id")
             .map_err(|e| self.error(e))?;
         let resources = statement

@@ -97,6 +97,9 @@ pub trait Tracker: Send + Sync {
     ) -> impl Future<Output = Result<Vec<Issue>, TrackerError>> + Send;
 
     fn capabilities(&self) -> Capabilities;
+
+    /// Who Trellis acts as in the tracker; checks that it can be reached.
+    fn identity(&self) -> impl Future<Output = Result<String, TrackerError>> + Send;
 }
 
 /// Where the last read of changed issues stopped. Reads start an overlap
@@ -179,6 +182,13 @@ impl Tracker for AnyTracker {
         match self {
             AnyTracker::Local(t) => t.capabilities(),
             AnyTracker::Redmine(t) => t.capabilities(),
+        }
+    }
+
+    async fn identity(&self) -> Result<String, TrackerError> {
+        match self {
+            AnyTracker::Local(t) => t.identity().await,
+            AnyTracker::Redmine(t) => t.identity().await,
         }
     }
 }

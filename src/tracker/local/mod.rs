@@ -227,6 +227,11 @@ impl Tracker for LocalTracker {
             .collect())
     }
 
+    async fn identity(&self) -> Result<String, TrackerError> {
+        self.read()?;
+        Ok(format!("file {}", self.path.display()))
+    }
+
     fn capabilities(&self) -> Capabilities {
         // A person editing the file bumps `updated` only if they choose to.
         Capabilities {

@@ -94,7 +94,7 @@ impl RedmineTracker {
     }
 
     /// The login the API key acts as; checks the key on first use.
-    pub async fn identity(&self) -> Result<String, TrackerError> {
+    async fn handshake(&self) -> Result<String, TrackerError> {
         if let Some(login) = self.identity.lock().expect("not poisoned").clone() {
             return Ok(login);
         }
@@ -147,7 +147,7 @@ impl RedmineTracker {
         params: &[(String, String)],
         relations: bool,
     ) -> Result<Vec<WireIssue>, TrackerError> {
-        self.identity().await?;
+        self.handshake().await?;
         let mut issues = Vec::new();
         let mut next_id = 1;
         loop {
@@ -183,7 +183,7 @@ impl RedmineTracker {
     /// Every issue a saved query selects. The query's own filters and sort
     /// replace any other parameter, so it pages by offset and dedupes.
     async fn list_saved(&self, query_id: u64) -> Result<Vec<WireIssue>, TrackerError> {
-        self.identity().await?;
+        self.handshake().await?;
         let operation = format!("run saved query {query_id} in {}", self.describe_scope());
         let query_id = query_id.to_string();
         let mut seen = HashSet::new();
@@ -317,7 +317,7 @@ impl Tracker for RedmineTracker {
         if ops.is_empty() {
             return Ok(());
         }
-        self.identity().await?;
+        self.handshake().await?;
         let mut failures = Vec::new();
         let mut written = Vec::new();
         for op in ops {
@@ -403,7 +403,7 @@ impl Tracker for RedmineTracker {
     }
 
     async fn changed_since(&self, from: jiff::Timestamp) -> Result<Vec<Issue>, TrackerError> {
-        self.identity().await?;
+        self.handshake().await?;
         let operation = format!(
             "list the issues of {} changed since {from}",
             self.describe_scope()
@@ -469,6 +469,10 @@ impl Tracker for RedmineTracker {
         Capabilities {
             link_changes_bump_updated: false,
         }
+    }
+
+    async fn identity(&self) -> Result<String, TrackerError> {
+        self.handshake().await
     }
 }
 

@@ -1,0 +1,250 @@
+//! `trellis controller`: Trackers, Structures, Synchronizers and Resyncs
+//! reconciled in a cluster, on the same engine as the command line.
+//!
+//! One kube-runtime Controller per kind, sharing a [`Context`]: the watched
+//! objects of all four kinds (a reconcile sees the whole catalog, as
+//! `trellis apply -f` does), the SQLite store behind one engine, and the
+//! leadership flag — only the replica holding the Lease reconciles, so two
+//! replicas never sync the same structure at once. Status goes through the
+//! status subresource with server-side apply, with kstatus conditions.
+
+mod conditions;
+mod context;
+mod http;
+mod leader;
+mod metrics;
+mod resync;
+mod structure;
+mod synchronizer;
+mod tracker;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
+
+pub use conditions::{Health, State};
+pub use context::{Context, Error, Stores};
+pub use leader::LeaseSettings;
+pub use metrics::Metrics;
+
+use crate::engine::Engine;
+use crate::spec::{Resync, Structure, Synchronizer, Tracker};
+use crate::store::SqliteStore;
+
+/// How long before a failed reconcile is tried again.
+const ERROR_RETRY: Duration = Duration::from_secs(30);
+
+pub struct Settings {
+    pub state: PathBuf,
+    /// Watch one namespace, or all when `None`.
+    pub namespace: Option<String>,
+    pub listen: SocketAddr,
+    pub lease: LeaseSettings,
+}
+
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let client = Client::try_default().await.map_err(|e| {
+        anyhow::anyhow!("cannot reach the Kubernetes API (in-cluster config or KUBECONFIG): {e}")
+    })?;
+    let store = SqliteStore::open(&settings.state)?;
+    let engine = Engine::new(store, "trellis-controller");
+    let api = |client: &Client| -> (Api<Tracker>, Api<Structure>, Api<Synchronizer>, Api<Resync>) {
+        match &settings.namespace {
+            Some(ns) => (
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+            ),
+            None => (
+                Api::all(client.clone()),
+                Api::all(client.clone()),
+                Api::all(client.clone()),
+                Api::all(client.clone()),
+            ),
+        }
+    };
+    let (trackers, structures, synchronizers, resyncs) = api(&client);
+    // Fail fast, with a useful message, when the CRDs are not installed.
+    trackers
+        .list(&kube::api::ListParams::default().limit(1))
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot list Trackers ({e}): are the CRDs installed (`kubectl apply -k deploy/`) and may this account list them?"))?;
+
+    let config = watcher::Config::default();
+    let tracker_controller = Controller::new(trackers, config.clone());
+    let structure_controller = Controller::new(structures, config.clone());
+    let synchronizer_controller = Controller::new(synchronizers, config.clone());
+    let resync_controller = Controller::new(resyncs, config);
+    let stores = Stores {
+        trackers: tracker_controller.store(),
+        structures: structure_controller.store(),
+        synchronizers: synchronizer_controller.store(),
+        resyncs: resync_controller.store(),
+    };
+    let metrics = Arc::new(Metrics::default());
+    let leading = Arc::new(AtomicBool::new(false));
+    let ready = Arc::new(AtomicBool::new(false));
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "trellis-controller".into(),
+            instance: Some(settings.lease.identity.clone()),
+        },
+    );
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        recorder,
+        metrics.clone(),
+        engine,
+        stores.clone(),
+        leading.clone(),
+    ));
+
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let shutdown = {
+        let stopped = stopped.clone();
+        move || {
+            let mut stopped = stopped.clone();
+            async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }
+        }
+    };
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing in-flight runs");
+        let _ = stop.send(true);
+    });
+    tokio::spawn({
+        let ready = ready.clone();
+        let stores = stores.clone();
+        async move {
+            let synced = async {
+                stores.trackers.wait_until_ready().await?;
+                stores.structures.wait_until_ready().await?;
+                stores.synchronizers.wait_until_ready().await?;
+                stores.resyncs.wait_until_ready().await
+            };
+            if synced.await.is_ok() {
+                ready.store(true, Ordering::SeqCst);
+                tracing::info!("watches synced");
+            }
+        }
+    });
+
+    let leader = leader::lead(client, settings.lease, leading, shutdown());
+    let server = http::serve(settings.listen, metrics, ready, shutdown());
+    let controllers = futures::future::join4(
+        drive(
+            tracker_controller,
+            "Tracker",
+            tracker::reconcile,
+            ctx.clone(),
+            shutdown(),
+        ),
+        drive(
+            structure_controller,
+            "Structure",
+            structure::reconcile,
+            ctx.clone(),
+            shutdown(),
+        ),
+        drive(
+            synchronizer_controller,
+            "Synchronizer",
+            synchronizer::reconcile,
+            ctx.clone(),
+            shutdown(),
+        ),
+        drive(
+            resync_controller,
+            "Resync",
+            resync::reconcile,
+            ctx,
+            shutdown(),
+        ),
+    );
+    let (_, served, _) = tokio::join!(leader, server, controllers);
+    served
+}
+
+/// Runs one kind's controller until shutdown, counting and timing each
+/// reconcile; only the leader reconciles.
+async fn drive<K, F, Fut>(
+    controller: Controller<K>,
+    kind: &'static str,
+    reconcile: F,
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+    F: Fn(Arc<K>, Arc<Context>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Action, Error>> + Send + 'static,
+{
+    let reconcile = Arc::new(reconcile);
+    controller
+        .graceful_shutdown_on(shutdown)
+        .run(
+            move |object: Arc<K>, ctx: Arc<Context>| {
+                let reconcile = reconcile.clone();
+                async move {
+                    if !ctx.leading() {
+                        return Ok(Action::requeue(Duration::from_secs(10)));
+                    }
+                    let label = Metrics::kind(kind);
+                    ctx.metrics.reconciles.get_or_create(&label).inc();
+                    let started = std::time::Instant::now();
+                    let result = reconcile(object, ctx.clone()).await;
+                    ctx.metrics
+                        .duration
+                        .get_or_create(&label)
+                        .observe(started.elapsed().as_secs_f64());
+                    result
+                }
+            },
+            move |_object: Arc<K>, error: &Error, ctx: Arc<Context>| {
+                tracing::warn!(kind, error = %error, "reconcile failed");
+                ctx.metrics
+                    .errors
+                    .get_or_create(&metrics::ErrorLabels {
+                        kind: kind.into(),
+                        error: error.label().into(),
+                    })
+                    .inc();
+                Action::requeue(ERROR_RETRY)
+            },
+            ctx,
+        )
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(kind, error = %e, "controller event");
+            }
+        })
+        .await;
+}
+
+/// SIGTERM (Kubernetes stopping the pod) or Ctrl-C.
+async fn shutdown_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("a SIGTERM handler can be installed");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}

@@ -1,0 +1,93 @@
+//! Trackers: a handshake on each reconcile — who the key acts as, and
+//! what the tracker can tell. Phases: Handshake → Connected |
+//! Unauthorized | Unreachable.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::ResourceExt;
+use kube::runtime::controller::Action;
+
+use super::conditions::{Health, State};
+use super::context::{Context, Error};
+use crate::engine::EngineError;
+use crate::spec::{Tracker, TrackerStatus, TrackerType};
+use crate::tracker::TrackerError;
+
+const CONNECTED_REFRESH: Duration = Duration::from_secs(300);
+const RETRY: Duration = Duration::from_secs(60);
+
+pub async fn reconcile(tracker: Arc<Tracker>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let id = format!(
+        "{}/{}",
+        tracker.namespace().unwrap_or_else(|| "default".into()),
+        tracker.name_any()
+    );
+    let (catalog, errors) = ctx.catalog();
+    let problems = Context::problems(&errors, &[format!("Tracker {id}")]);
+    let mut next = TrackerStatus {
+        observed_generation: tracker.metadata.generation,
+        capabilities: capabilities(tracker.spec.type_),
+        ..TrackerStatus::default()
+    };
+    let (health, action) = if !problems.is_empty() {
+        next.phase = Some("Handshake".into());
+        (
+            Health::new(State::Stalled, "InvalidSpec", problems.join("; ")),
+            Action::await_change(),
+        )
+    } else {
+        let credentials = ctx.credentials(&catalog).await?;
+        let mut engine = ctx.engine().await;
+        engine.set_credentials(credentials);
+        let checked = engine.check_tracker(&catalog, &id).await;
+        drop(engine);
+        match checked {
+            Ok(identity) => {
+                next.phase = Some("Connected".into());
+                next.identity = Some(identity.clone());
+                (
+                    Health::new(State::Ready, "Connected", format!("acting as {identity}")),
+                    Action::requeue(CONNECTED_REFRESH),
+                )
+            }
+            Err(e) => {
+                let phase = phase_of(&e);
+                next.phase = Some(phase.into());
+                ctx.event(&*tracker, true, phase, "Handshake", e.to_string())
+                    .await;
+                (
+                    Health::new(State::Stalled, phase, e.to_string()),
+                    Action::requeue(RETRY),
+                )
+            }
+        }
+    };
+    let previous = tracker
+        .status
+        .as_ref()
+        .map_or(&[][..], |s| &s.conditions[..]);
+    next.conditions = health.conditions(previous, tracker.metadata.generation);
+    ctx.patch_status(&*tracker, &next).await?;
+    Ok(action)
+}
+
+/// A refused or missing key is `Unauthorized`; anything else `Unreachable`.
+fn phase_of(error: &EngineError) -> &'static str {
+    match error {
+        EngineError::Spec(_) => "Unauthorized",
+        EngineError::Tracker {
+            source: TrackerError::Remote { message, .. },
+            ..
+        } if message.contains("401") || message.contains("403") => "Unauthorized",
+        _ => "Unreachable",
+    }
+}
+
+fn capabilities(kind: TrackerType) -> Vec<String> {
+    let names: &[&str] = match kind {
+        TrackerType::Local => &["parent", "links", "rank", "query"],
+        TrackerType::Redmine => &["parent", "relations", "savedQueries", "filterParameters"],
+    };
+    names.iter().map(|n| (*n).to_owned()).collect()
+}
