@@ -79,6 +79,11 @@ async fn run(sync: Arc<Synchronizer>, ctx: &Context) -> Result<Action, Error> {
         let health = Health::new(State::Idle, "Stopped", "spec.enabled is false");
         return finish(ctx, &sync, next, health, Action::await_change()).await;
     }
+    // Status writes wake this reconcile too: run only when the interval
+    // has passed or the spec changed since the last run.
+    if let Some(wait) = not_due(&sync) {
+        return Ok(Action::requeue(wait));
+    }
     let Some(_claim) = ctx.claim(&structure) else {
         return Ok(Action::requeue(BUSY_RETRY));
     };
@@ -102,6 +107,7 @@ async fn run(sync: Arc<Synchronizer>, ctx: &Context) -> Result<Action, Error> {
     };
     drop(engine);
     let now = jiff::Timestamp::now().to_string();
+    next.last_attempt = Some(now.clone());
     let (health, action) = match outcome {
         Ok(summary) => {
             ctx.metrics.count_operations(&summary);
@@ -139,6 +145,18 @@ async fn run(sync: Arc<Synchronizer>, ctx: &Context) -> Result<Action, Error> {
     };
     next.error_count = Some(next.errors.len() as i64);
     finish(ctx, &sync, next, health, action).await
+}
+
+/// How long until the next run is due, if it is not due yet.
+fn not_due(sync: &Synchronizer) -> Option<Duration> {
+    let status = sync.status.as_ref()?;
+    if status.observed_generation != sync.metadata.generation {
+        return None;
+    }
+    let last: jiff::Timestamp = status.last_attempt.as_deref()?.parse().ok()?;
+    let since = jiff::Timestamp::now().duration_since(last);
+    let left = jiff::SignedDuration::try_from(INTERVAL).ok()? - since;
+    Duration::try_from(left).ok().filter(|d| !d.is_zero())
 }
 
 /// Per-issue errors from failed writes, keeping when each was first seen

@@ -391,6 +391,9 @@ pub struct SynchronizerStatus {
     /// RFC 3339 time of the last successful sync.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync: Option<String>,
+    /// RFC 3339 time of the last run, successful or not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_attempt: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_count: Option<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
