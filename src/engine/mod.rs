@@ -501,9 +501,10 @@ fn runs_summary(runs: &[&UnitPlan]) -> String {
     )
 }
 
-/// The direction a synchronizer runs in when `apply` runs it.
+/// The direction a synchronizer runs in when `apply` runs it: its first
+/// declared one, else its type's first (`into`, or `from` for statusRollup).
 pub fn primary_direction(spec: &crate::spec::SynchronizerSpec) -> Direction {
     spec.directions
         .first()
-        .map_or(Direction::Into, |d| (*d).into())
+        .map_or(crate::spec::supported(spec.type_)[0], |d| (*d).into())
 }

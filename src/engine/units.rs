@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use crate::model::{Direction, RowItem};
-use crate::plan::{DeclaredRow, FilterRule, Placement, Rule, Unit};
+use crate::plan::{DeclaredRow, FilterRule, Placement, Rule, StatusRollupRule, Unit};
 use crate::spec::{
     Catalog, Declared, RowSpec, Structure, SynchronizerType, supported, unsupported_direction,
 };
@@ -111,7 +111,8 @@ pub(super) struct Selected {
 }
 
 /// The units `scope` runs on `structure`, in planning order: declared rows,
-/// then synchronizers that insert rows (filter), then those that arrange them.
+/// then synchronizers that insert rows (filter), then those that arrange
+/// them (subtasks), then those that read the arrangement (statusRollup).
 pub(super) fn select<S: Store>(
     catalog: &Catalog,
     store: &S,
@@ -177,6 +178,7 @@ pub(super) fn select<S: Store>(
             let order = match kind {
                 SynchronizerType::Filter => 0,
                 SynchronizerType::Subtasks => 1,
+                SynchronizerType::StatusRollup => 2,
             };
             (order, sync, direction, resync)
         })
@@ -213,8 +215,8 @@ pub(super) async fn build(
                     .expect("selected from the catalog")
                     .resource
                     .spec;
-                let rule = match (spec.type_, &spec.filter) {
-                    (SynchronizerType::Filter, Some(filter)) => Rule::Filter(FilterRule {
+                let rule = match (spec.type_, &spec.filter, &spec.status_rollup) {
+                    (SynchronizerType::Filter, Some(filter), _) => Rule::Filter(FilterRule {
                         matches: tracker.search(&filter.query).await?,
                         under: match &filter.under {
                             Some(p) => match (&p.folder, &p.issue) {
@@ -226,10 +228,20 @@ pub(super) async fn build(
                         },
                         remove: filter.remove,
                     }),
-                    (SynchronizerType::Filter, None) => {
+                    (SynchronizerType::Filter, None, _) => {
                         unreachable!("validated: filters have spec.filter")
                     }
-                    (SynchronizerType::Subtasks, _) => Rule::Subtasks,
+                    (SynchronizerType::Subtasks, _, _) => Rule::Subtasks,
+                    (SynchronizerType::StatusRollup, _, Some(rollup)) => {
+                        Rule::StatusRollup(StatusRollupRule {
+                            statuses: rollup.statuses.clone(),
+                            issue_types: rollup.issue_types.clone(),
+                            workflow: tracker.workflow().await?,
+                        })
+                    }
+                    (SynchronizerType::StatusRollup, _, None) => {
+                        unreachable!("validated: status rollups have spec.statusRollup")
+                    }
                 };
                 (id.clone(), rule)
             }

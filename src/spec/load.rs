@@ -207,6 +207,12 @@ impl Catalog {
         )
     }
 
+    /// The id of the tracker a structure syncs with (none for a portfolio).
+    pub fn tracker_of(structure: &Structure) -> Option<String> {
+        let name = &structure.spec.tracker_ref.name;
+        Some(Catalog::referenced(structure, name))
+    }
+
     pub fn synchronizers_of<'a>(
         &'a self,
         structure: &'a str,

@@ -282,12 +282,14 @@ pub struct SynchronizerSpec {
     #[serde(default = "enabled_by_default")]
     pub enabled: bool,
     /// The directions it syncs in when it runs by itself: `apply` runs the
-    /// first (defaults to `[into]`). A resync may run any direction the type
-    /// supports.
+    /// first (defaults to the first the type supports: `into`, or `from` for
+    /// statusRollup). A resync may run any direction the type supports.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub directions: Vec<SyncDirection>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<FilterSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_rollup: Option<StatusRollupSpec>,
 }
 
 fn enabled_by_default() -> bool {
@@ -301,6 +303,8 @@ pub enum SynchronizerType {
     Filter,
     /// Child issues under their parent issue.
     Subtasks,
+    /// A parent's status follows its children's (from the structure only).
+    StatusRollup,
 }
 
 impl SynchronizerType {
@@ -308,6 +312,7 @@ impl SynchronizerType {
         match self {
             SynchronizerType::Filter => "filter",
             SynchronizerType::Subtasks => "subtasks",
+            SynchronizerType::StatusRollup => "statusRollup",
         }
     }
 }
@@ -340,6 +345,19 @@ pub struct FilterSpec {
     /// Remove rows this synchronizer added once their issue stops matching.
     #[serde(default)]
     pub remove: bool,
+}
+
+/// How a parent's status follows its children's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StatusRollupSpec {
+    /// The rolled-up statuses, in order: a parent takes the earliest status
+    /// among its children. A parent or child in a status not listed here
+    /// leaves the parent unchanged.
+    pub statuses: Vec<String>,
+    /// Only parents of these issue types change; every type when left out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub issue_types: Vec<String>,
 }
 
 /// Exactly one of `folder` (a declared folder) or `issue` (an issue row).

@@ -7,7 +7,7 @@ pub mod redmine;
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 
-use crate::model::{Issue, Snapshot};
+use crate::model::{Issue, Snapshot, Workflow};
 use crate::plan::TrackerOp;
 
 pub use local::LocalTracker;
@@ -97,6 +97,13 @@ pub trait Tracker: Send + Sync {
     ) -> impl Future<Output = Result<Vec<Issue>, TrackerError>> + Send;
 
     fn capabilities(&self) -> Capabilities;
+
+    /// The status changes the tracker allows, when it can tell them before
+    /// anything is written (the local tracker's declared workflow), so plans
+    /// hold only allowed changes. `None`: the tracker checks each write
+    /// itself (Redmine, per issue and role) and a refused change is reported
+    /// against its issue.
+    fn workflow(&self) -> impl Future<Output = Result<Option<Workflow>, TrackerError>> + Send;
 }
 
 /// Where the last read of changed issues stopped. Reads start an overlap
@@ -179,6 +186,13 @@ impl Tracker for AnyTracker {
         match self {
             AnyTracker::Local(t) => t.capabilities(),
             AnyTracker::Redmine(t) => t.capabilities(),
+        }
+    }
+
+    async fn workflow(&self) -> Result<Option<Workflow>, TrackerError> {
+        match self {
+            AnyTracker::Local(t) => t.workflow().await,
+            AnyTracker::Redmine(t) => t.workflow().await,
         }
     }
 }

@@ -22,6 +22,7 @@
 
 mod filter;
 mod http;
+mod status;
 mod wire;
 
 use std::collections::{HashMap, HashSet};
@@ -31,7 +32,7 @@ use reqwest::{StatusCode, Url};
 use serde_json::json;
 
 use super::{Capabilities, IssueFailure, Tracker, TrackerError};
-use crate::model::{Issue, Snapshot};
+use crate::model::{Issue, Snapshot, Workflow};
 use crate::plan::TrackerOp;
 
 pub use filter::{Filter, FilterError};
@@ -61,6 +62,7 @@ pub struct RedmineTracker {
     subprojects: bool,
     /// The login the key acts as, once the handshake succeeded.
     identity: Mutex<Option<String>>,
+    statuses: status::StatusIds,
 }
 
 impl RedmineTracker {
@@ -83,6 +85,7 @@ impl RedmineTracker {
             project: settings.project,
             subprojects: settings.subprojects,
             identity: Mutex::new(None),
+            statuses: Default::default(),
         })
     }
 
@@ -315,13 +318,14 @@ impl Tracker for RedmineTracker {
             return Ok(());
         }
         self.identity().await?;
-        let mut failures = Vec::new();
+        let mut failures = self.write_statuses(ops).await?;
         let mut written = Vec::new();
         for op in ops {
             let operation = op.to_string();
             let target = match op {
                 TrackerOp::SetParent { to, .. } => Some(to.as_str()),
                 TrackerOp::ClearParent { .. } => None,
+                TrackerOp::SetStatus { .. } => continue, // written above
             };
             let ids = issue_id(op.issue(), &operation).and_then(|id| {
                 let parent = target.map(|t| issue_id(t, &operation)).transpose()?;
@@ -429,6 +433,11 @@ impl Tracker for RedmineTracker {
         Capabilities {
             link_changes_bump_updated: false,
         }
+    }
+
+    /// Redmine checks each status change itself (see `status.rs`).
+    async fn workflow(&self) -> Result<Option<Workflow>, TrackerError> {
+        Ok(None)
     }
 }
 

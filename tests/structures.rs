@@ -1,0 +1,110 @@
+//! statusRollup, the mass-removal guard, history and portfolio structures,
+//! as people use them from the command line.
+
+mod common;
+
+use common::Workspace;
+use predicates::str::contains;
+
+const HEADER: &str = "apiVersion: trellis.dev/v1alpha1\n";
+
+/// The status of `key` in an issues file as Trellis writes it.
+fn status_of(issues: &str, key: &str) -> String {
+    let at = issues
+        .find(&format!("key: {key}\n"))
+        .unwrap_or_else(|| panic!("{key} is in the file"));
+    let status = issues[at..].find("status: ").unwrap() + at + "status: ".len();
+    issues[status..].lines().next().unwrap().to_owned()
+}
+
+// ----------------------------------------------------------- statusRollup
+
+#[test]
+fn status_rollup_moves_parents_to_their_childrens_earliest_status() {
+    let ws = Workspace::new();
+    ws.copy_example("status-rollup");
+    ws.trellis()
+        .args(["plan", "-f", "status-rollup"])
+        .assert()
+        .code(1)
+        .stdout(contains("statusRollup default/rollup (from): 2 operation(s)"))
+        .stdout(contains(
+            "note: SHOP-1: status To Do → In Progress, because the earliest status among its children: SHOP-2 is In Progress",
+        ))
+        .stdout(contains(
+            "note: SHOP-9 stays Done: its children say To Do, but the tracker's workflow does not allow Done → To Do (allowed: In Progress)",
+        ))
+        .stdout(contains(
+            "note: SHOP-11 stays In Progress: its child SHOP-12 is In Review",
+        ))
+        .stdout(contains("~ SHOP-6: status In Progress → Done"))
+        .stdout(contains("2 tracker updates, 0 destructive"));
+    ws.trellis()
+        .args(["apply", "-f", "status-rollup"])
+        .assert()
+        .success();
+    let issues = ws.read("status-rollup/issues.yaml");
+    assert_eq!(status_of(&issues, "SHOP-1"), "In Progress");
+    assert_eq!(status_of(&issues, "SHOP-6"), "Done");
+    assert_eq!(status_of(&issues, "SHOP-9"), "Done");
+    assert_eq!(status_of(&issues, "SHOP-11"), "In Progress");
+    assert!(issues.starts_with("workflow:\n"), "the workflow stays");
+    ws.trellis()
+        .args(["plan", "-f", "status-rollup"])
+        .assert()
+        .code(0);
+    // A child moving back rolls its parents back, as far as the workflow allows.
+    ws.edit(
+        "status-rollup/issues.yaml",
+        "status: Done\n  parent: SHOP-1",
+        "status: To Do\n  parent: SHOP-1",
+    );
+    ws.trellis()
+        .args(["plan", "-f", "status-rollup"])
+        .assert()
+        .code(1)
+        .stdout(contains("~ SHOP-1: status In Progress → To Do"));
+}
+
+#[test]
+fn status_rollup_syncs_only_from_the_structure() {
+    let ws = Workspace::new();
+    ws.copy_example("status-rollup");
+    ws.trellis()
+        .args(["import", "rollup", "-f", "status-rollup"])
+        .assert()
+        .code(2)
+        .stderr(contains(
+            "a statusRollup synchronizer cannot sync into; supported directions: from",
+        ));
+    ws.edit(
+        "status-rollup/trellis.yaml",
+        "  directions: [from]",
+        "  directions: [into]",
+    );
+    ws.trellis()
+        .args(["validate", "-f", "status-rollup"])
+        .assert()
+        .code(2)
+        .stderr(contains("trellis.yaml:50: spec.directions[0]: a statusRollup synchronizer cannot sync into; supported directions: from"));
+}
+
+#[test]
+fn status_rollup_parameters_are_checked() {
+    let ws = Workspace::new();
+    let file = ws.write(
+        "rollup.yaml",
+        &format!(
+            "{HEADER}kind: Synchronizer\nmetadata:\n  name: r1\nspec:\n  structureRef: {{name: roadmap}}\n  type: statusRollup\n---\n{HEADER}kind: Synchronizer\nmetadata:\n  name: r2\nspec:\n  structureRef: {{name: roadmap}}\n  type: statusRollup\n  statusRollup:\n    statuses: [Done, Done]\n---\n{HEADER}kind: Synchronizer\nmetadata:\n  name: r3\nspec:\n  structureRef: {{name: roadmap}}\n  type: subtasks\n  statusRollup:\n    statuses: [To Do, Done]\n"
+        ),
+    );
+    ws.trellis()
+        .args(["validate", "-f", "quickstart", "-f"])
+        .arg(&file)
+        .assert()
+        .code(2)
+        .stderr(contains("rollup.yaml:7: spec.type: a statusRollup synchronizer needs spec.statusRollup with its ordered statuses"))
+        .stderr(contains("rollup.yaml:17: spec.statusRollup.statuses[1]: `Done` is listed twice"))
+        .stderr(contains("rollup.yaml:26: spec.statusRollup: only statusRollup synchronizers take spec.statusRollup; remove it or set `type: statusRollup`"))
+        .stderr(contains("3 errors in the declarations; nothing was changed"));
+}
