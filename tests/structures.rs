@@ -5,6 +5,7 @@ mod common;
 
 use common::Workspace;
 use predicates::str::contains;
+use trellis::store::Store;
 
 const HEADER: &str = "apiVersion: trellis.dev/v1alpha1\n";
 
@@ -107,4 +108,101 @@ fn status_rollup_parameters_are_checked() {
         .stderr(contains("rollup.yaml:17: spec.statusRollup.statuses[1]: `Done` is listed twice"))
         .stderr(contains("rollup.yaml:26: spec.statusRollup: only statusRollup synchronizers take spec.statusRollup; remove it or set `type: statusRollup`"))
         .stderr(contains("3 errors in the declarations; nothing was changed"));
+}
+
+// ----------------------------------------------------- mass-removal guard
+
+/// A structure `s` filled by one filter `f` with removal on.
+fn filtered_structure(query: &str, safety: &str) -> String {
+    format!(
+        "{HEADER}kind: Tracker\nmetadata:\n  name: t\nspec:\n  type: local\n  local:\n    path: quickstart/issues.yaml\n---\n{HEADER}kind: Structure\nmetadata:\n  name: s\nspec:\n  trackerRef: {{name: t}}\n---\n{HEADER}kind: Synchronizer\nmetadata:\n  name: f\nspec:\n  structureRef: {{name: s}}\n  type: filter\n  filter:\n    query: {query}\n    remove: true\n{safety}"
+    )
+}
+
+#[test]
+fn a_plan_removing_more_than_half_a_structure_is_refused_until_the_limit_is_raised() {
+    let ws = Workspace::new();
+    ws.write("s.yaml", &filtered_structure("project = PLAT", ""));
+    ws.trellis()
+        .args(["apply", "-f", "s.yaml"])
+        .assert()
+        .success();
+    // The query breaks (a renamed project): every row would go.
+    ws.write("s.yaml", &filtered_structure("project = PLATFORM", ""));
+    let refusal = "synchronizer default/f would remove 22 of the 22 rows of structure default/s (100%), more than its spec.safety.maxRemovalRatio of 0.5 (the default) allows; nothing was changed. If that is intended (check its query or parameters first), set `safety: {maxRemovalRatio: 1}` in the spec of Synchronizer default/f, then plan again";
+    let out = ws
+        .trellis()
+        .args(["plan", "-f", "s.yaml"])
+        .assert()
+        .code(2)
+        .stdout(contains("Refused (too many removals):"))
+        .stderr(contains(refusal))
+        .get_output()
+        .stdout
+        .clone();
+    // Approving the hash does not override the guard, nor does a saved plan.
+    let hash = String::from_utf8_lossy(&out)
+        .lines()
+        .find_map(|l| l.strip_prefix("Plan hash: ").map(str::to_owned))
+        .unwrap();
+    ws.trellis()
+        .args(["apply", "-f", "s.yaml", "--approve", &hash])
+        .assert()
+        .code(2)
+        .stderr(contains(refusal));
+    ws.trellis()
+        .args(["plan", "-f", "s.yaml", "--out", "plan.json", "-o", "json"])
+        .assert()
+        .code(2);
+    ws.trellis()
+        .args(["apply", "plan.json"])
+        .assert()
+        .code(2)
+        .stderr(contains(refusal));
+    assert_eq!(ws.store().structure("default/s").unwrap().forest.len(), 22);
+    // The override named in the message lets it through (with approval).
+    ws.write(
+        "s.yaml",
+        &filtered_structure("project = PLATFORM", "  safety: {maxRemovalRatio: 1}\n"),
+    );
+    ws.trellis()
+        .args(["apply", "-f", "s.yaml", "--approve", &hash])
+        .assert()
+        .success();
+    assert_eq!(ws.store().structure("default/s").unwrap().forest.len(), 0);
+}
+
+#[test]
+fn a_count_limit_applies_too_and_bad_limits_are_named() {
+    let ws = Workspace::new();
+    ws.write("s.yaml", &filtered_structure("project = PLAT", ""));
+    ws.trellis()
+        .args(["apply", "-f", "s.yaml"])
+        .assert()
+        .success();
+    // Some of the 22 PLAT issues are done: under half, but over the count.
+    ws.write(
+        "s.yaml",
+        &filtered_structure(
+            "project = PLAT and status != Done",
+            "  safety: {maxRemovals: 3}\n",
+        ),
+    );
+    ws.trellis()
+        .args(["plan", "-f", "s.yaml"])
+        .assert()
+        .code(2)
+        .stderr(contains(
+            "more than its spec.safety.maxRemovals of 3 allows",
+        ))
+        .stderr(contains("set `safety: {maxRemovals: "));
+    ws.write(
+        "s.yaml",
+        &filtered_structure("project = PLAT", "  safety: {maxRemovalRatio: 50}\n"),
+    );
+    ws.trellis()
+        .args(["validate", "-f", "s.yaml"])
+        .assert()
+        .code(2)
+        .stderr(contains("s.yaml:27: spec.safety.maxRemovalRatio: 50 is not a share of the structure's rows; give a number from 0 to 1"));
 }

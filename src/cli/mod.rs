@@ -257,6 +257,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 PlanFormat::Json => println!("{}", serde_json::to_string_pretty(&run.set)?),
             }
+            // Shown in full, but a plan that cannot be applied is an error.
+            run.check_safety()?;
             Ok(if run.set.has_changes() {
                 ExitCode::from(1)
             } else {
@@ -381,6 +383,7 @@ async fn sync(
     let run = plan(&engine, &catalog, &scope).await?;
     let terminal = std::io::stdout().is_terminal();
     print!("{}", render::plan_text(&run.set, None, terminal));
+    run.check_safety()?;
     // A run with nothing to change still goes through apply: it records each
     // synchronizer's run (and completes a declared Resync).
     let approval = match approve {

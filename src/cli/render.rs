@@ -92,6 +92,16 @@ pub fn plan_text(set: &PlanSet, apply: Option<&str>, colour: bool) -> String {
                 let _ = writeln!(out, "    note: {note}");
             }
         }
+        if !plan.mass_removals.is_empty() {
+            let _ = writeln!(
+                out,
+                "  {}",
+                paint("Refused (too many removals):", "1;31", colour)
+            );
+            for refusal in &plan.mass_removals {
+                let _ = writeln!(out, "    ! {}", refusal.message);
+            }
+        }
         let destructive = destructive(plan);
         if !destructive.is_empty() {
             let _ = writeln!(out, "  {}", paint("Destructive:", "1;31", colour));

@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use crate::model::{Direction, Forest, Snapshot};
 use crate::plan::{
     PlanError, PlanSet, Planned, StructureInput, StructureOp, StructurePlan, UnitPlan,
-    plan_structure,
+    mass_removals, plan_structure,
 };
 use crate::spec::{Catalog, Declared, SpecErrors, Structure};
 use crate::store::{Baseline, Change, Commit, JobRecord, JobState, Store, StoreError};
@@ -56,6 +56,10 @@ pub enum EngineError {
         "this plan is destructive ({summary}); review the plan shown above, then approve it with `--approve {hash}`"
     )]
     NeedsApproval { hash: String, summary: String },
+    /// A synchronizer would remove more rows than its safety limits allow;
+    /// no approval overrides this, only a raised limit in its spec.
+    #[error("{}", .0.join("\n"))]
+    MassRemoval(Vec<String>),
     #[error("--approve {given}: give at least 8 characters of the plan hash ({hash})")]
     ShortApproval { given: String, hash: String },
     #[error(
@@ -161,6 +165,7 @@ impl<S: Store> Engine<S> {
                     source,
                 })?;
             let stored = self.store.structure(&id)?;
+            let rows_before = stored.forest.len();
             let arrangers = units::arrangers(catalog, &id);
             let input = StructureInput {
                 structure: &id,
@@ -169,11 +174,14 @@ impl<S: Store> Engine<S> {
                 units: &units,
                 arrangers: &arrangers,
             };
-            let Planned { plan, forest } =
+            let Planned { mut plan, forest } =
                 plan_structure(stored.forest, &input).map_err(|source| EngineError::Plan {
                     structure: id.clone(),
                     source,
                 })?;
+            plan.mass_removals = mass_removals(&plan, rows_before, |sync| {
+                units::removal_limits(catalog, sync)
+            });
             tracing::info!(structure = %id, summary = %plan.summary, hash = %plan.hash, "planned");
             prepared.push(Prepared {
                 structure: id,
@@ -201,6 +209,7 @@ impl<S: Store> Engine<S> {
         run: Run,
         approval: &Approval,
     ) -> Result<Applied, EngineError> {
+        run.check_safety()?;
         check_approval(&run.set, approval)?;
         let mut trackers = run.trackers;
         let mut applied = Applied::default();
@@ -375,6 +384,25 @@ impl<S: Store> Engine<S> {
             baselines: &[],
         })?;
         Ok(version)
+    }
+}
+
+impl Run {
+    /// Refuses the run if any synchronizer in it would remove more rows than
+    /// its safety limits allow: checked before anything is written.
+    pub fn check_safety(&self) -> Result<(), EngineError> {
+        let refusals: Vec<String> = self
+            .set
+            .structures
+            .iter()
+            .flat_map(|p| &p.mass_removals)
+            .map(|m| m.message.clone())
+            .collect();
+        if refusals.is_empty() {
+            Ok(())
+        } else {
+            Err(EngineError::MassRemoval(refusals))
+        }
     }
 }
 

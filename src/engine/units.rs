@@ -3,7 +3,9 @@
 use std::collections::{BTreeMap, HashSet};
 
 use crate::model::{Direction, RowItem};
-use crate::plan::{DeclaredRow, FilterRule, Placement, Rule, StatusRollupRule, Unit};
+use crate::plan::{
+    DeclaredRow, FilterRule, Placement, RemovalLimits, Rule, StatusRollupRule, Unit,
+};
 use crate::spec::{
     Catalog, Declared, RowSpec, Structure, SynchronizerType, supported, unsupported_direction,
 };
@@ -275,4 +277,19 @@ pub(super) fn arrangers(catalog: &Catalog, structure: &str) -> HashSet<String> {
         .filter(|s| s.resource.spec.type_ == SynchronizerType::Subtasks)
         .map(|s| s.id())
         .collect()
+}
+
+/// The removal limits of a synchronizer (declared rows never remove rows).
+pub(super) fn removal_limits(catalog: &Catalog, synchronizer: &str) -> RemovalLimits {
+    let safety = catalog
+        .synchronizer(synchronizer)
+        .and_then(|s| s.resource.spec.safety.clone())
+        .unwrap_or_default();
+    RemovalLimits {
+        max_removals: safety.max_removals.map(|n| n as usize),
+        max_ratio: safety
+            .max_removal_ratio
+            .unwrap_or(RemovalLimits::DEFAULT_MAX_RATIO),
+        default_ratio: safety.max_removal_ratio.is_none(),
+    }
 }

@@ -15,6 +15,7 @@
 
 mod declared;
 mod filter;
+mod guard;
 mod outline;
 mod rollup;
 mod subtasks;
@@ -30,6 +31,7 @@ use crate::model::{
 };
 
 pub use declared::DeclaredRow;
+pub use guard::{MassRemoval, RemovalLimits, mass_removals};
 pub use outline::render_outline;
 
 /// One synchronizer (or the structure's declared rows) to run in one direction.
@@ -325,6 +327,10 @@ pub struct StructurePlan {
     /// Digest of the structure content and tracker snapshot planned from.
     pub base_fingerprint: String,
     pub hash: String,
+    /// Synchronizers that would remove more rows than their safety limits
+    /// allow: such a plan is shown but never applied (see [`mass_removals`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mass_removals: Vec<MassRemoval>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -476,6 +482,7 @@ pub fn plan_structure(mut forest: Forest, input: &StructureInput) -> Result<Plan
         outline_diff,
         base_fingerprint,
         hash,
+        mass_removals: Vec::new(),
     };
     Ok(Planned { plan, forest })
 }

@@ -290,6 +290,24 @@ pub struct SynchronizerSpec {
     pub filter: Option<FilterSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status_rollup: Option<StatusRollupSpec>,
+    /// Limits on what one plan may remove; see [`SafetySpec`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safety: Option<SafetySpec>,
+}
+
+/// How many rows of its structure a synchronizer may remove in one plan.
+/// A plan that removes more is refused before anything is written, so a
+/// broken query cannot empty a structure. Raising a limit is the override.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SafetySpec {
+    /// At most this many rows; no count limit when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_removals: Option<u32>,
+    /// At most this share (0 to 1) of the rows the structure had before the
+    /// plan; 0.5 when left out, 1 to allow removing every row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_removal_ratio: Option<f64>,
 }
 
 fn enabled_by_default() -> bool {

@@ -263,6 +263,14 @@ fn validate_synchronizer(
             errors.push(origin.error(&field, format!("direction {direction} is listed twice")));
         }
     }
+    if let Some(ratio) = spec.safety.as_ref().and_then(|s| s.max_removal_ratio)
+        && !(0.0..=1.0).contains(&ratio)
+    {
+        errors.push(origin.error(
+            "spec.safety.maxRemovalRatio",
+            format!("{ratio} is not a share of the structure's rows; give a number from 0 to 1 (0.5: half of them)"),
+        ));
+    }
     // Each type's parameters live in a block of their own name.
     for (field, present, owner) in [
         ("filter", spec.filter.is_some(), SynchronizerType::Filter),
