@@ -206,3 +206,81 @@ fn a_count_limit_applies_too_and_bad_limits_are_named() {
         .code(2)
         .stderr(contains("s.yaml:27: spec.safety.maxRemovalRatio: 50 is not a share of the structure's rows; give a number from 0 to 1"));
 }
+
+// ---------------------------------------------------------------- history
+
+#[test]
+fn history_lists_who_changed_what_and_why() {
+    let ws = Workspace::new();
+    ws.apply();
+    ws.trellis()
+        .args(["move", "roadmap", "PLAT-9", "--under", "PLAT-4"])
+        .assert()
+        .success();
+    ws.trellis()
+        .args(["export", "children", "-f", "quickstart"])
+        .assert()
+        .success();
+    let out = ws.trellis().args(["history", "roadmap"]).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let columns = |line: &str| -> Vec<String> {
+        line.split("   ")
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(
+        columns(lines[0]),
+        ["VERSION", "TIME", "AUTHOR", "CAUSE", "CHANGE"]
+    );
+    // Declared rows are the person's; synchronizers act as the tracker
+    // identity (the local tracker has no accounts: the person running it).
+    let first = columns(lines[1]);
+    assert_eq!(
+        [&first[0], &first[2], &first[3], &first[4]],
+        [
+            "1",
+            "alice",
+            "declared rows",
+            "add Platform/ at the top level"
+        ]
+    );
+    assert!(text.contains(
+        "default/platform-epics as alice   synchronizer default/platform-epics (filter, into)"
+    ));
+    assert!(text.contains("add PLAT-1 under Platform/"));
+    let last: Vec<Vec<String>> = lines[lines.len() - 2..]
+        .iter()
+        .map(|l| columns(l))
+        .collect();
+    assert_eq!(
+        [&last[0][0], &last[0][2], &last[0][3], &last[0][4]],
+        [
+            "2",
+            "alice",
+            "manual move",
+            "move PLAT-9 from under PLAT-8 to under PLAT-4"
+        ]
+    );
+    assert_eq!(
+        [&last[1][0], &last[1][2], &last[1][3], &last[1][4]],
+        [
+            "2",
+            "default/children as alice",
+            "synchronizer default/children (subtasks, from)",
+            "tracker: PLAT-9: parent PLAT-8 → PLAT-4"
+        ]
+    );
+    let json = ws
+        .trellis()
+        .args(["history", "roadmap", "-o", "json"])
+        .output()
+        .unwrap();
+    let entries: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let last = entries.as_array().unwrap().last().unwrap();
+    assert_eq!(last["operation"]["op"], "setParent");
+    assert_eq!(last["author"], "default/children as alice");
+}

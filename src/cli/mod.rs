@@ -126,6 +126,15 @@ enum Command {
         #[arg(short, long, value_enum, default_value_t = ShowFormat::Text)]
         output: ShowFormat,
     },
+    /// A structure's journal: version, time, author, cause and change of each entry.
+    History {
+        /// The structure (`name` or `namespace/name`).
+        structure: String,
+        #[command(flatten)]
+        files: OptionalFiles,
+        #[arg(short, long, value_enum, default_value_t = HistoryFormat::Text)]
+        output: HistoryFormat,
+    },
     /// A line per synchronizer: structure, type, enabled, last sync, errors.
     Status {
         #[command(flatten)]
@@ -159,6 +168,12 @@ enum Command {
 enum PlanFormat {
     Text,
     Markdown,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum HistoryFormat {
+    Text,
     Json,
 }
 
@@ -340,6 +355,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     "{}",
                     serde_json::to_string_pretty(&render::tree(&forest, &snapshot))?
                 ),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::History {
+            structure,
+            files,
+            output,
+        } => {
+            let store = SqliteStore::open_read_only(&cli.state)?;
+            let catalog = catalog_or_remembered(&store, &files.files)?;
+            let id = structure_id(&catalog, &structure)?;
+            let entries = crate::engine::history(&store, &id)?;
+            match output {
+                HistoryFormat::Text => print!("{}", render::history_table(&entries)),
+                HistoryFormat::Json => println!("{}", serde_json::to_string_pretty(&entries)?),
             }
             Ok(ExitCode::SUCCESS)
         }

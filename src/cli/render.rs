@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::engine::HistoryEntry;
 use crate::model::{Forest, RowId, RowItem, Snapshot};
 use crate::plan::{PlanSet, StructureOp, StructurePlan, TrackerOp};
 use crate::spec::Catalog;
@@ -245,7 +246,32 @@ pub fn status_table(catalog: &Catalog, jobs: &[JobRecord]) -> String {
             errors,
         ]);
     }
-    let widths: Vec<usize> = (0..6)
+    table(&rows)
+}
+
+/// `trellis history`: a line per journal entry, oldest first.
+pub fn history_table(entries: &[HistoryEntry]) -> String {
+    let mut rows = vec![
+        ["VERSION", "TIME", "AUTHOR", "CAUSE", "CHANGE"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    rows.extend(entries.iter().map(|e| {
+        vec![
+            e.version.to_string(),
+            e.time.strftime("%Y-%m-%d %H:%M:%SZ").to_string(),
+            e.author.clone(),
+            e.cause.clone(),
+            e.change.clone(),
+        ]
+    }));
+    table(&rows)
+}
+
+/// Rows of cells in left-aligned columns, the first row being the heading.
+fn table(rows: &[Vec<String>]) -> String {
+    let columns = rows.first().map_or(0, Vec::len);
+    let widths: Vec<usize> = (0..columns)
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();

@@ -12,6 +12,7 @@
 //!   (content, journal, baselines, job records).
 
 mod connect;
+mod history;
 mod plan_file;
 mod remember;
 mod units;
@@ -28,6 +29,7 @@ use crate::store::{Baseline, Change, Commit, JobRecord, JobState, Store, StoreEr
 use crate::tracker::{Tracker, TrackerError};
 
 use connect::Trackers;
+pub use history::{HistoryEntry, history};
 pub use plan_file::{Base, PlanFile};
 pub use remember::{remembered, structure_view};
 pub use units::{Scope, UnitSource};
@@ -275,12 +277,31 @@ impl<S: Store> Engine<S> {
                 op.apply(&mut snapshot);
             }
         }
+        // Synchronizers act as the tracker identity (Structure's "run as"
+        // user): the key's account, or the person where the tracker has none.
+        let identity = trackers
+            .get(catalog, &tracker)?
+            .acting_as()
+            .await
+            .map_err(|source| EngineError::Tracker {
+                tracker: tracker.clone(),
+                source,
+            })?
+            .unwrap_or_else(|| self.author.clone());
         let changes: Vec<Change> = plan
             .units
             .iter()
-            .map(|unit| Change {
-                cause: source_of(&sources, unit).cause(unit.kind, unit.direction),
-                ops: &unit.structure_ops,
+            .map(|unit| {
+                let source = source_of(&sources, unit);
+                Change {
+                    cause: source.cause(unit.kind, unit.direction),
+                    author: match source.synchronizer() {
+                        Some(synchronizer) => format!("{synchronizer} as {identity}"),
+                        None => self.author.clone(),
+                    },
+                    ops: &unit.structure_ops,
+                    tracker_ops: &unit.tracker_ops,
+                }
             })
             .collect();
         let synchronizers: Vec<String> = sources
@@ -295,7 +316,6 @@ impl<S: Store> Engine<S> {
             base_version,
             forest: &forest,
             changes: &changes,
-            author: &self.author,
             jobs: &jobs,
             synchronizers: &synchronizers,
             baselines: &baselines,
@@ -376,9 +396,10 @@ impl<S: Store> Engine<S> {
             forest: &after_move,
             changes: &[Change {
                 cause: "manual move".into(),
+                author: self.author.clone(),
                 ops: &ops,
+                tracker_ops: &[],
             }],
-            author: &self.author,
             jobs: &[],
             synchronizers: &[],
             baselines: &[],

@@ -104,6 +104,10 @@ pub trait Tracker: Send + Sync {
     /// itself (Redmine, per issue and role) and a refused change is reported
     /// against its issue.
     fn workflow(&self) -> impl Future<Output = Result<Option<Workflow>, TrackerError>> + Send;
+
+    /// The account the tracker records writes under (the API key's user);
+    /// `None` for a tracker without accounts (local: whoever runs Trellis).
+    fn acting_as(&self) -> impl Future<Output = Result<Option<String>, TrackerError>> + Send;
 }
 
 /// Where the last read of changed issues stopped. Reads start an overlap
@@ -193,6 +197,13 @@ impl Tracker for AnyTracker {
         match self {
             AnyTracker::Local(t) => t.workflow().await,
             AnyTracker::Redmine(t) => t.workflow().await,
+        }
+    }
+
+    async fn acting_as(&self) -> Result<Option<String>, TrackerError> {
+        match self {
+            AnyTracker::Local(t) => t.acting_as().await,
+            AnyTracker::Redmine(t) => t.acting_as().await,
         }
     }
 }

@@ -274,6 +274,10 @@ impl Tracker for LocalTracker {
     async fn workflow(&self) -> Result<Option<Workflow>, TrackerError> {
         self.last_read(|read| read.workflow.clone())
     }
+
+    async fn acting_as(&self) -> Result<Option<String>, TrackerError> {
+        Ok(None)
+    }
 }
 
 #[cfg(test)]

@@ -439,6 +439,10 @@ impl Tracker for RedmineTracker {
     async fn workflow(&self) -> Result<Option<Workflow>, TrackerError> {
         Ok(None)
     }
+
+    async fn acting_as(&self) -> Result<Option<String>, TrackerError> {
+        self.identity().await.map(Some)
+    }
 }
 
 #[cfg(test)]
