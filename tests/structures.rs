@@ -284,3 +284,87 @@ fn history_lists_who_changed_what_and_why() {
     assert_eq!(last["operation"]["op"], "setParent");
     assert_eq!(last["author"], "default/children as alice");
 }
+
+// -------------------------------------------------------------- portfolio
+
+fn portfolio(refs: &str) -> String {
+    format!(
+        "{HEADER}kind: Structure\nmetadata:\n  name: all-teams\nspec:\n  portfolio:\n    structureRefs: {refs}\n"
+    )
+}
+
+#[test]
+fn a_portfolio_shows_its_structures_under_a_folder_each() {
+    let ws = Workspace::new();
+    ws.copy_example("status-rollup");
+    ws.copy_example("portfolio");
+    let files = ["-f", "quickstart", "-f", "status-rollup", "-f", "portfolio"];
+    ws.trellis().arg("apply").args(files).assert().success();
+    let out = ws.trellis().args(["show", "all-teams"]).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with("roadmap/\n  Platform/\n    PLAT-1 [Epic] Billing revamp (In Progress)\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "\ndelivery/\n  SHOP-1 [Epic] Checkout redesign (In Progress)\n    SHOP-2 [Story]"
+        ),
+        "{text}"
+    );
+    let json = ws
+        .trellis()
+        .args(["show", "all-teams", "-o", "json"])
+        .output()
+        .unwrap();
+    let tree: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(tree[0]["folder"], "roadmap");
+    assert_eq!(tree[0]["rows"][0]["folder"], "Platform");
+    assert_eq!(tree[1]["folder"], "delivery");
+    assert_eq!(tree[1]["rows"][0]["key"], "SHOP-1");
+    // Nothing to sync on a portfolio.
+    ws.trellis()
+        .args(["resync", "all-teams", "--direction", "into"])
+        .args(files)
+        .assert()
+        .code(2)
+        .stderr(contains(
+            "default/all-teams is a portfolio structure: resync is not available on it",
+        ));
+}
+
+#[test]
+fn portfolio_declarations_are_checked() {
+    let ws = Workspace::new();
+    let sync_on_portfolio = format!(
+        "{HEADER}kind: Synchronizer\nmetadata:\n  name: on-portfolio\nspec:\n  structureRef: {{name: all-teams}}\n  type: subtasks\n"
+    );
+    let file = ws.write(
+        "all.yaml",
+        &format!(
+            "{}---\n{sync_on_portfolio}",
+            portfolio("[{name: roadmap}, {name: nowhere}, {name: roadmap}]")
+        ),
+    );
+    ws.trellis()
+        .args(["validate", "-f", "quickstart", "-f"])
+        .arg(&file)
+        .assert()
+        .code(2)
+        .stderr(contains("all.yaml:7: spec.portfolio.structureRefs[1].name: Structure default/nowhere is not declared"))
+        .stderr(contains("all.yaml:7: spec.portfolio.structureRefs[2].name: default/roadmap is listed twice"))
+        .stderr(contains("all.yaml:14: spec.structureRef.name: Structure default/all-teams is a portfolio: it has no scope of its own, so synchronizers and resyncs are not available on it; sync one of its structures instead (default/roadmap, default/nowhere, default/roadmap)"));
+    let file = ws.write(
+        "all.yaml",
+        &format!(
+            "{HEADER}kind: Structure\nmetadata:\n  name: all-teams\nspec:\n  trackerRef: {{name: quickstart-issues}}\n  portfolio:\n    structureRefs: [{{name: roadmap}}]\n---\n{HEADER}kind: Structure\nmetadata:\n  name: nothing\nspec:\n  description: neither\n"
+        ),
+    );
+    ws.trellis()
+        .args(["validate", "-f", "quickstart", "-f"])
+        .arg(&file)
+        .assert()
+        .code(2)
+        .stderr(contains("all.yaml:7: spec.portfolio: a portfolio aggregates other structures and has no tracker of its own"))
+        .stderr(contains("all.yaml:14: spec: a structure needs spec.trackerRef (the tracker whose issues it holds) or spec.portfolio (the structures it aggregates)"));
+}

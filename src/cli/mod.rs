@@ -334,11 +334,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let store = SqliteStore::open_read_only(&cli.state)?;
             let catalog = catalog_or_remembered(&store, &files.files)?;
             let id = structure_id(&catalog, &structure)?;
-            let (forest, snapshot) = {
+            let sections = {
                 let _progress = Progress::start("reading the structure and its tracker");
                 crate::engine::structure_view(&store, &catalog, &id).await?
             };
-            let depth = forest.walk().iter().map(|(_, d)| d + 1).max().unwrap_or(0);
+            let depth = sections
+                .iter()
+                .flat_map(|s| s.forest.walk())
+                .map(|(_, d)| d + 1)
+                .max()
+                .unwrap_or(0);
             if !matches!(output, ShowFormat::Text) && depth > render::MAX_TREE_DEPTH {
                 bail!(
                     "{id} is {depth} rows deep; YAML and JSON nest one level per row and stop at {}: use --output text",
@@ -346,14 +351,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
             }
             match output {
-                ShowFormat::Text => print!("{}", crate::plan::render_outline(&forest, &snapshot)),
-                ShowFormat::Yaml => print!(
-                    "{}",
-                    serde_saphyr::to_string(&render::tree(&forest, &snapshot))?
-                ),
+                ShowFormat::Text => print!("{}", render::outline(&sections)),
+                ShowFormat::Yaml => {
+                    print!("{}", serde_saphyr::to_string(&render::tree(&sections))?)
+                }
                 ShowFormat::Json => println!(
                     "{}",
-                    serde_json::to_string_pretty(&render::tree(&forest, &snapshot))?
+                    serde_json::to_string_pretty(&render::tree(&sections))?
                 ),
             }
             Ok(ExitCode::SUCCESS)

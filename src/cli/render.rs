@@ -6,9 +6,9 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::engine::HistoryEntry;
+use crate::engine::{HistoryEntry, Section};
 use crate::model::{Forest, RowId, RowItem, Snapshot};
-use crate::plan::{PlanSet, StructureOp, StructurePlan, TrackerOp};
+use crate::plan::{PlanSet, StructureOp, StructurePlan, TrackerOp, render_outline};
 use crate::spec::Catalog;
 use crate::store::{JobRecord, JobState};
 
@@ -173,7 +173,9 @@ pub struct TreeRow {
     rows: Vec<TreeRow>,
 }
 
-pub fn tree(forest: &Forest, snapshot: &Snapshot) -> Vec<TreeRow> {
+/// The sections of `show` as one tree: a portfolio's structures each under
+/// a folder row named after it.
+pub fn tree(sections: &[Section]) -> Vec<TreeRow> {
     fn build(forest: &Forest, snapshot: &Snapshot, parent: Option<RowId>) -> Vec<TreeRow> {
         forest
             .children(parent)
@@ -195,7 +197,42 @@ pub fn tree(forest: &Forest, snapshot: &Snapshot) -> Vec<TreeRow> {
             })
             .collect()
     }
-    build(forest, snapshot, None)
+    sections
+        .iter()
+        .flat_map(|section| {
+            let rows = build(&section.forest, &section.snapshot, None);
+            match &section.folder {
+                None => rows,
+                Some(name) => vec![TreeRow {
+                    key: None,
+                    folder: Some(name.clone()),
+                    issue_type: None,
+                    summary: None,
+                    status: None,
+                    rows,
+                }],
+            }
+        })
+        .collect()
+}
+
+/// The sections of `show` as an outline, a portfolio's structures indented
+/// under a folder line each.
+pub fn outline(sections: &[Section]) -> String {
+    let mut out = String::new();
+    for section in sections {
+        let outline = render_outline(&section.forest, &section.snapshot);
+        match &section.folder {
+            None => out.push_str(&outline),
+            Some(name) => {
+                let _ = writeln!(out, "{name}/");
+                for line in outline.lines() {
+                    let _ = writeln!(out, "  {line}");
+                }
+            }
+        }
+    }
+    out
 }
 
 /// `trellis status`: a line per synchronizer.

@@ -31,7 +31,7 @@ use crate::tracker::{Tracker, TrackerError};
 use connect::Trackers;
 pub use history::{HistoryEntry, history};
 pub use plan_file::{Base, PlanFile};
-pub use remember::{remembered, structure_view};
+pub use remember::{Section, remembered, structure_view};
 pub use units::{Scope, UnitSource};
 
 #[derive(Debug, thiserror::Error)]
@@ -143,10 +143,8 @@ impl<S: Store> Engine<S> {
             if sources.is_empty() {
                 continue;
             }
-            let tracker_id = Catalog::referenced(
-                &structure.resource,
-                &structure.resource.spec.tracker_ref.name,
-            );
+            let tracker_id = Catalog::tracker_of(&structure.resource)
+                .expect("validated: structures with synchronizers or rows have a tracker");
             let tracker = trackers.get(catalog, &tracker_id)?;
             if !snapshots.contains_key(&tracker_id) {
                 let snapshot = tracker

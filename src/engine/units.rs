@@ -41,6 +41,14 @@ impl Scope {
             format!("default/{name}")
         };
         let Some(sync) = catalog.synchronizer(&id) else {
+            if catalog
+                .structure(&id)
+                .is_some_and(|s| s.resource.spec.portfolio.is_some())
+            {
+                return Err(EngineError::Invalid(format!(
+                    "{id} is a portfolio structure: resync is not available on it (it has no scope of its own); resync the synchronizers of the structures it aggregates"
+                )));
+            }
             let known: Vec<String> = catalog.synchronizers.iter().map(Declared::id).collect();
             return Err(EngineError::NotFound(format!(
                 "synchronizer {id} is not declared in the given files (declared: {})",

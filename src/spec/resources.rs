@@ -197,7 +197,13 @@ pub struct TrackerStatus {
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StructureSpec {
-    pub tracker_ref: LocalRef,
+    /// The tracker whose issues the structure holds; a portfolio has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracker_ref: Option<LocalRef>,
+    /// Makes this a portfolio: no scope, rows or synchronizers of its own; it
+    /// shows other structures' rows, each under a folder named after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub portfolio: Option<PortfolioSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -205,6 +211,13 @@ pub struct StructureSpec {
     /// Static rows (folders or issues) that always exist, in this order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rows: Vec<RowSpec>,
+}
+
+/// The structures a portfolio aggregates, in the order it shows them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PortfolioSpec {
+    pub structure_refs: Vec<LocalRef>,
 }
 
 /// A declared row: exactly one of `folder` or `issue`, with rows under it.

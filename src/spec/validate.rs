@@ -9,8 +9,8 @@ use crate::tracker::redmine;
 
 use super::load::{Catalog, Declared, SpecError, local_issues_file};
 use super::{
-    FilterSpec, RowSpec, StatusRollupSpec, Structure, Synchronizer, SynchronizerType, Tracker,
-    TrackerType,
+    FilterSpec, PortfolioSpec, RowSpec, StatusRollupSpec, Structure, Synchronizer,
+    SynchronizerType, Tracker, TrackerType,
 };
 
 /// Checks each declaration, and with `references`, how they refer to each other.
@@ -189,19 +189,78 @@ fn validate_structure(
     errors: &mut Vec<SpecError>,
 ) {
     let spec = &structure.resource.spec;
-    let tracker = Catalog::referenced(&structure.resource, &spec.tracker_ref.name);
-    if catalog.tracker(&tracker).is_none() {
-        errors.push(structure.origin.error(
-            "spec.trackerRef.name",
-            missing(
-                "Tracker",
-                &tracker,
-                catalog.trackers.iter().map(Declared::id),
-            ),
-        ));
+    let origin = &structure.origin;
+    match (&spec.tracker_ref, &spec.portfolio) {
+        (Some(_), Some(_)) => errors.push(origin.error(
+            "spec.portfolio",
+            "a portfolio aggregates other structures and has no tracker of its own; remove spec.trackerRef or spec.portfolio",
+        )),
+        (None, None) => errors.push(origin.error(
+            "spec",
+            "a structure needs spec.trackerRef (the tracker whose issues it holds) or spec.portfolio (the structures it aggregates)",
+        )),
+        (Some(_), None) => {
+            let tracker = Catalog::tracker_of(&structure.resource).expect("has a trackerRef");
+            if catalog.tracker(&tracker).is_none() {
+                errors.push(origin.error(
+                    "spec.trackerRef.name",
+                    missing(
+                        "Tracker",
+                        &tracker,
+                        catalog.trackers.iter().map(Declared::id),
+                    ),
+                ));
+            }
+        }
+        (None, Some(portfolio)) => validate_portfolio(catalog, structure, portfolio, errors),
     }
     let mut seen = HashSet::new();
     check_rows(structure, "spec.rows", &spec.rows, &mut seen, errors);
+}
+
+fn validate_portfolio(
+    catalog: &Catalog,
+    structure: &Declared<Structure>,
+    portfolio: &PortfolioSpec,
+    errors: &mut Vec<SpecError>,
+) {
+    let origin = &structure.origin;
+    if !structure.resource.spec.rows.is_empty() {
+        errors.push(origin.error(
+            "spec.rows",
+            "a portfolio's rows are its structures' rows; declare these rows in one of them",
+        ));
+    }
+    if portfolio.structure_refs.is_empty() {
+        errors.push(origin.error(
+            "spec.portfolio.structureRefs",
+            "name at least one structure to aggregate, e.g. `structureRefs: [{name: roadmap}]`",
+        ));
+    }
+    let mut seen = HashSet::new();
+    for (i, reference) in portfolio.structure_refs.iter().enumerate() {
+        let field = format!("spec.portfolio.structureRefs[{i}].name");
+        let id = Catalog::referenced(&structure.resource, &reference.name);
+        match catalog.structure(&id) {
+            _ if !seen.insert(id.clone()) => {
+                errors.push(origin.error(&field, format!("{id} is listed twice")))
+            }
+            None => errors.push(origin.error(
+                &field,
+                missing(
+                    "Structure",
+                    &id,
+                    catalog.structures.iter().map(Declared::id),
+                ),
+            )),
+            // One level only: no loops, and every row is one structure's row.
+            Some(member) if member.resource.spec.portfolio.is_some() => errors.push(origin.error(
+                &field,
+                format!("{id} is a portfolio itself; name the structures it aggregates instead"),
+            )),
+            Some(_) => {}
+        }
+    }
 }
 
 fn check_rows(
@@ -243,15 +302,34 @@ fn validate_synchronizer(
     let spec = &sync.resource.spec;
     let origin = &sync.origin;
     let structure_id = Catalog::referenced(&sync.resource, &spec.structure_ref.name);
-    if catalog.structure(&structure_id).is_none() {
-        errors.push(origin.error(
+    match catalog.structure(&structure_id) {
+        None => errors.push(origin.error(
             "spec.structureRef.name",
             missing(
                 "Structure",
                 &structure_id,
                 catalog.structures.iter().map(Declared::id),
             ),
-        ));
+        )),
+        // BigPicture: sync is not available for non-scope (portfolio) boxes.
+        Some(structure) if structure.resource.spec.portfolio.is_some() => {
+            let members: Vec<String> = structure
+                .resource
+                .spec
+                .portfolio
+                .iter()
+                .flat_map(|p| &p.structure_refs)
+                .map(|r| Catalog::referenced(&structure.resource, &r.name))
+                .collect();
+            errors.push(origin.error(
+                "spec.structureRef.name",
+                format!(
+                    "Structure {structure_id} is a portfolio: it has no scope of its own, so synchronizers and resyncs are not available on it; sync one of its structures instead ({})",
+                    members.join(", ")
+                ),
+            ));
+        }
+        Some(_) => {}
     }
     let mut directions = HashSet::new();
     for (i, direction) in spec.directions.iter().enumerate() {
