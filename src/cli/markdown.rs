@@ -54,6 +54,12 @@ fn structure_blocks(plan: &StructurePlan, budget: usize) -> Vec<String> {
         "### Structure `{}`\n\n{}\n",
         plan.structure, plan.summary
     )];
+    for refusal in &plan.mass_removals {
+        blocks.push(format!(
+            "> [!CAUTION]\n> **Refused:** {}\n",
+            refusal.message
+        ));
+    }
     let destructive = super::render::destructive(plan);
     if !destructive.is_empty() {
         let lines: Vec<String> = destructive

@@ -156,6 +156,15 @@ enum Command {
         #[arg(short, long, value_enum, default_value_t = ShowFormat::Text)]
         output: ShowFormat,
     },
+    /// A structure's journal: version, time, author, cause and change of each entry.
+    History {
+        /// The structure (`name` or `namespace/name`).
+        structure: String,
+        #[command(flatten)]
+        files: OptionalFiles,
+        #[arg(short, long, value_enum, default_value_t = HistoryFormat::Text)]
+        output: HistoryFormat,
+    },
     /// A line per synchronizer: structure, type, enabled, last sync, errors.
     Status {
         #[command(flatten)]
@@ -189,6 +198,12 @@ enum Command {
 enum PlanFormat {
     Text,
     Markdown,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum HistoryFormat {
+    Text,
     Json,
 }
 
@@ -311,6 +326,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 PlanFormat::Json => println!("{}", serde_json::to_string_pretty(&run.set)?),
             }
+            // Shown in full, but a plan that cannot be applied is an error.
+            run.check_safety()?;
             Ok(if run.set.has_changes() {
                 ExitCode::from(1)
             } else {
@@ -371,11 +388,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let store = SqliteStore::open_read_only(&cli.state)?;
             let catalog = catalog_or_remembered(&store, &files.files)?;
             let id = structure_id(&catalog, &structure)?;
-            let (forest, snapshot) = {
+            let sections = {
                 let _progress = Progress::start("reading the structure and its tracker");
                 crate::engine::structure_view(&store, &catalog, &id).await?
             };
-            let depth = forest.walk().iter().map(|(_, d)| d + 1).max().unwrap_or(0);
+            let depth = sections
+                .iter()
+                .flat_map(|s| s.forest.walk())
+                .map(|(_, d)| d + 1)
+                .max()
+                .unwrap_or(0);
             if !matches!(output, ShowFormat::Text) && depth > render::MAX_TREE_DEPTH {
                 bail!(
                     "{id} is {depth} rows deep; YAML and JSON nest one level per row and stop at {}: use --output text",
@@ -383,15 +405,29 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
             }
             match output {
-                ShowFormat::Text => print!("{}", crate::plan::render_outline(&forest, &snapshot)),
-                ShowFormat::Yaml => print!(
-                    "{}",
-                    serde_saphyr::to_string(&render::tree(&forest, &snapshot))?
-                ),
+                ShowFormat::Text => print!("{}", render::outline(&sections)),
+                ShowFormat::Yaml => {
+                    print!("{}", serde_saphyr::to_string(&render::tree(&sections))?)
+                }
                 ShowFormat::Json => println!(
                     "{}",
-                    serde_json::to_string_pretty(&render::tree(&forest, &snapshot))?
+                    serde_json::to_string_pretty(&render::tree(&sections))?
                 ),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::History {
+            structure,
+            files,
+            output,
+        } => {
+            let store = SqliteStore::open_read_only(&cli.state)?;
+            let catalog = catalog_or_remembered(&store, &files.files)?;
+            let id = structure_id(&catalog, &structure)?;
+            let entries = crate::engine::history(&store, &id)?;
+            match output {
+                HistoryFormat::Text => print!("{}", render::history_table(&entries)),
+                HistoryFormat::Json => println!("{}", serde_json::to_string_pretty(&entries)?),
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -435,6 +471,7 @@ async fn sync(
     let run = plan(&engine, &catalog, &scope).await?;
     let terminal = std::io::stdout().is_terminal();
     print!("{}", render::plan_text(&run.set, None, terminal));
+    run.check_safety()?;
     // A run with nothing to change still goes through apply: it records each
     // synchronizer's run (and completes a declared Resync).
     let approval = match approve {

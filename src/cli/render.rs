@@ -6,8 +6,9 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::engine::{HistoryEntry, Section};
 use crate::model::{Forest, RowId, RowItem, Snapshot};
-use crate::plan::{PlanSet, StructureOp, StructurePlan, TrackerOp};
+use crate::plan::{PlanSet, StructureOp, StructurePlan, TrackerOp, render_outline};
 use crate::spec::Catalog;
 use crate::store::{JobRecord, JobState};
 
@@ -92,6 +93,16 @@ pub fn plan_text(set: &PlanSet, apply: Option<&str>, colour: bool) -> String {
                 let _ = writeln!(out, "    note: {note}");
             }
         }
+        if !plan.mass_removals.is_empty() {
+            let _ = writeln!(
+                out,
+                "  {}",
+                paint("Refused (too many removals):", "1;31", colour)
+            );
+            for refusal in &plan.mass_removals {
+                let _ = writeln!(out, "    ! {}", refusal.message);
+            }
+        }
         let destructive = destructive(plan);
         if !destructive.is_empty() {
             let _ = writeln!(out, "  {}", paint("Destructive:", "1;31", colour));
@@ -162,7 +173,9 @@ pub struct TreeRow {
     rows: Vec<TreeRow>,
 }
 
-pub fn tree(forest: &Forest, snapshot: &Snapshot) -> Vec<TreeRow> {
+/// The sections of `show` as one tree: a portfolio's structures each under
+/// a folder row named after it.
+pub fn tree(sections: &[Section]) -> Vec<TreeRow> {
     fn build(forest: &Forest, snapshot: &Snapshot, parent: Option<RowId>) -> Vec<TreeRow> {
         forest
             .children(parent)
@@ -184,7 +197,42 @@ pub fn tree(forest: &Forest, snapshot: &Snapshot) -> Vec<TreeRow> {
             })
             .collect()
     }
-    build(forest, snapshot, None)
+    sections
+        .iter()
+        .flat_map(|section| {
+            let rows = build(&section.forest, &section.snapshot, None);
+            match &section.folder {
+                None => rows,
+                Some(name) => vec![TreeRow {
+                    key: None,
+                    folder: Some(name.clone()),
+                    issue_type: None,
+                    summary: None,
+                    status: None,
+                    rows,
+                }],
+            }
+        })
+        .collect()
+}
+
+/// The sections of `show` as an outline, a portfolio's structures indented
+/// under a folder line each.
+pub fn outline(sections: &[Section]) -> String {
+    let mut out = String::new();
+    for section in sections {
+        let outline = render_outline(&section.forest, &section.snapshot);
+        match &section.folder {
+            None => out.push_str(&outline),
+            Some(name) => {
+                let _ = writeln!(out, "{name}/");
+                for line in outline.lines() {
+                    let _ = writeln!(out, "  {line}");
+                }
+            }
+        }
+    }
+    out
 }
 
 /// `trellis status`: a line per synchronizer.
@@ -235,7 +283,32 @@ pub fn status_table(catalog: &Catalog, jobs: &[JobRecord]) -> String {
             errors,
         ]);
     }
-    let widths: Vec<usize> = (0..6)
+    table(&rows)
+}
+
+/// `trellis history`: a line per journal entry, oldest first.
+pub fn history_table(entries: &[HistoryEntry]) -> String {
+    let mut rows = vec![
+        ["VERSION", "TIME", "AUTHOR", "CAUSE", "CHANGE"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    rows.extend(entries.iter().map(|e| {
+        vec![
+            e.version.to_string(),
+            e.time.strftime("%Y-%m-%d %H:%M:%SZ").to_string(),
+            e.author.clone(),
+            e.cause.clone(),
+            e.change.clone(),
+        ]
+    }));
+    table(&rows)
+}
+
+/// Rows of cells in left-aligned columns, the first row being the heading.
+fn table(rows: &[Vec<String>]) -> String {
+    let columns = rows.first().map_or(0, Vec::len);
+    let widths: Vec<usize> = (0..columns)
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();

@@ -46,7 +46,7 @@ pub async fn reconcile(resync: Arc<Resync>, ctx: Arc<Context>) -> Result<Action,
     let tracker = structure
         .as_deref()
         .and_then(|s| catalog.structure(s))
-        .map(|s| Catalog::referenced(&s.resource, &s.resource.spec.tracker_ref.name));
+        .and_then(|s| Catalog::tracker_of(&s.resource));
     let chain = [
         Some(format!("Resync {id}")),
         Some(format!("Synchronizer {synchronizer}")),

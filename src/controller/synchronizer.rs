@@ -62,11 +62,11 @@ async fn run(sync: Arc<Synchronizer>, ctx: &Context) -> Result<Action, Error> {
         format!("Synchronizer {id}"),
         format!("Structure {structure}"),
     ];
-    if let Some(s) = catalog.structure(&structure) {
-        chain.push(format!(
-            "Tracker {}",
-            Catalog::referenced(&s.resource, &s.resource.spec.tracker_ref.name)
-        ));
+    if let Some(tracker) = catalog
+        .structure(&structure)
+        .and_then(|s| Catalog::tracker_of(&s.resource))
+    {
+        chain.push(format!("Tracker {tracker}"));
     }
     let problems = Context::problems(&errors, &chain);
     if !problems.is_empty() {

@@ -12,6 +12,7 @@
 //!   (content, journal, baselines, job records).
 
 mod connect;
+mod history;
 mod plan_file;
 mod remember;
 mod units;
@@ -21,7 +22,7 @@ use std::collections::HashMap;
 use crate::model::{Direction, Forest, Snapshot};
 use crate::plan::{
     PlanError, PlanSet, Planned, StructureInput, StructureOp, StructurePlan, UnitPlan,
-    plan_structure,
+    mass_removals, plan_structure,
 };
 use crate::spec::{Catalog, Declared, SpecErrors, Structure};
 use crate::store::{Baseline, Change, Commit, JobRecord, JobState, Store, StoreError};
@@ -29,8 +30,9 @@ use crate::tracker::{Tracker, TrackerError};
 
 pub use connect::Credentials;
 use connect::Trackers;
+pub use history::{HistoryEntry, history};
 pub use plan_file::{Base, PlanFile};
-pub use remember::{remembered, structure_view};
+pub use remember::{Section, remembered, structure_view};
 pub use units::{Scope, UnitSource};
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +59,10 @@ pub enum EngineError {
         "this plan is destructive ({summary}); review the plan shown above, then approve it with `--approve {hash}`"
     )]
     NeedsApproval { hash: String, summary: String },
+    /// A synchronizer would remove more rows than its safety limits allow;
+    /// no approval overrides this, only a raised limit in its spec.
+    #[error("{}", .0.join("\n"))]
+    MassRemoval(Vec<String>),
     #[error("--approve {given}: give at least 8 characters of the plan hash ({hash})")]
     ShortApproval { given: String, hash: String },
     #[error(
@@ -132,17 +138,23 @@ impl<S: Store> Engine<S> {
         &mut self.store
     }
 
-    /// Connects to a tracker and asks who the key acts as.
+    /// Connects to a tracker: who Trellis acts as there (an account, or for
+    /// a tracker without accounts the person running Trellis), once a read
+    /// shows it can be reached.
     pub async fn check_tracker(&self, catalog: &Catalog, id: &str) -> Result<String, EngineError> {
         let mut trackers = Trackers::new(self.credentials.clone());
         let client = trackers.get(catalog, id)?;
-        client
-            .identity()
-            .await
-            .map_err(|source| EngineError::Tracker {
-                tracker: id.to_owned(),
-                source,
-            })
+        let error = |source| EngineError::Tracker {
+            tracker: id.to_owned(),
+            source,
+        };
+        match client.acting_as().await.map_err(error)? {
+            Some(account) => Ok(account),
+            None => {
+                client.snapshot().await.map_err(error)?;
+                Ok(self.author.clone())
+            }
+        }
     }
 
     pub fn store(&self) -> &S {
@@ -162,10 +174,8 @@ impl<S: Store> Engine<S> {
             if sources.is_empty() {
                 continue;
             }
-            let tracker_id = Catalog::referenced(
-                &structure.resource,
-                &structure.resource.spec.tracker_ref.name,
-            );
+            let tracker_id = Catalog::tracker_of(&structure.resource)
+                .expect("validated: structures with synchronizers or rows have a tracker");
             let tracker = trackers.get(catalog, &tracker_id)?;
             if !snapshots.contains_key(&tracker_id) {
                 let snapshot = tracker
@@ -186,6 +196,7 @@ impl<S: Store> Engine<S> {
                     source,
                 })?;
             let stored = self.store.structure(&id)?;
+            let rows_before = stored.forest.len();
             let arrangers = units::arrangers(catalog, &id);
             let input = StructureInput {
                 structure: &id,
@@ -194,11 +205,14 @@ impl<S: Store> Engine<S> {
                 units: &units,
                 arrangers: &arrangers,
             };
-            let Planned { plan, forest } =
+            let Planned { mut plan, forest } =
                 plan_structure(stored.forest, &input).map_err(|source| EngineError::Plan {
                     structure: id.clone(),
                     source,
                 })?;
+            plan.mass_removals = mass_removals(&plan, rows_before, |sync| {
+                units::removal_limits(catalog, sync)
+            });
             tracing::info!(structure = %id, summary = %plan.summary, hash = %plan.hash, "planned");
             prepared.push(Prepared {
                 structure: id,
@@ -226,6 +240,7 @@ impl<S: Store> Engine<S> {
         run: Run,
         approval: &Approval,
     ) -> Result<Applied, EngineError> {
+        run.check_safety()?;
         check_approval(&run.set, approval)?;
         let mut trackers = run.trackers;
         let mut applied = Applied::default();
@@ -291,12 +306,31 @@ impl<S: Store> Engine<S> {
                 op.apply(&mut snapshot);
             }
         }
+        // Synchronizers act as the tracker identity (Structure's "run as"
+        // user): the key's account, or the person where the tracker has none.
+        let identity = trackers
+            .get(catalog, &tracker)?
+            .acting_as()
+            .await
+            .map_err(|source| EngineError::Tracker {
+                tracker: tracker.clone(),
+                source,
+            })?
+            .unwrap_or_else(|| self.author.clone());
         let changes: Vec<Change> = plan
             .units
             .iter()
-            .map(|unit| Change {
-                cause: source_of(&sources, unit).cause(unit.kind, unit.direction),
-                ops: &unit.structure_ops,
+            .map(|unit| {
+                let source = source_of(&sources, unit);
+                Change {
+                    cause: source.cause(unit.kind, unit.direction),
+                    author: match source.synchronizer() {
+                        Some(synchronizer) => format!("{synchronizer} as {identity}"),
+                        None => self.author.clone(),
+                    },
+                    ops: &unit.structure_ops,
+                    tracker_ops: &unit.tracker_ops,
+                }
             })
             .collect();
         let synchronizers: Vec<String> = sources
@@ -311,7 +345,6 @@ impl<S: Store> Engine<S> {
             base_version,
             forest: &forest,
             changes: &changes,
-            author: &self.author,
             jobs: &jobs,
             synchronizers: &synchronizers,
             baselines: &baselines,
@@ -392,14 +425,34 @@ impl<S: Store> Engine<S> {
             forest: &after_move,
             changes: &[Change {
                 cause: "manual move".into(),
+                author: self.author.clone(),
                 ops: &ops,
+                tracker_ops: &[],
             }],
-            author: &self.author,
             jobs: &[],
             synchronizers: &[],
             baselines: &[],
         })?;
         Ok(version)
+    }
+}
+
+impl Run {
+    /// Refuses the run if any synchronizer in it would remove more rows than
+    /// its safety limits allow: checked before anything is written.
+    pub fn check_safety(&self) -> Result<(), EngineError> {
+        let refusals: Vec<String> = self
+            .set
+            .structures
+            .iter()
+            .flat_map(|p| &p.mass_removals)
+            .map(|m| m.message.clone())
+            .collect();
+        if refusals.is_empty() {
+            Ok(())
+        } else {
+            Err(EngineError::MassRemoval(refusals))
+        }
     }
 }
 
@@ -526,9 +579,10 @@ fn runs_summary(runs: &[&UnitPlan]) -> String {
     )
 }
 
-/// The direction a synchronizer runs in when `apply` runs it.
+/// The direction a synchronizer runs in when `apply` runs it: its first
+/// declared one, else its type's first (`into`, or `from` for statusRollup).
 pub fn primary_direction(spec: &crate::spec::SynchronizerSpec) -> Direction {
     spec.directions
         .first()
-        .map_or(Direction::Into, |d| (*d).into())
+        .map_or(crate::spec::supported(spec.type_)[0], |d| (*d).into())
 }

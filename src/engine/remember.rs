@@ -1,6 +1,7 @@
 //! The declarations last applied from the command line, kept in the store so
 //! that `show`, `status` and `move` work without `-f` (like `kubectl get`).
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use serde::Serialize;
@@ -97,17 +98,60 @@ fn read<T: DeserializeOwned>(
     })
 }
 
-/// A structure's stored content and its tracker's issues, for display.
+/// What `show` prints of a structure: its content with its tracker's
+/// issues, under a folder named after the structure when it is a portfolio's.
+pub struct Section {
+    pub folder: Option<String>,
+    pub forest: Forest,
+    pub snapshot: Snapshot,
+}
+
+/// A structure's stored content and its tracker's issues, for display; for
+/// a portfolio, each of its structures in a section of its own (an issue
+/// may be in several of them, and their trackers' keys may overlap).
 pub async fn structure_view<S: Store>(
     store: &S,
     catalog: &Catalog,
     structure: &str,
-) -> Result<(Forest, Snapshot), EngineError> {
+) -> Result<Vec<Section>, EngineError> {
     let declared = catalog
         .structure(structure)
         .ok_or_else(|| EngineError::NotFound(format!("structure {structure} is not declared")))?;
-    let tracker_id =
-        Catalog::referenced(&declared.resource, &declared.resource.spec.tracker_ref.name);
+    let mut snapshots: HashMap<String, Snapshot> = HashMap::new();
+    let Some(portfolio) = &declared.resource.spec.portfolio else {
+        let snapshot = tracker_snapshot(catalog, declared, &mut snapshots).await?;
+        return Ok(vec![Section {
+            folder: None,
+            forest: store.structure(structure)?.forest,
+            snapshot,
+        }]);
+    };
+    let mut sections = Vec::new();
+    for reference in &portfolio.structure_refs {
+        let id = Catalog::referenced(&declared.resource, &reference.name);
+        let member = catalog
+            .structure(&id)
+            .ok_or_else(|| EngineError::NotFound(format!("structure {id} is not declared")))?;
+        sections.push(Section {
+            folder: Some(reference.name.clone()),
+            snapshot: tracker_snapshot(catalog, member, &mut snapshots).await?,
+            forest: store.structure(&id)?.forest,
+        });
+    }
+    Ok(sections)
+}
+
+/// The issues of `structure`'s tracker, read once per tracker.
+async fn tracker_snapshot(
+    catalog: &Catalog,
+    structure: &Declared<Structure>,
+    snapshots: &mut HashMap<String, Snapshot>,
+) -> Result<Snapshot, EngineError> {
+    let tracker_id = Catalog::tracker_of(&structure.resource)
+        .expect("validated: structures that are not portfolios have a tracker");
+    if let Some(snapshot) = snapshots.get(&tracker_id) {
+        return Ok(snapshot.clone());
+    }
     let tracker = catalog
         .tracker(&tracker_id)
         .ok_or_else(|| EngineError::NotFound(format!("tracker {tracker_id} is not declared")))?;
@@ -115,8 +159,9 @@ pub async fn structure_view<S: Store>(
         .snapshot()
         .await
         .map_err(|source| EngineError::Tracker {
-            tracker: tracker_id,
+            tracker: tracker_id.clone(),
             source,
         })?;
-    Ok((store.structure(structure)?.forest, snapshot))
+    snapshots.insert(tracker_id, snapshot.clone());
+    Ok(snapshot)
 }

@@ -3,7 +3,9 @@
 use std::collections::{BTreeMap, HashSet};
 
 use crate::model::{Direction, RowItem};
-use crate::plan::{DeclaredRow, FilterRule, Placement, Rule, Unit};
+use crate::plan::{
+    DeclaredRow, FilterRule, Placement, RemovalLimits, Rule, StatusRollupRule, Unit,
+};
 use crate::spec::{
     Catalog, Declared, RowSpec, Structure, SynchronizerType, supported, unsupported_direction,
 };
@@ -41,6 +43,14 @@ impl Scope {
             format!("default/{name}")
         };
         let Some(sync) = catalog.synchronizer(&id) else {
+            if catalog
+                .structure(&id)
+                .is_some_and(|s| s.resource.spec.portfolio.is_some())
+            {
+                return Err(EngineError::Invalid(format!(
+                    "{id} is a portfolio structure: resync is not available on it (it has no scope of its own); resync the synchronizers of the structures it aggregates"
+                )));
+            }
             let known: Vec<String> = catalog.synchronizers.iter().map(Declared::id).collect();
             return Err(EngineError::NotFound(format!(
                 "synchronizer {id} is not declared in the given files (declared: {})",
@@ -130,7 +140,8 @@ pub(super) struct Selected {
 }
 
 /// The units `scope` runs on `structure`, in planning order: declared rows,
-/// then synchronizers that insert rows (filter), then those that arrange them.
+/// then synchronizers that insert rows (filter), then those that arrange
+/// them (subtasks), then those that read the arrangement (statusRollup).
 pub(super) fn select<S: Store>(
     catalog: &Catalog,
     store: &S,
@@ -197,6 +208,7 @@ pub(super) fn select<S: Store>(
             let order = match kind {
                 SynchronizerType::Filter => 0,
                 SynchronizerType::Subtasks => 1,
+                SynchronizerType::StatusRollup => 2,
             };
             (order, sync, direction, resync)
         })
@@ -233,8 +245,8 @@ pub(super) async fn build(
                     .expect("selected from the catalog")
                     .resource
                     .spec;
-                let rule = match (spec.type_, &spec.filter) {
-                    (SynchronizerType::Filter, Some(filter)) => Rule::Filter(FilterRule {
+                let rule = match (spec.type_, &spec.filter, &spec.status_rollup) {
+                    (SynchronizerType::Filter, Some(filter), _) => Rule::Filter(FilterRule {
                         matches: tracker.search(&filter.query).await?,
                         under: match &filter.under {
                             Some(p) => match (&p.folder, &p.issue) {
@@ -246,10 +258,20 @@ pub(super) async fn build(
                         },
                         remove: filter.remove,
                     }),
-                    (SynchronizerType::Filter, None) => {
+                    (SynchronizerType::Filter, None, _) => {
                         unreachable!("validated: filters have spec.filter")
                     }
-                    (SynchronizerType::Subtasks, _) => Rule::Subtasks,
+                    (SynchronizerType::Subtasks, _, _) => Rule::Subtasks,
+                    (SynchronizerType::StatusRollup, _, Some(rollup)) => {
+                        Rule::StatusRollup(StatusRollupRule {
+                            statuses: rollup.statuses.clone(),
+                            issue_types: rollup.issue_types.clone(),
+                            workflow: tracker.workflow().await?,
+                        })
+                    }
+                    (SynchronizerType::StatusRollup, _, None) => {
+                        unreachable!("validated: status rollups have spec.statusRollup")
+                    }
                 };
                 (id.clone(), rule)
             }
@@ -283,4 +305,19 @@ pub(super) fn arrangers(catalog: &Catalog, structure: &str) -> HashSet<String> {
         .filter(|s| s.resource.spec.type_ == SynchronizerType::Subtasks)
         .map(|s| s.id())
         .collect()
+}
+
+/// The removal limits of a synchronizer (declared rows never remove rows).
+pub(super) fn removal_limits(catalog: &Catalog, synchronizer: &str) -> RemovalLimits {
+    let safety = catalog
+        .synchronizer(synchronizer)
+        .and_then(|s| s.resource.spec.safety.clone())
+        .unwrap_or_default();
+    RemovalLimits {
+        max_removals: safety.max_removals.map(|n| n as usize),
+        max_ratio: safety
+            .max_removal_ratio
+            .unwrap_or(RemovalLimits::DEFAULT_MAX_RATIO),
+        default_ratio: safety.max_removal_ratio.is_none(),
+    }
 }

@@ -4,11 +4,13 @@
 mod forest;
 mod issue;
 mod snapshot;
+mod workflow;
 
 pub use forest::{Forest, ForestError, Position, Row, RowId, RowItem};
 pub use issue::{Issue, Link, StatusCategory, split_key};
 pub use snapshot::Snapshot;
 pub(crate) use snapshot::hex;
+pub use workflow::Workflow;
 
 use serde::{Deserialize, Serialize};
 

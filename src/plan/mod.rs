@@ -10,11 +10,14 @@
 //!
 //! Units run in order on a working copy, so each sees what the previous ones
 //! did: declared rows first, then synchronizers that insert rows (filter),
-//! then those that arrange them (subtasks).
+//! then those that arrange them (subtasks), then those that read the
+//! arrangement (statusRollup).
 
 mod declared;
 mod filter;
+mod guard;
 mod outline;
+mod rollup;
 mod subtasks;
 
 use std::borrow::Cow;
@@ -23,9 +26,12 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::model::{Direction, Forest, ForestError, Position, Row, RowId, RowItem, Snapshot};
+use crate::model::{
+    Direction, Forest, ForestError, Issue, Position, Row, RowId, RowItem, Snapshot, Workflow,
+};
 
 pub use declared::DeclaredRow;
+pub use guard::{MassRemoval, RemovalLimits, mass_removals};
 pub use outline::render_outline;
 
 /// One synchronizer (or the structure's declared rows) to run in one direction.
@@ -47,6 +53,8 @@ pub enum Rule {
     Filter(FilterRule),
     /// Child issues under their parent issue.
     Subtasks,
+    /// A parent issue's status follows its children's.
+    StatusRollup(StatusRollupRule),
 }
 
 impl Rule {
@@ -55,16 +63,20 @@ impl Rule {
             Rule::DeclaredRows(_) => "declared rows",
             Rule::Filter(_) => "filter",
             Rule::Subtasks => "subtasks",
+            Rule::StatusRollup(_) => "statusRollup",
         }
     }
 
     pub const FILTER_DIRECTIONS: &'static [Direction] = &[Direction::Into];
     pub const SUBTASKS_DIRECTIONS: &'static [Direction] = &[Direction::Into, Direction::From];
+    /// Structure for Jira's rollup only ever changes issues.
+    pub const STATUS_ROLLUP_DIRECTIONS: &'static [Direction] = &[Direction::From];
 
     pub fn supported_directions(&self) -> &'static [Direction] {
         match self {
             Rule::DeclaredRows(_) | Rule::Filter(_) => Rule::FILTER_DIRECTIONS,
             Rule::Subtasks => Rule::SUBTASKS_DIRECTIONS,
+            Rule::StatusRollup(_) => Rule::STATUS_ROLLUP_DIRECTIONS,
         }
     }
 }
@@ -76,6 +88,17 @@ pub struct FilterRule {
     pub under: Placement,
     /// Remove rows this synchronizer added once their issue stops matching.
     pub remove: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct StatusRollupRule {
+    /// The rolled-up statuses in order: a parent takes the earliest status
+    /// among its children.
+    pub statuses: Vec<String>,
+    /// Only parents of these types change; every type when empty.
+    pub issue_types: Vec<String>,
+    /// The tracker's allowed transitions, when it tells them before writing.
+    pub workflow: Option<Workflow>,
 }
 
 /// Where a filter places the issues it adds.
@@ -143,12 +166,21 @@ pub enum TrackerOp {
         issue: String,
         from: String,
     },
+    /// A status change (statusRollup); not destructive: the issue keeps
+    /// everything else, and a person can change the status back.
+    SetStatus {
+        issue: String,
+        from: String,
+        to: String,
+    },
 }
 
 impl TrackerOp {
     pub fn issue(&self) -> &str {
         match self {
-            TrackerOp::SetParent { issue, .. } | TrackerOp::ClearParent { issue, .. } => issue,
+            TrackerOp::SetParent { issue, .. }
+            | TrackerOp::ClearParent { issue, .. }
+            | TrackerOp::SetStatus { issue, .. } => issue,
         }
     }
 
@@ -158,12 +190,25 @@ impl TrackerOp {
 
     /// Applies the operation to a snapshot (the planner's working copy).
     pub fn apply(&self, snapshot: &mut Snapshot) {
-        let parent = match self {
-            TrackerOp::SetParent { to, .. } => Some(to.clone()),
-            TrackerOp::ClearParent { .. } => None,
-        };
-        snapshot.update(self.issue(), |issue| issue.parent = parent);
+        snapshot.update(self.issue(), |issue| {
+            self.apply_to(issue);
+        });
     }
+
+    /// Makes the change on `issue`; false when it already had it.
+    pub fn apply_to(&self, issue: &mut Issue) -> bool {
+        match self {
+            TrackerOp::SetParent { to, .. } => replace(&mut issue.parent, Some(to.clone())),
+            TrackerOp::ClearParent { .. } => replace(&mut issue.parent, None),
+            TrackerOp::SetStatus { to, .. } => replace(&mut issue.status, to.clone()),
+        }
+    }
+}
+
+fn replace<T: PartialEq>(field: &mut T, value: T) -> bool {
+    let changed = *field != value;
+    *field = value;
+    changed
 }
 
 impl std::fmt::Display for TrackerOp {
@@ -174,6 +219,7 @@ impl std::fmt::Display for TrackerOp {
                 write!(f, "{issue}: parent {from} → {to}")
             }
             TrackerOp::ClearParent { issue, from } => write!(f, "{issue}: parent {from} → (none)"),
+            TrackerOp::SetStatus { issue, from, to } => write!(f, "{issue}: status {from} → {to}"),
         }
     }
 }
@@ -281,6 +327,10 @@ pub struct StructurePlan {
     /// Digest of the structure content and tracker snapshot planned from.
     pub base_fingerprint: String,
     pub hash: String,
+    /// Synchronizers that would remove more rows than their safety limits
+    /// allow: such a plan is shown but never applied (see [`mass_removals`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mass_removals: Vec<MassRemoval>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -432,6 +482,7 @@ pub fn plan_structure(mut forest: Forest, input: &StructureInput) -> Result<Plan
         outline_diff,
         base_fingerprint,
         hash,
+        mass_removals: Vec::new(),
     };
     Ok(Planned { plan, forest })
 }
@@ -463,6 +514,10 @@ fn run(
         }
         (Rule::Subtasks, Direction::Into) => {
             subtasks::plan_into(forest, snapshot, &unit.name, declared, plan)
+        }
+        (Rule::StatusRollup(rule), _) => {
+            rollup::plan_from(forest, snapshot.to_mut(), rule, plan);
+            Ok(())
         }
         (Rule::Subtasks, Direction::From) => {
             subtasks::plan_from(forest, snapshot, plan);

@@ -542,3 +542,177 @@ fn plans_do_not_depend_on_hash_order_when_keys_sort_alike() {
         .collect();
     assert_eq!(hashes.len(), 1);
 }
+
+// ----------------------------------------------------------- statusRollup
+
+fn rollup(statuses: &[&str], issue_types: &[&str], workflow: Option<Workflow>) -> Unit {
+    Unit {
+        name: "ns/rollup".into(),
+        direction: Direction::From,
+        rule: Rule::StatusRollup(StatusRollupRule {
+            statuses: statuses.iter().map(|s| s.to_string()).collect(),
+            issue_types: issue_types.iter().map(|s| s.to_string()).collect(),
+            workflow,
+        }),
+    }
+}
+
+fn with_status(key: &str, parent: Option<&str>, status: &str) -> Issue {
+    Issue {
+        status: status.into(),
+        ..issue(key, parent)
+    }
+}
+
+const FLOW: &[&str] = &["To Do", "In Progress", "Done"];
+
+fn status_changes(p: &StructurePlan) -> Vec<String> {
+    p.units
+        .iter()
+        .flat_map(|u| &u.tracker_ops)
+        .map(|op| op.to_string())
+        .collect()
+}
+
+#[test]
+fn a_parent_takes_the_earliest_status_among_its_children_and_it_rolls_up() {
+    // E-1 ← S-1 ← (T-1 Done, T-2 In Progress); E-1 also has S-2 Done.
+    let s = Snapshot::new([
+        with_status("E-1", None, "To Do"),
+        with_status("S-1", Some("E-1"), "To Do"),
+        with_status("S-2", Some("E-1"), "Done"),
+        with_status("T-1", Some("S-1"), "Done"),
+        with_status("T-2", Some("S-1"), "In Progress"),
+    ]);
+    let f = forest(&[
+        ("E-1", None, None),
+        ("S-1", Some("E-1"), None),
+        ("T-1", Some("S-1"), None),
+        ("T-2", Some("S-1"), None),
+        ("S-2", Some("E-1"), None),
+    ]);
+    let p = plan(&f, &s, &[rollup(FLOW, &[], None)]);
+    // S-1 goes first, and E-1 sees its new status in the same plan.
+    assert_eq!(
+        status_changes(&p),
+        [
+            "S-1: status To Do → In Progress",
+            "E-1: status To Do → In Progress"
+        ]
+    );
+    assert_eq!(p.summary.tracker_updates, 2);
+    assert_eq!(
+        p.summary.destructive, 0,
+        "a status change is not destructive"
+    );
+    let notes = &p.units[0].notes;
+    assert!(notes.contains(&"S-1: status To Do → In Progress, because the earliest status among its children: T-2 is In Progress".to_owned()), "{notes:?}");
+    assert!(notes.contains(&"E-1: status To Do → In Progress, because the earliest status among its children: S-1 is In Progress".to_owned()), "{notes:?}");
+    // Applied, the plan is settled.
+    let (_, after) = applied(&f, &s, &p);
+    assert_eq!(
+        plan(&f, &after, &[rollup(FLOW, &[], None)]).summary.total(),
+        0
+    );
+}
+
+#[test]
+fn all_children_done_close_the_parent() {
+    let s = Snapshot::new([
+        with_status("E-1", None, "In Progress"),
+        with_status("S-1", Some("E-1"), "Done"),
+        with_status("S-2", Some("E-1"), "Done"),
+    ]);
+    let f = forest(&[
+        ("E-1", None, None),
+        ("S-1", Some("E-1"), None),
+        ("S-2", Some("E-1"), None),
+    ]);
+    let p = plan(&f, &s, &[rollup(FLOW, &[], None)]);
+    assert_eq!(status_changes(&p), ["E-1: status In Progress → Done"]);
+    assert_eq!(
+        p.units[0].notes,
+        ["E-1: status In Progress → Done, because all its children are Done"]
+    );
+}
+
+#[test]
+fn a_child_in_an_unlisted_status_leaves_its_parent_unchanged() {
+    let s = Snapshot::new([
+        with_status("E-1", None, "In Progress"),
+        with_status("S-1", Some("E-1"), "Done"),
+        with_status("S-2", Some("E-1"), "In Review"),
+        // A parent in an unlisted status is left alone too.
+        with_status("E-2", None, "Blocked"),
+        with_status("S-3", Some("E-2"), "Done"),
+    ]);
+    let f = forest(&[
+        ("E-1", None, None),
+        ("S-1", Some("E-1"), None),
+        ("S-2", Some("E-1"), None),
+        ("E-2", None, None),
+        ("S-3", Some("E-2"), None),
+    ]);
+    let p = plan(&f, &s, &[rollup(FLOW, &[], None)]);
+    assert!(status_changes(&p).is_empty());
+    assert_eq!(
+        p.units[0].notes,
+        ["E-1 stays In Progress: its child S-2 is In Review, a status statusRollup does not list"]
+    );
+}
+
+#[test]
+fn only_parents_of_the_listed_types_and_allowed_transitions_change() {
+    let mut epic = with_status("E-1", None, "Done");
+    epic.issue_type = "Epic".into();
+    let s = Snapshot::new([
+        epic,
+        with_status("S-1", Some("E-1"), "To Do"),
+        with_status("T-1", Some("S-1"), "In Progress"),
+    ]);
+    let f = forest(&[
+        ("E-1", None, None),
+        ("S-1", Some("E-1"), None),
+        ("T-1", Some("S-1"), None),
+    ]);
+    // Stories are not rolled up: S-1 stays To Do, and E-1 follows it...
+    let p = plan(&f, &s, &[rollup(FLOW, &["Epic"], None)]);
+    assert_eq!(status_changes(&p), ["E-1: status Done → To Do"]);
+    // ...unless the tracker's workflow does not allow reopening.
+    let workflow = Workflow::new([
+        ("To Do", &["In Progress"][..]),
+        ("In Progress", &["Done"][..]),
+        ("Done", &[][..]),
+    ]);
+    let p = plan(&f, &s, &[rollup(FLOW, &["Epic"], Some(workflow))]);
+    assert!(status_changes(&p).is_empty());
+    assert_eq!(
+        p.units[0].notes,
+        [
+            "E-1 stays Done: its children say To Do, but the tracker's workflow does not allow Done → To Do (allowed: none)"
+        ]
+    );
+}
+
+#[test]
+fn status_rollup_only_syncs_from_the_structure() {
+    let unit = Unit {
+        direction: Direction::Into,
+        ..rollup(FLOW, &[], None)
+    };
+    let arrangers = HashSet::new();
+    let input = StructureInput {
+        structure: "ns/r",
+        tracker: "ns/t",
+        snapshot: &Snapshot::default(),
+        units: &[unit],
+        arrangers: &arrangers,
+    };
+    let err = plan_structure(Forest::new(), &input)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "ns/rollup is a statusRollup synchronizer and cannot sync into; it supports: from"
+    );
+}

@@ -245,6 +245,12 @@ impl Catalog {
         )
     }
 
+    /// The id of the tracker a structure syncs with (none for a portfolio).
+    pub fn tracker_of(structure: &Structure) -> Option<String> {
+        let tracker = structure.spec.tracker_ref.as_ref()?;
+        Some(Catalog::referenced(structure, &tracker.name))
+    }
+
     pub fn synchronizers_of<'a>(
         &'a self,
         structure: &'a str,

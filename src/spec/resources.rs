@@ -197,7 +197,13 @@ pub struct TrackerStatus {
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StructureSpec {
-    pub tracker_ref: LocalRef,
+    /// The tracker whose issues the structure holds; a portfolio has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracker_ref: Option<LocalRef>,
+    /// Makes this a portfolio: no scope, rows or synchronizers of its own; it
+    /// shows other structures' rows, each under a folder named after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub portfolio: Option<PortfolioSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -223,6 +229,13 @@ impl DeletionPolicy {
     fn is_keep(&self) -> bool {
         *self == DeletionPolicy::Keep
     }
+}
+
+/// The structures a portfolio aggregates, in the order it shows them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PortfolioSpec {
+    pub structure_refs: Vec<LocalRef>,
 }
 
 /// A declared row: exactly one of `folder` or `issue`, with rows under it.
@@ -300,12 +313,32 @@ pub struct SynchronizerSpec {
     #[serde(default = "enabled_by_default")]
     pub enabled: bool,
     /// The directions it syncs in when it runs by itself: `apply` runs the
-    /// first (defaults to `[into]`). A resync may run any direction the type
-    /// supports.
+    /// first (defaults to the first the type supports: `into`, or `from` for
+    /// statusRollup). A resync may run any direction the type supports.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub directions: Vec<SyncDirection>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<FilterSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_rollup: Option<StatusRollupSpec>,
+    /// Limits on what one plan may remove; see [`SafetySpec`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safety: Option<SafetySpec>,
+}
+
+/// How many rows of its structure a synchronizer may remove in one plan.
+/// A plan that removes more is refused before anything is written, so a
+/// broken query cannot empty a structure. Raising a limit is the override.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SafetySpec {
+    /// At most this many rows; no count limit when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_removals: Option<u32>,
+    /// At most this share (0 to 1) of the rows the structure had before the
+    /// plan; 0.5 when left out, 1 to allow removing every row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_removal_ratio: Option<f64>,
 }
 
 fn enabled_by_default() -> bool {
@@ -319,6 +352,8 @@ pub enum SynchronizerType {
     Filter,
     /// Child issues under their parent issue.
     Subtasks,
+    /// A parent's status follows its children's (from the structure only).
+    StatusRollup,
 }
 
 impl SynchronizerType {
@@ -326,6 +361,7 @@ impl SynchronizerType {
         match self {
             SynchronizerType::Filter => "filter",
             SynchronizerType::Subtasks => "subtasks",
+            SynchronizerType::StatusRollup => "statusRollup",
         }
     }
 }
@@ -358,6 +394,19 @@ pub struct FilterSpec {
     /// Remove rows this synchronizer added once their issue stops matching.
     #[serde(default)]
     pub remove: bool,
+}
+
+/// How a parent's status follows its children's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StatusRollupSpec {
+    /// The rolled-up statuses, in order: a parent takes the earliest status
+    /// among its children. A parent or child in a status not listed here
+    /// leaves the parent unchanged.
+    pub statuses: Vec<String>,
+    /// Only parents of these issue types change; every type when left out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub issue_types: Vec<String>,
 }
 
 /// Exactly one of `folder` (a declared folder) or `issue` (an issue row).

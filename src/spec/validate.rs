@@ -8,7 +8,10 @@ use crate::tracker::local::Query;
 use crate::tracker::redmine;
 
 use super::load::{Catalog, Declared, SpecError, local_issues_file};
-use super::{RowSpec, Structure, Synchronizer, SynchronizerType, Tracker, TrackerType};
+use super::{
+    FilterSpec, PortfolioSpec, RowSpec, StatusRollupSpec, Structure, Synchronizer,
+    SynchronizerType, Tracker, TrackerType,
+};
 
 /// Checks each declaration, and with `references`, how they refer to each other.
 pub(super) fn validate(catalog: &Catalog, references: bool) -> Vec<SpecError> {
@@ -187,19 +190,78 @@ fn validate_structure(
     errors: &mut Vec<SpecError>,
 ) {
     let spec = &structure.resource.spec;
-    let tracker = Catalog::referenced(&structure.resource, &spec.tracker_ref.name);
-    if catalog.tracker(&tracker).is_none() {
-        errors.push(structure.origin.error(
-            "spec.trackerRef.name",
-            missing(
-                "Tracker",
-                &tracker,
-                catalog.trackers.iter().map(Declared::id),
-            ),
-        ));
+    let origin = &structure.origin;
+    match (&spec.tracker_ref, &spec.portfolio) {
+        (Some(_), Some(_)) => errors.push(origin.error(
+            "spec.portfolio",
+            "a portfolio aggregates other structures and has no tracker of its own; remove spec.trackerRef or spec.portfolio",
+        )),
+        (None, None) => errors.push(origin.error(
+            "spec",
+            "a structure needs spec.trackerRef (the tracker whose issues it holds) or spec.portfolio (the structures it aggregates)",
+        )),
+        (Some(_), None) => {
+            let tracker = Catalog::tracker_of(&structure.resource).expect("has a trackerRef");
+            if catalog.tracker(&tracker).is_none() {
+                errors.push(origin.error(
+                    "spec.trackerRef.name",
+                    missing(
+                        "Tracker",
+                        &tracker,
+                        catalog.trackers.iter().map(Declared::id),
+                    ),
+                ));
+            }
+        }
+        (None, Some(portfolio)) => validate_portfolio(catalog, structure, portfolio, errors),
     }
     let mut seen = HashSet::new();
     check_rows(structure, "spec.rows", &spec.rows, &mut seen, errors);
+}
+
+fn validate_portfolio(
+    catalog: &Catalog,
+    structure: &Declared<Structure>,
+    portfolio: &PortfolioSpec,
+    errors: &mut Vec<SpecError>,
+) {
+    let origin = &structure.origin;
+    if !structure.resource.spec.rows.is_empty() {
+        errors.push(origin.error(
+            "spec.rows",
+            "a portfolio's rows are its structures' rows; declare these rows in one of them",
+        ));
+    }
+    if portfolio.structure_refs.is_empty() {
+        errors.push(origin.error(
+            "spec.portfolio.structureRefs",
+            "name at least one structure to aggregate, e.g. `structureRefs: [{name: roadmap}]`",
+        ));
+    }
+    let mut seen = HashSet::new();
+    for (i, reference) in portfolio.structure_refs.iter().enumerate() {
+        let field = format!("spec.portfolio.structureRefs[{i}].name");
+        let id = Catalog::referenced(&structure.resource, &reference.name);
+        match catalog.structure(&id) {
+            _ if !seen.insert(id.clone()) => {
+                errors.push(origin.error(&field, format!("{id} is listed twice")))
+            }
+            None => errors.push(origin.error(
+                &field,
+                missing(
+                    "Structure",
+                    &id,
+                    catalog.structures.iter().map(Declared::id),
+                ),
+            )),
+            // One level only: no loops, and every row is one structure's row.
+            Some(member) if member.resource.spec.portfolio.is_some() => errors.push(origin.error(
+                &field,
+                format!("{id} is a portfolio itself; name the structures it aggregates instead"),
+            )),
+            Some(_) => {}
+        }
+    }
 }
 
 fn check_rows(
@@ -241,16 +303,34 @@ fn validate_synchronizer(
     let spec = &sync.resource.spec;
     let origin = &sync.origin;
     let structure_id = Catalog::referenced(&sync.resource, &spec.structure_ref.name);
-    let structure = catalog.structure(&structure_id);
-    if structure.is_none() {
-        errors.push(origin.error(
+    match catalog.structure(&structure_id) {
+        None => errors.push(origin.error(
             "spec.structureRef.name",
             missing(
                 "Structure",
                 &structure_id,
                 catalog.structures.iter().map(Declared::id),
             ),
-        ));
+        )),
+        // BigPicture: sync is not available for non-scope (portfolio) boxes.
+        Some(structure) if structure.resource.spec.portfolio.is_some() => {
+            let members: Vec<String> = structure
+                .resource
+                .spec
+                .portfolio
+                .iter()
+                .flat_map(|p| &p.structure_refs)
+                .map(|r| Catalog::referenced(&structure.resource, &r.name))
+                .collect();
+            errors.push(origin.error(
+                "spec.structureRef.name",
+                format!(
+                    "Structure {structure_id} is a portfolio: it has no scope of its own, so synchronizers and resyncs are not available on it; sync one of its structures instead ({})",
+                    members.join(", ")
+                ),
+            ));
+        }
+        Some(_) => {}
     }
     let mut directions = HashSet::new();
     for (i, direction) in spec.directions.iter().enumerate() {
@@ -262,55 +342,123 @@ fn validate_synchronizer(
             errors.push(origin.error(&field, format!("direction {direction} is listed twice")));
         }
     }
-    match (spec.type_, &spec.filter) {
-        (SynchronizerType::Filter, None) => errors.push(origin.error(
-            "spec.type",
-            "a filter synchronizer needs spec.filter with a query, e.g. `query: project = PLAT`",
-        )),
-        (SynchronizerType::Filter, Some(filter)) => {
-            let tracker = structure.and_then(|s| {
-                catalog.tracker(&Catalog::referenced(
-                    &s.resource,
-                    &s.resource.spec.tracker_ref.name,
-                ))
-            });
-            let checked = match tracker.map(|t| t.resource.spec.type_) {
-                Some(TrackerType::Redmine) => redmine::Filter::parse(&filter.query)
-                    .map(drop)
-                    .map_err(|e| e.to_string()),
-                _ => Query::parse(&filter.query)
-                    .map(drop)
-                    .map_err(|e| e.to_string()),
-            };
-            if let Err(e) = checked {
-                errors.push(origin.error("spec.filter.query", format!("invalid query: {e}")));
-            }
-            if let Some(under) = &filter.under {
-                match (&under.folder, &under.issue, structure) {
-                    (Some(folder), None, Some(structure)) => {
-                        if !declares_folder(&structure.resource.spec.rows, folder) {
-                            errors.push(origin.error(
-                                "spec.filter.under.folder",
-                                format!(
-                                    "folder {folder} is not declared in Structure {structure_id}; add it to its spec.rows ({})",
-                                    structure.origin.place("spec")
-                                ),
-                            ));
-                        }
-                    }
-                    (Some(_), None, None) | (None, Some(_), _) => {}
-                    _ => errors.push(origin.error(
-                        "spec.filter.under",
-                        "give exactly one of `folder` or `issue`, or leave `under` out for the top level",
-                    )),
+    if let Some(ratio) = spec.safety.as_ref().and_then(|s| s.max_removal_ratio)
+        && !(0.0..=1.0).contains(&ratio)
+    {
+        errors.push(origin.error(
+            "spec.safety.maxRemovalRatio",
+            format!("{ratio} is not a share of the structure's rows; give a number from 0 to 1 (0.5: half of them)"),
+        ));
+    }
+    // Each type's parameters live in a block of their own name.
+    for (field, present, owner) in [
+        ("filter", spec.filter.is_some(), SynchronizerType::Filter),
+        (
+            "statusRollup",
+            spec.status_rollup.is_some(),
+            SynchronizerType::StatusRollup,
+        ),
+    ] {
+        if present && spec.type_ != owner {
+            errors.push(origin.error(
+                &format!("spec.{field}"),
+                format!(
+                    "only {} synchronizers take spec.{field}; remove it or set `type: {}`",
+                    owner.as_str(),
+                    owner.as_str()
+                ),
+            ));
+        }
+    }
+    match spec.type_ {
+        SynchronizerType::Filter => match &spec.filter {
+            None => errors.push(origin.error(
+                "spec.type",
+                "a filter synchronizer needs spec.filter with a query, e.g. `query: project = PLAT`",
+            )),
+            Some(filter) => validate_filter(catalog, sync, filter, errors),
+        },
+        SynchronizerType::StatusRollup => match &spec.status_rollup {
+            None => errors.push(origin.error(
+                "spec.type",
+                "a statusRollup synchronizer needs spec.statusRollup with its ordered statuses, e.g. `statuses: [To Do, In Progress, Done]`",
+            )),
+            Some(rollup) => validate_status_rollup(sync, rollup, errors),
+        },
+        SynchronizerType::Subtasks => {}
+    }
+}
+
+fn validate_filter(
+    catalog: &Catalog,
+    sync: &Declared<Synchronizer>,
+    filter: &FilterSpec,
+    errors: &mut Vec<SpecError>,
+) {
+    let origin = &sync.origin;
+    let structure_id = Catalog::referenced(&sync.resource, &sync.resource.spec.structure_ref.name);
+    let structure = catalog.structure(&structure_id);
+    let tracker = structure
+        .and_then(|s| Catalog::tracker_of(&s.resource))
+        .and_then(|id| catalog.tracker(&id));
+    let checked = match tracker.map(|t| t.resource.spec.type_) {
+        Some(TrackerType::Redmine) => redmine::Filter::parse(&filter.query)
+            .map(drop)
+            .map_err(|e| e.to_string()),
+        _ => Query::parse(&filter.query)
+            .map(drop)
+            .map_err(|e| e.to_string()),
+    };
+    if let Err(e) = checked {
+        errors.push(origin.error("spec.filter.query", format!("invalid query: {e}")));
+    }
+    if let Some(under) = &filter.under {
+        match (&under.folder, &under.issue, structure) {
+            (Some(folder), None, Some(structure)) => {
+                if !declares_folder(&structure.resource.spec.rows, folder) {
+                    errors.push(origin.error(
+                        "spec.filter.under.folder",
+                        format!(
+                            "folder {folder} is not declared in Structure {structure_id}; add it to its spec.rows ({})",
+                            structure.origin.place("spec")
+                        ),
+                    ));
                 }
             }
+            (Some(_), None, None) | (None, Some(_), _) => {}
+            _ => errors.push(origin.error(
+                "spec.filter.under",
+                "give exactly one of `folder` or `issue`, or leave `under` out for the top level",
+            )),
         }
-        (SynchronizerType::Subtasks, Some(_)) => errors.push(origin.error(
-            "spec.filter",
-            "only filter synchronizers take spec.filter; remove it or set `type: filter`",
-        )),
-        (SynchronizerType::Subtasks, None) => {}
+    }
+}
+
+fn validate_status_rollup(
+    sync: &Declared<Synchronizer>,
+    rollup: &StatusRollupSpec,
+    errors: &mut Vec<SpecError>,
+) {
+    let origin = &sync.origin;
+    if rollup.statuses.len() < 2 {
+        errors.push(origin.error(
+            "spec.statusRollup.statuses",
+            "list at least two statuses, earliest first, e.g. `[To Do, In Progress, Done]`: a parent takes the earliest among its children",
+        ));
+    }
+    for (field, names) in [
+        ("statuses", &rollup.statuses),
+        ("issueTypes", &rollup.issue_types),
+    ] {
+        let mut seen = HashSet::new();
+        for (i, name) in names.iter().enumerate() {
+            let here = format!("spec.statusRollup.{field}[{i}]");
+            if name.trim().is_empty() {
+                errors.push(origin.error(&here, "an empty name; remove it"));
+            } else if !seen.insert(name) {
+                errors.push(origin.error(&here, format!("`{name}` is listed twice")));
+            }
+        }
     }
 }
 
@@ -324,6 +472,7 @@ pub fn supported(kind: SynchronizerType) -> &'static [Direction] {
     match kind {
         SynchronizerType::Filter => Rule::FILTER_DIRECTIONS,
         SynchronizerType::Subtasks => Rule::SUBTASKS_DIRECTIONS,
+        SynchronizerType::StatusRollup => Rule::STATUS_ROLLUP_DIRECTIONS,
     }
 }
 

@@ -6,7 +6,7 @@ mod sqlite;
 use serde::{Deserialize, Serialize};
 
 use crate::model::Forest;
-use crate::plan::StructureOp;
+use crate::plan::{StructureOp, TrackerOp};
 
 pub use sqlite::SqliteStore;
 
@@ -36,7 +36,12 @@ pub struct StoredStructure {
 pub struct Change<'a> {
     /// Why: `synchronizer default/children (into)`, `manual move`, ...
     pub cause: String,
+    /// Who: a person, or a synchronizer acting as the tracker identity
+    /// (`default/children as alice`), as Structure's history shows it.
+    pub author: String,
     pub ops: &'a [StructureOp],
+    /// Its changes to issues, journaled with the structure's version.
+    pub tracker_ops: &'a [TrackerOp],
 }
 
 /// The last synced state of one issue for one synchronizer: what
@@ -82,7 +87,9 @@ pub struct JobRecord {
     pub finished: jiff::Timestamp,
 }
 
-/// A journal entry: one structure operation.
+/// A journal entry: one structure operation, or one change to an issue a
+/// synchronizer of the structure made. `version` is the structure's version
+/// after the entry (a change to an issue leaves the version as it is).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct JournalEntry {
@@ -90,7 +97,17 @@ pub struct JournalEntry {
     pub time: jiff::Timestamp,
     pub author: String,
     pub cause: String,
-    pub change: StructureOp,
+    pub change: Recorded,
+}
+
+/// What a journal entry records. Untagged: both kinds carry an `op` tag of
+/// their own, and entries written before tracker changes were journaled
+/// read as structure operations.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Recorded {
+    Structure(StructureOp),
+    Tracker(TrackerOp),
 }
 
 /// Everything one apply writes for one structure, in one transaction.
@@ -102,7 +119,6 @@ pub struct Commit<'a> {
     /// The content after the changes.
     pub forest: &'a Forest,
     pub changes: &'a [Change<'a>],
-    pub author: &'a str,
     pub jobs: &'a [JobRecord],
     /// The synchronizers that ran: each one's baselines are replaced by
     /// those of `baselines` that name it (possibly none).

@@ -408,7 +408,15 @@ impl Store for SqliteStore {
                 .prepare_cached("INSERT INTO journal (structure, version, seq, time, author, cause, change) VALUES (?, ?, ?, ?, ?, ?, ?)")
                 .map_err(err)?;
             let now = jiff::Timestamp::now().to_string();
-            let mut seq = 0u64;
+            // Changes to issues alone keep the version: their entries follow
+            // the ones already journaled at it.
+            let mut seq: u64 = tx
+                .query_row(
+                    "SELECT coalesce(max(seq) + 1, 0) FROM journal WHERE structure = ? AND version = ?",
+                    params![commit.structure, version],
+                    |r| r.get(0),
+                )
+                .map_err(err)?;
             for change in commit.changes {
                 for op in change.ops {
                     if let StructureOp::Remove { row, .. } = op {
@@ -416,14 +424,21 @@ impl Store for SqliteStore {
                             .execute(params![commit.structure, row])
                             .map_err(err)?;
                     }
-                    let body = serde_json::to_string(op).expect("operations serialize");
+                }
+                let bodies = change
+                    .ops
+                    .iter()
+                    .map(serde_json::to_string)
+                    .chain(change.tracker_ops.iter().map(serde_json::to_string));
+                for body in bodies {
+                    let body = body.expect("operations serialize");
                     journal
                         .execute(params![
                             commit.structure,
                             version,
                             seq,
                             now,
-                            commit.author,
+                            change.author,
                             change.cause,
                             body
                         ])

@@ -7,7 +7,7 @@ pub mod redmine;
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 
-use crate::model::{Issue, Snapshot};
+use crate::model::{Issue, Snapshot, Workflow};
 use crate::plan::TrackerOp;
 
 pub use local::LocalTracker;
@@ -98,8 +98,16 @@ pub trait Tracker: Send + Sync {
 
     fn capabilities(&self) -> Capabilities;
 
-    /// Who Trellis acts as in the tracker; checks that it can be reached.
-    fn identity(&self) -> impl Future<Output = Result<String, TrackerError>> + Send;
+    /// The status changes the tracker allows, when it can tell them before
+    /// anything is written (the local tracker's declared workflow), so plans
+    /// hold only allowed changes. `None`: the tracker checks each write
+    /// itself (Redmine, per issue and role) and a refused change is reported
+    /// against its issue.
+    fn workflow(&self) -> impl Future<Output = Result<Option<Workflow>, TrackerError>> + Send;
+
+    /// The account the tracker records writes under (the API key's user);
+    /// `None` for a tracker without accounts (local: whoever runs Trellis).
+    fn acting_as(&self) -> impl Future<Output = Result<Option<String>, TrackerError>> + Send;
 }
 
 /// Where the last read of changed issues stopped. Reads start an overlap
@@ -185,10 +193,17 @@ impl Tracker for AnyTracker {
         }
     }
 
-    async fn identity(&self) -> Result<String, TrackerError> {
+    async fn workflow(&self) -> Result<Option<Workflow>, TrackerError> {
         match self {
-            AnyTracker::Local(t) => t.identity().await,
-            AnyTracker::Redmine(t) => t.identity().await,
+            AnyTracker::Local(t) => t.workflow().await,
+            AnyTracker::Redmine(t) => t.workflow().await,
+        }
+    }
+
+    async fn acting_as(&self) -> Result<Option<String>, TrackerError> {
+        match self {
+            AnyTracker::Local(t) => t.acting_as().await,
+            AnyTracker::Redmine(t) => t.acting_as().await,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! What the command-line test files share: a temporary copy of the
-//! quickstart with a store of its own, and `trellis` run inside it.
+//! quickstart (and other examples) with a store of its own, and `trellis`
+//! run inside it.
 
 // Each test file is its own crate and uses a part of this module.
 #![allow(dead_code)]
@@ -16,14 +17,21 @@ pub struct Workspace {
 
 impl Workspace {
     pub fn new() -> Workspace {
-        let dir = tempfile::tempdir().unwrap();
-        let target = dir.path().join("quickstart");
+        let ws = Workspace {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        ws.copy_example("quickstart");
+        ws
+    }
+
+    /// Copies examples/NAME next to the quickstart, as NAME.
+    pub fn copy_example(&self, name: &str) {
+        let target = self.dir.path().join(name);
         std::fs::create_dir(&target).unwrap();
-        for entry in std::fs::read_dir("examples/quickstart").unwrap() {
+        for entry in std::fs::read_dir(format!("examples/{name}")).unwrap() {
             let entry = entry.unwrap();
             std::fs::copy(entry.path(), target.join(entry.file_name())).unwrap();
         }
-        Workspace { dir }
     }
 
     pub fn path(&self, name: &str) -> PathBuf {

@@ -1,6 +1,7 @@
 use super::*;
 use crate::model::Position;
-use crate::store::{Change, StoredStructure};
+use crate::plan::TrackerOp;
+use crate::store::{Change, Recorded, StoredStructure};
 
 const S: &str = "default/roadmap";
 const F: &str = "default/filter";
@@ -103,7 +104,9 @@ fn commit(
 ) -> Result<u64, StoreError> {
     let changes = [Change {
         cause: "manual move".to_owned(),
+        author: "alice".to_owned(),
         ops: &edit.ops,
+        tracker_ops: &[],
     }];
     // The synchronizers that ran are the ones the baselines name.
     let mut synchronizers: Vec<String> = baselines.iter().map(|b| b.synchronizer.clone()).collect();
@@ -113,7 +116,6 @@ fn commit(
         base_version,
         forest: &edit.forest,
         changes: &changes,
-        author: "alice",
         jobs,
         synchronizers: &synchronizers,
         baselines,
@@ -227,18 +229,29 @@ fn the_journal_records_each_operation_with_its_version_author_and_cause() {
         .add(2, "A-1", Some(F), Some(1), None)
         .mv(2, None, Some(1));
     let cause = "synchronizer default/filter (into)";
+    let status = TrackerOp::SetStatus {
+        issue: "A-1".into(),
+        from: "To Do".into(),
+        to: "Done".into(),
+    };
     let changes = [
         Change {
             cause: "declared rows".to_owned(),
+            author: "bob".to_owned(),
             ops: &e.ops[..1],
+            tracker_ops: &[],
         },
         Change {
             cause: cause.to_owned(),
+            author: "default/filter as bob".to_owned(),
             ops: &e.ops[1..],
+            tracker_ops: &[],
         },
         Change {
             cause: "nothing to do".to_owned(),
+            author: "bob".to_owned(),
             ops: &[],
+            tracker_ops: &[],
         },
     ];
     let first = Commit {
@@ -246,7 +259,6 @@ fn the_journal_records_each_operation_with_its_version_author_and_cause() {
         base_version: 0,
         forest: &e.forest,
         changes: &changes,
-        author: "bob",
         jobs: &[],
         synchronizers: &[],
         baselines: &[],
@@ -255,19 +267,52 @@ fn the_journal_records_each_operation_with_its_version_author_and_cause() {
     let mut removal = Edit::on(&e.forest);
     removal.rm(2);
     commit(&mut store, 1, &removal, &[], &[]).unwrap();
+    // A change to an issue alone keeps the version and follows its entries.
+    let rollup = [Change {
+        cause: "synchronizer default/rollup (statusRollup, from)".to_owned(),
+        author: "default/rollup as bob".to_owned(),
+        ops: &[],
+        tracker_ops: std::slice::from_ref(&status),
+    }];
+    let version = store
+        .commit(&Commit {
+            structure: S,
+            base_version: 2,
+            forest: &removal.forest,
+            changes: &rollup,
+            jobs: &[],
+            synchronizers: &[],
+            baselines: &[],
+        })
+        .unwrap();
+    assert_eq!(version, 2);
 
     let journal = store.journal(S).unwrap();
     let seen: Vec<_> = journal
         .iter()
-        .map(|j| (j.version, j.author.as_str(), j.cause.as_str(), &j.change))
+        .map(|j| {
+            (
+                j.version,
+                j.author.as_str(),
+                j.cause.as_str(),
+                j.change.clone(),
+            )
+        })
         .collect();
+    let op = |op: &StructureOp| Recorded::Structure(op.clone());
     assert_eq!(
         seen,
         [
-            (1, "bob", "declared rows", &e.ops[0]),
-            (1, "bob", cause, &e.ops[1]),
-            (1, "bob", cause, &e.ops[2]),
-            (2, "alice", "manual move", &removal.ops[0]),
+            (1, "bob", "declared rows", op(&e.ops[0])),
+            (1, "default/filter as bob", cause, op(&e.ops[1])),
+            (1, "default/filter as bob", cause, op(&e.ops[2])),
+            (2, "alice", "manual move", op(&removal.ops[0])),
+            (
+                2,
+                "default/rollup as bob",
+                rollup[0].cause.as_str(),
+                Recorded::Tracker(status)
+            ),
         ]
     );
     assert!(
@@ -333,7 +378,6 @@ fn each_commit_replaces_the_baselines_of_the_synchronizers_that_ran() {
             base_version: 0,
             forest: &nothing.forest,
             changes: &[],
-            author: "alice",
             jobs: &[],
             synchronizers: &[F.to_owned()],
             baselines: &[],

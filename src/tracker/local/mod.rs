@@ -1,6 +1,9 @@
 //! The embedded tracker: issues kept in a YAML file.
 //!
-//! The file holds `issues:`, a list of issues (see `model::Issue`). Writes
+//! The file holds `issues:`, a list of issues (see `model::Issue`), and
+//! optionally `workflow:`, each status with the statuses an issue in it may
+//! move to (see `model::Workflow`); without it any status change is allowed.
+//! Writes
 //! go to a temporary file in the same folder that is then renamed over the
 //! original, so a reader never sees half a file; they bump `updated` on the
 //! issues they change and refuse to overwrite a file whose content changed
@@ -17,8 +20,8 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{Capabilities, Tracker, TrackerError};
-use crate::model::{Issue, Snapshot};
+use super::{Capabilities, IssueFailure, Tracker, TrackerError};
+use crate::model::{Issue, Snapshot, Workflow};
 use crate::plan::TrackerOp;
 
 pub use query::{Query, QueryError};
@@ -26,19 +29,25 @@ pub use query::{Query, QueryError};
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct IssuesFile {
+    #[serde(default)]
+    workflow: Option<Workflow>,
     issues: Vec<Issue>,
 }
 
 /// The same shape, written from borrowed issues.
 #[derive(Serialize)]
 struct IssuesFileRef<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    workflow: Option<&'a Workflow>,
     issues: &'a [&'a Issue],
 }
 
 /// The content last read: the issues (shared with the snapshots handed
-/// out, in file order) and the digest of the bytes they came from.
+/// out, in file order), the workflow, and the digest of the bytes they
+/// came from.
 struct Read {
     snapshot: Snapshot,
+    workflow: Option<Workflow>,
     digest: [u8; 32],
 }
 
@@ -85,23 +94,29 @@ impl LocalTracker {
         }
         Ok(Read {
             snapshot: Snapshot::new(file.issues),
+            workflow: file.workflow,
             digest: Sha256::digest(&bytes).into(),
         })
     }
 
-    /// The issues as last read (reading them if needed).
-    fn last_snapshot(&self) -> Result<Snapshot, TrackerError> {
+    /// `what` of the content as last read (reading it if needed).
+    fn last_read<T>(&self, what: impl FnOnce(&Read) -> T) -> Result<T, TrackerError> {
         let mut last_read = self.last_read.lock().expect("lock is never poisoned");
         if last_read.is_none() {
             *last_read = Some(self.read()?);
         }
-        Ok(last_read.as_ref().expect("just read").snapshot.clone())
+        Ok(what(last_read.as_ref().expect("just read")))
     }
 
     /// Writes `issues` atomically after checking the file is still what was
     /// read. The new file keeps the old one's permissions, and a symbolic
     /// link is written through (its target is replaced, not the link).
-    fn write(&self, expected: [u8; 32], issues: &[&Issue]) -> Result<[u8; 32], TrackerError> {
+    fn write(
+        &self,
+        expected: [u8; 32],
+        workflow: Option<&Workflow>,
+        issues: &[&Issue],
+    ) -> Result<[u8; 32], TrackerError> {
         let current =
             std::fs::read(&self.path).map_err(|e| self.error(format!("cannot read: {e}")))?;
         if Sha256::digest(&current).as_slice() != expected {
@@ -109,7 +124,7 @@ impl LocalTracker {
                 path: self.path.display().to_string(),
             });
         }
-        let text = serde_saphyr::to_string(&IssuesFileRef { issues })
+        let text = serde_saphyr::to_string(&IssuesFileRef { workflow, issues })
             .map_err(|e| self.error(format!("cannot serialize issues: {e}")))?;
         let target = std::fs::canonicalize(&self.path)
             .map_err(|e| self.error(format!("cannot resolve: {e}")))?;
@@ -164,7 +179,7 @@ impl Tracker for LocalTracker {
             query: query.to_owned(),
             message: e.to_string(),
         })?;
-        let snapshot = self.last_snapshot()?;
+        let snapshot = self.last_read(|read| read.snapshot.clone())?;
         Ok(snapshot
             .issues()
             .filter(|i| parsed.matches(i))
@@ -185,36 +200,58 @@ impl Tracker for LocalTracker {
         // Whole seconds, as trackers show them.
         let now = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second())
             .expect("the current time is in range");
+        let mut refused = Vec::new();
         for op in ops {
-            let parent = match op {
-                TrackerOp::SetParent { to, .. } => Some(to.clone()),
-                TrackerOp::ClearParent { .. } => None,
-            };
-            let found = snapshot.update(op.issue(), |issue| {
-                if issue.parent != parent {
-                    issue.parent = parent;
-                    issue.updated = Some(now);
-                }
-            });
-            if !found {
+            let Some(issue) = snapshot.get(op.issue()) else {
                 *last_read = Some(read);
                 return Err(TrackerError::Issue {
                     issue: op.issue().to_owned(),
                     operation: op.to_string(),
                     message: "the issue is not in the file any more; nothing was written".into(),
                 });
+            };
+            // The file's workflow binds Trellis as a tracker's binds its users.
+            if let (TrackerOp::SetStatus { to, .. }, Some(workflow)) = (op, &read.workflow)
+                && !workflow.allows(&issue.status, to)
+            {
+                refused.push(IssueFailure {
+                    issue: op.issue().to_owned(),
+                    operation: op.to_string(),
+                    message: format!(
+                        "the workflow in the issues file does not allow {} → {to}; add the transition there or change the status by hand",
+                        issue.status
+                    ),
+                });
+                continue;
             }
+            snapshot.update(op.issue(), |issue| {
+                if op.apply_to(issue) {
+                    issue.updated = Some(now);
+                }
+            });
         }
         let issues: Vec<&Issue> = snapshot.issues().collect();
-        match self.write(read.digest, &issues) {
+        match self.write(read.digest, read.workflow.as_ref(), &issues) {
             Ok(digest) => {
-                *last_read = Some(Read { snapshot, digest });
-                Ok(())
+                let workflow = read.workflow;
+                *last_read = Some(Read {
+                    snapshot,
+                    workflow,
+                    digest,
+                });
             }
             Err(e) => {
                 *last_read = Some(read);
-                Err(e)
+                return Err(e);
             }
+        }
+        if refused.is_empty() {
+            Ok(())
+        } else {
+            Err(TrackerError::Writes {
+                done: ops.len() - refused.len(),
+                failures: refused,
+            })
         }
     }
 
@@ -227,16 +264,19 @@ impl Tracker for LocalTracker {
             .collect())
     }
 
-    async fn identity(&self) -> Result<String, TrackerError> {
-        self.read()?;
-        Ok(format!("file {}", self.path.display()))
-    }
-
     fn capabilities(&self) -> Capabilities {
         // A person editing the file bumps `updated` only if they choose to.
         Capabilities {
             link_changes_bump_updated: false,
         }
+    }
+
+    async fn workflow(&self) -> Result<Option<Workflow>, TrackerError> {
+        self.last_read(|read| read.workflow.clone())
+    }
+
+    async fn acting_as(&self) -> Result<Option<String>, TrackerError> {
+        Ok(None)
     }
 }
 

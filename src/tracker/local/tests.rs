@@ -116,3 +116,34 @@ fn bad_files_are_reported_with_their_line() {
     let err = block_on(t.snapshot()).unwrap_err().to_string();
     assert!(err.contains("issue P-1 is listed twice"), "{err}");
 }
+
+#[test]
+fn status_changes_follow_the_declared_workflow_and_keep_it_in_the_file() {
+    let file = format!("workflow:\n  Open: [In Progress]\n  In Progress: [Done]\n{FILE}");
+    let (_dir, t) = tracker(&file);
+    block_on(t.snapshot()).unwrap();
+    let workflow = block_on(t.workflow()).unwrap().expect("declared");
+    assert!(workflow.allows("Open", "In Progress"));
+    assert!(!workflow.allows("Done", "Open"));
+    let status = |issue: &str, from: &str, to: &str| TrackerOp::SetStatus {
+        issue: issue.into(),
+        from: from.into(),
+        to: to.into(),
+    };
+    let error = block_on(t.apply(&[
+        status("P-1", "Open", "In Progress"),
+        status("P-2", "Done", "Open"),
+    ]))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        error.contains("P-2: P-2: status Done → Open: the workflow in the issues file does not allow Done → Open"),
+        "{error}"
+    );
+    // The allowed change was made, and the workflow is still in the file.
+    let after = LocalTracker::new(&t.path);
+    let snapshot = block_on(after.snapshot()).unwrap();
+    assert_eq!(snapshot.get("P-1").unwrap().status, "In Progress");
+    assert_eq!(snapshot.get("P-2").unwrap().status, "Done");
+    assert_eq!(block_on(after.workflow()).unwrap(), Some(workflow));
+}

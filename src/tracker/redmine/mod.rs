@@ -22,6 +22,7 @@
 
 mod filter;
 mod http;
+mod status;
 mod wire;
 
 use std::collections::{HashMap, HashSet};
@@ -31,7 +32,7 @@ use reqwest::{StatusCode, Url};
 use serde_json::json;
 
 use super::{Capabilities, IssueFailure, Tracker, TrackerError};
-use crate::model::{Issue, Snapshot};
+use crate::model::{Issue, Snapshot, Workflow};
 use crate::plan::TrackerOp;
 
 pub use filter::{Filter, FilterError};
@@ -63,6 +64,7 @@ pub struct RedmineTracker {
     subprojects: bool,
     /// The login the key acts as, once the handshake succeeded.
     identity: Mutex<Option<String>>,
+    statuses: status::StatusIds,
 }
 
 impl RedmineTracker {
@@ -85,6 +87,7 @@ impl RedmineTracker {
             project: settings.project,
             subprojects: settings.subprojects,
             identity: Mutex::new(None),
+            statuses: Default::default(),
         })
     }
 
@@ -318,13 +321,14 @@ impl Tracker for RedmineTracker {
             return Ok(());
         }
         self.handshake().await?;
-        let mut failures = Vec::new();
+        let mut failures = self.write_statuses(ops).await?;
         let mut written = Vec::new();
         for op in ops {
             let operation = op.to_string();
             let target = match op {
                 TrackerOp::SetParent { to, .. } => Some(to.as_str()),
                 TrackerOp::ClearParent { .. } => None,
+                TrackerOp::SetStatus { .. } => continue, // written above
             };
             let ids = issue_id(op.issue(), &operation).and_then(|id| {
                 let parent = target.map(|t| issue_id(t, &operation)).transpose()?;
@@ -471,8 +475,13 @@ impl Tracker for RedmineTracker {
         }
     }
 
-    async fn identity(&self) -> Result<String, TrackerError> {
-        self.handshake().await
+    /// Redmine checks each status change itself (see `status.rs`).
+    async fn workflow(&self) -> Result<Option<Workflow>, TrackerError> {
+        Ok(None)
+    }
+
+    async fn acting_as(&self) -> Result<Option<String>, TrackerError> {
+        self.handshake().await.map(Some)
     }
 }
 

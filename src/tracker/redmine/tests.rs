@@ -14,7 +14,7 @@ const KEY: &str = "feedfacefeedfacefeedfacefeedfacefeedface";
 
 /// Answers each connection with the next scripted response, and records
 /// the request heads it received.
-async fn scripted(responses: Vec<String>) -> (Url, Arc<Mutex<Vec<String>>>) {
+pub(super) async fn scripted(responses: Vec<String>) -> (Url, Arc<Mutex<Vec<String>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -41,14 +41,14 @@ async fn scripted(responses: Vec<String>) -> (Url, Arc<Mutex<Vec<String>>>) {
     (url, seen)
 }
 
-fn response(status: &str, headers: &str, body: &str) -> String {
+pub(super) fn response(status: &str, headers: &str, body: &str) -> String {
     format!(
         "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n{headers}\r\n{body}",
         body.len()
     )
 }
 
-fn tracker(url: Url) -> RedmineTracker {
+pub(super) fn tracker(url: Url) -> RedmineTracker {
     RedmineTracker::new(Settings {
         url,
         key: ApiKey::new(KEY),
@@ -64,7 +64,7 @@ fn tracker(url: Url) -> RedmineTracker {
     .unwrap()
 }
 
-const USER: &str = r#"{"user":{"id":1,"login":"admin"}}"#;
+pub(super) const USER: &str = r#"{"user":{"id":1,"login":"admin"}}"#;
 const ONE_ISSUE: &str = r#"{"issues":[{"id":7,"project":{"id":1,"name":"Demo"},"tracker":{"id":1,"name":"Bug"},"status":{"id":1,"name":"New"},"subject":"One","updated_on":"2026-11-21T05:37:24Z","relations":[]}],"total_count":1,"offset":0,"limit":100}"#;
 
 #[tokio::test]

@@ -1,0 +1,239 @@
+//! Status changes (statusRollup) in Redmine.
+//!
+//! Redmine takes a status as its id: names are mapped through
+//! `/issue_statuses.json`, read once per client. Redmine's workflow decides
+//! per tracker and role which changes a user may make, and it ignores a
+//! change it does not allow (the answer is still 204), so written issues
+//! are read back; for each change that did not happen, one
+//! `/issues/ID.json?include=allowed_statuses` request says what the key's
+//! user may do instead. Reading allowed statuses for every parent at plan
+//! time would cost a request per parent on every plan; failures are rare.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use reqwest::StatusCode;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{IssueFailure, RedmineTracker, TrackerError, issue_id, remote};
+use crate::plan::TrackerOp;
+
+/// Status name → id, read on first use.
+#[derive(Default)]
+pub(super) struct StatusIds(OnceLock<HashMap<String, u64>>);
+
+#[derive(Deserialize)]
+struct Statuses {
+    issue_statuses: Vec<Status>,
+}
+
+#[derive(Deserialize)]
+struct Status {
+    id: u64,
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct AllowedStatuses {
+    issue: WithAllowed,
+}
+
+#[derive(Deserialize)]
+struct WithAllowed {
+    #[serde(default)]
+    allowed_statuses: Vec<Status>,
+}
+
+impl RedmineTracker {
+    async fn status_ids(&self) -> Result<&HashMap<String, u64>, TrackerError> {
+        if let Some(ids) = self.statuses.0.get() {
+            return Ok(ids);
+        }
+        let statuses: Statuses = self
+            .http
+            .get("issue_statuses.json", &[])
+            .await
+            .map_err(|e| remote("list Redmine's issue statuses", e))?;
+        let ids = statuses
+            .issue_statuses
+            .into_iter()
+            .map(|s| (s.name, s.id))
+            .collect();
+        Ok(self.statuses.0.get_or_init(|| ids))
+    }
+
+    /// Writes the status changes among `ops` (the others are not looked
+    /// at); returns the changes Redmine refused or did not make.
+    pub(super) async fn write_statuses(
+        &self,
+        ops: &[TrackerOp],
+    ) -> Result<Vec<IssueFailure>, TrackerError> {
+        let changes: Vec<(&TrackerOp, &str)> = ops
+            .iter()
+            .filter_map(|op| match op {
+                TrackerOp::SetStatus { to, .. } => Some((op, to.as_str())),
+                _ => None,
+            })
+            .collect();
+        if changes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = self.status_ids().await?;
+        let mut failures = Vec::new();
+        let mut written = Vec::new();
+        for (op, to) in changes {
+            let failure = |message: String| IssueFailure {
+                issue: op.issue().to_owned(),
+                operation: op.to_string(),
+                message,
+            };
+            let id = match issue_id(op.issue(), &op.to_string()) {
+                Ok(id) => id,
+                Err(e) => {
+                    failures.push(e);
+                    continue;
+                }
+            };
+            let Some(status) = ids.get(to) else {
+                let mut known: Vec<&str> = ids.keys().map(String::as_str).collect();
+                known.sort_unstable();
+                failures.push(failure(format!(
+                    "Redmine has no status `{to}` (it has: {}); fix spec.statusRollup.statuses",
+                    known.join(", ")
+                )));
+                continue;
+            };
+            let body = json!({ "issue": { "status_id": status } });
+            match self.http.put(&format!("issues/{id}.json"), body).await {
+                Ok(()) => written.push((op, id, to)),
+                Err(e) if e.status == Some(StatusCode::UNAUTHORIZED) => {
+                    return Err(remote(&format!("update {}", op.issue()), e));
+                }
+                Err(e) => failures.push(failure(e.message)),
+            }
+        }
+        let keys: Vec<&str> = written.iter().map(|(op, ..)| op.issue()).collect();
+        let now = self.read_back(&keys).await?;
+        for (op, id, to) in written {
+            let status = now.get(op.issue()).map(|i| i.status.as_str());
+            if status != Some(to) {
+                let allowed = self.allowed_statuses(id).await?;
+                failures.push(IssueFailure {
+                    issue: op.issue().to_owned(),
+                    operation: op.to_string(),
+                    message: format!(
+                        "Redmine's workflow does not let the API key's user make this change (it may change the status to: {}); allow it under Administration → Workflow for the issue's tracker and the user's role, or change the status by hand",
+                        if allowed.is_empty() { "nothing".into() } else { allowed.join(", ") }
+                    ),
+                });
+            }
+        }
+        Ok(failures)
+    }
+
+    async fn allowed_statuses(&self, id: u64) -> Result<Vec<String>, TrackerError> {
+        let answer: AllowedStatuses = self
+            .http
+            .get(
+                &format!("issues/{id}.json"),
+                &[("include", "allowed_statuses")],
+            )
+            .await
+            .map_err(|e| remote(&format!("read the statuses #{id} may take"), e))?;
+        Ok(answer
+            .issue
+            .allowed_statuses
+            .into_iter()
+            .map(|s| s.name)
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{USER, response, scripted, tracker};
+    use crate::tracker::Tracker;
+
+    use super::*;
+
+    const STATUSES: &str = r#"{"issue_statuses":[{"id":1,"name":"New","is_closed":false},{"id":2,"name":"In Progress","is_closed":false},{"id":5,"name":"Closed","is_closed":true}]}"#;
+
+    fn set_status(issue: &str, from: &str, to: &str) -> TrackerOp {
+        TrackerOp::SetStatus {
+            issue: issue.into(),
+            from: from.into(),
+            to: to.into(),
+        }
+    }
+
+    fn issue_in(status_id: u64, status: &str) -> String {
+        format!(
+            r#"{{"issues":[{{"id":7,"project":{{"id":1,"name":"Demo"}},"tracker":{{"id":1,"name":"Bug"}},"status":{{"id":{status_id},"name":"{status}"}},"subject":"One"}}],"total_count":1,"offset":0,"limit":100}}"#
+        )
+    }
+
+    #[tokio::test]
+    async fn a_status_is_written_by_its_id_and_read_back() {
+        let (url, seen) = scripted(vec![
+            response("200 OK", "", USER),
+            response("200 OK", "", STATUSES),
+            response("204 No Content", "", ""),
+            response("200 OK", "", &issue_in(5, "Closed")),
+        ])
+        .await;
+        let redmine = tracker(url);
+        redmine
+            .apply(&[set_status("#7", "In Progress", "Closed")])
+            .await
+            .unwrap();
+        let seen = seen.lock().unwrap();
+        assert!(seen[1].starts_with("GET /issue_statuses.json"));
+        assert!(seen[2].starts_with("PUT /issues/7.json"));
+    }
+
+    #[tokio::test]
+    async fn a_change_the_workflow_ignores_is_reported_with_what_is_allowed() {
+        let (url, seen) = scripted(vec![
+            response("200 OK", "", USER),
+            response("200 OK", "", STATUSES),
+            response("204 No Content", "", ""),
+            // Redmine answered 204 but kept the status.
+            response("200 OK", "", &issue_in(2, "In Progress")),
+            response(
+                "200 OK",
+                "",
+                r#"{"issue":{"id":7,"allowed_statuses":[{"id":2,"name":"In Progress"},{"id":1,"name":"New"}]}}"#,
+            ),
+        ])
+        .await;
+        let redmine = tracker(url);
+        let error = redmine
+            .apply(&[set_status("#7", "In Progress", "Closed")])
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("#7: #7: status In Progress → Closed: Redmine's workflow does not let the API key's user make this change (it may change the status to: In Progress, New)"), "{error}");
+        assert!(seen.lock().unwrap()[4].starts_with("GET /issues/7.json?include=allowed_statuses"));
+    }
+
+    #[tokio::test]
+    async fn an_unknown_status_name_fails_that_issue_without_a_write() {
+        let (url, seen) = scripted(vec![
+            response("200 OK", "", USER),
+            response("200 OK", "", STATUSES),
+        ])
+        .await;
+        let redmine = tracker(url);
+        let error = redmine
+            .apply(&[set_status("#7", "New", "Done")])
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("Redmine has no status `Done` (it has: Closed, In Progress, New)"),
+            "{error}"
+        );
+        assert_eq!(seen.lock().unwrap().len(), 2, "nothing was written");
+    }
+}

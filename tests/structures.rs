@@ -1,0 +1,370 @@
+//! statusRollup, the mass-removal guard, history and portfolio structures,
+//! as people use them from the command line.
+
+mod common;
+
+use common::Workspace;
+use predicates::str::contains;
+use trellis::store::Store;
+
+const HEADER: &str = "apiVersion: trellis.dev/v1alpha1\n";
+
+/// The status of `key` in an issues file as Trellis writes it.
+fn status_of(issues: &str, key: &str) -> String {
+    let at = issues
+        .find(&format!("key: {key}\n"))
+        .unwrap_or_else(|| panic!("{key} is in the file"));
+    let status = issues[at..].find("status: ").unwrap() + at + "status: ".len();
+    issues[status..].lines().next().unwrap().to_owned()
+}
+
+// ----------------------------------------------------------- statusRollup
+
+#[test]
+fn status_rollup_moves_parents_to_their_childrens_earliest_status() {
+    let ws = Workspace::new();
+    ws.copy_example("status-rollup");
+    ws.trellis()
+        .args(["plan", "-f", "status-rollup"])
+        .assert()
+        .code(1)
+        .stdout(contains("statusRollup default/rollup (from): 2 operation(s)"))
+        .stdout(contains(
+            "note: SHOP-1: status To Do → In Progress, because the earliest status among its children: SHOP-2 is In Progress",
+        ))
+        .stdout(contains(
+            "note: SHOP-9 stays Done: its children say To Do, but the tracker's workflow does not allow Done → To Do (allowed: In Progress)",
+        ))
+        .stdout(contains(
+            "note: SHOP-11 stays In Progress: its child SHOP-12 is In Review",
+        ))
+        .stdout(contains("~ SHOP-6: status In Progress → Done"))
+        .stdout(contains("2 tracker updates, 0 destructive"));
+    ws.trellis()
+        .args(["apply", "-f", "status-rollup"])
+        .assert()
+        .success();
+    let issues = ws.read("status-rollup/issues.yaml");
+    assert_eq!(status_of(&issues, "SHOP-1"), "In Progress");
+    assert_eq!(status_of(&issues, "SHOP-6"), "Done");
+    assert_eq!(status_of(&issues, "SHOP-9"), "Done");
+    assert_eq!(status_of(&issues, "SHOP-11"), "In Progress");
+    assert!(issues.starts_with("workflow:\n"), "the workflow stays");
+    ws.trellis()
+        .args(["plan", "-f", "status-rollup"])
+        .assert()
+        .code(0);
+    // A child moving back rolls its parents back, as far as the workflow allows.
+    ws.edit(
+        "status-rollup/issues.yaml",
+        "status: Done\n  parent: SHOP-1",
+        "status: To Do\n  parent: SHOP-1",
+    );
+    ws.trellis()
+        .args(["plan", "-f", "status-rollup"])
+        .assert()
+        .code(1)
+        .stdout(contains("~ SHOP-1: status In Progress → To Do"));
+}
+
+#[test]
+fn status_rollup_syncs_only_from_the_structure() {
+    let ws = Workspace::new();
+    ws.copy_example("status-rollup");
+    ws.trellis()
+        .args(["import", "rollup", "-f", "status-rollup"])
+        .assert()
+        .code(2)
+        .stderr(contains(
+            "a statusRollup synchronizer cannot sync into; supported directions: from",
+        ));
+    ws.edit(
+        "status-rollup/trellis.yaml",
+        "  directions: [from]",
+        "  directions: [into]",
+    );
+    ws.trellis()
+        .args(["validate", "-f", "status-rollup"])
+        .assert()
+        .code(2)
+        .stderr(contains("trellis.yaml:50: spec.directions[0]: a statusRollup synchronizer cannot sync into; supported directions: from"));
+}
+
+#[test]
+fn status_rollup_parameters_are_checked() {
+    let ws = Workspace::new();
+    let file = ws.write(
+        "rollup.yaml",
+        &format!(
+            "{HEADER}kind: Synchronizer\nmetadata:\n  name: r1\nspec:\n  structureRef: {{name: roadmap}}\n  type: statusRollup\n---\n{HEADER}kind: Synchronizer\nmetadata:\n  name: r2\nspec:\n  structureRef: {{name: roadmap}}\n  type: statusRollup\n  statusRollup:\n    statuses: [Done, Done]\n---\n{HEADER}kind: Synchronizer\nmetadata:\n  name: r3\nspec:\n  structureRef: {{name: roadmap}}\n  type: subtasks\n  statusRollup:\n    statuses: [To Do, Done]\n"
+        ),
+    );
+    ws.trellis()
+        .args(["validate", "-f", "quickstart", "-f"])
+        .arg(&file)
+        .assert()
+        .code(2)
+        .stderr(contains("rollup.yaml:7: spec.type: a statusRollup synchronizer needs spec.statusRollup with its ordered statuses"))
+        .stderr(contains("rollup.yaml:17: spec.statusRollup.statuses[1]: `Done` is listed twice"))
+        .stderr(contains("rollup.yaml:26: spec.statusRollup: only statusRollup synchronizers take spec.statusRollup; remove it or set `type: statusRollup`"))
+        .stderr(contains("3 errors in the declarations; nothing was changed"));
+}
+
+// ----------------------------------------------------- mass-removal guard
+
+/// A structure `s` filled by one filter `f` with removal on.
+fn filtered_structure(query: &str, safety: &str) -> String {
+    format!(
+        "{HEADER}kind: Tracker\nmetadata:\n  name: t\nspec:\n  type: local\n  local:\n    path: quickstart/issues.yaml\n---\n{HEADER}kind: Structure\nmetadata:\n  name: s\nspec:\n  trackerRef: {{name: t}}\n---\n{HEADER}kind: Synchronizer\nmetadata:\n  name: f\nspec:\n  structureRef: {{name: s}}\n  type: filter\n  filter:\n    query: {query}\n    remove: true\n{safety}"
+    )
+}
+
+#[test]
+fn a_plan_removing_more_than_half_a_structure_is_refused_until_the_limit_is_raised() {
+    let ws = Workspace::new();
+    ws.write("s.yaml", &filtered_structure("project = PLAT", ""));
+    ws.trellis()
+        .args(["apply", "-f", "s.yaml"])
+        .assert()
+        .success();
+    // The query breaks (a renamed project): every row would go.
+    ws.write("s.yaml", &filtered_structure("project = PLATFORM", ""));
+    let refusal = "synchronizer default/f would remove 22 of the 22 rows of structure default/s (100%), more than its spec.safety.maxRemovalRatio of 0.5 (the default) allows; nothing was changed. If that is intended (check its query or parameters first), set `safety: {maxRemovalRatio: 1}` in the spec of Synchronizer default/f, then plan again";
+    let out = ws
+        .trellis()
+        .args(["plan", "-f", "s.yaml"])
+        .assert()
+        .code(2)
+        .stdout(contains("Refused (too many removals):"))
+        .stderr(contains(refusal))
+        .get_output()
+        .stdout
+        .clone();
+    // Approving the hash does not override the guard, nor does a saved plan.
+    let hash = String::from_utf8_lossy(&out)
+        .lines()
+        .find_map(|l| l.strip_prefix("Plan hash: ").map(str::to_owned))
+        .unwrap();
+    ws.trellis()
+        .args(["apply", "-f", "s.yaml", "--approve", &hash])
+        .assert()
+        .code(2)
+        .stderr(contains(refusal));
+    ws.trellis()
+        .args(["plan", "-f", "s.yaml", "--out", "plan.json", "-o", "json"])
+        .assert()
+        .code(2);
+    ws.trellis()
+        .args(["apply", "plan.json"])
+        .assert()
+        .code(2)
+        .stderr(contains(refusal));
+    assert_eq!(ws.store().structure("default/s").unwrap().forest.len(), 22);
+    // The override named in the message lets it through (with approval).
+    ws.write(
+        "s.yaml",
+        &filtered_structure("project = PLATFORM", "  safety: {maxRemovalRatio: 1}\n"),
+    );
+    ws.trellis()
+        .args(["apply", "-f", "s.yaml", "--approve", &hash])
+        .assert()
+        .success();
+    assert_eq!(ws.store().structure("default/s").unwrap().forest.len(), 0);
+}
+
+#[test]
+fn a_count_limit_applies_too_and_bad_limits_are_named() {
+    let ws = Workspace::new();
+    ws.write("s.yaml", &filtered_structure("project = PLAT", ""));
+    ws.trellis()
+        .args(["apply", "-f", "s.yaml"])
+        .assert()
+        .success();
+    // Some of the 22 PLAT issues are done: under half, but over the count.
+    ws.write(
+        "s.yaml",
+        &filtered_structure(
+            "project = PLAT and status != Done",
+            "  safety: {maxRemovals: 3}\n",
+        ),
+    );
+    ws.trellis()
+        .args(["plan", "-f", "s.yaml"])
+        .assert()
+        .code(2)
+        .stderr(contains(
+            "more than its spec.safety.maxRemovals of 3 allows",
+        ))
+        .stderr(contains("set `safety: {maxRemovals: "));
+    ws.write(
+        "s.yaml",
+        &filtered_structure("project = PLAT", "  safety: {maxRemovalRatio: 50}\n"),
+    );
+    ws.trellis()
+        .args(["validate", "-f", "s.yaml"])
+        .assert()
+        .code(2)
+        .stderr(contains("s.yaml:27: spec.safety.maxRemovalRatio: 50 is not a share of the structure's rows; give a number from 0 to 1"));
+}
+
+// ---------------------------------------------------------------- history
+
+#[test]
+fn history_lists_who_changed_what_and_why() {
+    let ws = Workspace::new();
+    ws.apply();
+    ws.trellis()
+        .args(["move", "roadmap", "PLAT-9", "--under", "PLAT-4"])
+        .assert()
+        .success();
+    ws.trellis()
+        .args(["export", "children", "-f", "quickstart"])
+        .assert()
+        .success();
+    let out = ws.trellis().args(["history", "roadmap"]).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let columns = |line: &str| -> Vec<String> {
+        line.split("   ")
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(
+        columns(lines[0]),
+        ["VERSION", "TIME", "AUTHOR", "CAUSE", "CHANGE"]
+    );
+    // Declared rows are the person's; synchronizers act as the tracker
+    // identity (the local tracker has no accounts: the person running it).
+    let first = columns(lines[1]);
+    assert_eq!(
+        [&first[0], &first[2], &first[3], &first[4]],
+        [
+            "1",
+            "alice",
+            "declared rows",
+            "add Platform/ at the top level"
+        ]
+    );
+    assert!(text.contains(
+        "default/platform-epics as alice   synchronizer default/platform-epics (filter, into)"
+    ));
+    assert!(text.contains("add PLAT-1 under Platform/"));
+    let last: Vec<Vec<String>> = lines[lines.len() - 2..]
+        .iter()
+        .map(|l| columns(l))
+        .collect();
+    assert_eq!(
+        [&last[0][0], &last[0][2], &last[0][3], &last[0][4]],
+        [
+            "2",
+            "alice",
+            "manual move",
+            "move PLAT-9 from under PLAT-8 to under PLAT-4"
+        ]
+    );
+    assert_eq!(
+        [&last[1][0], &last[1][2], &last[1][3], &last[1][4]],
+        [
+            "2",
+            "default/children as alice",
+            "synchronizer default/children (subtasks, from)",
+            "tracker: PLAT-9: parent PLAT-8 → PLAT-4"
+        ]
+    );
+    let json = ws
+        .trellis()
+        .args(["history", "roadmap", "-o", "json"])
+        .output()
+        .unwrap();
+    let entries: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let last = entries.as_array().unwrap().last().unwrap();
+    assert_eq!(last["operation"]["op"], "setParent");
+    assert_eq!(last["author"], "default/children as alice");
+}
+
+// -------------------------------------------------------------- portfolio
+
+fn portfolio(refs: &str) -> String {
+    format!(
+        "{HEADER}kind: Structure\nmetadata:\n  name: all-teams\nspec:\n  portfolio:\n    structureRefs: {refs}\n"
+    )
+}
+
+#[test]
+fn a_portfolio_shows_its_structures_under_a_folder_each() {
+    let ws = Workspace::new();
+    ws.copy_example("status-rollup");
+    ws.copy_example("portfolio");
+    let files = ["-f", "quickstart", "-f", "status-rollup", "-f", "portfolio"];
+    ws.trellis().arg("apply").args(files).assert().success();
+    let out = ws.trellis().args(["show", "all-teams"]).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with("roadmap/\n  Platform/\n    PLAT-1 [Epic] Billing revamp (In Progress)\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "\ndelivery/\n  SHOP-1 [Epic] Checkout redesign (In Progress)\n    SHOP-2 [Story]"
+        ),
+        "{text}"
+    );
+    let json = ws
+        .trellis()
+        .args(["show", "all-teams", "-o", "json"])
+        .output()
+        .unwrap();
+    let tree: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(tree[0]["folder"], "roadmap");
+    assert_eq!(tree[0]["rows"][0]["folder"], "Platform");
+    assert_eq!(tree[1]["folder"], "delivery");
+    assert_eq!(tree[1]["rows"][0]["key"], "SHOP-1");
+    // Nothing to sync on a portfolio.
+    ws.trellis()
+        .args(["resync", "all-teams", "--direction", "into"])
+        .args(files)
+        .assert()
+        .code(2)
+        .stderr(contains(
+            "default/all-teams is a portfolio structure: resync is not available on it",
+        ));
+}
+
+#[test]
+fn portfolio_declarations_are_checked() {
+    let ws = Workspace::new();
+    let sync_on_portfolio = format!(
+        "{HEADER}kind: Synchronizer\nmetadata:\n  name: on-portfolio\nspec:\n  structureRef: {{name: all-teams}}\n  type: subtasks\n"
+    );
+    let file = ws.write(
+        "all.yaml",
+        &format!(
+            "{}---\n{sync_on_portfolio}",
+            portfolio("[{name: roadmap}, {name: nowhere}, {name: roadmap}]")
+        ),
+    );
+    ws.trellis()
+        .args(["validate", "-f", "quickstart", "-f"])
+        .arg(&file)
+        .assert()
+        .code(2)
+        .stderr(contains("all.yaml:7: spec.portfolio.structureRefs[1].name: Structure default/nowhere is not declared"))
+        .stderr(contains("all.yaml:7: spec.portfolio.structureRefs[2].name: default/roadmap is listed twice"))
+        .stderr(contains("all.yaml:14: spec.structureRef.name: Structure default/all-teams is a portfolio: it has no scope of its own, so synchronizers and resyncs are not available on it; sync one of its structures instead (default/roadmap, default/nowhere, default/roadmap)"));
+    let file = ws.write(
+        "all.yaml",
+        &format!(
+            "{HEADER}kind: Structure\nmetadata:\n  name: all-teams\nspec:\n  trackerRef: {{name: quickstart-issues}}\n  portfolio:\n    structureRefs: [{{name: roadmap}}]\n---\n{HEADER}kind: Structure\nmetadata:\n  name: nothing\nspec:\n  description: neither\n"
+        ),
+    );
+    ws.trellis()
+        .args(["validate", "-f", "quickstart", "-f"])
+        .arg(&file)
+        .assert()
+        .code(2)
+        .stderr(contains("all.yaml:7: spec.portfolio: a portfolio aggregates other structures and has no tracker of its own"))
+        .stderr(contains("all.yaml:14: spec: a structure needs spec.trackerRef (the tracker whose issues it holds) or spec.portfolio (the structures it aggregates)"));
+}
