@@ -707,3 +707,34 @@ async fn a_wrong_key_at_the_tracker_is_an_error_not_an_empty_tracker() {
         .unwrap_err();
     assert!(error.to_string().contains("401 Unauthorized"), "{error}");
 }
+
+#[tokio::test]
+async fn status_changes_are_written_by_name_and_refusals_name_the_allowed_ones() {
+    let Some(redmine) = redmine().await else { return };
+    let project = redmine.project("status").await;
+    let parent = redmine.issue(&project, FEATURE, "Parent", None).await;
+    let tracker = redmine.tracker(&project);
+    tracker
+        .apply(&[TrackerOp::SetStatus {
+            issue: parent.clone(),
+            from: "New".into(),
+            to: "In Progress".into(),
+        }])
+        .await
+        .unwrap();
+    let snapshot = tracker.snapshot().await.unwrap();
+    assert_eq!(snapshot.get(&parent).unwrap().status, "In Progress");
+    let error = tracker
+        .apply(&[TrackerOp::SetStatus {
+            issue: parent.clone(),
+            from: "In Progress".into(),
+            to: "Nonexistent".into(),
+        }])
+        .await
+        .unwrap_err();
+    let TrackerError::Writes { failures, .. } = &error else {
+        panic!("{error}")
+    };
+    assert_eq!(failures[0].issue, parent);
+    assert!(failures[0].message.contains("Nonexistent"), "{error}");
+}
