@@ -710,7 +710,9 @@ async fn a_wrong_key_at_the_tracker_is_an_error_not_an_empty_tracker() {
 
 #[tokio::test]
 async fn status_changes_are_written_by_name_and_refusals_name_the_allowed_ones() {
-    let Some(redmine) = redmine().await else { return };
+    let Some(redmine) = redmine().await else {
+        return;
+    };
     let project = redmine.project("status").await;
     let parent = redmine.issue(&project, FEATURE, "Parent", None).await;
     let tracker = redmine.tracker(&project);

@@ -1,0 +1,398 @@
+//! Reconcile tests against a mocked API server (kube-rs's tower-test
+//! pattern, as in controller-rs): each test scripts the exact requests a
+//! reconcile must make — status patches, events, finalizer patches — and
+//! fails on any other. The engine, the SQLite store and the local tracker
+//! behind it are real.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use http::{Request, Response};
+use kube::client::Body;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::{reflector, watcher};
+use kube::{Client, Resource};
+use serde_json::{Value, json};
+use tower_test::mock::{Handle, pair};
+
+use super::context::{Context, Stores};
+use super::metrics::Metrics;
+use super::{resync, structure, synchronizer};
+use crate::engine::Engine;
+use crate::spec::{Resync, Structure, Synchronizer, Tracker};
+use crate::store::{SqliteStore, Store};
+
+type ApiServer = Handle<Request<Body>, Response<Body>>;
+
+/// A workspace: an issues file (A-1, and A-2 under it), a Tracker on it,
+/// a Structure declaring both issues at the top level, a subtasks
+/// Synchronizer, and a store.
+struct World {
+    dir: tempfile::TempDir,
+    tracker: Tracker,
+    structure: Structure,
+    synchronizer: Synchronizer,
+}
+
+impl World {
+    fn new() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let issues = dir.path().join("issues.yaml");
+        std::fs::write(
+            &issues,
+            "issues:\n- {key: A-1, summary: Epic, type: Epic, status: Open}\n- {key: A-2, summary: Story, type: Story, status: Open, parent: A-1}\n",
+        )
+        .unwrap();
+        let tracker: Tracker = serde_json::from_value(json!({
+            "apiVersion": "trellis.dev/v1alpha1", "kind": "Tracker",
+            "metadata": {"name": "local", "namespace": "default"},
+            "spec": {"type": "local", "local": {"path": issues}}
+        }))
+        .unwrap();
+        let structure: Structure = serde_json::from_value(json!({
+            "apiVersion": "trellis.dev/v1alpha1", "kind": "Structure",
+            "metadata": {"name": "plan", "namespace": "default", "generation": 1},
+            "spec": {"trackerRef": {"name": "local"}, "rows": [{"issue": "A-1"}, {"issue": "A-2"}]}
+        }))
+        .unwrap();
+        let synchronizer: Synchronizer = serde_json::from_value(json!({
+            "apiVersion": "trellis.dev/v1alpha1", "kind": "Synchronizer",
+            "metadata": {"name": "children", "namespace": "default", "generation": 1},
+            "spec": {"structureRef": {"name": "plan"}, "type": "subtasks", "enabled": false, "directions": ["into", "from"]}
+        }))
+        .unwrap();
+        World {
+            dir,
+            tracker,
+            structure,
+            synchronizer,
+        }
+    }
+
+    /// A Resync of the synchronizer `from` the structure: its plan lays out
+    /// the declared rows and clears A-2's parent (destructive).
+    fn resync(&self, approved: Option<&str>) -> Resync {
+        serde_json::from_value(json!({
+            "apiVersion": "trellis.dev/v1alpha1", "kind": "Resync",
+            "metadata": {"name": "export", "namespace": "default", "generation": 1},
+            "spec": {"synchronizerRef": {"name": "children"}, "direction": "from", "approvedPlan": approved}
+        }))
+        .unwrap()
+    }
+
+    /// A context whose watches hold this world (and `resyncs`), on a mocked client.
+    fn context(&self, resyncs: &[Resync]) -> (Arc<Context>, ApiServer) {
+        let (service, handle) = pair::<Request<Body>, Response<Body>>();
+        let client = Client::new(service, "default");
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "trellis-controller".into(),
+                instance: None,
+            },
+        );
+        let stores = Stores {
+            trackers: watched(std::slice::from_ref(&self.tracker)),
+            structures: watched(std::slice::from_ref(&self.structure)),
+            synchronizers: watched(std::slice::from_ref(&self.synchronizer)),
+            resyncs: watched(resyncs),
+        };
+        let store = SqliteStore::open(&self.dir.path().join("trellis.db")).unwrap();
+        let ctx = Context::new(
+            client,
+            recorder,
+            Arc::new(Metrics::default()),
+            Engine::new(store, "trellis-controller"),
+            stores,
+            Arc::new(AtomicBool::new(true)),
+        );
+        (Arc::new(ctx), handle)
+    }
+
+    fn issues(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("issues.yaml")).unwrap()
+    }
+}
+
+fn watched<K>(objects: &[K]) -> reflector::Store<K>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    let (reader, mut writer) = reflector::store();
+    for object in objects {
+        writer.apply_watcher_event(&watcher::Event::Apply(object.clone()));
+    }
+    reader
+}
+
+/// The next request: checks its method and path, answers with `answer`
+/// (the request's own body when `None`), and returns the request body.
+async fn expect(server: &mut ApiServer, method: &str, path: &str, answer: Option<Value>) -> Value {
+    let (request, respond) = tokio::time::timeout(Duration::from_secs(5), server.next_request())
+        .await
+        .unwrap_or_else(|_| panic!("no request came; expected {method} {path}"))
+        .expect("the client is alive");
+    assert_eq!(request.method().as_str(), method, "{}", request.uri());
+    assert_eq!(request.uri().path(), path);
+    let bytes = request.into_body().collect_bytes().await.unwrap();
+    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let answer = answer.unwrap_or_else(|| body.clone());
+    respond.send_response(
+        Response::builder()
+            .status(200)
+            .body(Body::from(serde_json::to_vec(&answer).unwrap()))
+            .unwrap(),
+    );
+    body
+}
+
+const RESYNC_STATUS: &str = "/apis/trellis.dev/v1alpha1/namespaces/default/resyncs/export/status";
+const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/default/events";
+
+fn condition<'v>(status: &'v Value, type_: &str) -> &'v Value {
+    status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == type_)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_destructive_resync_waits_for_approval_with_its_hash_and_writes_nothing() {
+    let world = World::new();
+    let resync_object = world.resync(None);
+    let (ctx, mut server) = world.context(std::slice::from_ref(&resync_object));
+    let before = world.issues();
+    let reconcile = tokio::spawn(resync::reconcile(Arc::new(resync_object.clone()), ctx));
+
+    let event = expect(&mut server, "POST", EVENTS, None).await;
+    assert_eq!(event["reason"], "AwaitingApproval");
+    let patch = expect(
+        &mut server,
+        "PATCH",
+        RESYNC_STATUS,
+        Some(json!(resync_object)),
+    )
+    .await;
+    let status = &patch["status"];
+    assert_eq!(status["phase"], "AwaitingApproval");
+    assert_eq!(status["plan"]["destructive"], true);
+    let hash = status["plan"]["hash"].as_str().unwrap();
+    assert_eq!(hash.len(), 16);
+    let stalled = condition(status, "Stalled");
+    assert_eq!(stalled["status"], "True");
+    assert_eq!(stalled["observedGeneration"], 1);
+    assert!(
+        stalled["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("\"approvedPlan\":\"{hash}\"")),
+        "the message shows how to approve: {stalled}"
+    );
+    assert!(
+        status["plan"]["diffExcerpt"]
+            .as_str()
+            .unwrap()
+            .contains("+A-2")
+    );
+    assert_eq!(
+        reconcile.await.unwrap().unwrap(),
+        Action::requeue(Duration::from_secs(60))
+    );
+    assert_eq!(world.issues(), before, "nothing written");
+}
+
+#[tokio::test]
+async fn an_approved_resync_runs_exactly_that_plan_and_a_stale_approval_is_refused() {
+    let world = World::new();
+    // First learn the hash, as a reviewer would from the status.
+    let (ctx, mut server) = world.context(&[world.resync(None)]);
+    let waiting = tokio::spawn(resync::reconcile(Arc::new(world.resync(None)), ctx));
+    expect(&mut server, "POST", EVENTS, None).await;
+    let patch = expect(
+        &mut server,
+        "PATCH",
+        RESYNC_STATUS,
+        Some(json!(world.resync(None))),
+    )
+    .await;
+    let hash = patch["status"]["plan"]["hash"].as_str().unwrap().to_owned();
+    waiting.await.unwrap().unwrap();
+
+    // A stale approval: still waiting, and the message names both hashes.
+    let stale = world.resync(Some("deadbeefdeadbeef"));
+    let (ctx, mut server) = world.context(std::slice::from_ref(&stale));
+    let refused = tokio::spawn(resync::reconcile(Arc::new(stale.clone()), ctx));
+    expect(&mut server, "POST", EVENTS, None).await;
+    let patch = expect(&mut server, "PATCH", RESYNC_STATUS, Some(json!(stale))).await;
+    assert_eq!(patch["status"]["phase"], "AwaitingApproval");
+    let message = condition(&patch["status"], "Stalled")["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        message.contains(&format!(
+            "the approved plan deadbeefdeadbeef is not the current plan {hash}"
+        )),
+        "{message}"
+    );
+    refused.await.unwrap().unwrap();
+    assert!(world.issues().contains("parent: A-1"), "nothing written");
+
+    // The right hash: Running, then Succeeded, and the tracker changed.
+    let approved = world.resync(Some(&hash));
+    let (ctx, mut server) = world.context(std::slice::from_ref(&approved));
+    let run = tokio::spawn(resync::reconcile(Arc::new(approved.clone()), ctx.clone()));
+    let running = expect(&mut server, "PATCH", RESYNC_STATUS, Some(json!(approved))).await;
+    assert_eq!(running["status"]["phase"], "Running");
+    assert_eq!(
+        condition(&running["status"], "Reconciling")["status"],
+        "True"
+    );
+    let started = expect(&mut server, "POST", EVENTS, None).await;
+    assert_eq!(started["reason"], "ResyncStarted");
+    let succeeded = expect(&mut server, "POST", EVENTS, None).await;
+    assert_eq!(succeeded["reason"], "ResyncSucceeded");
+    let done = expect(&mut server, "PATCH", RESYNC_STATUS, Some(json!(approved))).await;
+    assert_eq!(done["status"]["phase"], "Succeeded");
+    assert_eq!(condition(&done["status"], "Ready")["status"], "True");
+    assert_eq!(run.await.unwrap().unwrap(), Action::await_change());
+    assert!(
+        !world.issues().contains("parent: A-1"),
+        "A-2's parent is cleared"
+    );
+    assert!(
+        ctx.engine()
+            .await
+            .store()
+            .resync_done("default/export")
+            .unwrap()
+    );
+}
+
+#[tokio::test]
+async fn a_synchronizer_gets_a_finalizer_then_reports_stopped_while_disabled() {
+    let world = World::new();
+    let (ctx, mut server) = world.context(&[]);
+    let path = "/apis/trellis.dev/v1alpha1/namespaces/default/synchronizers/children";
+    let fresh = Arc::new(world.synchronizer.clone());
+    let run = tokio::spawn(synchronizer::reconcile(fresh, ctx.clone()));
+    let mut with_finalizer = world.synchronizer.clone();
+    with_finalizer.metadata.finalizers = Some(vec![synchronizer::FINALIZER.into()]);
+    let patch = expect(&mut server, "PATCH", path, Some(json!(with_finalizer))).await;
+    assert!(
+        patch.to_string().contains(synchronizer::FINALIZER),
+        "{patch}"
+    );
+    assert_eq!(run.await.unwrap().unwrap(), Action::await_change());
+
+    let run = tokio::spawn(synchronizer::reconcile(
+        Arc::new(with_finalizer.clone()),
+        ctx,
+    ));
+    let status = expect(
+        &mut server,
+        "PATCH",
+        &format!("{path}/status"),
+        Some(json!(with_finalizer)),
+    )
+    .await;
+    assert_eq!(status["status"]["phase"], "Stopped");
+    assert_eq!(condition(&status["status"], "Ready")["status"], "False");
+    assert_eq!(condition(&status["status"], "Stalled")["status"], "False");
+    assert_eq!(run.await.unwrap().unwrap(), Action::await_change());
+}
+
+#[tokio::test]
+async fn deleting_a_synchronizer_stops_it_then_lets_it_go() {
+    let world = World::new();
+    let (ctx, mut server) = world.context(&[]);
+    let mut deleted = world.synchronizer.clone();
+    deleted.metadata.finalizers = Some(vec![synchronizer::FINALIZER.into()]);
+    deleted.metadata.deletion_timestamp = Some(
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now()),
+    );
+    // A run holds the structure: deletion waits for it.
+    let claim = ctx.claim("default/plan").unwrap();
+    let run = tokio::spawn(synchronizer::reconcile(
+        Arc::new(deleted.clone()),
+        ctx.clone(),
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!run.is_finished(), "waits for the in-flight run");
+    drop(claim);
+    let event = expect(&mut server, "POST", EVENTS, None).await;
+    assert_eq!(event["reason"], "Stopped");
+    let mut gone = deleted.clone();
+    gone.metadata.finalizers = None;
+    let patch = expect(
+        &mut server,
+        "PATCH",
+        "/apis/trellis.dev/v1alpha1/namespaces/default/synchronizers/children",
+        Some(json!(gone)),
+    )
+    .await;
+    assert!(
+        patch.to_string().contains("remove"),
+        "removes the finalizer: {patch}"
+    );
+    assert_eq!(run.await.unwrap().unwrap(), Action::await_change());
+}
+
+#[tokio::test]
+async fn deleting_a_structure_with_policy_delete_removes_its_content_from_the_store() {
+    let mut world = World::new();
+    world.structure.spec.deletion_policy = crate::spec::DeletionPolicy::Delete;
+    // Content first: an approved export lays out the declared rows.
+    let (ctx, _server) = world.context(&[]);
+    {
+        let (catalog, errors) = ctx.catalog();
+        assert!(errors.is_empty(), "{errors:?}");
+        let mut engine = ctx.engine().await;
+        let scope = crate::engine::Scope::Apply;
+        let run = engine.plan(&catalog, &scope).await.unwrap();
+        engine
+            .apply(&catalog, run, &crate::engine::Approval::None)
+            .await
+            .unwrap();
+        assert_eq!(
+            engine
+                .store()
+                .structure("default/plan")
+                .unwrap()
+                .forest
+                .walk()
+                .len(),
+            2
+        );
+    }
+    let (ctx, mut server) = world.context(&[]);
+    let mut deleted = world.structure.clone();
+    deleted.metadata.finalizers = Some(vec![structure::FINALIZER.into()]);
+    deleted.metadata.deletion_timestamp = Some(
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now()),
+    );
+    let run = tokio::spawn(structure::reconcile(Arc::new(deleted.clone()), ctx.clone()));
+    let event = expect(&mut server, "POST", EVENTS, None).await;
+    assert_eq!(event["reason"], "ContentDeleted");
+    let mut gone = deleted.clone();
+    gone.metadata.finalizers = None;
+    expect(
+        &mut server,
+        "PATCH",
+        "/apis/trellis.dev/v1alpha1/namespaces/default/structures/plan",
+        Some(json!(gone)),
+    )
+    .await;
+    run.await.unwrap().unwrap();
+    let stored = ctx
+        .engine()
+        .await
+        .store()
+        .structure("default/plan")
+        .unwrap();
+    assert_eq!((stored.version, stored.forest.walk().len()), (0, 0));
+}
