@@ -682,3 +682,73 @@ spec:
         ],
     );
 }
+
+// ------------------------------------------- Resyncs approved by their hash
+
+#[test]
+fn a_destructive_resync_in_files_runs_only_the_plan_its_approved_plan_names() {
+    let ws = Workspace::new();
+    ws.apply();
+    // PLAT-9 moved to the top: exporting clears its parent (destructive).
+    ws.trellis()
+        .args(["move", "roadmap", "PLAT-9", "--top"])
+        .assert()
+        .success();
+    declare_export_once(&ws);
+    let before = ws.read("quickstart/issues.yaml");
+
+    // `plan` shows the Resync as a run of its own, with its own hash.
+    let planned = ws
+        .trellis()
+        .args(["plan", "-f", "quickstart"])
+        .assert()
+        .code(1);
+    let output = String::from_utf8_lossy(&planned.get_output().stdout).into_owned();
+    assert!(
+        output.contains("Resync default/export-once (a run of its own"),
+        "{output}"
+    );
+    let hash = plan_hash(output.as_bytes());
+    assert!(output.contains(&format!(
+        "after setting `approvedPlan: {hash}` in Resync default/export-once"
+    )));
+
+    // Without approval: refused, nothing written.
+    ws.trellis()
+        .args(["apply", "-f", "quickstart"])
+        .assert()
+        .code(2)
+        .stderr(contains(format!(
+            "set `approvedPlan: {hash}` in it; nothing was changed"
+        )));
+    assert_eq!(ws.read("quickstart/issues.yaml"), before);
+
+    // A stale approval: refused, naming both hashes.
+    ws.edit(
+        "quickstart/resync.yaml",
+        "direction: from\n",
+        "direction: from\n  approvedPlan: deadbeefdeadbeef\n",
+    );
+    ws.trellis()
+        .args(["apply", "-f", "quickstart"])
+        .assert()
+        .code(2)
+        .stderr(contains(format!(
+            "the approved plan deadbeefdeadbeef is not the current plan {hash}"
+        )));
+    assert_eq!(ws.read("quickstart/issues.yaml"), before);
+
+    // The reviewed hash: exactly that plan runs, once.
+    ws.edit("quickstart/resync.yaml", "deadbeefdeadbeef", &hash);
+    ws.trellis()
+        .args(["apply", "-f", "quickstart"])
+        .assert()
+        .success()
+        .stdout(contains("Resync default/export-once"));
+    assert_ne!(ws.read("quickstart/issues.yaml"), before);
+    assert!(ws.store().resync_done("default/export-once").unwrap());
+    ws.trellis()
+        .args(["plan", "-f", "quickstart"])
+        .assert()
+        .stdout(contains("Resync default/export-once").not());
+}

@@ -302,6 +302,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let catalog = Catalog::load(&files.files)?;
             let engine = Engine::new(SqliteStore::open_read_only(&cli.state)?, author());
+            let resyncs = plan_resyncs(&engine, &catalog).await?;
             let run = plan(&engine, &catalog, &Scope::Apply).await?;
             let apply = match &out {
                 Some(file) => format!("trellis apply {}", file.display()),
@@ -311,24 +312,53 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 std::fs::write(file, run.to_plan_file(&files.files))
                     .with_context(|| format!("cannot write the plan to {}", file.display()))?;
             }
+            let terminal = std::io::stdout().is_terminal();
+            let apply_files = render::command("apply", &files.files);
             match output {
-                PlanFormat::Text => print!(
-                    "{}",
-                    render::plan_text(&run.set, Some(&apply), std::io::stdout().is_terminal())
-                ),
+                PlanFormat::Text => {
+                    for resync in &resyncs {
+                        print!("{}", resync.text(&apply_files, terminal));
+                    }
+                    print!("{}", render::plan_text(&run.set, Some(&apply), terminal));
+                }
                 PlanFormat::Markdown => {
                     let replan = render::command("plan", &files.files);
-                    let comments = markdown::plan_comments(&run.set, &apply, &replan);
+                    let mut comments = Vec::new();
+                    for resync in &resyncs {
+                        comments.extend(markdown::plan_comments(
+                            &resync.run.set,
+                            &resync.how_to_apply(&apply_files),
+                            &replan,
+                        ));
+                    }
+                    comments.extend(markdown::plan_comments(&run.set, &apply, &replan));
                     match comment_dir {
                         Some(dir) => write_comments(&dir, &comments)?,
                         None => print!("{}", comments.join("\n")),
                     }
                 }
-                PlanFormat::Json => println!("{}", serde_json::to_string_pretty(&run.set)?),
+                PlanFormat::Json => {
+                    let output = render::PlanOutput {
+                        set: &run.set,
+                        resyncs: resyncs
+                            .iter()
+                            .map(|r| render::ResyncPlan {
+                                resync: &r.id,
+                                approved_plan: r.approved.as_deref(),
+                                plan: &r.run.set,
+                            })
+                            .collect(),
+                    };
+                    println!("{}", serde_json::to_string_pretty(&output)?);
+                }
             }
             // Shown in full, but a plan that cannot be applied is an error.
+            for resync in &resyncs {
+                resync.run.check_safety()?;
+            }
             run.check_safety()?;
-            Ok(if run.set.has_changes() {
+            let changes = run.set.has_changes() || resyncs.iter().any(|r| r.run.set.has_changes());
+            Ok(if changes {
                 ExitCode::from(1)
             } else {
                 ExitCode::SUCCESS
@@ -468,6 +498,13 @@ async fn sync(
         None => Scope::Apply,
     };
     let mut engine = Engine::new(SqliteStore::open(state)?, author());
+    if scope == Scope::Apply {
+        // Pending Resyncs first, each its own run and approval, so that the
+        // synchronizers then run from what they left.
+        for resync in plan_resyncs(&engine, &catalog).await? {
+            carry_out(&mut engine, &catalog, resync, files).await?;
+        }
+    }
     let run = plan(&engine, &catalog, &scope).await?;
     let terminal = std::io::stdout().is_terminal();
     print!("{}", render::plan_text(&run.set, None, terminal));
@@ -501,6 +538,98 @@ async fn apply_saved(state: &std::path::Path, path: &std::path::Path) -> anyhow:
         render::plan_text(&run.set, None, std::io::stdout().is_terminal())
     );
     apply(&mut engine, &catalog, run, &Approval::Confirmed).await
+}
+
+/// A pending Resync's own run: planned alone, so that its hash is the one
+/// its `approvedPlan` names — the same as in a cluster.
+struct ResyncRun {
+    id: String,
+    approved: Option<String>,
+    run: Run,
+}
+
+impl ResyncRun {
+    fn how_to_apply(&self, apply_files: &str) -> String {
+        if self.run.set.summary.destructive > 0 {
+            format!(
+                "{apply_files} after setting `approvedPlan: {}` in Resync {}",
+                self.run.set.hash, self.id
+            )
+        } else {
+            apply_files.to_owned()
+        }
+    }
+
+    fn text(&self, apply_files: &str, colour: bool) -> String {
+        let approved = match &self.approved {
+            Some(hash) => format!("; approvedPlan {hash}"),
+            None => String::new(),
+        };
+        format!(
+            "Resync {} (a run of its own, carried out before the synchronizers{approved})\n{}To carry it out: {}\n\n",
+            self.id,
+            render::plan_text(&self.run.set, None, colour),
+            self.how_to_apply(apply_files)
+        )
+    }
+}
+
+async fn plan_resyncs(
+    engine: &Engine<SqliteStore>,
+    catalog: &Catalog,
+) -> anyhow::Result<Vec<ResyncRun>> {
+    let mut runs = Vec::new();
+    for id in engine.pending_resyncs(catalog)? {
+        let run = plan(engine, catalog, &Scope::of_resync(catalog, &id)?).await?;
+        let approved = catalog
+            .resyncs
+            .iter()
+            .find(|r| r.id() == id)
+            .and_then(|r| r.resource.spec.approved_plan.clone());
+        runs.push(ResyncRun { id, approved, run });
+    }
+    Ok(runs)
+}
+
+/// Applies a Resync's run: exactly the plan its `approvedPlan` names, or,
+/// without one, a non-destructive plan (or one confirmed at a terminal).
+async fn carry_out(
+    engine: &mut Engine<SqliteStore>,
+    catalog: &Catalog,
+    resync: ResyncRun,
+    files: &[PathBuf],
+) -> anyhow::Result<()> {
+    let apply_files = render::command("apply", files);
+    print!(
+        "{}",
+        resync.text(&apply_files, std::io::stdout().is_terminal())
+    );
+    resync.run.check_safety()?;
+    let set = &resync.run.set;
+    let approval = match &resync.approved {
+        Some(hash) => Approval::Hash(hash.clone()),
+        None if set.summary.destructive > 0 && std::io::stdin().is_terminal() => {
+            if !confirm(&set.hash)? {
+                bail!(
+                    "not applied: the plan of Resync {} was not confirmed",
+                    resync.id
+                );
+            }
+            Approval::Confirmed
+        }
+        None if set.summary.destructive > 0 => bail!(
+            "Resync {} is destructive ({}); review its plan above, then set `approvedPlan: {}` in it; nothing was changed",
+            resync.id,
+            set.summary,
+            set.hash
+        ),
+        None => Approval::None,
+    };
+    let id = resync.id.clone();
+    apply(engine, catalog, resync.run, &approval)
+        .await
+        .map_err(|e| anyhow::anyhow!("Resync {id}: {e}"))?;
+    Ok(())
 }
 
 /// Plans `scope`, with a spinner on a terminal.

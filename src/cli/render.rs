@@ -151,6 +151,26 @@ pub fn plan_text(set: &PlanSet, apply: Option<&str>, colour: bool) -> String {
     out
 }
 
+/// `plan --output json`: the synchronizers' plan, and each pending
+/// Resync's own plan (left out when there is none).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanOutput<'a> {
+    #[serde(flatten)]
+    pub set: &'a PlanSet,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub resyncs: Vec<ResyncPlan<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResyncPlan<'a> {
+    pub resync: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approved_plan: Option<&'a str>,
+    pub plan: &'a PlanSet,
+}
+
 /// How deep `show --output yaml|json` nests before refusing (each level is
 /// a level of recursion when the tree is built and serialized).
 pub const MAX_TREE_DEPTH: usize = 200;

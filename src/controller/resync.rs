@@ -93,6 +93,13 @@ pub async fn reconcile(resync: Arc<Resync>, ctx: Arc<Context>) -> Result<Action,
         Ok(run) => run,
         Err(e) => return failed(&ctx, &resync, next, &e.to_string()).await,
     };
+    if let Err(refused) = run.check_safety() {
+        // Not final: raising the synchronizer's `safety` limits (or the
+        // tracker coming back to its senses) lets the next plan through.
+        next.phase = Some("Pending".into());
+        let health = Health::new(State::Stalled, "MassRemoval", refused.to_string());
+        return finish(&ctx, &resync, next, health, Action::requeue(REPLAN)).await;
+    }
     let plan = PlanStatus {
         hash: run.set.hash.clone(),
         summary: run.set.summary.to_string(),

@@ -396,3 +396,40 @@ async fn deleting_a_structure_with_policy_delete_removes_its_content_from_the_st
         .unwrap();
     assert_eq!((stored.version, stored.forest.walk().len()), (0, 0));
 }
+
+#[tokio::test]
+async fn the_hash_to_approve_is_the_same_from_files_and_in_the_cluster() {
+    let world = World::new();
+    let resync_object = world.resync(None);
+    let (ctx, mut server) = world.context(std::slice::from_ref(&resync_object));
+    let reconcile = tokio::spawn(resync::reconcile(Arc::new(resync_object.clone()), ctx));
+    expect(&mut server, "POST", EVENTS, None).await;
+    let patch = expect(
+        &mut server,
+        "PATCH",
+        RESYNC_STATUS,
+        Some(json!(resync_object)),
+    )
+    .await;
+    reconcile.await.unwrap().unwrap();
+    let in_cluster = patch["status"]["plan"]["hash"].as_str().unwrap().to_owned();
+
+    // The same declarations as files, planned as `trellis plan -f` does.
+    let file = world.dir.path().join("trellis.yaml");
+    let documents: Vec<String> = [
+        serde_json::to_value(&world.tracker).unwrap(),
+        serde_json::to_value(&world.structure).unwrap(),
+        serde_json::to_value(&world.synchronizer).unwrap(),
+        serde_json::to_value(&resync_object).unwrap(),
+    ]
+    .iter()
+    .map(|d| serde_json::to_string(d).unwrap())
+    .collect();
+    std::fs::write(&file, documents.join("\n---\n")).unwrap();
+    let catalog = crate::spec::Catalog::load(&[file]).unwrap();
+    let store = SqliteStore::open(&world.dir.path().join("files.db")).unwrap();
+    let engine = Engine::new(store, "alice");
+    let scope = crate::engine::Scope::of_resync(&catalog, "default/export").unwrap();
+    let from_files = engine.plan(&catalog, &scope).await.unwrap().set.hash;
+    assert_eq!(from_files, in_cluster);
+}

@@ -161,6 +161,18 @@ impl<S: Store> Engine<S> {
         &self.store
     }
 
+    /// The declared Resyncs not carried out yet, by id.
+    pub fn pending_resyncs(&self, catalog: &Catalog) -> Result<Vec<String>, EngineError> {
+        let mut pending = Vec::new();
+        for resync in &catalog.resyncs {
+            if !self.store.resync_done(&resync.id())? {
+                pending.push(resync.id());
+            }
+        }
+        pending.sort();
+        Ok(pending)
+    }
+
     /// Plans every structure that `scope` touches.
     pub async fn plan(&self, catalog: &Catalog, scope: &Scope) -> Result<Run, EngineError> {
         let mut trackers = Trackers::new(self.credentials.clone());
@@ -170,7 +182,7 @@ impl<S: Store> Engine<S> {
         structures.sort_by_key(|s| s.id());
         for structure in structures {
             let id = structure.id();
-            let sources = units::select(catalog, &self.store, structure, scope)?;
+            let sources = units::select(catalog, structure, scope)?;
             if sources.is_empty() {
                 continue;
             }

@@ -9,7 +9,6 @@ use crate::plan::{
 use crate::spec::{
     Catalog, Declared, RowSpec, Structure, SynchronizerType, supported, unsupported_direction,
 };
-use crate::store::Store;
 use crate::tracker::{AnyTracker, Tracker, TrackerError};
 
 use super::{EngineError, primary_direction};
@@ -17,8 +16,10 @@ use super::{EngineError, primary_direction};
 /// What a run covers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Scope {
-    /// Every enabled synchronizer in its first declared direction, the
-    /// pending Resyncs, and every structure's declared rows.
+    /// Every enabled synchronizer in its first declared direction, and
+    /// every structure's declared rows. (Each pending Resync is a run of its
+    /// own, [`Scope::of_resync`], so that its hash is the one its
+    /// `approvedPlan` names, in files as in a cluster.)
     Apply,
     /// One synchronizer in one direction: `trellis resync`, or one Resync
     /// object (`resync`, whose job records it as carried out).
@@ -142,9 +143,8 @@ pub(super) struct Selected {
 /// The units `scope` runs on `structure`, in planning order: declared rows,
 /// then synchronizers that insert rows (filter), then those that arrange
 /// them (subtasks), then those that read the arrangement (statusRollup).
-pub(super) fn select<S: Store>(
+pub(super) fn select(
     catalog: &Catalog,
-    store: &S,
     structure: &Declared<Structure>,
     scope: &Scope,
 ) -> Result<Vec<Selected>, EngineError> {
@@ -156,19 +156,6 @@ pub(super) fn select<S: Store>(
             for sync in catalog.synchronizers_of(&id) {
                 if sync.resource.spec.enabled {
                     chosen.insert(sync.id(), (primary_direction(&sync.resource.spec), None));
-                }
-            }
-            for resync in &catalog.resyncs {
-                let target = Catalog::referenced(
-                    &resync.resource,
-                    &resync.resource.spec.synchronizer_ref.name,
-                );
-                let on_this = catalog.synchronizers_of(&id).any(|s| s.id() == target);
-                if on_this && !store.resync_done(&resync.id())? {
-                    chosen.insert(
-                        target,
-                        (resync.resource.spec.direction.into(), Some(resync.id())),
-                    );
                 }
             }
         }
