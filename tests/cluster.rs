@@ -106,6 +106,8 @@ async fn a_destructive_resync_waits_for_approval_then_runs_in_a_cluster() {
                 &namespace,
             ])
             .args(["--listen", "127.0.0.1:0", "--log-format", "text"])
+            .arg("--local-trackers")
+            .arg(dir.path())
             .arg("--state")
             .arg(dir.path().join("trellis.db"))
             .spawn()

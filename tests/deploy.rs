@@ -90,7 +90,8 @@ fn the_controller_may_make_every_call_it_makes_and_no_more() {
     assert!(allows(role, "events.k8s.io", "events", "create"));
     let lease = find(&docs, "Role", "trellis-leader-election");
     assert_eq!(lease["metadata"]["namespace"], "trellis-system");
-    for verb in ["get", "create", "update"] {
+    // kube-leader-election reads, creates and replaces the Lease.
+    for verb in ["get", "create", "update", "patch"] {
         assert!(
             allows(lease, "coordination.k8s.io", "leases", verb),
             "{verb} leases"
@@ -105,6 +106,10 @@ fn people_roles_separate_editing_from_running_resyncs() {
     let editor = find(&docs, "ClusterRole", "trellis-editor");
     let operator = find(&docs, "ClusterRole", "trellis-operator");
     assert!(allows(viewer, "trellis.dev", "resyncs", "list"));
+    assert!(
+        allows(viewer, "", "events", "list"),
+        "kubectl describe shows events"
+    );
     assert!(!allows(viewer, "trellis.dev", "synchronizers", "patch"));
     assert!(allows(editor, "trellis.dev", "synchronizers", "patch"));
     assert!(!allows(editor, "trellis.dev", "resyncs", "create"));

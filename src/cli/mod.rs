@@ -70,6 +70,10 @@ struct ControllerArgs {
     /// Log lines as JSON (the default) or as text.
     #[arg(long, value_enum, default_value_t = LogFormat::Json)]
     log_format: LogFormat,
+    /// Allow `local` trackers whose files are inside DIR (absolute paths);
+    /// without it they are refused: their files are the controller's own.
+    #[arg(long, value_name = "DIR")]
+    local_trackers: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -275,6 +279,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     identity: args.identity,
                     ttl: std::time::Duration::from_secs(15),
                 },
+                local_trackers: args.local_trackers,
             })
             .await?;
             Ok(ExitCode::SUCCESS)

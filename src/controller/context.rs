@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -17,8 +18,10 @@ use serde::de::DeserializeOwned;
 
 use super::metrics::Metrics;
 use crate::engine::{Credentials, Engine, EngineError};
-use crate::spec::{Catalog, Resync, SpecError, Structure, Synchronizer, Tracker};
-use crate::store::SqliteStore;
+use crate::spec::{
+    Catalog, Resync, SpecError, Structure, Synchronizer, Tracker, local_issues_file,
+};
+use crate::store::{SqliteStore, StoreError};
 use crate::tracker::redmine::ApiKey;
 
 /// The field manager of every status Trellis writes.
@@ -54,13 +57,27 @@ pub struct Stores {
     pub resyncs: Store<Resync>,
 }
 
+/// The label a Secret needs before Trellis sends its value to a tracker:
+/// without it, anyone allowed to declare a Tracker could have any Secret of
+/// the namespace sent to a URL of their choosing.
+pub const CREDENTIALS_LABEL: &str = "trellis.dev/credentials";
+
 pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
-    pub engine: tokio::sync::Mutex<Engine<SqliteStore>>,
+    /// Runs go through the engine one at a time (it writes the store).
+    engine: tokio::sync::Mutex<Engine<SqliteStore>>,
+    /// A second connection for reads, which need not wait for a run.
+    reader: SqliteStore,
     pub stores: Stores,
+    /// Whether this replica holds the Lease.
     pub leading: Arc<AtomicBool>,
+    /// Whether every watch has listed its objects once.
+    pub ready: Arc<AtomicBool>,
+    /// The folder local trackers' files must be in (`--local-trackers`);
+    /// none: local trackers are refused in the cluster.
+    pub local_root: Option<PathBuf>,
     busy: Mutex<HashSet<String>>,
 }
 
@@ -80,31 +97,76 @@ impl Drop for Claim<'_> {
 }
 
 impl Context {
+    /// A context on the store at `state`; not leading, not ready, and
+    /// refusing local trackers until told otherwise.
     pub fn new(
         client: Client,
         recorder: Recorder,
-        metrics: Arc<Metrics>,
-        engine: Engine<SqliteStore>,
+        state: &Path,
         stores: Stores,
-        leading: Arc<AtomicBool>,
-    ) -> Context {
-        Context {
+    ) -> Result<Context, StoreError> {
+        Ok(Context {
             client,
             recorder,
-            metrics,
-            engine: tokio::sync::Mutex::new(engine),
+            metrics: Arc::default(),
+            engine: tokio::sync::Mutex::new(Engine::new(
+                SqliteStore::open(state)?,
+                "trellis-controller",
+            )),
+            reader: SqliteStore::open(state)?,
             stores,
-            leading,
+            leading: Arc::default(),
+            ready: Arc::default(),
+            local_root: None,
             busy: Mutex::default(),
-        }
+        })
     }
 
     pub fn leading(&self) -> bool {
         self.leading.load(Ordering::SeqCst)
     }
 
+    pub fn ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    /// The store, for reads.
+    pub fn store(&self) -> &SqliteStore {
+        &self.reader
+    }
+
     /// Every watched object as one catalog, and the problems found in it.
     pub fn catalog(&self) -> (Catalog, Vec<SpecError>) {
+        let (catalog, mut errors) = self.watched();
+        // A local tracker writes a file of the controller's own: only
+        // under the folder it was given, so that nobody can point one at
+        // the store or anything else.
+        for tracker in &catalog.trackers {
+            let Some(path) = local_issues_file(tracker) else {
+                continue;
+            };
+            let inside = self.local_root.as_ref().is_some_and(|root| {
+                path.is_absolute()
+                    && std::fs::canonicalize(&path)
+                        .is_ok_and(|p| std::fs::canonicalize(root).is_ok_and(|r| p.starts_with(r)))
+            });
+            if !inside {
+                errors.push(tracker.origin.error(
+                    "spec.local.path",
+                    match &self.local_root {
+                        Some(root) => format!(
+                            "a local tracker in the cluster must name an absolute path inside {} (the controller's --local-trackers)",
+                            root.display()
+                        ),
+                        None => "local trackers are refused in the cluster unless the controller runs with --local-trackers DIR; use a redmine or jira tracker".into(),
+                    },
+                ));
+            }
+        }
+        (catalog, errors)
+    }
+
+    fn watched(&self) -> (Catalog, Vec<SpecError>) {
         fn all<K: Clone + Resource<DynamicType = ()> + 'static>(store: &Store<K>) -> Vec<K>
         where
             K::DynamicType: std::hash::Hash + Eq + Clone,
@@ -128,24 +190,35 @@ impl Context {
             .collect()
     }
 
-    /// The keys the catalog's trackers name in Secrets, read now.
-    pub async fn credentials(&self, catalog: &Catalog) -> Result<Credentials, Error> {
+    /// The key of one tracker (`namespace/name`), read now from the Secret
+    /// it names.
+    pub async fn credentials(
+        &self,
+        catalog: &Catalog,
+        tracker: &str,
+    ) -> Result<Credentials, Error> {
         let mut keys = HashMap::new();
-        for tracker in &catalog.trackers {
-            let Some((namespace, name, key)) = Credentials::secret_of(tracker) else {
-                continue;
-            };
-            let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &namespace);
-            let value = secrets
-                .get_opt(&name)
-                .await?
-                .and_then(|s| s.data)
-                .and_then(|mut data| data.remove(&key));
-            if let Some(value) = value {
-                let text = String::from_utf8_lossy(&value.0).trim().to_owned();
-                keys.insert(format!("{namespace}/{name}/{key}"), ApiKey::new(text));
+        let Some((namespace, name, key)) =
+            catalog.tracker(tracker).and_then(Credentials::secret_of)
+        else {
+            return Ok(Credentials::Secrets(keys));
+        };
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &namespace);
+        let value = match secrets.get_opt(&name).await? {
+            None => Err("the Secret does not exist".to_owned()),
+            Some(secret)
+                if secret.labels().get(CREDENTIALS_LABEL).map(String::as_str) != Some("true") =>
+            {
+                Err(format!(
+                    "the Secret lacks the label {CREDENTIALS_LABEL}=true that lets Trellis send it to a tracker; add it with `kubectl label secret {name} -n {namespace} {CREDENTIALS_LABEL}=true`"
+                ))
             }
-        }
+            Some(secret) => match secret.data.and_then(|mut data| data.remove(&key)) {
+                Some(value) => Ok(ApiKey::new(String::from_utf8_lossy(&value.0).trim())),
+                None => Err(format!("the Secret has no key {key}")),
+            },
+        };
+        keys.insert(format!("{namespace}/{name}/{key}"), value);
         Ok(Credentials::Secrets(keys))
     }
 

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use http_body_util::Full;
-use hyper::body::{Bytes, Incoming};
-use hyper::{Request, Response, StatusCode};
+use hyper::body::Bytes;
+use hyper::{Response, StatusCode};
 use hyper_util::rt::TokioIo;
 
 use super::metrics::Metrics;
@@ -31,7 +31,7 @@ pub async fn serve(
         let ready = ready.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request| {
-                let answer = answer(&request, &metrics, &ready);
+                let answer = answer(request.uri().path(), &metrics, &ready);
                 async move { Ok::<_, Infallible>(answer) }
             });
             let connection = hyper::server::conn::http1::Builder::new()
@@ -43,12 +43,8 @@ pub async fn serve(
     }
 }
 
-fn answer(
-    request: &Request<Incoming>,
-    metrics: &Metrics,
-    ready: &AtomicBool,
-) -> Response<Full<Bytes>> {
-    let (status, body) = match request.uri().path() {
+fn answer(path: &str, metrics: &Metrics, ready: &AtomicBool) -> Response<Full<Bytes>> {
+    let (status, body) = match path {
         "/metrics" => (StatusCode::OK, metrics.encode()),
         "/healthz" => (StatusCode::OK, "ok\n".to_owned()),
         "/readyz" if ready.load(Ordering::Relaxed) => (StatusCode::OK, "ready\n".to_owned()),
@@ -61,4 +57,65 @@ fn answer(
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt;
+
+    use super::*;
+
+    async fn get(path: &str, metrics: &Metrics, ready: &AtomicBool) -> (StatusCode, String) {
+        let response = answer(path, metrics, ready);
+        let status = response.status();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn health_readiness_and_metrics_answer_as_probes_and_prometheus_expect() {
+        let metrics = Metrics::default();
+        metrics
+            .reconciles
+            .get_or_create(&Metrics::kind("Resync"))
+            .inc();
+        metrics
+            .duration
+            .get_or_create(&Metrics::kind("Resync"))
+            .observe(0.2);
+        metrics
+            .errors
+            .get_or_create(&super::super::metrics::ErrorLabels {
+                kind: "Resync".into(),
+                error: "kube".into(),
+            })
+            .inc();
+        metrics.count_operations(&crate::plan::Summary::default());
+        let ready = AtomicBool::new(false);
+        assert_eq!(get("/healthz", &metrics, &ready).await.0, StatusCode::OK);
+        assert_eq!(
+            get("/readyz", &metrics, &ready).await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        ready.store(true, Ordering::Relaxed);
+        assert_eq!(get("/readyz", &metrics, &ready).await.0, StatusCode::OK);
+        let (status, text) = get("/metrics", &metrics, &ready).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            text.contains("trellis_reconciles_total{kind=\"Resync\"} 1"),
+            "{text}"
+        );
+        for name in [
+            "trellis_reconcile_errors",
+            "trellis_reconcile_duration_seconds",
+            "trellis_sync_operations",
+            "trellis_queue_depth",
+        ] {
+            assert!(text.contains(&format!("# TYPE {name}")), "{name} in {text}");
+        }
+        assert_eq!(
+            get("/nope", &metrics, &ready).await.0,
+            StatusCode::NOT_FOUND
+        );
+    }
 }

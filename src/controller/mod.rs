@@ -21,7 +21,7 @@ mod tracker;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -36,9 +36,7 @@ pub use context::{Context, Error, Stores};
 pub use leader::LeaseSettings;
 pub use metrics::Metrics;
 
-use crate::engine::Engine;
 use crate::spec::{Resync, Structure, Synchronizer, Tracker};
-use crate::store::SqliteStore;
 
 /// How long before a failed reconcile is tried again.
 const ERROR_RETRY: Duration = Duration::from_secs(30);
@@ -49,31 +47,28 @@ pub struct Settings {
     pub namespace: Option<String>,
     pub listen: SocketAddr,
     pub lease: LeaseSettings,
+    /// The folder local trackers may use (none: local trackers refused).
+    pub local_trackers: Option<PathBuf>,
 }
 
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let client = Client::try_default().await.map_err(|e| {
         anyhow::anyhow!("cannot reach the Kubernetes API (in-cluster config or KUBECONFIG): {e}")
     })?;
-    let store = SqliteStore::open(&settings.state)?;
-    let engine = Engine::new(store, "trellis-controller");
-    let api = |client: &Client| -> (Api<Tracker>, Api<Structure>, Api<Synchronizer>, Api<Resync>) {
-        match &settings.namespace {
-            Some(ns) => (
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client.clone(), ns),
-            ),
-            None => (
-                Api::all(client.clone()),
-                Api::all(client.clone()),
-                Api::all(client.clone()),
-                Api::all(client.clone()),
-            ),
-        }
+    let (trackers, structures, synchronizers, resyncs) = match &settings.namespace {
+        Some(ns) => (
+            Api::<Tracker>::namespaced(client.clone(), ns),
+            Api::<Structure>::namespaced(client.clone(), ns),
+            Api::<Synchronizer>::namespaced(client.clone(), ns),
+            Api::<Resync>::namespaced(client.clone(), ns),
+        ),
+        None => (
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+        ),
     };
-    let (trackers, structures, synchronizers, resyncs) = api(&client);
     // Fail fast, with a useful message, when the CRDs are not installed.
     trackers
         .list(&kube::api::ListParams::default().limit(1))
@@ -91,9 +86,6 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         synchronizers: synchronizer_controller.store(),
         resyncs: resync_controller.store(),
     };
-    let metrics = Arc::new(Metrics::default());
-    let leading = Arc::new(AtomicBool::new(false));
-    let ready = Arc::new(AtomicBool::new(false));
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
@@ -101,33 +93,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             instance: Some(settings.lease.identity.clone()),
         },
     );
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        recorder,
-        metrics.clone(),
-        engine,
-        stores.clone(),
-        leading.clone(),
-    ));
+    let mut context = Context::new(client.clone(), recorder, &settings.state, stores.clone())?;
+    context.local_root = settings.local_trackers;
+    let ctx = Arc::new(context);
 
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let shutdown = {
-        let stopped = stopped.clone();
-        move || {
-            let mut stopped = stopped.clone();
-            async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            }
-        }
-    };
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        tracing::info!("shutting down: finishing in-flight runs");
-        let _ = stop.send(true);
-    });
+    // Reconciles wait until every watch has listed once: a Synchronizer must
+    // not be judged before its Structure is known.
     tokio::spawn({
-        let ready = ready.clone();
-        let stores = stores.clone();
+        let ready = ctx.ready.clone();
         async move {
             let synced = async {
                 stores.trackers.wait_until_ready().await?;
@@ -142,39 +115,69 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         }
     });
 
-    let leader = leader::lead(client, settings.lease, leading, shutdown());
-    let server = http::serve(settings.listen, metrics, ready, shutdown());
-    let controllers = futures::future::join4(
-        drive(
-            tracker_controller,
-            "Tracker",
-            tracker::reconcile,
-            ctx.clone(),
-            shutdown(),
-        ),
-        drive(
-            structure_controller,
-            "Structure",
-            structure::reconcile,
-            ctx.clone(),
-            shutdown(),
-        ),
-        drive(
-            synchronizer_controller,
-            "Synchronizer",
-            synchronizer::reconcile,
-            ctx.clone(),
-            shutdown(),
-        ),
-        drive(
-            resync_controller,
-            "Resync",
-            resync::reconcile,
-            ctx,
-            shutdown(),
-        ),
+    // SIGTERM stops the controllers (in-flight runs finish); only then do
+    // the leader step down and the HTTP server stop, so that no other
+    // replica can start on a structure this one is still writing.
+    let (stop_controllers, controllers_stopping) = tokio::sync::watch::channel(false);
+    let (stop_rest, rest_stopping) = tokio::sync::watch::channel(false);
+    let on = |receiver: &tokio::sync::watch::Receiver<bool>| {
+        let mut receiver = receiver.clone();
+        async move {
+            let _ = receiver.wait_for(|stop| *stop).await;
+        }
+    };
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing in-flight runs");
+        let _ = stop_controllers.send(true);
+    });
+    let leader = leader::lead(
+        client,
+        settings.lease,
+        ctx.leading.clone(),
+        on(&rest_stopping),
     );
-    let (_, served, _) = tokio::join!(leader, server, controllers);
+    let server = http::serve(
+        settings.listen,
+        ctx.metrics.clone(),
+        ctx.ready.clone(),
+        on(&rest_stopping),
+    );
+    let controllers = async {
+        futures::future::join4(
+            drive(
+                tracker_controller,
+                "Tracker",
+                tracker::reconcile,
+                ctx.clone(),
+                on(&controllers_stopping),
+            ),
+            drive(
+                structure_controller,
+                "Structure",
+                structure::reconcile,
+                ctx.clone(),
+                on(&controllers_stopping),
+            ),
+            drive(
+                synchronizer_controller,
+                "Synchronizer",
+                synchronizer::reconcile,
+                ctx.clone(),
+                on(&controllers_stopping),
+            ),
+            drive(
+                resync_controller,
+                "Resync",
+                resync::reconcile,
+                ctx.clone(),
+                on(&controllers_stopping),
+            ),
+        )
+        .await;
+        let _ = stop_rest.send(true);
+    };
+    let (_, served, ()) = tokio::join!(leader, server, controllers);
     served
 }
 
@@ -204,8 +207,8 @@ async fn drive<K, F, Fut>(
             move |object: Arc<K>, ctx: Arc<Context>| {
                 let reconcile = reconcile.clone();
                 async move {
-                    if !ctx.leading() {
-                        return Ok(Action::requeue(Duration::from_secs(10)));
+                    if !ctx.leading() || !ctx.ready() {
+                        return Ok(Action::requeue(Duration::from_secs(5)));
                     }
                     let label = Metrics::kind(kind);
                     ctx.metrics.reconciles.get_or_create(&label).inc();

@@ -2,8 +2,14 @@
 //! is what `spec.approvedPlan` approves — the same hash `trellis plan`
 //! prints for it. Phases: Pending → Waiting (the structure is busy) →
 //! Planning → AwaitingApproval (destructive, or approved with another
-//! hash) → Running → Succeeded | Failed. A finished Resync is never run
-//! again; its job in the store says it is done, even after a restart.
+//! hash) → Running → Succeeded | Failed.
+//!
+//! What can pass by itself is retried, not failed: a declaration referring
+//! to one not applied yet, an unreachable tracker, a tracker that changed
+//! between planning and writing, a plan the mass-removal guard holds back.
+//! A Resync is done once its job is in the store, keyed by the object's uid,
+//! so it never runs twice, even across restarts, and a new object of the
+//! same name runs anew.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,16 +24,18 @@ use crate::engine::{Approval, EngineError, Scope};
 use crate::plan::Summary;
 use crate::spec::{Catalog, PlanStatus, Resync, ResyncStatus, Synchronizer};
 use crate::store::Store;
+use crate::tracker::TrackerError;
 
-/// How often a waiting or unapproved Resync plans again (the tracker may
-/// have changed, and with it the hash to approve).
+/// How often a held-back Resync plans again (the tracker may have changed,
+/// and with it the hash to approve).
 const REPLAN: Duration = Duration::from_secs(60);
 const WAIT: Duration = Duration::from_secs(5);
 const DIFF_EXCERPT_LINES: usize = 40;
 
 pub async fn reconcile(resync: Arc<Resync>, ctx: Arc<Context>) -> Result<Action, Error> {
     let status = resync.status.clone().unwrap_or_default();
-    if matches!(status.phase.as_deref(), Some("Succeeded" | "Failed")) {
+    let phase = status.phase.as_deref();
+    if matches!(phase, Some("Succeeded" | "Failed")) {
         return Ok(Action::await_change());
     }
     let id = format!(
@@ -35,84 +43,100 @@ pub async fn reconcile(resync: Arc<Resync>, ctx: Arc<Context>) -> Result<Action,
         resync.namespace().unwrap_or_else(|| "default".into()),
         resync.name_any()
     );
-    let (catalog, errors) = ctx.catalog();
-    let scope = Scope::of_resync(&catalog, &id)?;
-    let Scope::Resync { synchronizer, .. } = &scope else {
-        unreachable!("of_resync gives a resync scope")
-    };
-    let sync = catalog.synchronizer(synchronizer);
-    let structure =
-        sync.map(|s| Catalog::referenced(&s.resource, &s.resource.spec.structure_ref.name));
-    let tracker = structure
-        .as_deref()
-        .and_then(|s| catalog.structure(s))
-        .and_then(|s| Catalog::tracker_of(&s.resource));
-    let chain = [
-        Some(format!("Resync {id}")),
-        Some(format!("Synchronizer {synchronizer}")),
-        structure.as_ref().map(|s| format!("Structure {s}")),
-        tracker.as_ref().map(|t| format!("Tracker {t}")),
-    ];
-    let chain: Vec<String> = chain.into_iter().flatten().collect();
-    let problems = Context::problems(&errors, &chain);
+    let job = format!("{id}#{}", resync.uid().unwrap_or_default());
     let mut next = ResyncStatus {
         observed_generation: resync.metadata.generation,
         ..status.clone()
     };
-    if !problems.is_empty() {
+    let (catalog, errors) = ctx.catalog();
+    let chain = chain(&catalog, &resync, &id);
+    let problems = Context::problems(&errors, &chain.objects);
+    if !problems.is_empty() || catalog.resyncs.iter().all(|r| r.id() != id) {
         next.phase = Some("Pending".into());
         let health = Health::new(State::Stalled, "InvalidSpec", problems.join("; "));
-        return finish(&ctx, &resync, next, health, Action::await_change()).await;
+        // Objects applied together arrive in any order: look again later.
+        return finish(&ctx, &resync, next, health, Action::requeue(REPLAN)).await;
     }
-    let structure = structure.expect("a valid chain has a structure");
-    if ctx
-        .engine()
-        .await
-        .store()
-        .resync_done(&id)
-        .map_err(EngineError::from)?
-    {
+    if ctx.store().resync_done(&job).map_err(EngineError::from)? {
+        if phase == Some("Running") {
+            // This copy may predate the Succeeded write: the live object
+            // says; if it still says Running, the run ended unrecorded
+            // (a restart), and its status is completed from it.
+            let api: Api<Resync> = Api::namespaced(
+                ctx.client.clone(),
+                &resync.namespace().unwrap_or_else(|| "default".into()),
+            );
+            let live = api.get(&resync.name_any()).await?;
+            let live_status = live.status.clone().unwrap_or_default();
+            if live_status.phase.as_deref() != Some("Running") {
+                return Ok(Action::await_change());
+            }
+            next = ResyncStatus {
+                done: live_status.total,
+                completion_time: Some(jiff::Timestamp::now().to_string()),
+                ..live_status
+            };
+        }
+        if resync.spec.enable_after {
+            enable(&ctx, &resync, &chain.synchronizer).await?;
+        }
         next.phase = Some("Succeeded".into());
-        let health = Health::new(State::Ready, "Succeeded", "carried out earlier");
+        let health = Health::new(State::Ready, "Succeeded", "carried out");
         return finish(&ctx, &resync, next, health, Action::await_change()).await;
     }
-    let Some(_claim) = ctx.claim(&structure) else {
-        next.phase = Some("Waiting".into());
+    let Some(_claim) = ctx.claim(&chain.structure) else {
+        if phase != Some("AwaitingApproval") {
+            next.phase = Some("Waiting".into());
+            let message = format!("another run on structure {} is in flight", chain.structure);
+            let health = Health::new(State::Reconciling, "Waiting", message);
+            finish(&ctx, &resync, next, health, Action::requeue(WAIT)).await?;
+        }
+        return Ok(Action::requeue(WAIT));
+    };
+    // Shown the first time only: re-plans of a held-back Resync would
+    // otherwise flip its status, and each write wakes it again.
+    if status.plan.is_none() {
+        next.phase = Some("Planning".into());
         let health = Health::new(
             State::Reconciling,
-            "Waiting",
-            format!("another run on structure {structure} is in flight"),
+            "Planning",
+            "reading the tracker and planning",
         );
-        return finish(&ctx, &resync, next, health, Action::requeue(WAIT)).await;
-    };
+        finish(&ctx, &resync, next.clone(), health, Action::await_change()).await?;
+    }
 
-    let credentials = ctx.credentials(&catalog).await?;
+    let mut scope = Scope::of_resync(&catalog, &id)?;
+    if let Scope::Resync { resync: key, .. } = &mut scope {
+        *key = Some(job.clone());
+    }
+    let credentials = ctx.credentials(&catalog, &chain.tracker).await?;
     let mut engine = ctx.engine().await;
     engine.set_credentials(credentials);
     let run = match engine.plan(&catalog, &scope).await {
         Ok(run) => run,
-        Err(e) => return failed(&ctx, &resync, next, &e.to_string()).await,
+        Err(e) => return held_back(&ctx, &resync, next, "PlanFailed", &e.to_string()).await,
     };
-    if let Err(refused) = run.check_safety() {
-        // Not final: raising the synchronizer's `safety` limits (or the
-        // tracker coming back to its senses) lets the next plan through.
-        next.phase = Some("Pending".into());
-        let health = Health::new(State::Stalled, "MassRemoval", refused.to_string());
-        return finish(&ctx, &resync, next, health, Action::requeue(REPLAN)).await;
-    }
-    let plan = PlanStatus {
+    next.plan = Some(PlanStatus {
         hash: run.set.hash.clone(),
         summary: run.set.summary.to_string(),
         destructive: run.set.summary.destructive > 0,
         diff_excerpt: excerpt(&run),
-    };
-    next.plan = Some(plan.clone());
+    });
+    let plan = next.plan.clone().expect("just set");
+    if let Err(refused) = run.check_safety() {
+        // Raising the synchronizer's `safety` limits lets the next plan through.
+        return held_back(&ctx, &resync, next, "MassRemoval", &refused.to_string()).await;
+    }
     let approval = match resync.spec.approved_plan.as_deref() {
-        Some(approved) if plan.hash.starts_with(approved) && approved.len() >= 8 => {
-            Approval::Hash(approved.to_owned())
+        Some(approved) if approved.len() < 8 => {
+            let message = format!(
+                "approvedPlan {approved}: give at least 8 characters of the plan hash {}",
+                plan.hash
+            );
+            return awaiting(&ctx, &resync, next, message).await;
         }
+        Some(approved) if plan.hash.starts_with(approved) => Approval::Hash(approved.to_owned()),
         Some(approved) => {
-            next.phase = Some("AwaitingApproval".into());
             let message = format!(
                 "the approved plan {approved} is not the current plan {} (the tracker, the structure or the declarations changed since it was reviewed); review the current plan and approve {}",
                 plan.hash, plan.hash
@@ -120,7 +144,6 @@ pub async fn reconcile(resync: Arc<Resync>, ctx: Arc<Context>) -> Result<Action,
             return awaiting(&ctx, &resync, next, message).await;
         }
         None if plan.destructive => {
-            next.phase = Some("AwaitingApproval".into());
             let message = format!(
                 "this plan is destructive ({}); review it, then approve it with `kubectl patch resync {} -n {} --type merge -p '{{\"spec\":{{\"approvedPlan\":\"{}\"}}}}'`",
                 plan.summary,
@@ -132,11 +155,15 @@ pub async fn reconcile(resync: Arc<Resync>, ctx: Arc<Context>) -> Result<Action,
         }
         None => Approval::None,
     };
+    if !ctx.leading() {
+        // Leadership passed on while planning: the new leader runs it.
+        return Ok(Action::requeue(WAIT));
+    }
 
+    let summary = run.set.summary;
     next.phase = Some("Running".into());
     next.start_time = Some(jiff::Timestamp::now().to_string());
-    let plan_summary = run.set.summary;
-    next.total = Some(operations(&plan_summary));
+    next.total = Some(operations(&summary));
     next.done = Some(0);
     let health = Health::new(State::Reconciling, "Running", plan.summary.clone());
     finish(&ctx, &resync, next.clone(), health, Action::await_change()).await?;
@@ -150,10 +177,8 @@ pub async fn reconcile(resync: Arc<Resync>, ctx: Arc<Context>) -> Result<Action,
     .await;
     match engine.apply(&catalog, run, &approval).await {
         Ok(_) => {
-            ctx.metrics.count_operations(&plan_summary);
-            next.phase = Some("Succeeded".into());
-            next.done = next.total;
-            next.completion_time = Some(jiff::Timestamp::now().to_string());
+            drop(engine);
+            ctx.metrics.count_operations(&summary);
             ctx.event(
                 &*resync,
                 false,
@@ -162,14 +187,68 @@ pub async fn reconcile(resync: Arc<Resync>, ctx: Arc<Context>) -> Result<Action,
                 plan.summary.clone(),
             )
             .await;
+            // Before the final status: if enabling fails, the next pass
+            // finds the job done and enables again.
             if resync.spec.enable_after {
-                enable(&ctx, &resync, synchronizer).await?;
+                enable(&ctx, &resync, &chain.synchronizer).await?;
             }
+            next.phase = Some("Succeeded".into());
+            next.done = next.total;
+            next.completion_time = Some(jiff::Timestamp::now().to_string());
             let health = Health::new(State::Ready, "Succeeded", plan.summary);
             finish(&ctx, &resync, next, health, Action::await_change()).await
         }
+        Err(e) if retryable(&e) => {
+            held_back(&ctx, &resync, next, "ApplyFailed", &e.to_string()).await
+        }
         Err(e) => failed(&ctx, &resync, next, &e.to_string()).await,
     }
+}
+
+/// The objects a Resync depends on, by id.
+struct Chain {
+    synchronizer: String,
+    structure: String,
+    tracker: String,
+    /// `Kind namespace/name` of each, for their spec problems.
+    objects: Vec<String>,
+}
+
+fn chain(catalog: &Catalog, resync: &Resync, id: &str) -> Chain {
+    let synchronizer = Catalog::referenced(resync, &resync.spec.synchronizer_ref.name);
+    let structure = catalog
+        .synchronizer(&synchronizer)
+        .map(|s| Catalog::referenced(&s.resource, &s.resource.spec.structure_ref.name))
+        .unwrap_or_default();
+    let tracker = catalog
+        .structure(&structure)
+        .and_then(|s| Catalog::tracker_of(&s.resource))
+        .unwrap_or_default();
+    let objects = vec![
+        format!("Resync {id}"),
+        format!("Synchronizer {synchronizer}"),
+        format!("Structure {structure}"),
+        format!("Tracker {tracker}"),
+    ];
+    Chain {
+        synchronizer,
+        structure,
+        tracker,
+        objects,
+    }
+}
+
+/// Failures that may pass by themselves: the tracker unreachable or
+/// changed since the plan. Per-issue refusals and the rest need a person.
+fn retryable(error: &EngineError) -> bool {
+    matches!(
+        error,
+        EngineError::TrackerChanged { .. }
+            | EngineError::Tracker {
+                source: TrackerError::Remote { .. },
+                ..
+            }
+    )
 }
 
 /// Operations in a plan: structure operations and tracker updates.
@@ -188,23 +267,47 @@ fn excerpt(run: &crate::engine::Run) -> Option<String> {
     (!lines.is_empty()).then(|| lines.join("\n"))
 }
 
+/// The message of the Resync's current `Stalled` condition.
+fn stalled_message(resync: &Resync) -> Option<&str> {
+    resync
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Stalled" && c.status == "True")?
+        .message
+        .as_deref()
+}
+
 async fn awaiting(
     ctx: &Context,
     resync: &Resync,
-    next: ResyncStatus,
+    mut next: ResyncStatus,
     message: String,
 ) -> Result<Action, Error> {
-    let first_time = resync
-        .status
-        .as_ref()
-        .and_then(|s| s.plan.as_ref())
-        .map(|p| &p.hash)
-        != next.plan.as_ref().map(|p| &p.hash);
-    if first_time {
+    next.phase = Some("AwaitingApproval".into());
+    if stalled_message(resync) != Some(message.as_str()) {
         ctx.event(resync, false, "AwaitingApproval", "Plan", message.clone())
             .await;
     }
     let health = Health::new(State::Stalled, "AwaitingApproval", message);
+    finish(ctx, resync, next, health, Action::requeue(REPLAN)).await
+}
+
+/// Not run now, tried again later.
+async fn held_back(
+    ctx: &Context,
+    resync: &Resync,
+    mut next: ResyncStatus,
+    reason: &str,
+    message: &str,
+) -> Result<Action, Error> {
+    next.phase = Some("Pending".into());
+    if stalled_message(resync) != Some(message) {
+        ctx.event(resync, true, reason, "Plan", message.to_owned())
+            .await;
+    }
+    let health = Health::new(State::Stalled, reason, message);
     finish(ctx, resync, next, health, Action::requeue(REPLAN)).await
 }
 

@@ -47,12 +47,7 @@ async fn report(structure: Arc<Structure>, ctx: &Context) -> Result<Action, Erro
     let id = id(&structure);
     let (_, errors) = ctx.catalog();
     let problems = Context::problems(&errors, &[format!("Structure {id}")]);
-    let stored = ctx
-        .engine()
-        .await
-        .store()
-        .structure(&id)
-        .map_err(EngineError::from)?;
+    let stored = ctx.store().structure(&id).map_err(EngineError::from)?;
     let read_only = ctx.is_busy(&id);
     let mut next = StructureStatus {
         rows: Some(stored.forest.walk().len() as i64),

@@ -58,21 +58,21 @@ async fn run(sync: Arc<Synchronizer>, ctx: &Context) -> Result<Action, Error> {
         ..sync.status.clone().unwrap_or_default()
     };
     let (catalog, errors) = ctx.catalog();
-    let mut chain = vec![
-        format!("Synchronizer {id}"),
-        format!("Structure {structure}"),
-    ];
-    if let Some(tracker) = catalog
+    let tracker = catalog
         .structure(&structure)
         .and_then(|s| Catalog::tracker_of(&s.resource))
-    {
-        chain.push(format!("Tracker {tracker}"));
-    }
+        .unwrap_or_default();
+    let chain = [
+        format!("Synchronizer {id}"),
+        format!("Structure {structure}"),
+        format!("Tracker {tracker}"),
+    ];
     let problems = Context::problems(&errors, &chain);
-    if !problems.is_empty() {
+    if !problems.is_empty() || catalog.synchronizer(&id).is_none() {
         next.phase = Some("Error".into());
         let health = Health::new(State::Stalled, "InvalidSpec", problems.join("; "));
-        return finish(ctx, &sync, next, health, Action::await_change()).await;
+        // Objects applied together arrive in any order: look again later.
+        return finish(ctx, &sync, next, health, Action::requeue(INTERVAL)).await;
     }
     if !sync.spec.enabled {
         next.phase = Some("Stopped".into());
@@ -92,10 +92,12 @@ async fn run(sync: Arc<Synchronizer>, ctx: &Context) -> Result<Action, Error> {
         direction: primary_direction(&sync.spec),
         resync: None,
     };
-    let credentials = ctx.credentials(&catalog).await?;
+    let credentials = ctx.credentials(&catalog, &tracker).await?;
     let mut engine = ctx.engine().await;
     engine.set_credentials(credentials);
     let outcome = match engine.plan(&catalog, &scope).await {
+        // Leadership passed on while planning: the new leader runs it.
+        Ok(_) if !ctx.leading() => return Ok(Action::requeue(BUSY_RETRY)),
         Ok(run) => {
             let summary = run.set.summary;
             engine

@@ -5,7 +5,7 @@
 //! behind it are real.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -18,7 +18,6 @@ use serde_json::{Value, json};
 use tower_test::mock::{Handle, pair};
 
 use super::context::{Context, Stores};
-use super::metrics::Metrics;
 use super::{resync, structure, synchronizer};
 use crate::engine::Engine;
 use crate::spec::{Resync, Structure, Synchronizer, Tracker};
@@ -99,15 +98,16 @@ impl World {
             synchronizers: watched(std::slice::from_ref(&self.synchronizer)),
             resyncs: watched(resyncs),
         };
-        let store = SqliteStore::open(&self.dir.path().join("trellis.db")).unwrap();
-        let ctx = Context::new(
+        let mut ctx = Context::new(
             client,
             recorder,
-            Arc::new(Metrics::default()),
-            Engine::new(store, "trellis-controller"),
+            &self.dir.path().join("trellis.db"),
             stores,
-            Arc::new(AtomicBool::new(true)),
-        );
+        )
+        .unwrap();
+        ctx.leading.store(true, Ordering::SeqCst);
+        ctx.ready.store(true, Ordering::SeqCst);
+        ctx.local_root = Some(self.dir.path().to_owned());
         (Arc::new(ctx), handle)
     }
 
@@ -168,6 +168,14 @@ async fn a_destructive_resync_waits_for_approval_with_its_hash_and_writes_nothin
     let before = world.issues();
     let reconcile = tokio::spawn(resync::reconcile(Arc::new(resync_object.clone()), ctx));
 
+    let planning = expect(
+        &mut server,
+        "PATCH",
+        RESYNC_STATUS,
+        Some(json!(resync_object)),
+    )
+    .await;
+    assert_eq!(planning["status"]["phase"], "Planning");
     let event = expect(&mut server, "POST", EVENTS, None).await;
     assert_eq!(event["reason"], "AwaitingApproval");
     let patch = expect(
@@ -211,6 +219,13 @@ async fn an_approved_resync_runs_exactly_that_plan_and_a_stale_approval_is_refus
     // First learn the hash, as a reviewer would from the status.
     let (ctx, mut server) = world.context(&[world.resync(None)]);
     let waiting = tokio::spawn(resync::reconcile(Arc::new(world.resync(None)), ctx));
+    expect(
+        &mut server,
+        "PATCH",
+        RESYNC_STATUS,
+        Some(json!(world.resync(None))),
+    )
+    .await;
     expect(&mut server, "POST", EVENTS, None).await;
     let patch = expect(
         &mut server,
@@ -226,6 +241,7 @@ async fn an_approved_resync_runs_exactly_that_plan_and_a_stale_approval_is_refus
     let stale = world.resync(Some("deadbeefdeadbeef"));
     let (ctx, mut server) = world.context(std::slice::from_ref(&stale));
     let refused = tokio::spawn(resync::reconcile(Arc::new(stale.clone()), ctx));
+    expect(&mut server, "PATCH", RESYNC_STATUS, Some(json!(stale))).await;
     expect(&mut server, "POST", EVENTS, None).await;
     let patch = expect(&mut server, "PATCH", RESYNC_STATUS, Some(json!(stale))).await;
     assert_eq!(patch["status"]["phase"], "AwaitingApproval");
@@ -246,6 +262,7 @@ async fn an_approved_resync_runs_exactly_that_plan_and_a_stale_approval_is_refus
     let approved = world.resync(Some(&hash));
     let (ctx, mut server) = world.context(std::slice::from_ref(&approved));
     let run = tokio::spawn(resync::reconcile(Arc::new(approved.clone()), ctx.clone()));
+    expect(&mut server, "PATCH", RESYNC_STATUS, Some(json!(approved))).await;
     let running = expect(&mut server, "PATCH", RESYNC_STATUS, Some(json!(approved))).await;
     assert_eq!(running["status"]["phase"], "Running");
     assert_eq!(
@@ -264,13 +281,8 @@ async fn an_approved_resync_runs_exactly_that_plan_and_a_stale_approval_is_refus
         !world.issues().contains("parent: A-1"),
         "A-2's parent is cleared"
     );
-    assert!(
-        ctx.engine()
-            .await
-            .store()
-            .resync_done("default/export")
-            .unwrap()
-    );
+    // Done, keyed by the object (its uid: none in this test).
+    assert!(ctx.store().resync_done("default/export#").unwrap());
 }
 
 #[tokio::test]
@@ -403,6 +415,13 @@ async fn the_hash_to_approve_is_the_same_from_files_and_in_the_cluster() {
     let resync_object = world.resync(None);
     let (ctx, mut server) = world.context(std::slice::from_ref(&resync_object));
     let reconcile = tokio::spawn(resync::reconcile(Arc::new(resync_object.clone()), ctx));
+    expect(
+        &mut server,
+        "PATCH",
+        RESYNC_STATUS,
+        Some(json!(resync_object)),
+    )
+    .await;
     expect(&mut server, "POST", EVENTS, None).await;
     let patch = expect(
         &mut server,
@@ -432,4 +451,155 @@ async fn the_hash_to_approve_is_the_same_from_files_and_in_the_cluster() {
     let scope = crate::engine::Scope::of_resync(&catalog, "default/export").unwrap();
     let from_files = engine.plan(&catalog, &scope).await.unwrap().set.hash;
     assert_eq!(from_files, in_cluster);
+}
+
+const TRACKER_STATUS: &str = "/apis/trellis.dev/v1alpha1/namespaces/default/trackers/local/status";
+
+#[tokio::test]
+async fn a_reachable_tracker_is_connected_and_a_local_one_outside_the_allowed_folder_is_refused() {
+    let world = World::new();
+    let (ctx, mut server) = world.context(&[]);
+    let run = tokio::spawn(super::tracker::reconcile(
+        Arc::new(world.tracker.clone()),
+        ctx,
+    ));
+    let patch = expect(
+        &mut server,
+        "PATCH",
+        TRACKER_STATUS,
+        Some(json!(world.tracker)),
+    )
+    .await;
+    assert_eq!(patch["status"]["phase"], "Connected");
+    assert_eq!(patch["status"]["identity"], "trellis-controller");
+    assert!(
+        patch["status"]["capabilities"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("parent"))
+    );
+    assert_eq!(condition(&patch["status"], "Ready")["status"], "True");
+    run.await.unwrap().unwrap();
+
+    // Without --local-trackers, a local tracker could name any file of the
+    // controller's (its store included): refused.
+    let (ctx, mut server) = world.context(&[]);
+    let mut unconfined = Arc::try_unwrap(ctx).ok().unwrap();
+    unconfined.local_root = None;
+    let run = tokio::spawn(super::tracker::reconcile(
+        Arc::new(world.tracker.clone()),
+        Arc::new(unconfined),
+    ));
+    let patch = expect(
+        &mut server,
+        "PATCH",
+        TRACKER_STATUS,
+        Some(json!(world.tracker)),
+    )
+    .await;
+    let stalled = condition(&patch["status"], "Stalled");
+    assert_eq!(stalled["status"], "True");
+    assert!(
+        stalled["message"].as_str().unwrap().contains("local trackers are refused in the cluster unless the controller runs with --local-trackers DIR"),
+        "{stalled}"
+    );
+    run.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_secret_is_sent_to_a_tracker_only_when_labelled_for_it() {
+    let mut world = World::new();
+    world.tracker = serde_json::from_value(json!({
+        "apiVersion": "trellis.dev/v1alpha1", "kind": "Tracker",
+        "metadata": {"name": "local", "namespace": "default"},
+        "spec": {"type": "redmine", "url": "https://redmine.example.com",
+                 "credentials": {"secretRef": {"name": "redmine-api"}}}
+    }))
+    .unwrap();
+    let (ctx, mut server) = world.context(&[]);
+    let run = tokio::spawn(super::tracker::reconcile(
+        Arc::new(world.tracker.clone()),
+        ctx,
+    ));
+    let unlabelled = json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "redmine-api", "namespace": "default"},
+        "data": {"apiKey": "c2VjcmV0LWtleQ=="}
+    });
+    expect(
+        &mut server,
+        "GET",
+        "/api/v1/namespaces/default/secrets/redmine-api",
+        Some(unlabelled),
+    )
+    .await;
+    let event = expect(&mut server, "POST", EVENTS, None).await;
+    assert_eq!(event["reason"], "Unauthorized");
+    let patch = expect(
+        &mut server,
+        "PATCH",
+        TRACKER_STATUS,
+        Some(json!(world.tracker)),
+    )
+    .await;
+    assert_eq!(patch["status"]["phase"], "Unauthorized");
+    let message = condition(&patch["status"], "Stalled")["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        message.contains("lacks the label trellis.dev/credentials=true"),
+        "{message}"
+    );
+    assert!(
+        !patch.to_string().contains("secret-key"),
+        "the key never shows"
+    );
+    assert!(!event.to_string().contains("secret-key"));
+    run.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn an_enabled_synchronizer_runs_and_reports_its_last_sync() {
+    let mut world = World::new();
+    world.synchronizer.spec.enabled = true;
+    world.synchronizer.metadata.finalizers = Some(vec![synchronizer::FINALIZER.into()]);
+    let (ctx, mut server) = world.context(&[]);
+    let run = tokio::spawn(synchronizer::reconcile(
+        Arc::new(world.synchronizer.clone()),
+        ctx.clone(),
+    ));
+    let patch = expect(
+        &mut server,
+        "PATCH",
+        "/apis/trellis.dev/v1alpha1/namespaces/default/synchronizers/children/status",
+        Some(json!(world.synchronizer)),
+    )
+    .await;
+    let status = &patch["status"];
+    assert_eq!(status["phase"], "Running");
+    assert!(status["lastSync"].is_string());
+    assert_eq!(status["lastSync"], status["lastAttempt"]);
+    assert_eq!(status["errorCount"], 0);
+    assert_eq!(condition(status, "Ready")["status"], "True");
+    assert_eq!(
+        run.await.unwrap().unwrap(),
+        Action::requeue(Duration::from_secs(30))
+    );
+    // The declared rows are in the store now.
+    let stored = ctx.store().structure("default/plan").unwrap();
+    assert_eq!(stored.forest.walk().len(), 2);
+
+    // Woken again by its own status write: not due, no run, no write.
+    let mut synced = world.synchronizer.clone();
+    synced.status = serde_json::from_value(status.clone()).unwrap();
+    let again = synchronizer::reconcile(Arc::new(synced), ctx)
+        .await
+        .unwrap();
+    assert!(again != Action::await_change(), "requeued for the next run");
+    // The client is gone with the context: any request would be waiting here.
+    assert!(
+        server.next_request().await.is_none(),
+        "no request when not due"
+    );
 }

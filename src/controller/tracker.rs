@@ -10,7 +10,7 @@ use kube::runtime::controller::Action;
 
 use super::conditions::{Health, State};
 use super::context::{Context, Error};
-use crate::engine::EngineError;
+use crate::engine::{EngineError, check_tracker};
 use crate::spec::{Tracker, TrackerStatus, TrackerType};
 use crate::tracker::TrackerError;
 
@@ -34,15 +34,12 @@ pub async fn reconcile(tracker: Arc<Tracker>, ctx: Arc<Context>) -> Result<Actio
         next.phase = Some("Handshake".into());
         (
             Health::new(State::Stalled, "InvalidSpec", problems.join("; ")),
-            Action::await_change(),
+            Action::requeue(RETRY),
         )
     } else {
-        let credentials = ctx.credentials(&catalog).await?;
-        let mut engine = ctx.engine().await;
-        engine.set_credentials(credentials);
-        let checked = engine.check_tracker(&catalog, &id).await;
-        drop(engine);
-        match checked {
+        // No engine lock: a handshake need not wait for a run.
+        let credentials = ctx.credentials(&catalog, &id).await?;
+        match check_tracker(&catalog, &id, credentials, "trellis-controller").await {
             Ok(identity) => {
                 next.phase = Some("Connected".into());
                 next.identity = Some(identity.clone());

@@ -21,9 +21,9 @@ pub enum Credentials {
     /// `spec.credentials.env` or `spec.credentials.file`.
     #[default]
     CommandLine,
-    /// `spec.credentials.secretRef`: the Secrets' values by
-    /// `namespace/name/key`, read from the cluster by the controller.
-    Secrets(HashMap<String, ApiKey>),
+    /// `spec.credentials.secretRef`: by `namespace/name/key`, the value
+    /// read from the cluster by the controller, or why it cannot be used.
+    Secrets(HashMap<String, Result<ApiKey, String>>),
 }
 
 impl Credentials {
@@ -112,7 +112,7 @@ pub(super) fn client(
 /// The key from the tracker's Secret.
 fn secret_key(
     tracker: &Declared<TrackerResource>,
-    secrets: &HashMap<String, ApiKey>,
+    secrets: &HashMap<String, Result<ApiKey, String>>,
 ) -> Result<(ApiKey, String), EngineError> {
     let refuse = |field: &str, message: String| {
         let error = tracker
@@ -128,7 +128,11 @@ fn secret_key(
     };
     let source = format!("key {key} of Secret {namespace}/{name}");
     match secrets.get(&format!("{namespace}/{name}/{key}")) {
-        Some(value) => Ok((value.clone(), source)),
+        Some(Ok(value)) => Ok((value.clone(), source)),
+        Some(Err(why)) => Err(refuse(
+            "spec.credentials.secretRef",
+            format!("{source}: {why}"),
+        )),
         None => Err(refuse(
             "spec.credentials.secretRef",
             format!(

@@ -138,25 +138,6 @@ impl<S: Store> Engine<S> {
         &mut self.store
     }
 
-    /// Connects to a tracker: who Trellis acts as there (an account, or for
-    /// a tracker without accounts the person running Trellis), once a read
-    /// shows it can be reached.
-    pub async fn check_tracker(&self, catalog: &Catalog, id: &str) -> Result<String, EngineError> {
-        let mut trackers = Trackers::new(self.credentials.clone());
-        let client = trackers.get(catalog, id)?;
-        let error = |source| EngineError::Tracker {
-            tracker: id.to_owned(),
-            source,
-        };
-        match client.acting_as().await.map_err(error)? {
-            Some(account) => Ok(account),
-            None => {
-                client.snapshot().await.map_err(error)?;
-                Ok(self.author.clone())
-            }
-        }
-    }
-
     pub fn store(&self) -> &S {
         &self.store
     }
@@ -464,6 +445,31 @@ impl Run {
             Ok(())
         } else {
             Err(EngineError::MassRemoval(refusals))
+        }
+    }
+}
+
+/// Connects to a tracker: who Trellis acts as there (an account, or for a
+/// tracker without accounts the person running Trellis), once a read shows
+/// it can be reached. Needs no engine: the controller checks trackers while
+/// a run holds the engine.
+pub async fn check_tracker(
+    catalog: &Catalog,
+    id: &str,
+    credentials: Credentials,
+    person: &str,
+) -> Result<String, EngineError> {
+    let mut trackers = Trackers::new(credentials);
+    let client = trackers.get(catalog, id)?;
+    let error = |source| EngineError::Tracker {
+        tracker: id.to_owned(),
+        source,
+    };
+    match client.acting_as().await.map_err(error)? {
+        Some(account) => Ok(account),
+        None => {
+            client.snapshot().await.map_err(error)?;
+            Ok(person.to_owned())
         }
     }
 }
