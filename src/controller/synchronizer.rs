@@ -3,7 +3,9 @@
 //! this). A destructive plan is not applied by itself: the status names the
 //! hash, and a Resync with `approvedPlan` runs it. `enabled: false` stops a
 //! synchronizer after its in-flight run; deleting one waits for that run
-//! too (a finalizer), so a sync never outlives its declaration.
+//! too (a finalizer), so a sync never outlives its declaration. Phases:
+//! Handshake (first run) → Running | Stopped | Error | RestartRequired
+//! (synchronizers undoing each other: stopped until a spec changes).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +17,7 @@ use kube::{Api, ResourceExt};
 use super::conditions::{Health, State};
 use super::context::{Context, Error};
 use crate::engine::{Approval, EngineError, Scope, primary_direction};
+use crate::plan::PlanError;
 use crate::spec::{Catalog, IssueError, Synchronizer, SynchronizerStatus};
 use crate::tracker::TrackerError;
 
@@ -87,6 +90,16 @@ async fn run(sync: Arc<Synchronizer>, ctx: &Context) -> Result<Action, Error> {
     let Some(_claim) = ctx.claim(&structure) else {
         return Ok(Action::requeue(BUSY_RETRY));
     };
+    if next.phase.is_none() {
+        // Its first run: connecting to the tracker and reading it.
+        next.phase = Some("Handshake".into());
+        let health = Health::new(
+            State::Reconciling,
+            "Handshake",
+            "first run: reading the tracker",
+        );
+        finish(ctx, &sync, next.clone(), health, Action::await_change()).await?;
+    }
     let scope = Scope::Resync {
         synchronizer: id.clone(),
         direction: primary_direction(&sync.spec),
@@ -132,6 +145,22 @@ async fn run(sync: Arc<Synchronizer>, ctx: &Context) -> Result<Action, Error> {
             (
                 Health::new(State::Stalled, "NeedsApproval", message),
                 Action::requeue(INTERVAL),
+            )
+        }
+        // The cycle guard: synchronizers of this structure keep undoing each
+        // other. Running again changes nothing until a person changes one.
+        Err(
+            e @ EngineError::Plan {
+                source: PlanError::Fight(_),
+                ..
+            },
+        ) => {
+            next.phase = Some("RestartRequired".into());
+            ctx.event(&*sync, true, "RestartRequired", "Sync", e.to_string())
+                .await;
+            (
+                Health::new(State::Stalled, "RestartRequired", e.to_string()),
+                Action::await_change(),
             )
         }
         Err(e) => {

@@ -569,6 +569,14 @@ async fn an_enabled_synchronizer_runs_and_reports_its_last_sync() {
         Arc::new(world.synchronizer.clone()),
         ctx.clone(),
     ));
+    let handshake = expect(
+        &mut server,
+        "PATCH",
+        "/apis/trellis.dev/v1alpha1/namespaces/default/synchronizers/children/status",
+        Some(json!(world.synchronizer)),
+    )
+    .await;
+    assert_eq!(handshake["status"]["phase"], "Handshake");
     let patch = expect(
         &mut server,
         "PATCH",
