@@ -752,3 +752,119 @@ fn a_destructive_resync_in_files_runs_only_the_plan_its_approved_plan_names() {
         .assert()
         .stdout(contains("Resync default/export-once").not());
 }
+
+// ------------------------------------------------------------------- undo
+
+/// The job of the first history entry whose cause contains `cause`.
+fn job_of(ws: &Workspace, cause: &str) -> u64 {
+    let output = ws
+        .trellis()
+        .args(["history", "roadmap", "-o", "json"])
+        .output()
+        .unwrap();
+    let entries: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["cause"].as_str().unwrap().contains(cause))
+        .and_then(|e| e["job"].as_u64())
+        .unwrap_or_else(|| panic!("no job for {cause}"))
+}
+
+#[test]
+fn undo_reverses_one_job_under_the_approval_rules_and_refuses_once_things_moved_on() {
+    let ws = Workspace::new();
+    ws.apply();
+    let original = ws.read("quickstart/issues.yaml");
+    ws.trellis()
+        .args(["move", "roadmap", "PLAT-9", "--under", "PLAT-4"])
+        .assert()
+        .success();
+    ws.trellis()
+        .args(["export", "children", "-f", "quickstart"])
+        .assert()
+        .success();
+    assert_ne!(ws.read("quickstart/issues.yaml"), original);
+
+    // The export's tracker change, undone: PLAT-9's parent is PLAT-8 again.
+    let export = job_of(&ws, "(subtasks, from)");
+    ws.trellis()
+        .args(["undo", &export.to_string(), "-f", "quickstart"])
+        .assert()
+        .success()
+        .stdout(contains("undo job"))
+        .stdout(contains("PLAT-9: parent PLAT-4 → PLAT-8"));
+    let restored = ws.read("quickstart/issues.yaml");
+    assert!(
+        restored.contains("- key: PLAT-9\n  summary: Proration calculation in the pricing engine\n  type: Sub-task\n  status: To Do\n  parent: PLAT-8"),
+        "{restored}"
+    );
+    // Undone once is enough: what the job left is gone now.
+    ws.trellis()
+        .args(["undo", &export.to_string(), "-f", "quickstart"])
+        .assert()
+        .code(2)
+        .stderr(contains(format!(
+            "cannot undo job {export}: the parent of PLAT-9 changed since; nothing was changed"
+        )));
+
+    // The first import of the epics: children were added under them by
+    // another job since, so it is refused and names which.
+    let epics = job_of(&ws, "platform-epics");
+    ws.trellis()
+        .args(["undo", &epics.to_string(), "-f", "quickstart"])
+        .assert()
+        .code(2)
+        .stderr(contains("rows were added under PLAT-"));
+
+    // The subtasks import: refused while PLAT-9 sits where the person moved
+    // it; once it is back, undoing removes rows: destructive, approved by hash.
+    let children = job_of(&ws, "(subtasks, into)");
+    ws.trellis()
+        .args(["undo", &children.to_string(), "-f", "quickstart"])
+        .assert()
+        .code(2)
+        .stderr(contains("PLAT-9 was moved or removed since"));
+    ws.trellis()
+        .args(["move", "roadmap", "PLAT-9", "--under", "PLAT-8"])
+        .assert()
+        .success();
+    let refused = ws
+        .trellis()
+        .args(["undo", &children.to_string(), "-f", "quickstart"])
+        .assert()
+        .code(2)
+        .stderr(contains("destructive"));
+    let hash = plan_hash(&refused.get_output().stdout);
+    let rows_before = ws
+        .store()
+        .structure("default/roadmap")
+        .unwrap()
+        .forest
+        .walk()
+        .len();
+    ws.trellis()
+        .args([
+            "undo",
+            &children.to_string(),
+            "-f",
+            "quickstart",
+            "--approve",
+            &hash,
+        ])
+        .assert()
+        .success();
+    let rows_after = ws
+        .store()
+        .structure("default/roadmap")
+        .unwrap()
+        .forest
+        .walk()
+        .len();
+    assert!(rows_after < rows_before, "{rows_after} < {rows_before}");
+    ws.trellis()
+        .args(["history", "roadmap"])
+        .assert()
+        .stdout(contains(format!("undo of job {children}")));
+}

@@ -169,6 +169,15 @@ enum Command {
         #[arg(short, long, value_enum, default_value_t = HistoryFormat::Text)]
         output: HistoryFormat,
     },
+    /// Reverse one job's changes to its structure and tracker (the JOB
+    /// column of `history`); planned and approved like any run.
+    Undo {
+        job: u64,
+        #[command(flatten)]
+        files: OptionalFiles,
+        #[command(flatten)]
+        approve: Approve,
+    },
     /// A line per synchronizer: structure, type, enabled, last sync, errors.
     Status {
         #[command(flatten)]
@@ -451,6 +460,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Undo {
+            job,
+            files,
+            approve,
+        } => {
+            let mut engine = Engine::new(SqliteStore::open(&cli.state)?, author());
+            let catalog = catalog_or_remembered(engine.store(), &files.files)?;
+            let scope = engine.undo_scope(job)?;
+            let run = plan(&engine, &catalog, &scope).await?;
+            approve_and_apply(&mut engine, &catalog, run, approve.approve).await
+        }
         Command::History {
             structure,
             files,
@@ -511,11 +531,21 @@ async fn sync(
         }
     }
     let run = plan(&engine, &catalog, &scope).await?;
+    approve_and_apply(&mut engine, &catalog, run, approve).await
+}
+
+/// Shows a run, asks for (or checks) approval when it is destructive, and
+/// applies it. A run with nothing to change still goes through apply: it
+/// records each synchronizer's run (and completes a declared Resync).
+async fn approve_and_apply(
+    engine: &mut Engine<SqliteStore>,
+    catalog: &Catalog,
+    run: Run,
+    approve: Option<String>,
+) -> anyhow::Result<ExitCode> {
     let terminal = std::io::stdout().is_terminal();
     print!("{}", render::plan_text(&run.set, None, terminal));
     run.check_safety()?;
-    // A run with nothing to change still goes through apply: it records each
-    // synchronizer's run (and completes a declared Resync).
     let approval = match approve {
         Some(hash) => Approval::Hash(hash),
         None if run.set.summary.destructive > 0 && std::io::stdin().is_terminal() => {
@@ -526,7 +556,7 @@ async fn sync(
         }
         None => Approval::None,
     };
-    apply(&mut engine, &catalog, run, &approval).await
+    apply(engine, catalog, run, &approval).await
 }
 
 /// Applies a saved plan: plans again from the same declarations and applies

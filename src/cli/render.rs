@@ -309,13 +309,14 @@ pub fn status_table(catalog: &Catalog, jobs: &[JobRecord]) -> String {
 /// `trellis history`: a line per journal entry, oldest first.
 pub fn history_table(entries: &[HistoryEntry]) -> String {
     let mut rows = vec![
-        ["VERSION", "TIME", "AUTHOR", "CAUSE", "CHANGE"]
+        ["VERSION", "JOB", "TIME", "AUTHOR", "CAUSE", "CHANGE"]
             .map(String::from)
             .to_vec(),
     ];
     rows.extend(entries.iter().map(|e| {
         vec![
             e.version.to_string(),
+            e.job.map_or_else(|| "-".to_owned(), |j| j.to_string()),
             e.time.strftime("%Y-%m-%d %H:%M:%SZ").to_string(),
             e.author.clone(),
             e.cause.clone(),

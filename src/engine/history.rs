@@ -22,6 +22,9 @@ pub struct HistoryEntry {
     pub change: String,
     /// The change as journaled.
     pub operation: Recorded,
+    /// The job that made it, for `trellis undo JOB`; none for manual edits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job: Option<u64>,
 }
 
 /// The journal of `structure`, oldest first.
@@ -71,6 +74,7 @@ pub fn history<S: Store>(store: &S, structure: &str) -> Result<Vec<HistoryEntry>
                 Recorded::Tracker(op) => format!("tracker: {op}"),
             },
             operation: entry.change.clone(),
+            job: entry.job,
         })
         .collect())
 }

@@ -21,11 +21,11 @@ use std::collections::HashMap;
 
 use crate::model::{Direction, Forest, Snapshot};
 use crate::plan::{
-    PlanError, PlanSet, Planned, StructureInput, StructureOp, StructurePlan, UnitPlan,
+    PlanError, PlanSet, Planned, StructureInput, StructureOp, StructurePlan, UndoRule, UnitPlan,
     mass_removals, plan_structure,
 };
 use crate::spec::{Catalog, Declared, SpecErrors, Structure};
-use crate::store::{Baseline, Change, Commit, JobRecord, JobState, Store, StoreError};
+use crate::store::{Baseline, Change, Commit, JobRecord, JobState, Recorded, Store, StoreError};
 use crate::tracker::{Tracker, TrackerError};
 
 pub use connect::Credentials;
@@ -142,6 +142,44 @@ impl<S: Store> Engine<S> {
         &self.store
     }
 
+    /// What `trellis undo JOB` runs: the reverse of the job's journaled
+    /// changes, on its structure.
+    pub fn undo_scope(&self, job: u64) -> Result<Scope, EngineError> {
+        let record = self.store.job(job)?.ok_or_else(|| {
+            EngineError::NotFound(format!(
+                "there is no job {job}; `trellis history STRUCTURE` shows each change with its job"
+            ))
+        })?;
+        let changes = self.store.job_changes(job)?;
+        if changes.is_empty() {
+            return Err(EngineError::Invalid(format!(
+                "job {job} ({}) changed nothing; there is nothing to undo",
+                record.summary
+            )));
+        }
+        let mut structure_ops = Vec::new();
+        let mut tracker_ops = Vec::new();
+        for entry in changes {
+            match entry.change {
+                Recorded::Structure(op) => structure_ops.push(op),
+                Recorded::Tracker(op) => tracker_ops.push(op),
+            }
+        }
+        let direction = match record.direction.as_deref() {
+            Some("from") => Direction::From,
+            _ => Direction::Into,
+        };
+        Ok(Scope::Undo {
+            structure: record.structure,
+            direction,
+            rule: UndoRule {
+                job,
+                structure_ops,
+                tracker_ops,
+            },
+        })
+    }
+
     /// The declared Resyncs not carried out yet, by id.
     pub fn pending_resyncs(&self, catalog: &Catalog) -> Result<Vec<String>, EngineError> {
         let mut pending = Vec::new();
@@ -203,9 +241,13 @@ impl<S: Store> Engine<S> {
                     structure: id.clone(),
                     source,
                 })?;
-            plan.mass_removals = mass_removals(&plan, rows_before, |sync| {
-                units::removal_limits(catalog, sync)
-            });
+            // The guard is against a synchronizer gone wrong; an undo names
+            // the job it reverses and is approved by its own hash.
+            if !matches!(scope, Scope::Undo { .. }) {
+                plan.mass_removals = mass_removals(&plan, rows_before, |sync| {
+                    units::removal_limits(catalog, sync)
+                });
+            }
             tracing::info!(structure = %id, summary = %plan.summary, hash = %plan.hash, "planned");
             prepared.push(Prepared {
                 structure: id,
@@ -323,6 +365,7 @@ impl<S: Store> Engine<S> {
                     },
                     ops: &unit.structure_ops,
                     tracker_ops: &unit.tracker_ops,
+                    synchronizer: source.synchronizer(),
                 }
             })
             .collect();
@@ -421,6 +464,7 @@ impl<S: Store> Engine<S> {
                 author: self.author.clone(),
                 ops: &ops,
                 tracker_ops: &[],
+                synchronizer: None,
             }],
             jobs: &[],
             synchronizers: &[],
@@ -541,7 +585,11 @@ fn baselines(forest: &Forest, snapshot: &Snapshot, synchronizers: &[String]) -> 
 fn source_of<'s>(sources: &'s [UnitSource], unit: &UnitPlan) -> &'s UnitSource {
     sources
         .iter()
-        .find(|s| s.synchronizer() == Some(unit.synchronizer.as_str()))
+        .find(|source| match source {
+            UnitSource::Synchronizer { id, .. } => *id == unit.synchronizer,
+            UnitSource::Undo(_) => unit.kind == "undo",
+            UnitSource::DeclaredRows => false,
+        })
         .unwrap_or(&UnitSource::DeclaredRows)
 }
 

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use crate::model::{Direction, RowItem};
 use crate::plan::{
-    DeclaredRow, FilterRule, Placement, RemovalLimits, Rule, StatusRollupRule, Unit,
+    DeclaredRow, FilterRule, Placement, RemovalLimits, Rule, StatusRollupRule, UndoRule, Unit,
 };
 use crate::spec::{
     Catalog, Declared, RowSpec, Structure, SynchronizerType, supported, unsupported_direction,
@@ -27,6 +27,12 @@ pub enum Scope {
         synchronizer: String,
         direction: Direction,
         resync: Option<String>,
+    },
+    /// The reverse of one job (`trellis undo`), alone on the job's structure.
+    Undo {
+        structure: String,
+        direction: Direction,
+        rule: UndoRule,
     },
 }
 
@@ -98,12 +104,13 @@ impl Scope {
 pub enum UnitSource {
     DeclaredRows,
     Synchronizer { id: String, resync: Option<String> },
+    Undo(UndoRule),
 }
 
 impl UnitSource {
     pub fn synchronizer(&self) -> Option<&str> {
         match self {
-            UnitSource::DeclaredRows => None,
+            UnitSource::DeclaredRows | UnitSource::Undo(_) => None,
             UnitSource::Synchronizer { id, .. } => Some(id),
         }
     }
@@ -121,6 +128,7 @@ impl UnitSource {
     pub fn cause(&self, kind: &str, direction: Direction) -> String {
         match self {
             UnitSource::DeclaredRows => "declared rows".into(),
+            UnitSource::Undo(rule) => format!("undo of job {}", rule.job),
             UnitSource::Synchronizer { id, resync: None } => {
                 format!("synchronizer {id} ({kind}, {direction})")
             }
@@ -149,6 +157,22 @@ pub(super) fn select(
     scope: &Scope,
 ) -> Result<Vec<Selected>, EngineError> {
     let id = structure.id();
+    if let Scope::Undo {
+        structure: target,
+        direction,
+        rule,
+    } = scope
+    {
+        // Alone: declared rows or synchronizers would redo what it undoes.
+        return Ok(if *target == id {
+            vec![Selected {
+                source: UnitSource::Undo(rule.clone()),
+                direction: *direction,
+            }]
+        } else {
+            Vec::new()
+        });
+    }
     // synchronizer id → (direction, resync id)
     let mut chosen: BTreeMap<String, (Direction, Option<String>)> = BTreeMap::new();
     match scope {
@@ -159,6 +183,7 @@ pub(super) fn select(
                 }
             }
         }
+        Scope::Undo { .. } => unreachable!("returned above"),
         Scope::Resync {
             synchronizer,
             direction,
@@ -226,6 +251,7 @@ pub(super) async fn build(
                 structure.id(),
                 Rule::DeclaredRows(declared(&structure.resource.spec.rows)),
             ),
+            UnitSource::Undo(rule) => (format!("job {}", rule.job), Rule::Undo(rule.clone())),
             UnitSource::Synchronizer { id, .. } => {
                 let spec = &catalog
                     .synchronizer(id)

@@ -19,6 +19,7 @@ mod guard;
 mod outline;
 mod rollup;
 mod subtasks;
+mod undo;
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -33,6 +34,7 @@ use crate::model::{
 pub use declared::DeclaredRow;
 pub use guard::{MassRemoval, RemovalLimits, mass_removals};
 pub use outline::render_outline;
+pub use undo::UndoRule;
 
 /// One synchronizer (or the structure's declared rows) to run in one direction.
 #[derive(Clone, Debug)]
@@ -55,6 +57,8 @@ pub enum Rule {
     Subtasks,
     /// A parent issue's status follows its children's.
     StatusRollup(StatusRollupRule),
+    /// The reverse of one job's changes (`trellis undo`).
+    Undo(UndoRule),
 }
 
 impl Rule {
@@ -64,6 +68,7 @@ impl Rule {
             Rule::Filter(_) => "filter",
             Rule::Subtasks => "subtasks",
             Rule::StatusRollup(_) => "statusRollup",
+            Rule::Undo(_) => "undo",
         }
     }
 
@@ -77,6 +82,8 @@ impl Rule {
             Rule::DeclaredRows(_) | Rule::Filter(_) => Rule::FILTER_DIRECTIONS,
             Rule::Subtasks => Rule::SUBTASKS_DIRECTIONS,
             Rule::StatusRollup(_) => Rule::STATUS_ROLLUP_DIRECTIONS,
+            // It reverses whichever side the job changed.
+            Rule::Undo(_) => Rule::SUBTASKS_DIRECTIONS,
         }
     }
 }
@@ -336,6 +343,10 @@ pub struct StructurePlan {
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     #[error(
+        "cannot undo job {job}: {reason}; nothing was changed (an undo reverses a job only while what it left is still there: undo the later jobs that changed it first, newest first)"
+    )]
+    UndoConflict { job: u64, reason: String },
+    #[error(
         "issues {} form a parent cycle ({} → {}); give one of them another parent in the tracker, then plan again",
         .0.join(", "), .0.join(" → "), .0[0]
     )]
@@ -519,6 +530,7 @@ fn run(
             rollup::plan_from(forest, snapshot.to_mut(), rule, plan);
             Ok(())
         }
+        (Rule::Undo(rule), _) => undo::plan(forest, snapshot.to_mut(), rule, plan),
         (Rule::Subtasks, Direction::From) => {
             subtasks::plan_from(forest, snapshot, plan);
             for op in &plan.tracker_ops {

@@ -42,6 +42,9 @@ pub struct Change<'a> {
     pub ops: &'a [StructureOp],
     /// Its changes to issues, journaled with the structure's version.
     pub tracker_ops: &'a [TrackerOp],
+    /// The synchronizer that made it: its entries are journaled with that
+    /// synchronizer's job of the commit, which `undo` reverses.
+    pub synchronizer: Option<&'a str>,
 }
 
 /// The last synced state of one issue for one synchronizer: what
@@ -98,6 +101,9 @@ pub struct JournalEntry {
     pub author: String,
     pub cause: String,
     pub change: Recorded,
+    /// The job that made it (none for manual edits): what `undo` takes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<u64>,
 }
 
 /// What a journal entry records. Untagged: both kinds carry an `op` tag of
@@ -152,6 +158,11 @@ pub trait Store {
     fn resync_done(&self, resync: &str) -> Result<bool, StoreError>;
 
     fn journal(&self, structure: &str) -> Result<Vec<JournalEntry>, StoreError>;
+
+    fn job(&self, id: u64) -> Result<Option<JobRecord>, StoreError>;
+
+    /// What one job changed, in the order it was made.
+    fn job_changes(&self, id: u64) -> Result<Vec<JournalEntry>, StoreError>;
 
     /// Deletes a structure's rows, journal and jobs, and its synchronizers'
     /// baselines, in one transaction.

@@ -17,7 +17,8 @@ use crate::plan::StructureOp;
 
 /// Schema migrations; `PRAGMA user_version` records how many have run.
 /// Append new ones, never edit old ones.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE structures (
     id       TEXT PRIMARY KEY,
     version  INTEGER NOT NULL,
@@ -71,7 +72,14 @@ CREATE TABLE resources (
     body TEXT NOT NULL,
     PRIMARY KEY (kind, id)
 );
-"#];
+"#,
+    r#"
+-- Each journal entry names the job that made it (none for manual edits and
+-- entries older than this migration), so that a job can be undone.
+ALTER TABLE journal ADD COLUMN job INTEGER;
+CREATE INDEX journal_by_job ON journal (job, version, seq);
+"#,
+];
 
 pub struct SqliteStore {
     /// Behind a mutex so that a store can be shared by the controller's
@@ -228,11 +236,25 @@ fn job_from_row(r: &rusqlite::Row) -> rusqlite::Result<JobRecord> {
     })
 }
 
-fn insert_jobs(tx: &Transaction, jobs: &[JobRecord]) -> rusqlite::Result<()> {
+/// A journal entry from `SELECT version, time, author, cause, change, job`.
+fn journal_entry(r: &rusqlite::Row) -> rusqlite::Result<JournalEntry> {
+    Ok(JournalEntry {
+        version: r.get(0)?,
+        time: timestamp(r.get(1)?)?,
+        author: r.get(2)?,
+        cause: r.get(3)?,
+        change: json(r.get(4)?)?,
+        job: r.get(5)?,
+    })
+}
+
+/// Inserts jobs; their ids, in order.
+fn insert_jobs(tx: &Transaction, jobs: &[JobRecord]) -> rusqlite::Result<Vec<u64>> {
     let mut insert = tx.prepare_cached(
         "INSERT INTO jobs (structure, synchronizer, resync, direction, author, plan_hash, state, summary, error, started, finished)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )?;
+    let mut ids = Vec::with_capacity(jobs.len());
     for job in jobs {
         let state = match job.state {
             JobState::Succeeded => "succeeded",
@@ -251,8 +273,9 @@ fn insert_jobs(tx: &Transaction, jobs: &[JobRecord]) -> rusqlite::Result<()> {
             job.started.to_string(),
             job.finished.to_string(),
         ])?;
+        ids.push(tx.last_insert_rowid() as u64);
     }
-    Ok(())
+    Ok(ids)
 }
 
 /// The parents whose children lists the operations changed.
@@ -386,6 +409,13 @@ impl Store for SqliteStore {
                 found,
             });
         }
+        let job_ids = insert_jobs(&tx, commit.jobs).map_err(err)?;
+        let job_of = |synchronizer: Option<&str>| {
+            let index = commit.jobs.iter().position(|j| {
+                synchronizer.is_some() && j.synchronizer.as_deref() == synchronizer
+            })?;
+            Some(job_ids[index])
+        };
         let has_ops = commit.changes.iter().any(|c| !c.ops.is_empty());
         let version = if has_ops { found + 1 } else { found };
         tx.execute(
@@ -405,7 +435,7 @@ impl Store for SqliteStore {
                 )
                 .map_err(err)?;
             let mut journal = tx
-                .prepare_cached("INSERT INTO journal (structure, version, seq, time, author, cause, change) VALUES (?, ?, ?, ?, ?, ?, ?)")
+                .prepare_cached("INSERT INTO journal (structure, version, seq, time, author, cause, change, job) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
                 .map_err(err)?;
             let now = jiff::Timestamp::now().to_string();
             // Changes to issues alone keep the version: their entries follow
@@ -440,7 +470,8 @@ impl Store for SqliteStore {
                             now,
                             change.author,
                             change.cause,
-                            body
+                            body,
+                            job_of(change.synchronizer)
                         ])
                         .map_err(err)?;
                     seq += 1;
@@ -488,7 +519,6 @@ impl Store for SqliteStore {
                     .map_err(err)?;
             }
         }
-        insert_jobs(&tx, commit.jobs).map_err(err)?;
         tx.commit().map_err(err)?;
         Ok(version)
     }
@@ -529,18 +559,29 @@ impl Store for SqliteStore {
     fn journal(&self, structure: &str) -> Result<Vec<JournalEntry>, StoreError> {
         let connection = self.connection();
         let mut statement = connection
-            .prepare("SELECT version, time, author, cause, change FROM journal WHERE structure = ? ORDER BY version, seq")
+            .prepare("SELECT version, time, author, cause, change, job FROM journal WHERE structure = ? ORDER BY version, seq")
             .map_err(|e| self.error(e))?;
         let entries = statement
-            .query_map([structure], |r| {
-                Ok(JournalEntry {
-                    version: r.get(0)?,
-                    time: timestamp(r.get(1)?)?,
-                    author: r.get(2)?,
-                    cause: r.get(3)?,
-                    change: json(r.get(4)?)?,
-                })
-            })
+            .query_map([structure], journal_entry)
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| self.error(e))?;
+        Ok(entries)
+    }
+
+    fn job(&self, id: u64) -> Result<Option<JobRecord>, StoreError> {
+        self.connection()
+            .query_row("SELECT * FROM jobs WHERE id = ?", [id], job_from_row)
+            .optional()
+            .map_err(|e| self.error(e))
+    }
+
+    fn job_changes(&self, id: u64) -> Result<Vec<JournalEntry>, StoreError> {
+        let connection = self.connection();
+        let mut statement = connection
+            .prepare("SELECT version, time, author, cause, change, job FROM journal WHERE job = ? ORDER BY version, seq")
+            .map_err(|e| self.error(e))?;
+        let entries = statement
+            .query_map([id], journal_entry)
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
             .map_err(|e| self.error(e))?;
         Ok(entries)

@@ -107,6 +107,7 @@ fn commit(
         author: "alice".to_owned(),
         ops: &edit.ops,
         tracker_ops: &[],
+        synchronizer: None,
     }];
     // The synchronizers that ran are the ones the baselines name.
     let mut synchronizers: Vec<String> = baselines.iter().map(|b| b.synchronizer.clone()).collect();
@@ -240,18 +241,21 @@ fn the_journal_records_each_operation_with_its_version_author_and_cause() {
             author: "bob".to_owned(),
             ops: &e.ops[..1],
             tracker_ops: &[],
+            synchronizer: None,
         },
         Change {
             cause: cause.to_owned(),
             author: "default/filter as bob".to_owned(),
             ops: &e.ops[1..],
             tracker_ops: &[],
+            synchronizer: None,
         },
         Change {
             cause: "nothing to do".to_owned(),
             author: "bob".to_owned(),
             ops: &[],
             tracker_ops: &[],
+            synchronizer: None,
         },
     ];
     let first = Commit {
@@ -273,6 +277,7 @@ fn the_journal_records_each_operation_with_its_version_author_and_cause() {
         author: "default/rollup as bob".to_owned(),
         ops: &[],
         tracker_ops: std::slice::from_ref(&status),
+        synchronizer: None,
     }];
     let version = store
         .commit(&Commit {
