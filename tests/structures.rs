@@ -234,15 +234,16 @@ fn history_lists_who_changed_what_and_why() {
     };
     assert_eq!(
         columns(lines[0]),
-        ["VERSION", "TIME", "AUTHOR", "CAUSE", "CHANGE"]
+        ["VERSION", "JOB", "TIME", "AUTHOR", "CAUSE", "CHANGE"]
     );
     // Declared rows are the person's; synchronizers act as the tracker
     // identity (the local tracker has no accounts: the person running it).
     let first = columns(lines[1]);
     assert_eq!(
-        [&first[0], &first[2], &first[3], &first[4]],
+        [&first[0], &first[1], &first[3], &first[4], &first[5]],
         [
             "1",
+            "-",
             "alice",
             "declared rows",
             "add Platform/ at the top level"
@@ -257,18 +258,32 @@ fn history_lists_who_changed_what_and_why() {
         .map(|l| columns(l))
         .collect();
     assert_eq!(
-        [&last[0][0], &last[0][2], &last[0][3], &last[0][4]],
+        [
+            &last[0][0],
+            &last[0][1],
+            &last[0][3],
+            &last[0][4],
+            &last[0][5]
+        ],
         [
             "2",
+            "-",
             "alice",
             "manual move",
             "move PLAT-9 from under PLAT-8 to under PLAT-4"
         ]
     );
     assert_eq!(
-        [&last[1][0], &last[1][2], &last[1][3], &last[1][4]],
+        [
+            &last[1][0],
+            &last[1][1],
+            &last[1][3],
+            &last[1][4],
+            &last[1][5]
+        ],
         [
             "2",
+            "4",
             "default/children as alice",
             "synchronizer default/children (subtasks, from)",
             "tracker: PLAT-9: parent PLAT-8 → PLAT-4"
