@@ -69,6 +69,11 @@ pub enum EngineError {
         "the approved plan {approved} is not the current plan {current} (the tracker, the structure or the declarations changed since it was reviewed); nothing was changed: review the current plan and approve {current}"
     )]
     StaleApproval { approved: String, current: String },
+    #[error("{}", partly_applied(.applied, .failed))]
+    PartlyApplied {
+        applied: Vec<(String, u64)>,
+        failed: Vec<(String, String)>,
+    },
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -279,13 +284,27 @@ impl<S: Store> Engine<S> {
         check_approval(&run.set, approval)?;
         let mut trackers = run.trackers;
         let mut applied = Applied::default();
+        let mut failed = Vec::new();
+        // Structures write to different trackers (two exports to one are
+        // refused when planning), so one failing does not hold back the rest.
         for prepared in run.prepared {
-            let version = self
-                .apply_structure(catalog, &mut trackers, prepared)
-                .await?;
-            applied.structures.push(version);
+            let structure = prepared.structure.clone();
+            match self.apply_structure(catalog, &mut trackers, prepared).await {
+                Ok(version) => applied.structures.push(version),
+                Err(e) => failed.push((structure, e)),
+            }
         }
-        Ok(applied)
+        match failed.len() {
+            0 => Ok(applied),
+            1 if applied.structures.is_empty() => Err(failed.remove(0).1),
+            _ => Err(EngineError::PartlyApplied {
+                applied: applied.structures,
+                failed: failed
+                    .into_iter()
+                    .map(|(structure, e)| (structure, e.to_string()))
+                    .collect(),
+            }),
+        }
     }
 
     async fn apply_structure(
@@ -491,6 +510,19 @@ impl Run {
             Err(EngineError::MassRemoval(refusals))
         }
     }
+}
+
+fn partly_applied(applied: &[(String, u64)], failed: &[(String, String)]) -> String {
+    let mut text = String::from(
+        "some structures were applied and some failed; run again to complete the failed ones:",
+    );
+    for (structure, version) in applied {
+        text.push_str(&format!("\n  applied: {structure} is at version {version}"));
+    }
+    for (structure, error) in failed {
+        text.push_str(&format!("\n  failed: {structure}: {error}"));
+    }
+    text
 }
 
 /// Connects to a tracker: who Trellis acts as there (an account, or for a
