@@ -16,6 +16,7 @@
 mod declared;
 mod filter;
 mod guard;
+mod hierarchy;
 mod outline;
 mod rollup;
 mod subtasks;
