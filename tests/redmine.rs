@@ -740,3 +740,111 @@ async fn status_changes_are_written_by_name_and_refusals_name_the_allowed_ones()
     assert_eq!(failures[0].issue, parent);
     assert!(failures[0].message.contains("Nonexistent"), "{error}");
 }
+
+#[tokio::test]
+async fn links_import_and_export_write_relations_and_deletions_need_approval() {
+    let Some(redmine) = redmine().await else {
+        return;
+    };
+    let project = redmine.project("relations").await;
+    let epic = redmine.issue(&project, FEATURE, "Checkout", None).await;
+    let other = redmine.issue(&project, FEATURE, "Receipts", None).await;
+    let story = redmine.issue(&project, BUG, "Pay by card", None).await;
+    redmine.relate(&epic, &story, "blocks").await;
+    let ws = redmine.workspace(
+        &project,
+        &format!(
+            r#"---
+apiVersion: trellis.dev/v1alpha1
+kind: Synchronizer
+metadata: {{name: epics}}
+spec:
+  structureRef: {{name: plan}}
+  type: filter
+  filter: {{query: "tracker_id={FEATURE}&status_id=*"}}
+---
+apiVersion: trellis.dev/v1alpha1
+kind: Synchronizer
+metadata: {{name: blocking}}
+spec:
+  structureRef: {{name: plan}}
+  type: links
+  directions: [into, from]
+  links: {{type: blocks, parentEnd: source, scope: expand}}
+"#
+        ),
+    );
+    let (code, _, stderr) = ws.run(&["apply", "-f", "trellis.yaml"]);
+    assert_eq!(code, 0, "{stderr}");
+    let (_, outline, _) = ws.run(&["show", "plan"]);
+    assert_eq!(
+        outline,
+        format!(
+            "{epic} [Feature] Checkout (New)\n  {story} [Bug] Pay by card (New)\n{other} [Feature] Receipts (New)\n"
+        )
+    );
+
+    // The story moves to the other epic: the export links it there and
+    // deletes the old relation, which needs the plan's hash.
+    ws.run(&["move", "plan", &story, "--under", &other]);
+    let (code, stdout, stderr) = ws.run(&["export", "blocking", "-f", "trellis.yaml"]);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!("! {epic}: delete link blocks → {story}")),
+        "{stdout}"
+    );
+    let hash = stderr
+        .split("--approve ")
+        .nth(1)
+        .and_then(|s| s.split('`').next())
+        .expect("the refusal names the hash")
+        .to_owned();
+    let (code, stdout, stderr) = ws.run(&[
+        "export",
+        "blocking",
+        "-f",
+        "trellis.yaml",
+        "--approve",
+        &hash,
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let snapshot = redmine.tracker(&project).snapshot().await.unwrap();
+    let blocks = |key: &str| snapshot.get(key).unwrap().links.clone();
+    let link = |target: &str| Link {
+        link_type: "blocks".into(),
+        target: target.into(),
+    };
+    assert_eq!(blocks(&epic), vec![]);
+    assert_eq!(blocks(&other), vec![link(&story)]);
+
+    // Writes are idempotent: creating a relation Redmine has (its 422) and
+    // deleting one it no longer has change nothing.
+    let tracker = redmine.tracker(&project);
+    let again = [
+        TrackerOp::AddLink {
+            issue: other.clone(),
+            link_type: "blocks".into(),
+            target: story.clone(),
+        },
+        TrackerOp::RemoveLink {
+            issue: epic.clone(),
+            link_type: "blocks".into(),
+            target: story.clone(),
+        },
+    ];
+    tracker.apply(&again).await.unwrap();
+    // Redmine's own refusals are reported against the issue: no circular `blocks`.
+    let error = tracker
+        .apply(&[TrackerOp::AddLink {
+            issue: story.clone(),
+            link_type: "blocks".into(),
+            target: other.clone(),
+        }])
+        .await
+        .unwrap_err();
+    let TrackerError::Writes { done: 0, failures } = &error else {
+        panic!("{error}")
+    };
+    assert_eq!(failures[0].issue, story);
+    assert!(failures[0].message.contains("422"), "{error}");
+}

@@ -4,6 +4,7 @@
 mod common;
 
 use common::Workspace;
+use predicates::prelude::PredicateBooleanExt;
 use predicates::str::contains;
 use trellis::store::Store;
 
@@ -382,4 +383,114 @@ fn portfolio_declarations_are_checked() {
         .code(2)
         .stderr(contains("all.yaml:7: spec.portfolio: a portfolio aggregates other structures and has no tracker of its own"))
         .stderr(contains("all.yaml:14: spec: a structure needs spec.trackerRef (the tracker whose issues it holds) or spec.portfolio (the structures it aggregates)"));
+}
+
+// ------------------------------------------------------------------ links
+
+#[test]
+fn links_import_hangs_stories_under_what_they_implement_and_export_relinks_a_move() {
+    let ws = Workspace::new();
+    ws.copy_example("links");
+    ws.trellis()
+        .args(["apply", "-f", "links"])
+        .assert()
+        .success();
+    ws.trellis()
+        .args(["show", "traceability"])
+        .assert()
+        .success()
+        .stdout(contains(
+            "REQ-2 [Requirement] Receipts are emailed within a minute (Approved)\n  APP-3 [Story] Receipt email template (To Do)\n  APP-4 [Story] Send receipts from a queue (To Do)\nREQ-3",
+        ));
+    // QA-1 implements REQ-3 too, but the child filter takes stories only.
+    ws.trellis()
+        .args(["show", "traceability"])
+        .assert()
+        .stdout(contains("QA-1").not());
+    ws.trellis()
+        .args(["move", "traceability", "APP-2", "--under", "REQ-2"])
+        .assert()
+        .success();
+    // Deleting the old link is destructive: listed, and not done unapproved.
+    ws.trellis()
+        .args(["export", "implemented-by", "-f", "links"])
+        .assert()
+        .code(2)
+        .stdout(contains("! APP-2: delete link implements → REQ-1"))
+        .stdout(contains("~ APP-2: add link implements → REQ-2"))
+        .stdout(contains("2 tracker updates, 1 destructive"));
+    assert!(
+        ws.read("links/issues.yaml")
+            .contains("target: REQ-1\n  - key: APP-3")
+    );
+    // Until exported, an import would follow the tracker and move it back.
+    ws.trellis()
+        .args(["plan", "-f", "links"])
+        .assert()
+        .code(1)
+        .stdout(contains(
+            "+  APP-2 [Story] Retry a declined card (In Progress)",
+        ));
+    let out = ws
+        .trellis()
+        .args(["export", "implemented-by", "-f", "links"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let hash = stdout
+        .split("Plan hash: ")
+        .nth(1)
+        .and_then(|s| s.lines().next())
+        .unwrap()
+        .to_owned();
+    ws.trellis()
+        .args([
+            "export",
+            "implemented-by",
+            "-f",
+            "links",
+            "--approve",
+            &hash,
+        ])
+        .assert()
+        .success();
+    let issues = ws.read("links/issues.yaml");
+    let app2 = &issues[issues.find("key: APP-2").unwrap()..issues.find("key: APP-3").unwrap()];
+    assert!(
+        app2.contains("type: implements\n    target: REQ-2"),
+        "{app2}"
+    );
+    assert!(!app2.contains("REQ-1"), "{app2}");
+    ws.trellis()
+        .args([
+            "resync",
+            "implemented-by",
+            "--direction",
+            "from",
+            "-f",
+            "links",
+        ])
+        .assert()
+        .code(0)
+        .stdout(contains("Plan: 0 to add"));
+}
+
+#[test]
+fn links_parameters_are_checked_and_redmine_types_must_read_back_as_written() {
+    let ws = Workspace::new();
+    let file = ws.write(
+        "links.yaml",
+        &format!(
+            "{HEADER}kind: Tracker\nmetadata:\n  name: rm\nspec:\n  type: redmine\n  url: https://redmine.example.com\n  credentials: {{env: KEY}}\n---\n{HEADER}kind: Structure\nmetadata:\n  name: rs\nspec:\n  trackerRef: {{name: rm}}\n---\n{HEADER}kind: Synchronizer\nmetadata:\n  name: l1\nspec:\n  structureRef: {{name: rs}}\n  type: links\n  links:\n    type: blocked\n    parentEnd: source\n---\n{HEADER}kind: Synchronizer\nmetadata:\n  name: l2\nspec:\n  structureRef: {{name: roadmap}}\n  type: links\n---\n{HEADER}kind: Synchronizer\nmetadata:\n  name: l3\nspec:\n  structureRef: {{name: roadmap}}\n  type: links\n  links:\n    type: blocks\n    parentEnd: target\n    parentFilter: type ==\n"
+        ),
+    );
+    ws.trellis()
+        .args(["validate", "-f", "quickstart", "-f"])
+        .arg(&file)
+        .assert()
+        .code(2)
+        .stderr(contains("links.yaml:25: spec.links.type: Redmine stores `blocked` as `blocks` with the ends swapped; use `type: blocks` and swap `parentEnd`"))
+        .stderr(contains("links.yaml:34: spec.type: a links synchronizer needs spec.links"))
+        .stderr(contains("links.yaml:46: spec.links.parentFilter: invalid query"))
+        .stderr(contains("3 errors in the declarations; nothing was changed"));
 }

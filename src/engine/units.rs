@@ -4,10 +4,12 @@ use std::collections::{BTreeMap, HashSet};
 
 use crate::model::{Direction, RowItem};
 use crate::plan::{
-    DeclaredRow, FilterRule, Placement, RemovalLimits, Rule, StatusRollupRule, UndoRule, Unit,
+    DeclaredRow, FilterRule, LinkEnd, LinkScope, LinksRule, Placement, RemovalLimits, Rule,
+    StatusRollupRule, UndoRule, Unit,
 };
 use crate::spec::{
-    Catalog, Declared, RowSpec, Structure, SynchronizerType, supported, unsupported_direction,
+    Catalog, Declared, LinkEndSpec, LinkScopeSpec, LinksSpec, RowSpec, Structure, SynchronizerType,
+    supported, unsupported_direction,
 };
 use crate::tracker::{AnyTracker, Tracker, TrackerError};
 
@@ -150,7 +152,7 @@ pub(super) struct Selected {
 
 /// The units `scope` runs on `structure`, in planning order: declared rows,
 /// then synchronizers that insert rows (filter), then those that arrange
-/// them (subtasks), then those that read the arrangement (statusRollup).
+/// them (subtasks, links), then those that read the arrangement (statusRollup).
 pub(super) fn select(
     catalog: &Catalog,
     structure: &Declared<Structure>,
@@ -219,7 +221,7 @@ pub(super) fn select(
                 .type_;
             let order = match kind {
                 SynchronizerType::Filter => 0,
-                SynchronizerType::Subtasks => 1,
+                SynchronizerType::Subtasks | SynchronizerType::Links => 1,
                 SynchronizerType::StatusRollup => 2,
             };
             (order, sync, direction, resync)
@@ -275,6 +277,13 @@ pub(super) async fn build(
                         unreachable!("validated: filters have spec.filter")
                     }
                     (SynchronizerType::Subtasks, _, _) => Rule::Subtasks,
+                    (SynchronizerType::Links, _, _) => {
+                        let links = spec
+                            .links
+                            .as_ref()
+                            .expect("validated: links synchronizers have spec.links");
+                        Rule::Links(links_rule(links, tracker).await?)
+                    }
                     (SynchronizerType::StatusRollup, _, Some(rollup)) => {
                         Rule::StatusRollup(StatusRollupRule {
                             statuses: rollup.statuses.clone(),
@@ -298,6 +307,28 @@ pub(super) async fn build(
     Ok(units)
 }
 
+/// The links rule, with its filters run on the tracker.
+async fn links_rule(links: &LinksSpec, tracker: &AnyTracker) -> Result<LinksRule, TrackerError> {
+    let matches = async |query: &Option<String>| match query {
+        Some(query) => tracker.search(query).await.map(Some),
+        None => Ok(None),
+    };
+    Ok(LinksRule {
+        link_type: links.type_.clone(),
+        parent_end: match links.parent_end {
+            LinkEndSpec::Source => LinkEnd::Source,
+            LinkEndSpec::Target => LinkEnd::Target,
+        },
+        parents: matches(&links.parent_filter).await?,
+        children: matches(&links.child_filter).await?,
+        scope: match links.scope {
+            LinkScopeSpec::Structure => LinkScope::Structure,
+            LinkScopeSpec::Expand => LinkScope::Expand,
+            LinkScopeSpec::All => LinkScope::All,
+        },
+    })
+}
+
 fn declared(rows: &[RowSpec]) -> Vec<DeclaredRow> {
     rows.iter()
         .map(|r| DeclaredRow {
@@ -315,7 +346,12 @@ fn declared(rows: &[RowSpec]) -> Vec<DeclaredRow> {
 pub(super) fn arrangers(catalog: &Catalog, structure: &str) -> HashSet<String> {
     catalog
         .synchronizers_of(structure)
-        .filter(|s| s.resource.spec.type_ == SynchronizerType::Subtasks)
+        .filter(|s| {
+            matches!(
+                s.resource.spec.type_,
+                SynchronizerType::Subtasks | SynchronizerType::Links
+            )
+        })
         .map(|s| s.id())
         .collect()
 }

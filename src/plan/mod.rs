@@ -3,19 +3,22 @@
 //! From a structure's content (a [`Forest`]), a tracker [`Snapshot`] and the
 //! structure's synchronizers (as [`Unit`]s with a direction), it computes a
 //! [`StructurePlan`]: structure operations (add / move / remove rows, keeping
-//! sibling order) and tracker operations (set / clear parent), a summary, an
+//! sibling order) and tracker operations (set / clear parent, add / delete
+//! link, set status), a summary, an
 //! outline diff, the fingerprint of the state it was computed from and a hash
 //! of its operations. It never reads or writes anything: the engine feeds it
 //! and applies what it returns.
 //!
 //! Units run in order on a working copy, so each sees what the previous ones
 //! did: declared rows first, then synchronizers that insert rows (filter),
-//! then those that arrange them (subtasks), then those that read the
+//! then those that arrange them (subtasks, links), then those that read the
 //! arrangement (statusRollup).
 
 mod declared;
 mod filter;
 mod guard;
+mod hierarchy;
+mod links;
 mod outline;
 mod rollup;
 mod subtasks;
@@ -28,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::model::{
-    Direction, Forest, ForestError, Issue, Position, Row, RowId, RowItem, Snapshot, Workflow,
+    Direction, Forest, ForestError, Issue, Link, Position, Row, RowId, RowItem, Snapshot, Workflow,
 };
 
 pub use declared::DeclaredRow;
@@ -55,6 +58,8 @@ pub enum Rule {
     Filter(FilterRule),
     /// Child issues under their parent issue.
     Subtasks,
+    /// Issues under the issues they are linked to by one link type.
+    Links(LinksRule),
     /// A parent issue's status follows its children's.
     StatusRollup(StatusRollupRule),
     /// The reverse of one job's changes (`trellis undo`).
@@ -67,6 +72,7 @@ impl Rule {
             Rule::DeclaredRows(_) => "declared rows",
             Rule::Filter(_) => "filter",
             Rule::Subtasks => "subtasks",
+            Rule::Links(_) => "links",
             Rule::StatusRollup(_) => "statusRollup",
             Rule::Undo(_) => "undo",
         }
@@ -74,6 +80,7 @@ impl Rule {
 
     pub const FILTER_DIRECTIONS: &'static [Direction] = &[Direction::Into];
     pub const SUBTASKS_DIRECTIONS: &'static [Direction] = &[Direction::Into, Direction::From];
+    pub const LINKS_DIRECTIONS: &'static [Direction] = &[Direction::Into, Direction::From];
     /// Structure for Jira's rollup only ever changes issues.
     pub const STATUS_ROLLUP_DIRECTIONS: &'static [Direction] = &[Direction::From];
 
@@ -81,6 +88,7 @@ impl Rule {
         match self {
             Rule::DeclaredRows(_) | Rule::Filter(_) => Rule::FILTER_DIRECTIONS,
             Rule::Subtasks => Rule::SUBTASKS_DIRECTIONS,
+            Rule::Links(_) => Rule::LINKS_DIRECTIONS,
             Rule::StatusRollup(_) => Rule::STATUS_ROLLUP_DIRECTIONS,
             // It reverses whichever side the job changed.
             Rule::Undo(_) => Rule::SUBTASKS_DIRECTIONS,
@@ -95,6 +103,44 @@ pub struct FilterRule {
     pub under: Placement,
     /// Remove rows this synchronizer added once their issue stops matching.
     pub remove: bool,
+}
+
+/// A hierarchy read from one link type: which end of a link is the parent,
+/// which issues may be parents and children, and how far it reaches.
+#[derive(Clone, Debug)]
+pub struct LinksRule {
+    pub link_type: String,
+    pub parent_end: LinkEnd,
+    /// Keys of the issues the parent filter matched; any issue when `None`.
+    /// A link whose parent does not match is not this synchronizer's.
+    pub parents: Option<HashSet<String>>,
+    /// Likewise for the child end.
+    pub children: Option<HashSet<String>>,
+    pub scope: LinkScope,
+}
+
+/// Which end of a link is the parent: the issue that holds it (`A blocks
+/// B`: A) or the one it points to (B).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkEnd {
+    Source,
+    Target,
+}
+
+/// Which issues a links synchronizer works on; it also decides which links
+/// an export may delete (only those the synchronizer could put back).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkScope {
+    /// Only issues already in the structure are arranged; an export deletes
+    /// only links between two issues in the structure.
+    Structure,
+    /// Also adds the children found through links under their parents;
+    /// exports as `Structure` does.
+    Expand,
+    /// Every linked issue: the roots of the link hierarchy join at the top
+    /// level, and an export deletes every link of the type that the
+    /// structure does not show (destructive: each is listed in the plan).
+    All,
 }
 
 #[derive(Clone, Debug)]
@@ -173,6 +219,21 @@ pub enum TrackerOp {
         issue: String,
         from: String,
     },
+    /// A link of `link_type` from `issue` to `target` is created.
+    AddLink {
+        issue: String,
+        #[serde(rename = "linkType")]
+        link_type: String,
+        target: String,
+    },
+    /// The link is deleted: destructive, what it recorded is gone from the
+    /// tracker.
+    RemoveLink {
+        issue: String,
+        #[serde(rename = "linkType")]
+        link_type: String,
+        target: String,
+    },
     /// A status change (statusRollup); not destructive: the issue keeps
     /// everything else, and a person can change the status back.
     SetStatus {
@@ -187,12 +248,17 @@ impl TrackerOp {
         match self {
             TrackerOp::SetParent { issue, .. }
             | TrackerOp::ClearParent { issue, .. }
+            | TrackerOp::AddLink { issue, .. }
+            | TrackerOp::RemoveLink { issue, .. }
             | TrackerOp::SetStatus { issue, .. } => issue,
         }
     }
 
     pub fn is_destructive(&self) -> bool {
-        matches!(self, TrackerOp::ClearParent { .. })
+        matches!(
+            self,
+            TrackerOp::ClearParent { .. } | TrackerOp::RemoveLink { .. }
+        )
     }
 
     /// Applies the operation to a snapshot (the planner's working copy).
@@ -207,6 +273,30 @@ impl TrackerOp {
         match self {
             TrackerOp::SetParent { to, .. } => replace(&mut issue.parent, Some(to.clone())),
             TrackerOp::ClearParent { .. } => replace(&mut issue.parent, None),
+            TrackerOp::AddLink {
+                link_type, target, ..
+            } => {
+                let link = Link {
+                    link_type: link_type.clone(),
+                    target: target.clone(),
+                };
+                match issue.links.binary_search(&link) {
+                    Ok(_) => false,
+                    Err(at) => {
+                        issue.links.insert(at, link);
+                        true
+                    }
+                }
+            }
+            TrackerOp::RemoveLink {
+                link_type, target, ..
+            } => {
+                let before = issue.links.len();
+                issue
+                    .links
+                    .retain(|l| !(l.link_type == *link_type && l.target == *target));
+                issue.links.len() != before
+            }
             TrackerOp::SetStatus { to, .. } => replace(&mut issue.status, to.clone()),
         }
     }
@@ -226,6 +316,16 @@ impl std::fmt::Display for TrackerOp {
                 write!(f, "{issue}: parent {from} → {to}")
             }
             TrackerOp::ClearParent { issue, from } => write!(f, "{issue}: parent {from} → (none)"),
+            TrackerOp::AddLink {
+                issue,
+                link_type,
+                target,
+            } => write!(f, "{issue}: add link {link_type} → {target}"),
+            TrackerOp::RemoveLink {
+                issue,
+                link_type,
+                target,
+            } => write!(f, "{issue}: delete link {link_type} → {target}"),
             TrackerOp::SetStatus { issue, from, to } => write!(f, "{issue}: status {from} → {to}"),
         }
     }
@@ -264,7 +364,8 @@ pub struct Summary {
     pub move_: usize,
     pub remove: usize,
     pub tracker_updates: usize,
-    /// Operations that need approval: row removals and cleared parents.
+    /// Operations that need approval: row removals, cleared parents and
+    /// deleted links.
     pub destructive: usize,
 }
 
@@ -356,6 +457,22 @@ pub enum PlanError {
         .0.join(", "), .0.join(" → "), .0[0]
     )]
     ExportCycle(Vec<String>),
+    #[error(
+        "issues {} form a cycle through `{link_type}` links ({} → {}): each is under the next; delete one of these links in the tracker (or narrow the synchronizer's filters), then plan again",
+        .issues.join(", "), .issues.join(" → "), .issues[0]
+    )]
+    LinkCycle {
+        link_type: String,
+        issues: Vec<String>,
+    },
+    #[error(
+        "exporting would make issues {} a cycle through `{link_type}` links ({} → {}): rows sit under issues that links outside the structure put below them; move those rows (or delete one of the links in the tracker), then export again",
+        .issues.join(", "), .issues.join(" → "), .issues[0]
+    )]
+    LinkExportCycle {
+        link_type: String,
+        issues: Vec<String>,
+    },
     #[error(
         "{unit} is a {kind} synchronizer and cannot sync {direction}; it supports: {supported}"
     )]
@@ -525,6 +642,22 @@ fn run(
         }
         (Rule::Subtasks, Direction::Into) => {
             subtasks::plan_into(forest, snapshot, &unit.name, declared, plan)
+        }
+        (Rule::Links(rule), Direction::Into) => {
+            links::plan_into(forest, snapshot, &unit.name, rule, declared, plan)
+        }
+        (Rule::Links(rule), Direction::From) => {
+            links::plan_from(forest, snapshot, rule, plan);
+            for op in &plan.tracker_ops {
+                op.apply(snapshot.to_mut());
+            }
+            match links::cycle(snapshot, rule) {
+                Some(issues) if !plan.tracker_ops.is_empty() => Err(PlanError::LinkExportCycle {
+                    link_type: rule.link_type.clone(),
+                    issues,
+                }),
+                _ => Ok(()),
+            }
         }
         (Rule::StatusRollup(rule), _) => {
             rollup::plan_from(forest, snapshot.to_mut(), rule, plan);

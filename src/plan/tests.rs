@@ -716,3 +716,5 @@ fn status_rollup_only_syncs_from_the_structure() {
         "ns/rollup is a statusRollup synchronizer and cannot sync into; it supports: from"
     );
 }
+
+mod links;

@@ -4,13 +4,13 @@
 //!
 //! Changes are reversed last to first, and each only if what the job left
 //! is still there: a row moved to another parent, removed, re-added or
-//! given rows of its own since, an issue whose parent or status changed
-//! since. Otherwise the whole undo is refused, naming what changed: an undo
-//! that guesses would lose someone else's later work. Sibling order is the
+//! given rows of its own since, an issue whose parent, status or links
+//! changed since. Otherwise the whole undo is refused, naming what changed:
+//! an undo that guesses would lose someone else's later work. Sibling order is the
 //! one thing restored loosely: when the row a restored row followed has
 //! moved away, it goes last under its parent (and the plan says so).
 
-use crate::model::{Forest, Position, Row, RowId, RowItem, Snapshot};
+use crate::model::{Forest, Issue, Position, Row, RowId, RowItem, Snapshot};
 
 use super::{PlanError, StructureOp, TrackerOp, UnitPlan};
 
@@ -128,6 +128,38 @@ pub(super) fn plan(
                     to: from.clone(),
                 }
             }
+            TrackerOp::AddLink {
+                issue: key,
+                link_type,
+                target,
+            } => {
+                if !has_link(issue, link_type, target) {
+                    return Err(conflict(format!(
+                        "the {link_type} link from {key} to {target} is gone since"
+                    )));
+                }
+                TrackerOp::RemoveLink {
+                    issue: key.clone(),
+                    link_type: link_type.clone(),
+                    target: target.clone(),
+                }
+            }
+            TrackerOp::RemoveLink {
+                issue: key,
+                link_type,
+                target,
+            } => {
+                if has_link(issue, link_type, target) {
+                    return Err(conflict(format!(
+                        "the {link_type} link from {key} to {target} is back since"
+                    )));
+                }
+                TrackerOp::AddLink {
+                    issue: key.clone(),
+                    link_type: link_type.clone(),
+                    target: target.clone(),
+                }
+            }
             TrackerOp::SetStatus {
                 issue: key,
                 from,
@@ -147,6 +179,13 @@ pub(super) fn plan(
         plan.tracker_ops.push(reverse);
     }
     Ok(())
+}
+
+fn has_link(issue: &Issue, link_type: &str, target: &str) -> bool {
+    issue
+        .links
+        .iter()
+        .any(|l| l.link_type == link_type && l.target == target)
 }
 
 /// Where a row goes back to: `at`, or last under the same parent when the

@@ -320,6 +320,8 @@ pub struct SynchronizerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<FilterSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub links: Option<LinksSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status_rollup: Option<StatusRollupSpec>,
     /// Limits on what one plan may remove; see [`SafetySpec`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -352,6 +354,8 @@ pub enum SynchronizerType {
     Filter,
     /// Child issues under their parent issue.
     Subtasks,
+    /// Issues under the issues one link type links them to.
+    Links,
     /// A parent's status follows its children's (from the structure only).
     StatusRollup,
 }
@@ -361,6 +365,7 @@ impl SynchronizerType {
         match self {
             SynchronizerType::Filter => "filter",
             SynchronizerType::Subtasks => "subtasks",
+            SynchronizerType::Links => "links",
             SynchronizerType::StatusRollup => "statusRollup",
         }
     }
@@ -394,6 +399,48 @@ pub struct FilterSpec {
     /// Remove rows this synchronizer added once their issue stops matching.
     #[serde(default)]
     pub remove: bool,
+}
+
+/// A hierarchy from one link type.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LinksSpec {
+    /// The link type, as the tracker names it (Redmine: `blocks`,
+    /// `precedes`, `duplicates` or `copied_to`).
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// Which end of a link is the parent: `source`, the issue that holds
+    /// it (`A blocks B`: A), or `target` (B).
+    pub parent_end: LinkEndSpec,
+    /// Only issues this query matches are parents; links to others are not
+    /// this synchronizer's (never followed, never deleted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_filter: Option<String>,
+    /// Likewise for children.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub child_filter: Option<String>,
+    /// `structure` (the default): only issues already in the structure;
+    /// `expand`: also add children found through links; `all`: every linked
+    /// issue, and an export deletes every link of the type that the
+    /// structure does not show.
+    #[serde(default)]
+    pub scope: LinkScopeSpec,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum LinkEndSpec {
+    Source,
+    Target,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum LinkScopeSpec {
+    #[default]
+    Structure,
+    Expand,
+    All,
 }
 
 /// How a parent's status follows its children's.

@@ -9,7 +9,7 @@ use crate::tracker::redmine;
 
 use super::load::{Catalog, Declared, SpecError, local_issues_file};
 use super::{
-    FilterSpec, PortfolioSpec, RowSpec, StatusRollupSpec, Structure, Synchronizer,
+    FilterSpec, LinksSpec, PortfolioSpec, RowSpec, StatusRollupSpec, Structure, Synchronizer,
     SynchronizerType, Tracker, TrackerType,
 };
 
@@ -353,6 +353,7 @@ fn validate_synchronizer(
     // Each type's parameters live in a block of their own name.
     for (field, present, owner) in [
         ("filter", spec.filter.is_some(), SynchronizerType::Filter),
+        ("links", spec.links.is_some(), SynchronizerType::Links),
         (
             "statusRollup",
             spec.status_rollup.is_some(),
@@ -385,7 +386,86 @@ fn validate_synchronizer(
             )),
             Some(rollup) => validate_status_rollup(sync, rollup, errors),
         },
+        SynchronizerType::Links => match &spec.links {
+            None => errors.push(origin.error(
+                "spec.type",
+                "a links synchronizer needs spec.links with a link type and which end is the parent, e.g. `{type: blocks, parentEnd: source}`",
+            )),
+            Some(links) => validate_links(catalog, sync, links, errors),
+        },
         SynchronizerType::Subtasks => {}
+    }
+}
+
+/// The type of the tracker behind a synchronizer's structure, if declared.
+fn tracker_type(catalog: &Catalog, sync: &Declared<Synchronizer>) -> Option<TrackerType> {
+    let structure_id = Catalog::referenced(&sync.resource, &sync.resource.spec.structure_ref.name);
+    let structure = catalog.structure(&structure_id)?;
+    let tracker = Catalog::tracker_of(&structure.resource)?;
+    catalog.tracker(&tracker).map(|t| t.resource.spec.type_)
+}
+
+/// A query in the language of the synchronizer's tracker.
+fn check_query(
+    catalog: &Catalog,
+    sync: &Declared<Synchronizer>,
+    field: &str,
+    query: &str,
+    errors: &mut Vec<SpecError>,
+) {
+    let checked = match tracker_type(catalog, sync) {
+        Some(TrackerType::Redmine) => redmine::Filter::parse(query)
+            .map(drop)
+            .map_err(|e| e.to_string()),
+        _ => Query::parse(query).map(drop).map_err(|e| e.to_string()),
+    };
+    if let Err(e) = checked {
+        errors.push(sync.origin.error(field, format!("invalid query: {e}")));
+    }
+}
+
+fn validate_links(
+    catalog: &Catalog,
+    sync: &Declared<Synchronizer>,
+    links: &LinksSpec,
+    errors: &mut Vec<SpecError>,
+) {
+    let origin = &sync.origin;
+    let link_type = links.type_.as_str();
+    if link_type.trim().is_empty() {
+        errors.push(origin.error(
+            "spec.links.type",
+            "name the link type, as the tracker names it (e.g. `blocks`)",
+        ));
+    } else if tracker_type(catalog, sync) == Some(TrackerType::Redmine)
+        && !redmine::STORED_AS_WRITTEN.contains(&link_type)
+    {
+        // Redmine turns these around when it stores them: links Trellis
+        // wrote would read back as another type, or with the ends swapped.
+        let hint = match redmine::forward_type(link_type) {
+            Some(forward) => format!(
+                "Redmine stores `{link_type}` as `{forward}` with the ends swapped; use `type: {forward}` and swap `parentEnd`"
+            ),
+            None if link_type == "relates" => {
+                "Redmine stores `relates` from the smaller issue id, so it has no direction to read a hierarchy from".into()
+            }
+            None => format!("Redmine has no relation type `{link_type}`"),
+        };
+        errors.push(origin.error(
+            "spec.links.type",
+            format!(
+                "{hint}; a links synchronizer on Redmine takes one of: {}",
+                redmine::STORED_AS_WRITTEN.join(", ")
+            ),
+        ));
+    }
+    for (field, query) in [
+        ("spec.links.parentFilter", &links.parent_filter),
+        ("spec.links.childFilter", &links.child_filter),
+    ] {
+        if let Some(query) = query {
+            check_query(catalog, sync, field, query, errors);
+        }
     }
 }
 
@@ -398,20 +478,7 @@ fn validate_filter(
     let origin = &sync.origin;
     let structure_id = Catalog::referenced(&sync.resource, &sync.resource.spec.structure_ref.name);
     let structure = catalog.structure(&structure_id);
-    let tracker = structure
-        .and_then(|s| Catalog::tracker_of(&s.resource))
-        .and_then(|id| catalog.tracker(&id));
-    let checked = match tracker.map(|t| t.resource.spec.type_) {
-        Some(TrackerType::Redmine) => redmine::Filter::parse(&filter.query)
-            .map(drop)
-            .map_err(|e| e.to_string()),
-        _ => Query::parse(&filter.query)
-            .map(drop)
-            .map_err(|e| e.to_string()),
-    };
-    if let Err(e) = checked {
-        errors.push(origin.error("spec.filter.query", format!("invalid query: {e}")));
-    }
+    check_query(catalog, sync, "spec.filter.query", &filter.query, errors);
     if let Some(under) = &filter.under {
         match (&under.folder, &under.issue, structure) {
             (Some(folder), None, Some(structure)) => {
@@ -472,6 +539,7 @@ pub fn supported(kind: SynchronizerType) -> &'static [Direction] {
     match kind {
         SynchronizerType::Filter => Rule::FILTER_DIRECTIONS,
         SynchronizerType::Subtasks => Rule::SUBTASKS_DIRECTIONS,
+        SynchronizerType::Links => Rule::LINKS_DIRECTIONS,
         SynchronizerType::StatusRollup => Rule::STATUS_ROLLUP_DIRECTIONS,
     }
 }

@@ -115,6 +115,16 @@ impl Http {
             .map(drop)
     }
 
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> Result<(), HttpError> {
+        self.send(Method::POST, path, &[], Some(body))
+            .await
+            .map(drop)
+    }
+
+    pub async fn delete(&self, path: &str) -> Result<(), HttpError> {
+        self.send(Method::DELETE, path, &[], None).await.map(drop)
+    }
+
     /// Sends one request, retrying transient failures; the body of a 2xx answer.
     async fn send(
         &self,

@@ -22,6 +22,7 @@
 
 mod filter;
 mod http;
+mod relations;
 mod status;
 mod wire;
 
@@ -38,6 +39,7 @@ use crate::plan::TrackerOp;
 pub use filter::{Filter, FilterError};
 pub use http::{ApiKey, Retry};
 use http::{Http, HttpError};
+pub use relations::{STORED_AS_WRITTEN, forward_type};
 use wire::{CurrentUser, IssuePage, WireIssue};
 
 /// Redmine's largest page. Loops go on while `total_count` says more is
@@ -322,13 +324,17 @@ impl Tracker for RedmineTracker {
         }
         self.handshake().await?;
         let mut failures = self.write_statuses(ops).await?;
+        failures.extend(self.write_links(ops).await?);
         let mut written = Vec::new();
         for op in ops {
             let operation = op.to_string();
             let target = match op {
                 TrackerOp::SetParent { to, .. } => Some(to.as_str()),
                 TrackerOp::ClearParent { .. } => None,
-                TrackerOp::SetStatus { .. } => continue, // written above
+                // Written above.
+                TrackerOp::SetStatus { .. }
+                | TrackerOp::AddLink { .. }
+                | TrackerOp::RemoveLink { .. } => continue,
             };
             let ids = issue_id(op.issue(), &operation).and_then(|id| {
                 let parent = target.map(|t| issue_id(t, &operation)).transpose()?;
