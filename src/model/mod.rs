@@ -3,11 +3,13 @@
 
 mod forest;
 mod issue;
+pub mod rank;
 mod snapshot;
 mod workflow;
 
 pub use forest::{Forest, ForestError, Position, Row, RowId, RowItem};
 pub use issue::{Issue, Link, StatusCategory, split_key};
+pub use rank::RankAnchor;
 pub use snapshot::Snapshot;
 pub(crate) use snapshot::hex;
 pub use workflow::Workflow;

@@ -14,6 +14,7 @@
 //! then those that arrange them (subtasks, links), then those that read the
 //! arrangement (statusRollup).
 
+mod agile;
 mod declared;
 mod filter;
 mod guard;
@@ -31,7 +32,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::model::{
-    Direction, Forest, ForestError, Issue, Link, Position, Row, RowId, RowItem, Snapshot, Workflow,
+    Direction, Forest, ForestError, Issue, Link, Position, RankAnchor, Row, RowId, RowItem,
+    Snapshot, Workflow, rank,
 };
 
 pub use declared::DeclaredRow;
@@ -60,6 +62,9 @@ pub enum Rule {
     Subtasks,
     /// Issues under the issues they are linked to by one link type.
     Links(LinksRule),
+    /// A query's issues as a backlog: stories under epics, sub-tasks under
+    /// stories, in rank order.
+    Agile(AgileRule),
     /// A parent issue's status follows its children's.
     StatusRollup(StatusRollupRule),
     /// The reverse of one job's changes (`trellis undo`).
@@ -73,6 +78,7 @@ impl Rule {
             Rule::Filter(_) => "filter",
             Rule::Subtasks => "subtasks",
             Rule::Links(_) => "links",
+            Rule::Agile(_) => "agile",
             Rule::StatusRollup(_) => "statusRollup",
             Rule::Undo(_) => "undo",
         }
@@ -81,6 +87,7 @@ impl Rule {
     pub const FILTER_DIRECTIONS: &'static [Direction] = &[Direction::Into];
     pub const SUBTASKS_DIRECTIONS: &'static [Direction] = &[Direction::Into, Direction::From];
     pub const LINKS_DIRECTIONS: &'static [Direction] = &[Direction::Into, Direction::From];
+    pub const AGILE_DIRECTIONS: &'static [Direction] = &[Direction::Into, Direction::From];
     /// Structure for Jira's rollup only ever changes issues.
     pub const STATUS_ROLLUP_DIRECTIONS: &'static [Direction] = &[Direction::From];
 
@@ -89,6 +96,7 @@ impl Rule {
             Rule::DeclaredRows(_) | Rule::Filter(_) => Rule::FILTER_DIRECTIONS,
             Rule::Subtasks => Rule::SUBTASKS_DIRECTIONS,
             Rule::Links(_) => Rule::LINKS_DIRECTIONS,
+            Rule::Agile(_) => Rule::AGILE_DIRECTIONS,
             Rule::StatusRollup(_) => Rule::STATUS_ROLLUP_DIRECTIONS,
             // It reverses whichever side the job changed.
             Rule::Undo(_) => Rule::SUBTASKS_DIRECTIONS,
@@ -117,6 +125,15 @@ pub struct LinksRule {
     /// Likewise for the child end.
     pub children: Option<HashSet<String>>,
     pub scope: LinkScope,
+}
+
+/// A backlog: the issues of a query, and whether sub-tasks go under their
+/// stories (otherwise they are placed as any issue without an epic).
+#[derive(Clone, Debug)]
+pub struct AgileRule {
+    /// Keys of the issues the query matched.
+    pub matches: HashSet<String>,
+    pub subtasks: bool,
 }
 
 /// Which end of a link is the parent: the issue that holds it (`A blocks
@@ -241,7 +258,31 @@ pub enum TrackerOp {
         from: String,
         to: String,
     },
+    /// The issue's epic changes (agile). Clearing it (`to: None`) is
+    /// destructive, as clearing a parent is: the issue leaves its epic's
+    /// plans and reports, and nothing in the tracker says where it was.
+    /// Moving it to another epic is not: it still has one, and the journal
+    /// can move it back.
+    SetEpic {
+        issue: String,
+        from: Option<String>,
+        to: Option<String>,
+    },
+    /// `issues` go right after (or before) the anchor in the tracker's rank
+    /// order, in the order listed (agile). At most [`RANK_BATCH`] issues, as
+    /// Jira's rank API takes. `previous` is, for each issue, the issue it
+    /// followed before (none: it was first), so an undo can put it back.
+    Rank {
+        issues: Vec<String>,
+        #[serde(flatten)]
+        anchor: RankAnchor,
+        previous: Vec<Option<String>>,
+    },
 }
+
+/// The most issues one rank operation moves (Jira's `PUT
+/// /rest/agile/1.0/issue/rank` takes at most 50).
+pub const RANK_BATCH: usize = 50;
 
 impl TrackerOp {
     pub fn issue(&self) -> &str {
@@ -250,26 +291,47 @@ impl TrackerOp {
             | TrackerOp::ClearParent { issue, .. }
             | TrackerOp::AddLink { issue, .. }
             | TrackerOp::RemoveLink { issue, .. }
-            | TrackerOp::SetStatus { issue, .. } => issue,
+            | TrackerOp::SetStatus { issue, .. }
+            | TrackerOp::SetEpic { issue, .. } => issue,
+            TrackerOp::Rank { issues, .. } => issues.first().map_or("", String::as_str),
+        }
+    }
+
+    /// Every issue the operation changes.
+    pub fn issues(&self) -> Vec<&str> {
+        match self {
+            TrackerOp::Rank { issues, .. } => issues.iter().map(String::as_str).collect(),
+            _ => vec![self.issue()],
         }
     }
 
     pub fn is_destructive(&self) -> bool {
         matches!(
             self,
-            TrackerOp::ClearParent { .. } | TrackerOp::RemoveLink { .. }
+            TrackerOp::ClearParent { .. }
+                | TrackerOp::RemoveLink { .. }
+                | TrackerOp::SetEpic { to: None, .. }
         )
     }
 
-    /// Applies the operation to a snapshot (the planner's working copy).
-    pub fn apply(&self, snapshot: &mut Snapshot) {
-        snapshot.update(self.issue(), |issue| {
-            self.apply_to(issue);
-        });
+    /// Applies the operation to a snapshot (the planner's working copy, the
+    /// local tracker's issues); returns the keys of the issues it changed.
+    pub fn apply(&self, snapshot: &mut Snapshot) -> Vec<String> {
+        if let TrackerOp::Rank { issues, anchor, .. } = self {
+            return rank::rerank(snapshot, issues, anchor);
+        }
+        let mut changed = false;
+        snapshot.update(self.issue(), |issue| changed = self.apply_to(issue));
+        if changed {
+            vec![self.issue().to_owned()]
+        } else {
+            Vec::new()
+        }
     }
 
-    /// Makes the change on `issue`; false when it already had it.
-    pub fn apply_to(&self, issue: &mut Issue) -> bool {
+    /// Makes the change on `issue`; false when it already had it. A rank
+    /// needs the whole order: see [`TrackerOp::apply`].
+    fn apply_to(&self, issue: &mut Issue) -> bool {
         match self {
             TrackerOp::SetParent { to, .. } => replace(&mut issue.parent, Some(to.clone())),
             TrackerOp::ClearParent { .. } => replace(&mut issue.parent, None),
@@ -298,6 +360,8 @@ impl TrackerOp {
                 issue.links.len() != before
             }
             TrackerOp::SetStatus { to, .. } => replace(&mut issue.status, to.clone()),
+            TrackerOp::SetEpic { to, .. } => replace(&mut issue.epic, to.clone()),
+            TrackerOp::Rank { .. } => unreachable!("ranks are applied to the snapshot"),
         }
     }
 }
@@ -327,6 +391,14 @@ impl std::fmt::Display for TrackerOp {
                 target,
             } => write!(f, "{issue}: delete link {link_type} → {target}"),
             TrackerOp::SetStatus { issue, from, to } => write!(f, "{issue}: status {from} → {to}"),
+            TrackerOp::SetEpic { issue, from, to } => {
+                let from = from.as_deref().unwrap_or("(none)");
+                let to = to.as_deref().unwrap_or("(none)");
+                write!(f, "{issue}: epic {from} → {to}")
+            }
+            TrackerOp::Rank { issues, anchor, .. } => {
+                write!(f, "rank {} {anchor}", issues.join(", "))
+            }
         }
     }
 }
@@ -658,6 +730,13 @@ fn run(
                 }),
                 _ => Ok(()),
             }
+        }
+        (Rule::Agile(rule), Direction::Into) => {
+            agile::plan_into(forest, snapshot, &unit.name, rule, declared, plan)
+        }
+        (Rule::Agile(rule), Direction::From) => {
+            agile::plan_from(forest, snapshot.to_mut(), rule, plan);
+            Ok(())
         }
         (Rule::StatusRollup(rule), _) => {
             rollup::plan_from(forest, snapshot.to_mut(), rule, plan);

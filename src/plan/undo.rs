@@ -10,7 +10,7 @@
 //! one thing restored loosely: when the row a restored row followed has
 //! moved away, it goes last under its parent (and the plan says so).
 
-use crate::model::{Forest, Issue, Position, Row, RowId, RowItem, Snapshot};
+use crate::model::{Forest, Issue, Position, RankAnchor, Row, RowId, RowItem, Snapshot, rank};
 
 use super::{PlanError, StructureOp, TrackerOp, UnitPlan};
 
@@ -160,6 +160,29 @@ pub(super) fn plan(
                     target: target.clone(),
                 }
             }
+            TrackerOp::SetEpic {
+                issue: key,
+                from,
+                to,
+            } => {
+                if issue.epic != *to {
+                    return Err(conflict(format!("the epic of {key} changed since")));
+                }
+                TrackerOp::SetEpic {
+                    issue: key.clone(),
+                    from: to.clone(),
+                    to: from.clone(),
+                }
+            }
+            TrackerOp::Rank {
+                issues, previous, ..
+            } => {
+                for reverse in rank_back(snapshot, issues, previous).map_err(conflict)? {
+                    reverse.apply(snapshot);
+                    plan.tracker_ops.push(reverse);
+                }
+                continue;
+            }
             TrackerOp::SetStatus {
                 issue: key,
                 from,
@@ -179,6 +202,58 @@ pub(super) fn plan(
         plan.tracker_ops.push(reverse);
     }
     Ok(())
+}
+
+/// The rank operations that put `issues` back after the issues they
+/// followed, one issue each, an issue after the one it followed when both
+/// moved. Loose, like sibling order: other issues ranked since stay where
+/// they are, and the order around them is what it is now.
+fn rank_back(
+    snapshot: &Snapshot,
+    issues: &[String],
+    previous: &[Option<String>],
+) -> Result<Vec<TrackerOp>, String> {
+    if let Some(gone) = issues.iter().find(|k| snapshot.get(k).is_none()) {
+        return Err(format!("issue {gone} is gone from the tracker"));
+    }
+    let mut pending: Vec<(&String, Option<&String>)> = issues
+        .iter()
+        .zip(previous.iter().map(Option::as_ref).chain(std::iter::repeat(None)))
+        .collect();
+    let mut back = Vec::with_capacity(pending.len());
+    let mut working = snapshot.clone();
+    while !pending.is_empty() {
+        // An issue whose predecessor is still to be put back waits for it.
+        let ready = pending
+            .iter()
+            .position(|(_, p)| !p.is_some_and(|p| pending.iter().any(|(k, _)| *k == p)))
+            .unwrap_or(0);
+        let (key, was_after) = pending.remove(ready);
+        let order: Vec<&str> = rank::order(&working)
+            .into_iter()
+            .map(|at| working.at(at).key.as_str())
+            .collect();
+        let anchor = match was_after.filter(|p| working.get(p).is_some()) {
+            Some(p) => RankAnchor::After(p.clone()),
+            None => match order.iter().find(|k| **k != key.as_str()) {
+                Some(first) => RankAnchor::Before((*first).to_owned()),
+                None => continue,
+            },
+        };
+        let now_after = order
+            .iter()
+            .position(|k| *k == key.as_str())
+            .and_then(|at| at.checked_sub(1))
+            .map(|at| order[at].to_owned());
+        let op = TrackerOp::Rank {
+            issues: vec![key.clone()],
+            anchor,
+            previous: vec![now_after],
+        };
+        op.apply(&mut working);
+        back.push(op);
+    }
+    Ok(back)
 }
 
 fn has_link(issue: &Issue, link_type: &str, target: &str) -> bool {

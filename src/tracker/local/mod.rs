@@ -202,14 +202,20 @@ impl Tracker for LocalTracker {
             .expect("the current time is in range");
         let mut refused = Vec::new();
         for op in ops {
-            let Some(issue) = snapshot.get(op.issue()) else {
+            let mut involved = op.issues();
+            if let TrackerOp::Rank { anchor, .. } = op {
+                involved.push(anchor.issue());
+            }
+            if let Some(missing) = involved.into_iter().find(|k| snapshot.get(k).is_none()) {
+                let missing = missing.to_owned();
                 *last_read = Some(read);
                 return Err(TrackerError::Issue {
-                    issue: op.issue().to_owned(),
+                    issue: missing,
                     operation: op.to_string(),
                     message: "the issue is not in the file any more; nothing was written".into(),
                 });
-            };
+            }
+            let issue = snapshot.get(op.issue()).expect("checked above");
             // The file's workflow binds Trellis as a tracker's binds its users.
             if let (TrackerOp::SetStatus { to, .. }, Some(workflow)) = (op, &read.workflow)
                 && !workflow.allows(&issue.status, to)
@@ -224,11 +230,9 @@ impl Tracker for LocalTracker {
                 });
                 continue;
             }
-            snapshot.update(op.issue(), |issue| {
-                if op.apply_to(issue) {
-                    issue.updated = Some(now);
-                }
-            });
+            for key in op.apply(&mut snapshot) {
+                snapshot.update(&key, |issue| issue.updated = Some(now));
+            }
         }
         let issues: Vec<&Issue> = snapshot.issues().collect();
         match self.write(read.digest, read.workflow.as_ref(), &issues) {

@@ -331,6 +331,17 @@ impl Tracker for RedmineTracker {
             let target = match op {
                 TrackerOp::SetParent { to, .. } => Some(to.as_str()),
                 TrackerOp::ClearParent { .. } => None,
+                // Validation refuses agile synchronizers on Redmine, which
+                // has neither epics nor ranks; an operation that gets here
+                // anyway (a saved plan edited by hand) fails on its issue.
+                TrackerOp::SetEpic { .. } | TrackerOp::Rank { .. } => {
+                    failures.push(IssueFailure {
+                        issue: op.issue().to_owned(),
+                        operation,
+                        message: "Redmine has no epics and no rank; nothing was written".into(),
+                    });
+                    continue;
+                }
                 // Written above.
                 TrackerOp::SetStatus { .. }
                 | TrackerOp::AddLink { .. }
