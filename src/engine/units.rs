@@ -4,8 +4,8 @@ use std::collections::{BTreeMap, HashSet};
 
 use crate::model::{Direction, RowItem};
 use crate::plan::{
-    DeclaredRow, FilterRule, LinkEnd, LinkScope, LinksRule, Placement, RemovalLimits, Rule,
-    StatusRollupRule, UndoRule, Unit,
+    AgileRule, DeclaredRow, FilterRule, LinkEnd, LinkScope, LinksRule, Placement, RemovalLimits,
+    Rule, StatusRollupRule, UndoRule, Unit,
 };
 use crate::spec::{
     Catalog, Declared, LinkEndSpec, LinkScopeSpec, LinksSpec, RowSpec, Structure, SynchronizerType,
@@ -221,7 +221,7 @@ pub(super) fn select(
                 .type_;
             let order = match kind {
                 SynchronizerType::Filter => 0,
-                SynchronizerType::Subtasks | SynchronizerType::Links => 1,
+                SynchronizerType::Subtasks | SynchronizerType::Links | SynchronizerType::Agile => 1,
                 SynchronizerType::StatusRollup => 2,
             };
             (order, sync, direction, resync)
@@ -283,6 +283,16 @@ pub(super) async fn build(
                             .as_ref()
                             .expect("validated: links synchronizers have spec.links");
                         Rule::Links(links_rule(links, tracker).await?)
+                    }
+                    (SynchronizerType::Agile, _, _) => {
+                        let agile = spec
+                            .agile
+                            .as_ref()
+                            .expect("validated: agile synchronizers have spec.agile");
+                        Rule::Agile(AgileRule {
+                            matches: tracker.search(&agile.query).await?,
+                            subtasks: agile.subtasks,
+                        })
                     }
                     (SynchronizerType::StatusRollup, _, Some(rollup)) => {
                         Rule::StatusRollup(StatusRollupRule {
@@ -349,7 +359,7 @@ pub(super) fn arrangers(catalog: &Catalog, structure: &str) -> HashSet<String> {
         .filter(|s| {
             matches!(
                 s.resource.spec.type_,
-                SynchronizerType::Subtasks | SynchronizerType::Links
+                SynchronizerType::Subtasks | SynchronizerType::Links | SynchronizerType::Agile
             )
         })
         .map(|s| s.id())

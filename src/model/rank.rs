@@ -43,7 +43,12 @@ const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
 /// Issue positions in rank order.
 pub fn order(snapshot: &Snapshot) -> Vec<usize> {
     let mut order: Vec<usize> = (0..snapshot.len()).collect();
-    order.sort_by(|a, b| snapshot.at(*a).order_key().cmp(&snapshot.at(*b).order_key()));
+    order.sort_by(|a, b| {
+        snapshot
+            .at(*a)
+            .order_key()
+            .cmp(&snapshot.at(*b).order_key())
+    });
     order
 }
 
@@ -82,7 +87,10 @@ pub fn rerank(snapshot: &mut Snapshot, issues: &[String], anchor: &RankAnchor) -
             rank_of(rest.get(anchor_at)),
         ),
     };
-    let present: Vec<&String> = issues.iter().filter(|k| snapshot.get(k).is_some()).collect();
+    let present: Vec<&String> = issues
+        .iter()
+        .filter(|k| snapshot.get(k).is_some())
+        .collect();
     let ranks = between_n(lo.as_deref(), hi.as_deref(), present.len());
     for (key, rank) in present.into_iter().zip(ranks) {
         snapshot.update(key, |issue| {
@@ -148,7 +156,11 @@ pub fn between(lo: Option<&str>, hi: Option<&str>) -> String {
         // Once `out` is longer than `lo` with `lo` as its prefix, it is
         // above `lo` whatever follows; `l` is None then.
         let fits = |c: char| l.is_none_or(|l| c > l) && h.is_none_or(|h| c < h);
-        let candidates: Vec<char> = DIGITS.iter().map(|&d| d as char).filter(|&c| fits(c)).collect();
+        let candidates: Vec<char> = DIGITS
+            .iter()
+            .map(|&d| d as char)
+            .filter(|&c| fits(c))
+            .collect();
         if !candidates.is_empty() {
             out.push(candidates[candidates.len() / 2]);
             return out;

@@ -210,12 +210,10 @@ pub(super) fn plan_from(
             },
             // Out of every epic: clear one the structure shows (the
             // synchronizer could put it back), not one it does not hold.
-            Some(RowItem::Folder(_)) | None => {
-                match &issue.epic {
-                    Some(epic) if forest.find_issue(epic).is_some() => None,
-                    _ => continue,
-                }
-            }
+            Some(RowItem::Folder(_)) | None => match &issue.epic {
+                Some(epic) if forest.find_issue(epic).is_some() => None,
+                _ => continue,
+            },
         };
         if issue.epic != to {
             let op = TrackerOp::SetEpic {
@@ -243,7 +241,12 @@ pub(super) fn plan_from(
 fn rerank_siblings(snapshot: &mut Snapshot, siblings: &[String], plan: &mut UnitPlan) {
     let keys: Vec<_> = siblings
         .iter()
-        .map(|k| snapshot.get(k).expect("siblings are in the snapshot").order_key())
+        .map(|k| {
+            snapshot
+                .get(k)
+                .expect("siblings are in the snapshot")
+                .order_key()
+        })
         .collect();
     let keep = longest_sorted(&keys);
     let mut start = 0;

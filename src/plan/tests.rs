@@ -717,4 +717,5 @@ fn status_rollup_only_syncs_from_the_structure() {
     );
 }
 
+mod agile;
 mod links;

@@ -218,7 +218,12 @@ fn rank_back(
     }
     let mut pending: Vec<(&String, Option<&String>)> = issues
         .iter()
-        .zip(previous.iter().map(Option::as_ref).chain(std::iter::repeat(None)))
+        .zip(
+            previous
+                .iter()
+                .map(Option::as_ref)
+                .chain(std::iter::repeat(None)),
+        )
         .collect();
     let mut back = Vec::with_capacity(pending.len());
     let mut working = snapshot.clone();

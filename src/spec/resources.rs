@@ -322,6 +322,8 @@ pub struct SynchronizerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub links: Option<LinksSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agile: Option<AgileSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status_rollup: Option<StatusRollupSpec>,
     /// Limits on what one plan may remove; see [`SafetySpec`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -356,6 +358,9 @@ pub enum SynchronizerType {
     Subtasks,
     /// Issues under the issues one link type links them to.
     Links,
+    /// A query's issues as a backlog: stories under their epic, sub-tasks
+    /// under their story, siblings in rank order.
+    Agile,
     /// A parent's status follows its children's (from the structure only).
     StatusRollup,
 }
@@ -366,6 +371,7 @@ impl SynchronizerType {
             SynchronizerType::Filter => "filter",
             SynchronizerType::Subtasks => "subtasks",
             SynchronizerType::Links => "links",
+            SynchronizerType::Agile => "agile",
             SynchronizerType::StatusRollup => "statusRollup",
         }
     }
@@ -425,6 +431,18 @@ pub struct LinksSpec {
     /// structure does not show.
     #[serde(default)]
     pub scope: LinkScopeSpec,
+}
+
+/// A backlog: epics, stories, sub-tasks and rank.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AgileSpec {
+    /// The issues, as a query in the tracker's own language.
+    pub query: String,
+    /// Sub-tasks go under their story (the default); otherwise they are
+    /// placed as issues without an epic.
+    #[serde(default = "enabled_by_default")]
+    pub subtasks: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

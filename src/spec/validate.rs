@@ -354,6 +354,7 @@ fn validate_synchronizer(
     for (field, present, owner) in [
         ("filter", spec.filter.is_some(), SynchronizerType::Filter),
         ("links", spec.links.is_some(), SynchronizerType::Links),
+        ("agile", spec.agile.is_some(), SynchronizerType::Agile),
         (
             "statusRollup",
             spec.status_rollup.is_some(),
@@ -392,6 +393,22 @@ fn validate_synchronizer(
                 "a links synchronizer needs spec.links with a link type and which end is the parent, e.g. `{type: blocks, parentEnd: source}`",
             )),
             Some(links) => validate_links(catalog, sync, links, errors),
+        },
+        SynchronizerType::Agile => match &spec.agile {
+            None => errors.push(origin.error(
+                "spec.type",
+                "an agile synchronizer needs spec.agile with the query of its issues, e.g. `{query: project = PLAT}`",
+            )),
+            Some(agile) => {
+                if tracker_type(catalog, sync) == Some(TrackerType::Redmine) {
+                    errors.push(origin.error(
+                        "spec.type",
+                        "Redmine has no epics and no rank, which an agile synchronizer reads and writes; use `type: subtasks` for Redmine's parent tasks",
+                    ));
+                } else {
+                    check_query(catalog, sync, "spec.agile.query", &agile.query, errors);
+                }
+            }
         },
         SynchronizerType::Subtasks => {}
     }
@@ -540,6 +557,7 @@ pub fn supported(kind: SynchronizerType) -> &'static [Direction] {
         SynchronizerType::Filter => Rule::FILTER_DIRECTIONS,
         SynchronizerType::Subtasks => Rule::SUBTASKS_DIRECTIONS,
         SynchronizerType::Links => Rule::LINKS_DIRECTIONS,
+        SynchronizerType::Agile => Rule::AGILE_DIRECTIONS,
         SynchronizerType::StatusRollup => Rule::STATUS_ROLLUP_DIRECTIONS,
     }
 }
