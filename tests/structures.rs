@@ -494,3 +494,90 @@ fn links_parameters_are_checked_and_redmine_types_must_read_back_as_written() {
         .stderr(contains("links.yaml:46: spec.links.parentFilter: invalid query"))
         .stderr(contains("3 errors in the declarations; nothing was changed"));
 }
+
+// ------------------------------------------------------------------ agile
+
+#[test]
+fn agile_import_builds_the_backlog_and_export_sets_epics_and_re_ranks() {
+    let ws = Workspace::new();
+    ws.copy_example("agile");
+    ws.trellis()
+        .args(["apply", "-f", "agile"])
+        .assert()
+        .success();
+    ws.trellis()
+        .args(["show", "backlog"])
+        .assert()
+        .success()
+        .stdout(contains(
+            "SHOP-1 [Epic] Checkout (In Progress)\n  SHOP-3 [Story] Pay by card (In Progress)\n    SHOP-5 [Sub-task] Card form (Done)\n    SHOP-6 [Sub-task] Declined card message (To Do)\n  SHOP-4 [Story] Guest checkout (To Do)\nSHOP-2",
+        ));
+    ws.trellis()
+        .args(["move", "backlog", "SHOP-4", "--under", "SHOP-2"])
+        .assert()
+        .success();
+    ws.trellis()
+        .args(["move", "backlog", "SHOP-9", "--top", "--after", "SHOP-1"])
+        .assert()
+        .success();
+    ws.trellis()
+        .args(["export", "sprint-backlog", "-f", "agile"])
+        .assert()
+        .success()
+        .stdout(contains("~ SHOP-4: epic SHOP-1 → SHOP-2"))
+        .stdout(contains("~ rank SHOP-9 after SHOP-1"))
+        .stdout(contains("~ rank SHOP-4 after SHOP-8"));
+    let issues = ws.read("agile/issues.yaml");
+    let shop4 = &issues[issues.find("key: SHOP-4").unwrap()..issues.find("key: SHOP-5").unwrap()];
+    assert!(shop4.contains("epic: SHOP-2"), "{shop4}");
+    // Nothing left to export, and an import keeps the order the export wrote.
+    ws.trellis()
+        .args([
+            "resync",
+            "sprint-backlog",
+            "--direction",
+            "from",
+            "-f",
+            "agile",
+        ])
+        .assert()
+        .code(0)
+        .stdout(contains("Plan: 0 to add"));
+    ws.trellis().args(["plan", "-f", "agile"]).assert().code(0);
+    // Out of every epic: clearing SHOP-7's epic needs approval.
+    ws.trellis()
+        .args(["move", "backlog", "SHOP-7", "--top"])
+        .assert()
+        .success();
+    ws.trellis()
+        .args(["export", "sprint-backlog", "-f", "agile"])
+        .assert()
+        .code(2)
+        .stdout(contains("! SHOP-7: epic SHOP-2 → (none)"));
+}
+
+#[test]
+fn agile_is_refused_on_redmine_and_needs_its_query() {
+    let ws = Workspace::new();
+    let file = ws.write(
+        "agile.yaml",
+        &format!(
+            "{HEADER}kind: Tracker\nmetadata:\n  name: rm\nspec:\n  type: redmine\n  url: https://redmine.example.com\n  credentials: {{env: KEY}}\n---\n{HEADER}kind: Structure\nmetadata:\n  name: rs\nspec:\n  trackerRef: {{name: rm}}\n---\n{HEADER}kind: Synchronizer\nmetadata:\n  name: a1\nspec:\n  structureRef: {{name: rs}}\n  type: agile\n  agile:\n    query: status = open\n---\n{HEADER}kind: Synchronizer\nmetadata:\n  name: a2\nspec:\n  structureRef: {{name: roadmap}}\n  type: agile\n---\n{HEADER}kind: Synchronizer\nmetadata:\n  name: a3\nspec:\n  structureRef: {{name: roadmap}}\n  type: agile\n  agile:\n    query: type ==\n"
+        ),
+    );
+    ws.trellis()
+        .args(["validate", "-f", "quickstart", "-f"])
+        .arg(&file)
+        .assert()
+        .code(2)
+        .stderr(contains(
+            "agile.yaml:23: spec.type: Redmine has no epics and no rank",
+        ))
+        .stderr(contains(
+            "agile.yaml:33: spec.type: an agile synchronizer needs spec.agile",
+        ))
+        .stderr(contains("agile.yaml:43: spec.agile.query: invalid query"))
+        .stderr(contains(
+            "3 errors in the declarations; nothing was changed",
+        ));
+}

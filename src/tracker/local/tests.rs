@@ -147,3 +147,42 @@ fn status_changes_follow_the_declared_workflow_and_keep_it_in_the_file() {
     assert_eq!(snapshot.get("P-2").unwrap().status, "Done");
     assert_eq!(block_on(after.workflow()).unwrap(), Some(workflow));
 }
+
+#[test]
+fn rank_and_epic_writes_keep_byte_order_and_bump_only_what_changed() {
+    let file = "issues:\n  - key: P-1\n    summary: One\n    type: Epic\n    status: Open\n    rank: a\n  - key: P-2\n    summary: Two\n    type: Story\n    status: Open\n    rank: b\n  - key: P-3\n    summary: Three\n    type: Story\n    status: Open\n    epic: P-1\n    rank: c\n";
+    let (_dir, t) = tracker(file);
+    block_on(t.snapshot()).unwrap();
+    let ops = [
+        TrackerOp::SetEpic {
+            issue: "P-2".into(),
+            from: None,
+            to: Some("P-1".into()),
+        },
+        TrackerOp::Rank {
+            issues: vec!["P-3".into(), "P-2".into()],
+            anchor: crate::model::RankAnchor::Before("P-1".into()),
+            previous: vec![Some("P-2".into()), Some("P-1".into())],
+        },
+    ];
+    block_on(t.apply(&ops)).unwrap();
+    let after = block_on(LocalTracker::new(&t.path).snapshot()).unwrap();
+    let rank = |k: &str| after.get(k).unwrap().rank.clone().unwrap();
+    assert!(rank("P-3") < rank("P-2") && rank("P-2") < rank("P-1"));
+    assert_eq!(rank("P-1"), "a", "the anchor keeps its rank");
+    assert_eq!(after.get("P-2").unwrap().epic.as_deref(), Some("P-1"));
+    assert!(after.get("P-1").unwrap().updated.is_none());
+    assert!(after.get("P-3").unwrap().updated.is_some());
+    // The same operations again find everything in place: nothing changes.
+    block_on(t.apply(&ops)).unwrap();
+    let again = block_on(LocalTracker::new(&t.path).snapshot()).unwrap();
+    assert_eq!(again.digest(), after.digest());
+    // An anchor that is gone is refused before anything is written.
+    let gone = [TrackerOp::Rank {
+        issues: vec!["P-1".into()],
+        anchor: crate::model::RankAnchor::After("P-9".into()),
+        previous: vec![None],
+    }];
+    let err = block_on(t.apply(&gone)).unwrap_err();
+    assert!(err.to_string().contains("P-9"), "{err}");
+}
