@@ -48,6 +48,40 @@ impl Error {
     }
 }
 
+/// A synchronizer and what it depends on, by id (empty when a reference
+/// does not resolve: its problem is reported on the object that makes it).
+pub struct Chain {
+    pub synchronizer: String,
+    pub structure: String,
+    pub tracker: String,
+    /// `Kind namespace/name` of each, whose spec problems stop a run.
+    pub objects: Vec<String>,
+}
+
+impl Chain {
+    pub fn of(catalog: &Catalog, synchronizer: String) -> Chain {
+        let structure = catalog
+            .synchronizer(&synchronizer)
+            .map(|s| Catalog::referenced(&s.resource, &s.resource.spec.structure_ref.name))
+            .unwrap_or_default();
+        let tracker = catalog
+            .structure(&structure)
+            .and_then(|s| Catalog::tracker_of(&s.resource))
+            .unwrap_or_default();
+        let objects = vec![
+            format!("Synchronizer {synchronizer}"),
+            format!("Structure {structure}"),
+            format!("Tracker {tracker}"),
+        ];
+        Chain {
+            synchronizer,
+            structure,
+            tracker,
+            objects,
+        }
+    }
+}
+
 /// The watched objects of each kind.
 #[derive(Clone)]
 pub struct Stores {
@@ -243,6 +277,17 @@ impl Context {
         engine
     }
 
+    /// The API of `object`'s kind in its namespace.
+    pub fn api_of<K>(&self, object: &K) -> Api<K>
+    where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+    {
+        Api::namespaced(
+            self.client.clone(),
+            &object.namespace().unwrap_or_else(|| "default".into()),
+        )
+    }
+
     /// Writes `status` with server-side apply on the status subresource.
     pub async fn patch_status<K, S>(&self, object: &K, status: &S) -> Result<(), Error>
     where
@@ -252,21 +297,18 @@ impl Context {
             + Debug,
         S: Serialize,
     {
-        let api: Api<K> = Api::namespaced(
-            self.client.clone(),
-            &object.namespace().unwrap_or_else(|| "default".into()),
-        );
         let patch = serde_json::json!({
             "apiVersion": K::api_version(&()),
             "kind": K::kind(&()),
             "status": status,
         });
-        api.patch_status(
-            &object.name_any(),
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
+        self.api_of(object)
+            .patch_status(
+                &object.name_any(),
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await?;
         Ok(())
     }
 

@@ -19,10 +19,10 @@ use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 
 use super::conditions::{Health, State};
-use super::context::{Context, Error};
+use super::context::{Chain, Context, Error};
 use crate::engine::{Approval, EngineError, Scope};
 use crate::plan::Summary;
-use crate::spec::{Catalog, PlanStatus, Resync, ResyncStatus, Synchronizer};
+use crate::spec::{Catalog, PlanStatus, Resync, ResyncStatus, Synchronizer, resource_id};
 use crate::store::Store;
 use crate::tracker::TrackerError;
 
@@ -38,18 +38,18 @@ pub async fn reconcile(resync: Arc<Resync>, ctx: Arc<Context>) -> Result<Action,
     if matches!(phase, Some("Succeeded" | "Failed")) {
         return Ok(Action::await_change());
     }
-    let id = format!(
-        "{}/{}",
-        resync.namespace().unwrap_or_else(|| "default".into()),
-        resync.name_any()
-    );
+    let id = resource_id(&*resync);
     let job = format!("{id}#{}", resync.uid().unwrap_or_default());
     let mut next = ResyncStatus {
         observed_generation: resync.metadata.generation,
         ..status.clone()
     };
     let (catalog, errors) = ctx.catalog();
-    let chain = chain(&catalog, &resync, &id);
+    let mut chain = Chain::of(
+        &catalog,
+        Catalog::referenced(&*resync, &resync.spec.synchronizer_ref.name),
+    );
+    chain.objects.push(format!("Resync {id}"));
     let problems = Context::problems(&errors, &chain.objects);
     if !problems.is_empty() || catalog.resyncs.iter().all(|r| r.id() != id) {
         next.phase = Some("Pending".into());
@@ -62,11 +62,7 @@ pub async fn reconcile(resync: Arc<Resync>, ctx: Arc<Context>) -> Result<Action,
             // This copy may predate the Succeeded write: the live object
             // says; if it still says Running, the run ended unrecorded
             // (a restart), and its status is completed from it.
-            let api: Api<Resync> = Api::namespaced(
-                ctx.client.clone(),
-                &resync.namespace().unwrap_or_else(|| "default".into()),
-            );
-            let live = api.get(&resync.name_any()).await?;
+            let live = ctx.api_of(&*resync).get(&resync.name_any()).await?;
             let live_status = live.status.clone().unwrap_or_default();
             if live_status.phase.as_deref() != Some("Running") {
                 return Ok(Action::await_change());
@@ -202,39 +198,6 @@ pub async fn reconcile(resync: Arc<Resync>, ctx: Arc<Context>) -> Result<Action,
             held_back(&ctx, &resync, next, "ApplyFailed", &e.to_string()).await
         }
         Err(e) => failed(&ctx, &resync, next, &e.to_string()).await,
-    }
-}
-
-/// The objects a Resync depends on, by id.
-struct Chain {
-    synchronizer: String,
-    structure: String,
-    tracker: String,
-    /// `Kind namespace/name` of each, for their spec problems.
-    objects: Vec<String>,
-}
-
-fn chain(catalog: &Catalog, resync: &Resync, id: &str) -> Chain {
-    let synchronizer = Catalog::referenced(resync, &resync.spec.synchronizer_ref.name);
-    let structure = catalog
-        .synchronizer(&synchronizer)
-        .map(|s| Catalog::referenced(&s.resource, &s.resource.spec.structure_ref.name))
-        .unwrap_or_default();
-    let tracker = catalog
-        .structure(&structure)
-        .and_then(|s| Catalog::tracker_of(&s.resource))
-        .unwrap_or_default();
-    let objects = vec![
-        format!("Resync {id}"),
-        format!("Synchronizer {synchronizer}"),
-        format!("Structure {structure}"),
-        format!("Tracker {tracker}"),
-    ];
-    Chain {
-        synchronizer,
-        structure,
-        tracker,
-        objects,
     }
 }
 

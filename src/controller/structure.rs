@@ -9,22 +9,18 @@ use std::time::Duration;
 
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use kube::{Api, ResourceExt};
 
 use super::conditions::{Health, State};
 use super::context::{Context, Error};
 use crate::engine::EngineError;
-use crate::spec::{Catalog, DeletionPolicy, Structure, StructureStatus};
+use crate::spec::{Catalog, DeletionPolicy, Structure, StructureStatus, resource_id};
 use crate::store::Store;
 
 pub const FINALIZER: &str = "trellis.dev/structure-content";
 const REFRESH: Duration = Duration::from_secs(60);
 
 pub async fn reconcile(structure: Arc<Structure>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let api: Api<Structure> = Api::namespaced(
-        ctx.client.clone(),
-        &structure.namespace().unwrap_or_else(|| "default".into()),
-    );
+    let api = ctx.api_of(&*structure);
     finalizer(&api, FINALIZER, structure, |event| async {
         match event {
             Finalizer::Apply(structure) => report(structure, &ctx).await,
@@ -35,16 +31,8 @@ pub async fn reconcile(structure: Arc<Structure>, ctx: Arc<Context>) -> Result<A
     .map_err(|e| Error::Finalizer(Box::new(e)))
 }
 
-fn id(structure: &Structure) -> String {
-    format!(
-        "{}/{}",
-        structure.namespace().unwrap_or_else(|| "default".into()),
-        structure.name_any()
-    )
-}
-
 async fn report(structure: Arc<Structure>, ctx: &Context) -> Result<Action, Error> {
-    let id = id(&structure);
+    let id = resource_id(&*structure);
     let (_, errors) = ctx.catalog();
     let problems = Context::problems(&errors, &[format!("Structure {id}")]);
     let stored = ctx.store().structure(&id).map_err(EngineError::from)?;
@@ -81,7 +69,7 @@ async fn report(structure: Arc<Structure>, ctx: &Context) -> Result<Action, Erro
 }
 
 async fn delete(structure: Arc<Structure>, ctx: &Context) -> Result<Action, Error> {
-    let id = id(&structure);
+    let id = resource_id(&*structure);
     if structure.spec.deletion_policy == DeletionPolicy::Delete {
         let (catalog, _) = ctx.catalog();
         let synchronizers: Vec<String> = catalog

@@ -12,13 +12,12 @@ use std::time::Duration;
 
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use kube::{Api, ResourceExt};
 
 use super::conditions::{Health, State};
-use super::context::{Context, Error};
+use super::context::{Chain, Context, Error};
 use crate::engine::{Approval, EngineError, Scope, primary_direction};
 use crate::plan::PlanError;
-use crate::spec::{Catalog, IssueError, Synchronizer, SynchronizerStatus};
+use crate::spec::{Catalog, IssueError, Synchronizer, SynchronizerStatus, resource_id};
 use crate::tracker::TrackerError;
 
 pub const FINALIZER: &str = "trellis.dev/stop-synchronizer";
@@ -27,10 +26,7 @@ const INTERVAL: Duration = Duration::from_secs(30);
 const BUSY_RETRY: Duration = Duration::from_secs(5);
 
 pub async fn reconcile(sync: Arc<Synchronizer>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let api: Api<Synchronizer> = Api::namespaced(
-        ctx.client.clone(),
-        &sync.namespace().unwrap_or_else(|| "default".into()),
-    );
+    let api = ctx.api_of(&*sync);
     finalizer(&api, FINALIZER, sync, |event| async {
         match event {
             Finalizer::Apply(sync) => run(sync, &ctx).await,
@@ -41,36 +37,20 @@ pub async fn reconcile(sync: Arc<Synchronizer>, ctx: Arc<Context>) -> Result<Act
     .map_err(|e| Error::Finalizer(Box::new(e)))
 }
 
-fn id(sync: &Synchronizer) -> String {
-    format!(
-        "{}/{}",
-        sync.namespace().unwrap_or_else(|| "default".into()),
-        sync.name_any()
-    )
-}
-
 fn structure_of(sync: &Synchronizer) -> String {
     Catalog::referenced(sync, &sync.spec.structure_ref.name)
 }
 
 async fn run(sync: Arc<Synchronizer>, ctx: &Context) -> Result<Action, Error> {
-    let id = id(&sync);
+    let id = resource_id(&*sync);
     let structure = structure_of(&sync);
     let mut next = SynchronizerStatus {
         observed_generation: sync.metadata.generation,
         ..sync.status.clone().unwrap_or_default()
     };
     let (catalog, errors) = ctx.catalog();
-    let tracker = catalog
-        .structure(&structure)
-        .and_then(|s| Catalog::tracker_of(&s.resource))
-        .unwrap_or_default();
-    let chain = [
-        format!("Synchronizer {id}"),
-        format!("Structure {structure}"),
-        format!("Tracker {tracker}"),
-    ];
-    let problems = Context::problems(&errors, &chain);
+    let chain = Chain::of(&catalog, id.clone());
+    let problems = Context::problems(&errors, &chain.objects);
     if !problems.is_empty() || catalog.synchronizer(&id).is_none() {
         next.phase = Some("Error".into());
         let health = Health::new(State::Stalled, "InvalidSpec", problems.join("; "));
@@ -105,7 +85,7 @@ async fn run(sync: Arc<Synchronizer>, ctx: &Context) -> Result<Action, Error> {
         direction: primary_direction(&sync.spec),
         resync: None,
     };
-    let credentials = ctx.credentials(&catalog, &tracker).await?;
+    let credentials = ctx.credentials(&catalog, &chain.tracker).await?;
     let mut engine = ctx.engine().await;
     engine.set_credentials(credentials);
     let outcome = match engine.plan(&catalog, &scope).await {

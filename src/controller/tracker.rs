@@ -5,24 +5,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::ResourceExt;
 use kube::runtime::controller::Action;
 
 use super::conditions::{Health, State};
 use super::context::{Context, Error};
 use crate::engine::{EngineError, check_tracker};
-use crate::spec::{Tracker, TrackerStatus, TrackerType};
+use crate::spec::{Tracker, TrackerStatus, TrackerType, resource_id};
 use crate::tracker::TrackerError;
 
 const CONNECTED_REFRESH: Duration = Duration::from_secs(300);
 const RETRY: Duration = Duration::from_secs(60);
 
 pub async fn reconcile(tracker: Arc<Tracker>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let id = format!(
-        "{}/{}",
-        tracker.namespace().unwrap_or_else(|| "default".into()),
-        tracker.name_any()
-    );
+    let id = resource_id(&*tracker);
     let (catalog, errors) = ctx.catalog();
     let problems = Context::problems(&errors, &[format!("Tracker {id}")]);
     let mut next = TrackerStatus {
@@ -74,9 +69,13 @@ fn phase_of(error: &EngineError) -> &'static str {
     match error {
         EngineError::Spec(_) => "Unauthorized",
         EngineError::Tracker {
-            source: TrackerError::Remote { message, .. },
+            source:
+                TrackerError::Remote {
+                    status: Some(401 | 403),
+                    ..
+                },
             ..
-        } if message.contains("401") || message.contains("403") => "Unauthorized",
+        } => "Unauthorized",
         _ => "Unreachable",
     }
 }

@@ -109,17 +109,20 @@ pub(super) fn client(
     }
 }
 
+/// A credentials problem, at the tracker's declaration.
+fn refuse(tracker: &Declared<TrackerResource>, field: &str, message: String) -> EngineError {
+    let error = tracker
+        .origin
+        .error(field, format!("tracker {}: {message}", tracker.id()));
+    EngineError::Spec(SpecErrors(vec![error]))
+}
+
 /// The key from the tracker's Secret.
 fn secret_key(
     tracker: &Declared<TrackerResource>,
     secrets: &HashMap<String, Result<ApiKey, String>>,
 ) -> Result<(ApiKey, String), EngineError> {
-    let refuse = |field: &str, message: String| {
-        let error = tracker
-            .origin
-            .error(field, format!("tracker {}: {message}", tracker.id()));
-        EngineError::Spec(SpecErrors(vec![error]))
-    };
+    let refuse = |field: &str, message: String| refuse(tracker, field, message);
     let Some((namespace, name, key)) = Credentials::secret_of(tracker) else {
         return Err(refuse(
             "spec.credentials",
@@ -150,12 +153,7 @@ fn api_key(tracker: &Declared<TrackerResource>) -> Result<(ApiKey, String), Engi
         .credentials
         .clone()
         .unwrap_or_default();
-    let refuse = |field: &str, message: String| {
-        let error = tracker
-            .origin
-            .error(field, format!("tracker {}: {message}", tracker.id()));
-        EngineError::Spec(SpecErrors(vec![error]))
-    };
+    let refuse = |field: &str, message: String| refuse(tracker, field, message);
     if let Some(name) = &credentials.env {
         match std::env::var(name) {
             Ok(key) if !key.trim().is_empty() => {

@@ -92,6 +92,37 @@ fn plan(f: &Forest, s: &Snapshot, units: &[Unit]) -> StructurePlan {
     planned.plan
 }
 
+/// Plans with `arrangers`, checks that replaying the plan gives the planned
+/// forest and that planning again after applying it finds nothing to do;
+/// returns the plan and what applying it leaves.
+fn plan_settled(
+    f: &Forest,
+    s: &Snapshot,
+    units: &[Unit],
+    arrangers: &[&str],
+) -> Result<(StructurePlan, Forest, Snapshot), PlanError> {
+    let arrangers: HashSet<String> = arrangers.iter().map(|a| a.to_string()).collect();
+    let input = StructureInput {
+        structure: "ns/roadmap",
+        tracker: "ns/issues",
+        snapshot: s,
+        units,
+        arrangers: &arrangers,
+    };
+    let planned = plan_structure(f.clone(), &input)?;
+    let (replayed, after) = applied(f, s, &planned.plan);
+    assert_eq!(replayed.walk(), planned.forest.walk());
+    let again = plan_structure(
+        replayed.clone(),
+        &StructureInput {
+            snapshot: &after,
+            ..input
+        },
+    )?;
+    assert_eq!(again.plan.summary.total(), 0, "{:?}", again.plan.units);
+    Ok((planned.plan, replayed, after))
+}
+
 fn applied(f: &Forest, s: &Snapshot, p: &StructurePlan) -> (Forest, Snapshot) {
     let (mut f, mut s) = (f.clone(), s.clone());
     for unit in &p.units {

@@ -127,7 +127,8 @@ impl<T: kube::Resource> Declared<T> {
     }
 }
 
-fn resource_id<T: kube::Resource>(resource: &T) -> String {
+/// `namespace/name` of a resource (`default` when it names no namespace).
+pub fn resource_id<T: kube::Resource>(resource: &T) -> String {
     let meta = resource.meta();
     format!(
         "{}/{}",

@@ -5,6 +5,8 @@ mod resources;
 mod source;
 mod validate;
 
-pub use load::{API_VERSION, Catalog, Declared, Origin, SpecError, SpecErrors, local_issues_file};
+pub use load::{
+    API_VERSION, Catalog, Declared, Origin, SpecError, SpecErrors, local_issues_file, resource_id,
+};
 pub use resources::*;
 pub use validate::{supported, unsupported_direction};

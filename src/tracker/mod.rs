@@ -31,7 +31,12 @@ pub enum TrackerError {
     Query { query: String, message: String },
     /// A whole request failed (the server is unreachable, the key refused).
     #[error("{operation}: {message}")]
-    Remote { operation: String, message: String },
+    Remote {
+        operation: String,
+        message: String,
+        /// The HTTP status, when the server answered: what callers decide on.
+        status: Option<u16>,
+    },
     /// Some writes failed; the others were made.
     #[error("{}", writes_failed(*.done, .failures))]
     Writes {

@@ -28,31 +28,9 @@ fn agile(direction: Direction, matches: &[&str], subtasks: bool) -> Unit {
     }
 }
 
-/// Plans, checks that replaying the plan gives the planned forest and that
-/// planning again after applying finds nothing to do; returns the plan and
-/// what applying it leaves.
+/// An agile plan, checked to settle (see `plan_settled`).
 fn plan_agile(f: &Forest, s: &Snapshot, units: &[Unit]) -> (StructurePlan, Forest, Snapshot) {
-    let arrangers: HashSet<String> = ["ns/backlog".to_string()].into();
-    let input = StructureInput {
-        structure: "ns/roadmap",
-        tracker: "ns/issues",
-        snapshot: s,
-        units,
-        arrangers: &arrangers,
-    };
-    let planned = plan_structure(f.clone(), &input).unwrap();
-    let (replayed, after) = applied(f, s, &planned.plan);
-    assert_eq!(replayed.walk(), planned.forest.walk());
-    let again = plan_structure(
-        replayed.clone(),
-        &StructureInput {
-            snapshot: &after,
-            ..input
-        },
-    )
-    .unwrap();
-    assert_eq!(again.plan.summary.total(), 0, "{:?}", again.plan.units);
-    (planned.plan, replayed, after)
+    plan_settled(f, s, units, &["ns/backlog"]).unwrap()
 }
 
 fn tracker_ops(p: &StructurePlan) -> Vec<String> {

@@ -34,27 +34,7 @@ fn links(direction: Direction, rule: LinksRule) -> Unit {
 }
 
 fn plan_links(f: &Forest, s: &Snapshot, units: &[Unit]) -> Result<StructurePlan, PlanError> {
-    let arrangers: HashSet<String> = ["ns/children".to_string(), "ns/links".to_string()].into();
-    let input = StructureInput {
-        structure: "ns/roadmap",
-        tracker: "ns/issues",
-        snapshot: s,
-        units,
-        arrangers: &arrangers,
-    };
-    let planned = plan_structure(f.clone(), &input)?;
-    let (replayed, after) = applied(f, s, &planned.plan);
-    assert_eq!(replayed.walk(), planned.forest.walk());
-    // Applying the plan and planning again finds nothing to do.
-    let again = plan_structure(
-        replayed,
-        &StructureInput {
-            snapshot: &after,
-            ..input
-        },
-    )?;
-    assert_eq!(again.plan.summary.total(), 0, "{:?}", again.plan.units);
-    Ok(planned.plan)
+    plan_settled(f, s, units, &["ns/children", "ns/links"]).map(|(plan, ..)| plan)
 }
 
 fn link_ops(p: &StructurePlan) -> Vec<String> {

@@ -81,6 +81,7 @@ impl RedmineTracker {
             TrackerError::Remote {
                 operation: format!("connect with the key from {}", settings.key_source),
                 message,
+                status: None,
             }
         })?;
         Ok(RedmineTracker {
@@ -115,6 +116,7 @@ impl RedmineTracker {
                         "Redmine refused the API key from {} (401 Unauthorized); copy the key from Redmine's “My account → API access key” page",
                         self.key_source
                     ),
+                    status: Some(StatusCode::UNAUTHORIZED.as_u16()),
                 },
                 _ => remote(&operation, e),
             })?;
@@ -260,6 +262,7 @@ fn remote(operation: &str, e: HttpError) -> TrackerError {
     TrackerError::Remote {
         operation: operation.to_owned(),
         message: e.message,
+        status: e.status.map(|s| s.as_u16()),
     }
 }
 
@@ -277,14 +280,17 @@ impl Tracker for RedmineTracker {
         params.push(("status_id".into(), "*".into()));
         let operation = format!("list the issues of {}", self.describe_scope());
         let issues = match self.list(&operation, &params, true).await {
-            Err(TrackerError::Remote { operation, message })
-                if message.contains("404 Not Found") =>
-            {
+            Err(TrackerError::Remote {
+                operation,
+                message,
+                status: status @ Some(404),
+            }) => {
                 return Err(TrackerError::Remote {
                     operation,
                     message: format!(
                         "{message}; check spec.redmine.project (the identifier in the project's URL) and that the key's user is a member"
                     ),
+                    status,
                 });
             }
             result => result?,
