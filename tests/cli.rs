@@ -868,3 +868,14 @@ fn undo_reverses_one_job_under_the_approval_rules_and_refuses_once_things_moved_
         .assert()
         .stdout(contains(format!("undo of job {children}")));
 }
+
+#[test]
+fn undo_of_an_unknown_job_says_so_and_writes_nothing() {
+    let ws = Workspace::new();
+    ws.trellis()
+        .args(["undo", "999", "-f", "quickstart"])
+        .assert()
+        .code(2)
+        .stderr(contains("there is no job 999"));
+    assert!(!ws.state().exists(), "no store created");
+}

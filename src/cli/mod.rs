@@ -465,9 +465,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             files,
             approve,
         } => {
+            // Checked read-only first: a wrong job or store path writes nothing.
+            let reader = Engine::new(SqliteStore::open_read_only(&cli.state)?, author());
+            let catalog = catalog_or_remembered(reader.store(), &files.files)?;
+            let scope = reader.undo_scope(job)?;
             let mut engine = Engine::new(SqliteStore::open(&cli.state)?, author());
-            let catalog = catalog_or_remembered(engine.store(), &files.files)?;
-            let scope = engine.undo_scope(job)?;
             let run = plan(&engine, &catalog, &scope).await?;
             approve_and_apply(&mut engine, &catalog, run, approve.approve).await
         }
