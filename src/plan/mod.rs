@@ -22,6 +22,7 @@ mod hierarchy;
 mod links;
 mod outline;
 mod rollup;
+pub mod schedule;
 mod subtasks;
 mod undo;
 
@@ -39,6 +40,7 @@ use crate::model::{
 pub use declared::DeclaredRow;
 pub use guard::{MassRemoval, RemovalLimits, mass_removals};
 pub use outline::render_outline;
+pub use schedule::{Schedule, Window};
 pub use undo::UndoRule;
 
 /// One synchronizer (or the structure's declared rows) to run in one direction.

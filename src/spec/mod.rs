@@ -2,6 +2,7 @@
 
 mod load;
 mod resources;
+mod schedule;
 mod source;
 mod validate;
 
@@ -9,4 +10,5 @@ pub use load::{
     API_VERSION, Catalog, Declared, Origin, SpecError, SpecErrors, local_issues_file, resource_id,
 };
 pub use resources::*;
+pub use schedule::ScheduleError;
 pub use validate::{supported, unsupported_direction};

@@ -325,14 +325,103 @@ pub struct SynchronizerSpec {
     pub agile: Option<AgileSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status_rollup: Option<StatusRollupSpec>,
-    /// Limits on what one plan may remove; see [`SafetySpec`].
+    /// Limits on what one plan may remove, and the cycle guard; see [`SafetySpec`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub safety: Option<SafetySpec>,
+    /// Who wins when an issue changed in the tracker and its row changed in
+    /// the structure since the last pass: `tracker` (the default: the
+    /// tracker's value is kept), `structure` (the structure's is written to
+    /// the tracker), `newest` (whichever side changed last: the issue's
+    /// `updated` time against the time of the structure's journal entry) or
+    /// `manual` (neither side is changed; the issue is reported as an error
+    /// of this synchronizer until someone settles it with `trellis
+    /// troubleshoot`).
+    #[serde(default, skip_serializing_if = "ConflictPolicy::is_tracker")]
+    pub conflict_policy: ConflictPolicy,
+    /// When incremental passes run: every `interval`, a full read after
+    /// `fullResyncAfter`, optionally only inside a daily `window`. Every
+    /// 30 s at any time of day, a full read every 24 h, when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<ScheduleSpec>,
+}
+
+/// How a change made on both sides since the last pass is settled.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum ConflictPolicy {
+    /// The tracker's value wins: the structure follows the tracker.
+    #[default]
+    Tracker,
+    /// The structure's value wins: it is written to the tracker.
+    Structure,
+    /// Whichever side changed last wins: the issue's `updated` time against
+    /// the time of the structure's journal entry for the row.
+    Newest,
+    /// Neither side is changed: the issue is reported as a per-issue error
+    /// until a person resolves it with `trellis troubleshoot`.
+    Manual,
+}
+
+impl ConflictPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConflictPolicy::Tracker => "tracker",
+            ConflictPolicy::Structure => "structure",
+            ConflictPolicy::Newest => "newest",
+            ConflictPolicy::Manual => "manual",
+        }
+    }
+
+    fn is_tracker(&self) -> bool {
+        *self == ConflictPolicy::Tracker
+    }
+}
+
+/// When a synchronizer's incremental passes run. Every field is optional.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ScheduleSpec {
+    /// How often a pass runs, e.g. `30s`, `5m`, `1h 30m`; `30s` when left
+    /// out, at least `5s`. A pass reads only what changed since the last one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+    /// A pass reads everything (a full resync into the structure) when the
+    /// last full read is older than this, e.g. `12h`; `24h` when left out,
+    /// at least `interval`. Days are written as hours (`168h` for a week).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full_resync_after: Option<String>,
+    /// A daily window, e.g. `{start: "20:00", end: "03:00", timeZone:
+    /// Europe/Berlin}`: passes run only inside it; at any time when left
+    /// out. Each synchronizer's first pass of a window comes a little after
+    /// `start` (within a quarter of the window, at most an hour), at a
+    /// moment fixed for that synchronizer, so that synchronizers sharing a
+    /// window do not all call the tracker at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<WindowSpec>,
+}
+
+/// A daily time window: from `start` until `end`, on the next day when
+/// `end` is earlier than `start`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WindowSpec {
+    /// When the window opens, `HH:MM` (24-hour clock), e.g. `"20:00"`.
+    pub start: String,
+    /// When it closes, `HH:MM`; earlier than `start` for a window past
+    /// midnight (`"03:00"`). Must differ from `start`.
+    pub end: String,
+    /// The IANA time zone `start` and `end` are read in, e.g.
+    /// `Europe/Berlin`; `UTC` when left out. On a day a time does not
+    /// exist (clocks jump forward), the window opens or closes that much
+    /// later; on a day it exists twice, at its first occurrence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
 }
 
 /// How many rows of its structure a synchronizer may remove in one plan.
 /// A plan that removes more is refused before anything is written, so a
 /// broken query cannot empty a structure. Raising a limit is the override.
+/// `maxRounds` bounds how long synchronizers may undo each other.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SafetySpec {
@@ -343,6 +432,12 @@ pub struct SafetySpec {
     /// plan; 0.5 when left out, 1 to allow removing every row.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_removal_ratio: Option<f64>,
+    /// The cycle guard: synchronizers of one structure that keep undoing
+    /// each other's changes are stopped after this many rounds; 10 when
+    /// left out, at least 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_rounds: Option<u32>,
 }
 
 fn enabled_by_default() -> bool {

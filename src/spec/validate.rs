@@ -350,6 +350,15 @@ fn validate_synchronizer(
             format!("{ratio} is not a share of the structure's rows; give a number from 0 to 1 (0.5: half of them)"),
         ));
     }
+    if spec.safety.as_ref().and_then(|s| s.max_rounds) == Some(0) {
+        errors.push(origin.error(
+            "spec.safety.maxRounds",
+            "0 rounds would stop the synchronizer before it changes anything; give at least 1 (10 when left out)",
+        ));
+    }
+    if let Err(wrong) = spec.schedule() {
+        errors.extend(wrong.into_iter().map(|e| origin.error(e.field, e.message)));
+    }
     // Each type's parameters live in a block of their own name.
     for (field, present, owner) in [
         ("filter", spec.filter.is_some(), SynchronizerType::Filter),
