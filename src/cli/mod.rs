@@ -2,6 +2,7 @@
 
 mod markdown;
 mod render;
+mod sync;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -166,8 +167,8 @@ enum Command {
         structure: String,
         #[command(flatten)]
         files: OptionalFiles,
-        #[arg(short, long, value_enum, default_value_t = HistoryFormat::Text)]
-        output: HistoryFormat,
+        #[arg(short, long, value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
     },
     /// Reverse one job's changes to its structure and tracker (the JOB
     /// column of `history`); planned and approved like any run.
@@ -203,6 +204,45 @@ enum Command {
         #[arg(long, value_name = "KEY")]
         after: Option<String>,
     },
+    /// Incremental sync: each enabled synchronizer carries what changed on
+    /// either side since its last pass to the other, on its schedule, until
+    /// interrupted (`--once`: one pass each, now). Destructive changes are
+    /// made without approval (the declaration was reviewed); its `safety`
+    /// limits still refuse a pass that would remove too much.
+    #[command(visible_alias = "run")]
+    Sync {
+        /// Only these synchronizers (`name` or `namespace/name`).
+        synchronizers: Vec<String>,
+        #[command(flatten)]
+        files: Files,
+        /// One pass of each synchronizer, then exit.
+        #[arg(long)]
+        once: bool,
+        #[arg(short, long, value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
+    },
+    /// Check a synchronizer's declaration and tracker connection, list its
+    /// held issues (failed writes, manual conflicts) and recent conflicts,
+    /// and retry, skip or resolve them. Exit 1 when something needs a person.
+    Troubleshoot {
+        synchronizer: String,
+        #[command(flatten)]
+        files: OptionalFiles,
+        /// Try a held issue's changes again at the next pass.
+        #[arg(long, value_name = "KEY")]
+        retry: Vec<String>,
+        /// Give up a held issue's pending change: the tracker's side stays.
+        #[arg(long, value_name = "KEY")]
+        skip: Vec<String>,
+        /// Settle a held issue for the structure: its side is written at the next pass.
+        #[arg(long, value_name = "KEY")]
+        keep_structure: Vec<String>,
+        /// Let a synchronizer the cycle guard stopped run again.
+        #[arg(long)]
+        restart: bool,
+        #[arg(short, long, value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
+    },
     /// Print the CustomResourceDefinitions (as committed in crds/).
     Crds,
 }
@@ -214,8 +254,8 @@ enum PlanFormat {
     Json,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum HistoryFormat {
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum OutputFormat {
     Text,
     Json,
 }
@@ -483,8 +523,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let id = structure_id(&catalog, &structure)?;
             let entries = crate::engine::history(&store, &id)?;
             match output {
-                HistoryFormat::Text => print!("{}", render::history_table(&entries)),
-                HistoryFormat::Json => println!("{}", serde_json::to_string_pretty(&entries)?),
+                OutputFormat::Text => print!("{}", render::history_table(&entries)),
+                OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&entries)?),
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -493,6 +533,29 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let catalog = catalog_or_remembered(&store, &files.files)?;
             print!("{}", render::status_table(&catalog, &store.last_jobs()?));
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Sync {
+            synchronizers,
+            files,
+            once,
+            output,
+        } => sync::sync(&cli.state, &files.files, &synchronizers, once, output).await,
+        Command::Troubleshoot {
+            synchronizer,
+            files,
+            retry,
+            skip,
+            keep_structure,
+            restart,
+            output,
+        } => {
+            let actions = sync::Actions {
+                retry,
+                skip,
+                keep_structure,
+                restart,
+            };
+            sync::troubleshoot(&cli.state, &files.files, &synchronizer, actions, output).await
         }
         Command::Move {
             structure,

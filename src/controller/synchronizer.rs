@@ -1,11 +1,12 @@
-//! Synchronizers: while `spec.enabled`, each runs in its first direction
-//! every interval (a full plan and apply today; incremental sync builds on
-//! this). A destructive plan is not applied by itself: the status names the
-//! hash, and a Resync with `approvedPlan` runs it. `enabled: false` stops a
-//! synchronizer after its in-flight run; deleting one waits for that run
+//! Synchronizers: while `spec.enabled`, each makes an incremental pass on
+//! its schedule (`spec.schedule`: interval, fullResyncAfter, window), the
+//! same pass as `trellis sync`. Per-issue failures and manual conflicts are
+//! listed in the status and hold only their issue. `enabled: false` stops a
+//! synchronizer after its in-flight pass; deleting one waits for that pass
 //! too (a finalizer), so a sync never outlives its declaration. Phases:
-//! Handshake (first run) → Running | Stopped | Error | RestartRequired
-//! (synchronizers undoing each other: stopped until a spec changes).
+//! Handshake (first pass) → Running | Stopped | Error | RestartRequired
+//! (the cycle guard: it kept undoing another writer; stopped until its spec
+//! changes or `trellis troubleshoot --restart`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,13 +16,12 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 
 use super::conditions::{Health, State};
 use super::context::{Chain, Context, Error};
-use crate::engine::{Approval, EngineError, Scope, primary_direction};
-use crate::plan::PlanError;
+use crate::engine::Pass;
 use crate::spec::{Catalog, IssueError, Synchronizer, SynchronizerStatus, resource_id};
-use crate::tracker::TrackerError;
+use crate::store::Store;
 
 pub const FINALIZER: &str = "trellis.dev/stop-synchronizer";
-/// The pause between runs (a `schedule.interval` comes with incremental sync).
+/// When to look again at a synchronizer whose declaration is wrong.
 const INTERVAL: Duration = Duration::from_secs(30);
 const BUSY_RETRY: Duration = Duration::from_secs(5);
 
@@ -80,77 +80,66 @@ async fn run(sync: Arc<Synchronizer>, ctx: &Context) -> Result<Action, Error> {
         );
         finish(ctx, &sync, next.clone(), health, Action::await_change()).await?;
     }
-    let scope = Scope::Resync {
-        synchronizer: id.clone(),
-        direction: primary_direction(&sync.spec),
-        resync: None,
-    };
     let credentials = ctx.credentials(&catalog, &chain.tracker).await?;
     let mut engine = ctx.engine().await;
     engine.set_credentials(credentials);
-    let outcome = match engine.plan(&catalog, &scope).await {
-        // Leadership passed on while planning: the new leader runs it.
-        Ok(_) if !ctx.leading() => return Ok(Action::requeue(BUSY_RETRY)),
-        Ok(run) => {
-            let summary = run.set.summary;
-            engine
-                .apply(&catalog, run, &Approval::None)
-                .await
-                .map(|_| summary)
-        }
-        Err(e) => Err(e),
-    };
+    // A changed spec is what a person does about a stopped synchronizer.
+    let changed = sync.status.as_ref().and_then(|s| s.observed_generation) != sync.metadata.generation;
+    if changed && engine.store().sync_state(&id).is_ok_and(|s| s.stopped.is_some()) {
+        engine.store_mut().restart(&id).map_err(crate::engine::EngineError::from)?;
+    }
+    let started = jiff::Timestamp::now();
+    let outcome = engine.sync_pass(&catalog, &id, started).await;
     drop(engine);
-    let now = jiff::Timestamp::now().to_string();
-    next.last_attempt = Some(now.clone());
+    let schedule = sync.spec.schedule().unwrap_or_default();
+    let now = jiff::Timestamp::now();
+    next.last_attempt = Some(started.to_string());
     let (health, action) = match outcome {
-        Ok(summary) => {
-            ctx.metrics.count_operations(&summary);
+        Ok(Pass {
+            waiting: Some(_), ..
+        }) => {
+            return Ok(Action::requeue(BUSY_RETRY));
+        }
+        Ok(Pass {
+            stopped: Some(reason),
+            ..
+        }) => {
+            next.phase = Some("RestartRequired".into());
+            ctx.event(&*sync, true, "RestartRequired", "Sync", reason.clone())
+                .await;
+            (
+                Health::new(State::Stalled, "RestartRequired", reason),
+                Action::await_change(),
+            )
+        }
+        Ok(pass) => {
+            ctx.metrics.count_operations(&pass.summary);
             next.phase = Some("Running".into());
-            next.last_sync = Some(now);
-            next.errors.clear();
-            let message = format!("last run: {summary}");
+            next.last_sync = Some(started.to_string());
+            next.errors = pass.held.iter().map(issue_error).collect();
+            let message = format!(
+                "last pass ({}): {} issue(s) read, {}{}",
+                if pass.full { "full" } else { "incremental" },
+                pass.issues_read,
+                pass.summary,
+                if next.errors.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {} issue(s) held", next.errors.len())
+                }
+            );
             (
                 Health::new(State::Ready, "Synced", message),
-                Action::requeue(INTERVAL),
-            )
-        }
-        Err(EngineError::NeedsApproval { hash, summary }) => {
-            next.phase = Some("Error".into());
-            let message = format!(
-                "the next run is destructive ({summary}) and is not applied by itself: review it with `trellis plan`, then create a Resync of this synchronizer with approvedPlan: {hash}"
-            );
-            ctx.event(&*sync, true, "NeedsApproval", "Sync", message.clone())
-                .await;
-            (
-                Health::new(State::Stalled, "NeedsApproval", message),
-                Action::requeue(INTERVAL),
-            )
-        }
-        // The cycle guard: synchronizers of this structure keep undoing each
-        // other. Running again changes nothing until a person changes one.
-        Err(
-            e @ EngineError::Plan {
-                source: PlanError::Fight(_),
-                ..
-            },
-        ) => {
-            next.phase = Some("RestartRequired".into());
-            ctx.event(&*sync, true, "RestartRequired", "Sync", e.to_string())
-                .await;
-            (
-                Health::new(State::Stalled, "RestartRequired", e.to_string()),
-                Action::await_change(),
+                Action::requeue(until(schedule.next_pass(&id, Some(started), now), now)),
             )
         }
         Err(e) => {
             next.phase = Some("Error".into());
-            next.errors = issue_errors(&e, &next.errors, &now);
             ctx.event(&*sync, true, "SyncFailed", "Sync", e.to_string())
                 .await;
             (
                 Health::new(State::Stalled, "SyncFailed", e.to_string()),
-                Action::requeue(INTERVAL),
+                Action::requeue(until(schedule.next_pass(&id, Some(started), now), now)),
             )
         }
     };
@@ -158,43 +147,32 @@ async fn run(sync: Arc<Synchronizer>, ctx: &Context) -> Result<Action, Error> {
     finish(ctx, &sync, next, health, action).await
 }
 
-/// How long until the next run is due, if it is not due yet.
+fn until(at: jiff::Timestamp, now: jiff::Timestamp) -> Duration {
+    Duration::try_from(at.duration_since(now)).unwrap_or(BUSY_RETRY)
+}
+
+/// How long until the next pass is due, if it is not due yet.
 fn not_due(sync: &Synchronizer) -> Option<Duration> {
     let status = sync.status.as_ref()?;
     if status.observed_generation != sync.metadata.generation {
         return None;
     }
     let last: jiff::Timestamp = status.last_attempt.as_deref()?.parse().ok()?;
-    let since = jiff::Timestamp::now().duration_since(last);
-    let left = jiff::SignedDuration::try_from(INTERVAL).ok()? - since;
-    Duration::try_from(left).ok().filter(|d| !d.is_zero())
+    let id = resource_id(sync);
+    let now = jiff::Timestamp::now();
+    let due = sync.spec.schedule().unwrap_or_default().next_pass(&id, Some(last), now);
+    Some(until(due, now)).filter(|d| !d.is_zero())
 }
 
-/// Per-issue errors from failed writes, keeping when each was first seen
-/// and counting attempts.
-fn issue_errors(error: &EngineError, before: &[IssueError], now: &str) -> Vec<IssueError> {
-    let EngineError::Tracker {
-        source: TrackerError::Writes { failures, .. },
-        ..
-    } = error
-    else {
-        return Vec::new();
-    };
-    failures
-        .iter()
-        .map(|f| {
-            let seen = before
-                .iter()
-                .find(|b| b.issue == f.issue && b.operation == f.operation);
-            IssueError {
-                issue: f.issue.clone(),
-                operation: f.operation.clone(),
-                message: f.message.clone(),
-                since: seen.map_or_else(|| now.to_owned(), |b| b.since.clone()),
-                attempts: seen.map_or(1, |b| b.attempts + 1),
-            }
-        })
-        .collect()
+/// A held issue as the status lists it.
+fn issue_error(held: &crate::store::HeldIssue) -> IssueError {
+    IssueError {
+        issue: held.issue.clone(),
+        operation: held.operation.clone(),
+        message: held.message.clone(),
+        since: held.first_seen.to_string(),
+        attempts: held.attempts as i64,
+    }
 }
 
 /// Deletion: waits for the in-flight run of its structure, then lets go.

@@ -15,6 +15,7 @@ mod connect;
 mod history;
 mod plan_file;
 mod remember;
+mod sync;
 mod units;
 
 use std::collections::HashMap;
@@ -33,6 +34,7 @@ use connect::Trackers;
 pub use history::{HistoryEntry, history};
 pub use plan_file::{Base, PlanFile};
 pub use remember::{Section, remembered, structure_view};
+pub use sync::{HOLD, Pass};
 pub use units::{Scope, UnitSource};
 
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +112,8 @@ pub struct Run {
     pub set: PlanSet,
     /// The clients the plan read through, kept for applying it.
     trackers: Trackers,
+    /// A resync holds its structures read-only while it applies.
+    resync: Option<String>,
 }
 
 /// What an apply did.
@@ -225,8 +229,14 @@ impl<S: Store> Engine<S> {
                 snapshots.insert(tracker_id.clone(), snapshot);
             }
             let snapshot = snapshots[&tracker_id].clone();
-            let units = units::build(catalog, structure, &sources, tracker)
-                .await
+            let units = units::build(
+                catalog,
+                structure,
+                &sources,
+                tracker,
+                &mut units::Searches::default(),
+            )
+            .await
                 .map_err(|source| EngineError::Tracker {
                     tracker: tracker_id.clone(),
                     source,
@@ -266,10 +276,22 @@ impl<S: Store> Engine<S> {
         }
         refuse_two_exports_to_one_tracker(&prepared)?;
         let set = PlanSet::new(prepared.iter().map(|p| p.plan.clone()).collect());
+        let resync = match scope {
+            Scope::Resync {
+                synchronizer,
+                resync,
+                ..
+            } => Some(match resync {
+                Some(resync) => format!("resync {resync}"),
+                None => format!("resync of {synchronizer} by {}", self.author),
+            }),
+            _ => None,
+        };
         Ok(Run {
             prepared,
             set,
             trackers,
+            resync,
         })
     }
 
@@ -289,7 +311,14 @@ impl<S: Store> Engine<S> {
         // refused when planning), so one failing does not hold back the rest.
         for prepared in run.prepared {
             let structure = prepared.structure.clone();
-            match self.apply_structure(catalog, &mut trackers, prepared).await {
+            if let Some(holder) = &run.resync {
+                self.wait_and_hold(&structure, holder).await?;
+            }
+            let result = self.apply_structure(catalog, &mut trackers, prepared).await;
+            if let Some(holder) = &run.resync {
+                self.store.release_structure(&structure, holder)?;
+            }
+            match result {
                 Ok(version) => applied.structures.push(version),
                 Err(e) => failed.push((structure, e)),
             }
@@ -304,6 +333,24 @@ impl<S: Store> Engine<S> {
                     .map(|(structure, e)| (structure, e.to_string()))
                     .collect(),
             }),
+        }
+    }
+
+    /// Holds `structure` read-only for a resync, first waiting (a minute at
+    /// most) for an incremental pass on it to end.
+    async fn wait_and_hold(&mut self, structure: &str, holder: &str) -> Result<(), EngineError> {
+        let deadline = jiff::Timestamp::now() + jiff::SignedDuration::from_mins(1);
+        loop {
+            let until = jiff::Timestamp::now() + HOLD;
+            match self.store.hold_structure(structure, holder, until)? {
+                None => return Ok(()),
+                Some(other) if jiff::Timestamp::now() > deadline => {
+                    return Err(EngineError::Invalid(format!(
+                        "structure {structure} is held by {other}; nothing was changed: run the resync again when it is done"
+                    )));
+                }
+                Some(_) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+            }
         }
     }
 
@@ -403,6 +450,7 @@ impl<S: Store> Engine<S> {
             jobs: &jobs,
             synchronizers: &synchronizers,
             baselines: &baselines,
+            pass: None,
         })?;
         tracing::info!(structure = %structure, version, summary = %plan.summary, "applied");
         Ok((structure, version))
@@ -418,6 +466,11 @@ impl<S: Store> Engine<S> {
         under: Option<&str>,
         after: Option<&str>,
     ) -> Result<u64, EngineError> {
+        if let Some(holder) = self.store.structure_holder(structure)? {
+            return Err(EngineError::Invalid(format!(
+                "structure {structure} is read-only while {holder} runs; nothing was changed: make the edit again when it is done"
+            )));
+        }
         let stored = self.store.structure(structure)?;
         let forest = &stored.forest;
         // Rows are named as the outline shows them: an issue key, or a
@@ -488,6 +541,7 @@ impl<S: Store> Engine<S> {
             jobs: &[],
             synchronizers: &[],
             baselines: &[],
+            pass: None,
         })?;
         Ok(version)
     }

@@ -1,6 +1,6 @@
 //! Which synchronizers a run covers, and turning them into planner units.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use crate::model::{Direction, RowItem};
 use crate::plan::{
@@ -239,12 +239,66 @@ pub(super) fn select(
     Ok(selected)
 }
 
+/// The queries a run asks the tracker (filters, agile, links' filters),
+/// and their answers. An incremental pass knows each query's matches from
+/// its last pass: it asks only about the issues changed since.
+#[derive(Default)]
+pub(super) struct Searches {
+    earlier: BTreeMap<String, BTreeSet<String>>,
+    changed: Vec<String>,
+    results: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl Searches {
+    /// Searches of an incremental pass; a full pass asks every query whole.
+    pub fn incremental(
+        earlier: BTreeMap<String, BTreeSet<String>>,
+        changed: Vec<String>,
+        full: bool,
+    ) -> Searches {
+        Searches {
+            earlier: if full { BTreeMap::new() } else { earlier },
+            changed,
+            results: BTreeMap::new(),
+        }
+    }
+
+    /// Each query's matches, for the next pass.
+    pub fn into_results(self) -> BTreeMap<String, BTreeSet<String>> {
+        self.results
+    }
+
+    async fn search(
+        &mut self,
+        tracker: &AnyTracker,
+        query: &str,
+    ) -> Result<HashSet<String>, TrackerError> {
+        let matches: BTreeSet<String> = match (self.results.get(query), self.earlier.get(query)) {
+            (Some(known), _) => known.clone(),
+            (None, Some(earlier)) => {
+                let now = tracker.search_among(query, &self.changed).await?;
+                let changed: HashSet<&String> = self.changed.iter().collect();
+                earlier
+                    .iter()
+                    .filter(|k| !changed.contains(k))
+                    .cloned()
+                    .chain(now)
+                    .collect()
+            }
+            (None, None) => tracker.search(query).await?.into_iter().collect(),
+        };
+        self.results.insert(query.to_owned(), matches.clone());
+        Ok(matches.into_iter().collect())
+    }
+}
+
 /// Planner units for the selected sources; filters run their query on the tracker.
 pub(super) async fn build(
     catalog: &Catalog,
     structure: &Declared<Structure>,
     selected: &[Selected],
     tracker: &AnyTracker,
+    searches: &mut Searches,
 ) -> Result<Vec<Unit>, TrackerError> {
     let mut units = Vec::with_capacity(selected.len());
     for s in selected {
@@ -262,7 +316,7 @@ pub(super) async fn build(
                     .spec;
                 let rule = match (spec.type_, &spec.filter, &spec.status_rollup) {
                     (SynchronizerType::Filter, Some(filter), _) => Rule::Filter(FilterRule {
-                        matches: tracker.search(&filter.query).await?,
+                        matches: searches.search(tracker, &filter.query).await?,
                         under: match &filter.under {
                             Some(p) => match (&p.folder, &p.issue) {
                                 (Some(folder), _) => Placement::Folder(folder.clone()),
@@ -282,7 +336,7 @@ pub(super) async fn build(
                             .links
                             .as_ref()
                             .expect("validated: links synchronizers have spec.links");
-                        Rule::Links(links_rule(links, tracker).await?)
+                        Rule::Links(links_rule(links, tracker, searches).await?)
                     }
                     (SynchronizerType::Agile, _, _) => {
                         let agile = spec
@@ -290,7 +344,7 @@ pub(super) async fn build(
                             .as_ref()
                             .expect("validated: agile synchronizers have spec.agile");
                         Rule::Agile(AgileRule {
-                            matches: tracker.search(&agile.query).await?,
+                            matches: searches.search(tracker, &agile.query).await?,
                             subtasks: agile.subtasks,
                         })
                     }
@@ -318,10 +372,18 @@ pub(super) async fn build(
 }
 
 /// The links rule, with its filters run on the tracker.
-async fn links_rule(links: &LinksSpec, tracker: &AnyTracker) -> Result<LinksRule, TrackerError> {
-    let matches = async |query: &Option<String>| match query {
-        Some(query) => tracker.search(query).await.map(Some),
-        None => Ok(None),
+async fn links_rule(
+    links: &LinksSpec,
+    tracker: &AnyTracker,
+    searches: &mut Searches,
+) -> Result<LinksRule, TrackerError> {
+    let parents = match &links.parent_filter {
+        Some(query) => Some(searches.search(tracker, query).await?),
+        None => None,
+    };
+    let children = match &links.child_filter {
+        Some(query) => Some(searches.search(tracker, query).await?),
+        None => None,
     };
     Ok(LinksRule {
         link_type: links.type_.clone(),
@@ -329,8 +391,8 @@ async fn links_rule(links: &LinksSpec, tracker: &AnyTracker) -> Result<LinksRule
             LinkEndSpec::Source => LinkEnd::Source,
             LinkEndSpec::Target => LinkEnd::Target,
         },
-        parents: matches(&links.parent_filter).await?,
-        children: matches(&links.child_filter).await?,
+        parents,
+        children,
         scope: match links.scope {
             LinkScopeSpec::Structure => LinkScope::Structure,
             LinkScopeSpec::Expand => LinkScope::Expand,

@@ -5,8 +5,9 @@ mod sqlite;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::Forest;
+use crate::model::{Forest, Issue};
 use crate::plan::{StructureOp, TrackerOp};
+use crate::tracker::Watermark;
 
 pub use sqlite::SqliteStore;
 
@@ -130,6 +131,125 @@ pub struct Commit<'a> {
     /// those of `baselines` that name it (possibly none).
     pub synchronizers: &'a [String],
     pub baselines: &'a [Baseline],
+    /// What an incremental pass moves along with the content (its cursor,
+    /// baselines, per-issue errors): in the same transaction, so that its own
+    /// writes never come back to it as changes.
+    pub pass: Option<&'a PassCommit<'a>>,
+}
+
+/// The store's copy of a tracker's issues (BigPicture's cache): what an
+/// incremental pass plans from, refreshed with the issues changed since
+/// `watermark` and fully each `fullResyncAfter`. Every refresh numbers the
+/// rows it changes (`seq`), so each synchronizer finds what changed since
+/// its last pass without reading the tracker again.
+#[derive(Clone, Debug, Default)]
+pub struct Mirror {
+    pub issues: Vec<Issue>,
+    pub watermark: Watermark,
+    /// The number of the last change to the mirror.
+    pub seq: u64,
+    /// When it was last read in full.
+    pub full_read: Option<jiff::Timestamp>,
+}
+
+/// One refresh of a mirror.
+pub enum MirrorRead {
+    /// Every issue in the tracker's scope: the others are gone.
+    Full(Vec<Issue>),
+    /// Issues changed since the watermark (already deduplicated).
+    Changed(Vec<Issue>),
+}
+
+/// Where an incremental synchronizer stands.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncState {
+    /// The mirror changes it has taken into account.
+    pub seen_seq: u64,
+    /// The structure version it has taken into account.
+    pub synced_version: u64,
+    pub last_pass: Option<jiff::Timestamp>,
+    pub last_full: Option<jiff::Timestamp>,
+    /// Consecutive passes that rewrote an issue the pass before also wrote:
+    /// the cycle guard's count.
+    pub rounds: u32,
+    /// The issues its last pass wrote.
+    pub last_written: Vec<String>,
+    /// Why the cycle guard stopped it; `None` while it runs.
+    pub stopped: Option<String>,
+    /// Each query's matches at its last pass (filters, agile): a pass asks
+    /// the tracker only about the issues changed since.
+    #[serde(default)]
+    pub matches: std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+}
+
+/// Why an issue's changes wait: a failed write, or a conflict that the
+/// `manual` policy leaves to a person.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum HoldKind {
+    Error,
+    Conflict,
+}
+
+/// What a person decided about a held issue (`trellis troubleshoot`); the
+/// next pass acts on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Release {
+    /// Try the issue's changes again.
+    Retry,
+    /// Carry the structure's side to the tracker.
+    KeepStructure,
+}
+
+/// An issue whose later changes wait behind a failure or a conflict
+/// (Backbone's per-issue errors).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeldIssue {
+    pub synchronizer: String,
+    pub issue: String,
+    pub kind: HoldKind,
+    pub operation: String,
+    pub message: String,
+    pub attempts: u32,
+    pub first_seen: jiff::Timestamp,
+    pub last_seen: jiff::Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<Release>,
+}
+
+/// A change made on both sides of one issue since the last pass, and how
+/// `conflictPolicy` settled it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConflictRecord {
+    pub synchronizer: String,
+    pub issue: String,
+    pub time: jiff::Timestamp,
+    /// The structure's side (`under #3`, `top level`) and the tracker's.
+    pub structure_side: String,
+    pub tracker_side: String,
+    /// `tracker`, `structure` or `held` (manual).
+    pub kept: String,
+}
+
+/// What one incremental pass of one synchronizer records.
+pub struct PassCommit<'a> {
+    pub synchronizer: &'a str,
+    pub tracker: &'a str,
+    pub state: SyncState,
+    /// Baselines replaced for these issues (the others stay).
+    pub baselines: &'a [Baseline],
+    /// Issues no longer in the structure: their baselines go.
+    pub forgotten: &'a [String],
+    /// The synchronizer's held issues after the pass (all of them).
+    pub held: &'a [HeldIssue],
+    pub conflicts: &'a [ConflictRecord],
+    /// Issues as the pass wrote them: the mirror takes them, numbered past
+    /// `state.seen_seq`'s reach so that the pass does not read them back.
+    pub written: &'a [Issue],
 }
 
 /// A declaration as last applied from the command line, so that `show`,
@@ -178,4 +298,61 @@ pub trait Store {
     fn remember(&mut self, resources: &[StoredResource]) -> Result<(), StoreError>;
 
     fn remembered(&self) -> Result<Vec<StoredResource>, StoreError>;
+
+    fn mirror(&self, tracker: &str) -> Result<Mirror, StoreError>;
+
+    /// Stores a read of the tracker and the watermark after it; returns the
+    /// mirror's new `seq`. Rows whose content did not change keep theirs.
+    fn refresh_mirror(
+        &mut self,
+        tracker: &str,
+        read: MirrorRead,
+        watermark: &Watermark,
+        at: jiff::Timestamp,
+    ) -> Result<u64, StoreError>;
+
+    /// Keys of the mirror's issues changed (or gone) after `seq`.
+    fn mirror_changes(&self, tracker: &str, after: u64) -> Result<Vec<String>, StoreError>;
+
+    fn sync_state(&self, synchronizer: &str) -> Result<SyncState, StoreError>;
+
+    /// Journal entries after `version`, each with the synchronizer whose
+    /// job made it (none for manual edits).
+    fn journal_since(
+        &self,
+        structure: &str,
+        version: u64,
+    ) -> Result<Vec<(JournalEntry, Option<String>)>, StoreError>;
+
+    fn held_issues(&self, synchronizer: &str) -> Result<Vec<HeldIssue>, StoreError>;
+
+    /// A person's decision on a held issue: `None` skips its pending
+    /// change (the hold goes); returns false when the issue is not held.
+    fn release_issue(
+        &mut self,
+        synchronizer: &str,
+        issue: &str,
+        release: Option<Release>,
+    ) -> Result<bool, StoreError>;
+
+    /// Lets a synchronizer the cycle guard stopped run again.
+    fn restart(&mut self, synchronizer: &str) -> Result<(), StoreError>;
+
+    /// The latest conflicts of a synchronizer, newest first.
+    fn conflicts(&self, synchronizer: &str, limit: usize)
+    -> Result<Vec<ConflictRecord>, StoreError>;
+
+    /// Marks a structure read-only for `holder` (a resync) until `until`;
+    /// returns the other holder if one holds it.
+    fn hold_structure(
+        &mut self,
+        structure: &str,
+        holder: &str,
+        until: jiff::Timestamp,
+    ) -> Result<Option<String>, StoreError>;
+
+    fn release_structure(&mut self, structure: &str, holder: &str) -> Result<(), StoreError>;
+
+    /// Who holds a structure read-only right now, if anyone.
+    fn structure_holder(&self, structure: &str) -> Result<Option<String>, StoreError>;
 }

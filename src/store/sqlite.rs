@@ -9,10 +9,12 @@ use rusqlite::{
 };
 
 use super::{
-    Baseline, Commit, JobRecord, JobState, JournalEntry, Store, StoreError, StoredResource,
-    StoredStructure,
+    Baseline, Commit, ConflictRecord, HeldIssue, JobRecord, JobState, JournalEntry, Mirror,
+    MirrorRead, PassCommit, Release, Store, StoreError, StoredResource, StoredStructure,
+    SyncState,
 };
 use crate::model::{Forest, Row, RowId, RowItem};
+use crate::tracker::Watermark;
 use crate::plan::StructureOp;
 
 /// Schema migrations; `PRAGMA user_version` records how many have run.
@@ -78,6 +80,47 @@ CREATE TABLE resources (
 -- entries older than this migration), so that a job can be undone.
 ALTER TABLE journal ADD COLUMN job INTEGER;
 CREATE INDEX journal_by_job ON journal (job, version, seq);
+"#,
+    r#"
+-- Incremental sync: each tracker's mirror (issue NULL: gone from the
+-- tracker) numbered by refresh, each synchronizer's cursor, its held issues
+-- and recorded conflicts, and the structures a resync holds read-only.
+CREATE TABLE mirror (
+    tracker TEXT NOT NULL,
+    key     TEXT NOT NULL,
+    seq     INTEGER NOT NULL,
+    ord     INTEGER NOT NULL,
+    issue   TEXT,
+    PRIMARY KEY (tracker, key)
+) WITHOUT ROWID;
+CREATE INDEX mirror_by_seq ON mirror (tracker, seq);
+CREATE TABLE mirror_state (
+    tracker   TEXT PRIMARY KEY,
+    seq       INTEGER NOT NULL,
+    watermark TEXT NOT NULL,
+    full_read TEXT
+);
+CREATE TABLE sync_state (
+    synchronizer TEXT PRIMARY KEY,
+    body         TEXT NOT NULL
+);
+CREATE TABLE held_issues (
+    synchronizer TEXT NOT NULL,
+    issue        TEXT NOT NULL,
+    body         TEXT NOT NULL,
+    PRIMARY KEY (synchronizer, issue)
+) WITHOUT ROWID;
+CREATE TABLE conflicts (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    synchronizer TEXT NOT NULL,
+    body         TEXT NOT NULL
+);
+CREATE INDEX conflicts_by_synchronizer ON conflicts (synchronizer, id);
+CREATE TABLE structure_holds (
+    structure TEXT PRIMARY KEY,
+    holder    TEXT NOT NULL,
+    until     TEXT NOT NULL
+);
 "#,
 ];
 
@@ -375,12 +418,16 @@ impl Store for SqliteStore {
                 .map_err(err)?;
         }
         for synchronizer in synchronizers {
-            tx.execute(
-                "DELETE FROM baselines WHERE synchronizer = ?",
-                [synchronizer],
-            )
-            .map_err(err)?;
+            for table in ["baselines", "sync_state", "held_issues", "conflicts"] {
+                tx.execute(
+                    &format!("DELETE FROM {table} WHERE synchronizer = ?"),
+                    [synchronizer],
+                )
+                .map_err(err)?;
+            }
         }
+        tx.execute("DELETE FROM structure_holds WHERE structure = ?", [structure])
+            .map_err(err)?;
         tx.commit().map_err(err)
     }
 
@@ -519,6 +566,9 @@ impl Store for SqliteStore {
                     .map_err(err)?;
             }
         }
+        if let Some(pass) = commit.pass {
+            commit_pass(&tx, pass, version).map_err(err)?;
+        }
         tx.commit().map_err(err)?;
         Ok(version)
     }
@@ -631,6 +681,366 @@ impl Store for SqliteStore {
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
             .map_err(|e| self.error(e))?;
         Ok(resources)
+    }
+
+    fn mirror(&self, tracker: &str) -> Result<Mirror, StoreError> {
+        let head: Option<(u64, String, Option<String>)> = self
+            .connection()
+            .query_row(
+                "SELECT seq, watermark, full_read FROM mirror_state WHERE tracker = ?",
+                [tracker],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(|e| self.error(e))?;
+        let Some((seq, watermark, full_read)) = head else {
+            return Ok(Mirror::default());
+        };
+        let watermark: Watermark = json(watermark).map_err(|e| self.error(e))?;
+        let full_read = full_read
+            .map(timestamp)
+            .transpose()
+            .map_err(|e| self.error(e))?;
+        // In the tracker's own order, as a full read gives them.
+        let issues = self.json_rows(
+            "SELECT issue FROM mirror WHERE tracker = ? AND issue IS NOT NULL ORDER BY ord",
+            tracker,
+        )?;
+        Ok(Mirror {
+            issues,
+            watermark,
+            seq,
+            full_read,
+        })
+    }
+
+    fn refresh_mirror(
+        &mut self,
+        tracker: &str,
+        read: MirrorRead,
+        watermark: &Watermark,
+        at: jiff::Timestamp,
+    ) -> Result<u64, StoreError> {
+        let stored: HashMap<String, Option<String>> = {
+            let connection = self.connection();
+            let mut statement = connection
+                .prepare("SELECT key, issue FROM mirror WHERE tracker = ?")
+                .map_err(|e| self.error(e))?;
+            statement
+                .query_map([tracker], |r| Ok((r.get(0)?, r.get(1)?)))
+                .and_then(|rows| rows.collect::<rusqlite::Result<_>>())
+                .map_err(|e| self.error(e))?
+        };
+        let (full, issues) = match read {
+            MirrorRead::Full(issues) => (true, issues),
+            MirrorRead::Changed(issues) => (false, issues),
+        };
+        let bodies: Vec<(String, String)> = issues
+            .iter()
+            .map(|i| (i.key.clone(), serde_json::to_string(i).expect("issues serialize")))
+            .collect();
+        let watermark = serde_json::to_string(watermark).expect("watermarks serialize");
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO mirror_state (tracker, seq, watermark) VALUES (?, 0, '{}')
+                 ON CONFLICT (tracker) DO NOTHING",
+                [tracker],
+            )?;
+            let seq: u64 = tx.query_row(
+                "UPDATE mirror_state SET seq = seq + 1, watermark = ? WHERE tracker = ? RETURNING seq",
+                params![watermark, tracker],
+                |r| r.get(0),
+            )?;
+            if full {
+                tx.execute(
+                    "UPDATE mirror_state SET full_read = ? WHERE tracker = ?",
+                    params![at.to_string(), tracker],
+                )?;
+            }
+            // A full read orders every issue as the tracker lists them; an
+            // issue first seen in a changed read goes last.
+            let mut next: i64 = tx.query_row(
+                "SELECT coalesce(max(ord) + 1, 0) FROM mirror WHERE tracker = ?",
+                [tracker],
+                |r| r.get(0),
+            )?;
+            let mut upsert = tx.prepare_cached(
+                "INSERT INTO mirror (tracker, key, seq, ord, issue) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (tracker, key) DO UPDATE SET seq = ?3, issue = ?5",
+            )?;
+            let mut reorder =
+                tx.prepare_cached("UPDATE mirror SET ord = ? WHERE tracker = ? AND key = ?")?;
+            for (index, (key, body)) in bodies.iter().enumerate() {
+                if stored.get(key).and_then(Option::as_ref) != Some(body) {
+                    upsert.execute(params![tracker, key, seq, next, body])?;
+                    next += 1;
+                }
+                if full {
+                    reorder.execute(params![index as i64, tracker, key])?;
+                }
+            }
+            if full {
+                let present: std::collections::HashSet<&str> =
+                    issues.iter().map(|i| i.key.as_str()).collect();
+                let mut gone = tx.prepare_cached(
+                    "UPDATE mirror SET seq = ?, issue = NULL WHERE tracker = ? AND key = ?",
+                )?;
+                for (key, body) in &stored {
+                    if body.is_some() && !present.contains(key.as_str()) {
+                        gone.execute(params![seq, tracker, key])?;
+                    }
+                }
+            }
+            Ok(seq)
+        })
+    }
+
+    fn mirror_changes(&self, tracker: &str, after: u64) -> Result<Vec<String>, StoreError> {
+        let connection = self.connection();
+        let mut statement = connection
+            .prepare("SELECT key FROM mirror WHERE tracker = ? AND seq > ? ORDER BY key")
+            .map_err(|e| self.error(e))?;
+        statement
+            .query_map(params![tracker, after], |r| r.get(0))
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| self.error(e))
+    }
+
+    fn sync_state(&self, synchronizer: &str) -> Result<SyncState, StoreError> {
+        Ok(self
+            .json_rows(
+                "SELECT body FROM sync_state WHERE synchronizer = ?",
+                synchronizer,
+            )?
+            .pop()
+            .unwrap_or_default())
+    }
+
+    fn journal_since(
+        &self,
+        structure: &str,
+        version: u64,
+    ) -> Result<Vec<(JournalEntry, Option<String>)>, StoreError> {
+        let connection = self.connection();
+        let mut statement = connection
+            .prepare(
+                "SELECT j.version, j.time, j.author, j.cause, j.change, j.job, jobs.synchronizer
+                 FROM journal j LEFT JOIN jobs ON jobs.id = j.job
+                 WHERE j.structure = ? AND j.version > ? ORDER BY j.version, j.seq",
+            )
+            .map_err(|e| self.error(e))?;
+        statement
+            .query_map(params![structure, version], |r| {
+                Ok((journal_entry(r)?, r.get(6)?))
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| self.error(e))
+    }
+
+    fn held_issues(&self, synchronizer: &str) -> Result<Vec<HeldIssue>, StoreError> {
+        self.json_rows(
+            "SELECT body FROM held_issues WHERE synchronizer = ? ORDER BY issue",
+            synchronizer,
+        )
+    }
+
+    fn release_issue(
+        &mut self,
+        synchronizer: &str,
+        issue: &str,
+        release: Option<Release>,
+    ) -> Result<bool, StoreError> {
+        let Some(mut held) = self
+            .held_issues(synchronizer)?
+            .into_iter()
+            .find(|h| h.issue == issue)
+        else {
+            return Ok(false);
+        };
+        self.write(|tx| {
+            match release {
+                None => {
+                    tx.execute(
+                        "DELETE FROM held_issues WHERE synchronizer = ? AND issue = ?",
+                        params![synchronizer, issue],
+                    )?;
+                }
+                Some(release) => {
+                    held.release = Some(release);
+                    tx.execute(
+                        "UPDATE held_issues SET body = ? WHERE synchronizer = ? AND issue = ?",
+                        params![
+                            serde_json::to_string(&held).expect("serializes"),
+                            synchronizer,
+                            issue
+                        ],
+                    )?;
+                }
+            }
+            Ok(true)
+        })
+    }
+
+    fn restart(&mut self, synchronizer: &str) -> Result<(), StoreError> {
+        let state = SyncState {
+            stopped: None,
+            rounds: 0,
+            last_written: Vec::new(),
+            ..self.sync_state(synchronizer)?
+        };
+        self.write(|tx| write_sync_state(tx, synchronizer, &state))
+    }
+
+    fn conflicts(
+        &self,
+        synchronizer: &str,
+        limit: usize,
+    ) -> Result<Vec<ConflictRecord>, StoreError> {
+        let mut conflicts: Vec<ConflictRecord> = self.json_rows(
+            "SELECT body FROM conflicts WHERE synchronizer = ? ORDER BY id DESC",
+            synchronizer,
+        )?;
+        conflicts.truncate(limit);
+        Ok(conflicts)
+    }
+
+    fn hold_structure(
+        &mut self,
+        structure: &str,
+        holder: &str,
+        until: jiff::Timestamp,
+    ) -> Result<Option<String>, StoreError> {
+        let now = jiff::Timestamp::now().to_string();
+        self.write(|tx| {
+            let other: Option<String> = tx
+                .query_row(
+                    "SELECT holder FROM structure_holds WHERE structure = ? AND holder != ? AND until > ?",
+                    params![structure, holder, now],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if other.is_none() {
+                tx.execute(
+                    "INSERT INTO structure_holds (structure, holder, until) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (structure) DO UPDATE SET holder = ?2, until = ?3",
+                    params![structure, holder, until.to_string()],
+                )?;
+            }
+            Ok(other)
+        })
+    }
+
+    fn release_structure(&mut self, structure: &str, holder: &str) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "DELETE FROM structure_holds WHERE structure = ? AND holder = ?",
+                params![structure, holder],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn structure_holder(&self, structure: &str) -> Result<Option<String>, StoreError> {
+        self.connection()
+            .query_row(
+                "SELECT holder FROM structure_holds WHERE structure = ? AND until > ?",
+                params![structure, jiff::Timestamp::now().to_string()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.error(e))
+    }
+}
+
+/// An incremental pass's records, inside its commit's transaction; the
+/// cursor takes the version the commit leaves.
+fn commit_pass(tx: &Transaction, pass: &PassCommit, version: u64) -> rusqlite::Result<()> {
+    let sync = pass.synchronizer;
+    {
+        let mut upsert = tx.prepare_cached(
+            "INSERT INTO baselines (synchronizer, issue, body) VALUES (?1, ?2, ?3)
+             ON CONFLICT (synchronizer, issue) DO UPDATE SET body = ?3",
+        )?;
+        for b in pass.baselines {
+            let body = serde_json::to_string(b).expect("baselines serialize");
+            upsert.execute(params![sync, b.issue, body])?;
+        }
+        let mut forget =
+            tx.prepare_cached("DELETE FROM baselines WHERE synchronizer = ? AND issue = ?")?;
+        for issue in pass.forgotten {
+            forget.execute(params![sync, issue])?;
+        }
+    }
+    tx.execute("DELETE FROM held_issues WHERE synchronizer = ?", [sync])?;
+    for held in pass.held {
+        tx.execute(
+            "INSERT INTO held_issues (synchronizer, issue, body) VALUES (?, ?, ?)",
+            params![sync, held.issue, serde_json::to_string(held).expect("serializes")],
+        )?;
+    }
+    for conflict in pass.conflicts {
+        tx.execute(
+            "INSERT INTO conflicts (synchronizer, body) VALUES (?, ?)",
+            params![sync, serde_json::to_string(conflict).expect("serializes")],
+        )?;
+    }
+    if !pass.written.is_empty() {
+        let seq: u64 = tx.query_row(
+            "UPDATE mirror_state SET seq = seq + 1 WHERE tracker = ? RETURNING seq",
+            [pass.tracker],
+            |r| r.get(0),
+        )?;
+        // Written issues were read before: they keep their place.
+        let mut update =
+            tx.prepare_cached("UPDATE mirror SET seq = ?, issue = ? WHERE tracker = ? AND key = ?")?;
+        for issue in pass.written {
+            let body = serde_json::to_string(issue).expect("issues serialize");
+            update.execute(params![seq, body, pass.tracker, issue.key])?;
+        }
+    }
+    let state = SyncState {
+        synced_version: version,
+        ..pass.state.clone()
+    };
+    write_sync_state(tx, sync, &state)
+}
+
+fn write_sync_state(tx: &Transaction, sync: &str, state: &SyncState) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO sync_state (synchronizer, body) VALUES (?1, ?2)
+         ON CONFLICT (synchronizer) DO UPDATE SET body = ?2",
+        params![sync, serde_json::to_string(state).expect("serializes")],
+    )?;
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Runs `work` in one IMMEDIATE transaction.
+    fn write<T>(
+        &self,
+        work: impl FnOnce(&Transaction) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        let mut connection = self.connection();
+        let tx = connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| self.error(e))?;
+        let value = work(&tx).map_err(|e| self.error(e))?;
+        tx.commit().map_err(|e| self.error(e))?;
+        Ok(value)
+    }
+
+    /// Every value of `sql` (one text column) for one parameter, as JSON.
+    fn json_rows<T: serde::de::DeserializeOwned>(
+        &self,
+        sql: &str,
+        parameter: &str,
+    ) -> Result<Vec<T>, StoreError> {
+        let connection = self.connection();
+        let mut statement = connection.prepare(sql).map_err(|e| self.error(e))?;
+        statement
+            .query_map([parameter], |r| json(r.get(0)?))
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| self.error(e))
     }
 }
 

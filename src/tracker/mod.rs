@@ -90,6 +90,24 @@ pub trait Tracker: Send + Sync {
         query: &str,
     ) -> impl Future<Output = Result<HashSet<String>, TrackerError>> + Send;
 
+    /// Which of `keys` a filter query matches: what an incremental pass
+    /// asks about the issues changed since its last pass. Trackers that can
+    /// restrict a query to given issues do so in one request; this default
+    /// runs the whole query.
+    fn search_among(
+        &self,
+        query: &str,
+        keys: &[String],
+    ) -> impl Future<Output = Result<HashSet<String>, TrackerError>> + Send {
+        async move {
+            if keys.is_empty() {
+                return Ok(HashSet::new());
+            }
+            let all = self.search(query).await?;
+            Ok(keys.iter().filter(|k| all.contains(*k)).cloned().collect())
+        }
+    }
+
     /// Applies operations to issues. Each failed operation is reported
     /// against its issue ([`TrackerError::Writes`]); the others are made.
     fn apply(&self, ops: &[TrackerOp]) -> impl Future<Output = Result<(), TrackerError>> + Send;
@@ -120,10 +138,41 @@ pub trait Tracker: Send + Sync {
 /// with an earlier timestamp is still found; an issue read again unchanged
 /// (same `updated`, same content) is dropped. Comparing content too keeps a
 /// second change within the same second, which timestamps alone would lose.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(into = "StoredWatermark", from = "StoredWatermark")]
 pub struct Watermark {
     newest: Option<jiff::Timestamp>,
     seen: BTreeMap<(jiff::Timestamp, String), Issue>,
+}
+
+/// A watermark as the store keeps it (JSON maps take no tuple keys).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredWatermark {
+    newest: Option<jiff::Timestamp>,
+    seen: Vec<Issue>,
+}
+
+impl From<Watermark> for StoredWatermark {
+    fn from(mark: Watermark) -> StoredWatermark {
+        StoredWatermark {
+            newest: mark.newest,
+            seen: mark.seen.into_values().collect(),
+        }
+    }
+}
+
+impl From<StoredWatermark> for Watermark {
+    fn from(stored: StoredWatermark) -> Watermark {
+        let seen = stored
+            .seen
+            .into_iter()
+            .filter_map(|i| Some(((i.updated?, i.key.clone()), i)))
+            .collect();
+        Watermark {
+            newest: stored.newest,
+            seen,
+        }
+    }
 }
 
 impl Watermark {
@@ -174,6 +223,17 @@ impl Tracker for AnyTracker {
         match self {
             AnyTracker::Local(t) => t.search(query).await,
             AnyTracker::Redmine(t) => t.search(query).await,
+        }
+    }
+
+    async fn search_among(
+        &self,
+        query: &str,
+        keys: &[String],
+    ) -> Result<HashSet<String>, TrackerError> {
+        match self {
+            AnyTracker::Local(t) => t.search_among(query, keys).await,
+            AnyTracker::Redmine(t) => t.search_among(query, keys).await,
         }
     }
 

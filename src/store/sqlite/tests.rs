@@ -288,6 +288,7 @@ fn the_journal_records_each_operation_with_its_version_author_and_cause() {
             jobs: &[],
             synchronizers: &[],
             baselines: &[],
+            pass: None,
         })
         .unwrap();
     assert_eq!(version, 2);
@@ -386,6 +387,7 @@ fn each_commit_replaces_the_baselines_of_the_synchronizers_that_ran() {
             jobs: &[],
             synchronizers: &[F.to_owned()],
             baselines: &[],
+            pass: None,
         })
         .unwrap();
     assert!(store.baselines(F).unwrap().is_empty());

@@ -152,6 +152,13 @@ impl LocalTracker {
     }
 }
 
+fn parse(query: &str) -> Result<Query, TrackerError> {
+    Query::parse(query).map_err(|e| TrackerError::Query {
+        query: query.to_owned(),
+        message: e.to_string(),
+    })
+}
+
 /// serde-saphyr's default budget stops at 250,000 YAML nodes (about 12,000
 /// issues); an issues file is the user's own data and may be much larger, so
 /// the node, event and scalar limits grow with the file while the limits on
@@ -175,15 +182,26 @@ impl Tracker for LocalTracker {
     }
 
     async fn search(&self, query: &str) -> Result<HashSet<String>, TrackerError> {
-        let parsed = Query::parse(query).map_err(|e| TrackerError::Query {
-            query: query.to_owned(),
-            message: e.to_string(),
-        })?;
+        let parsed = parse(query)?;
         let snapshot = self.last_read(|read| read.snapshot.clone())?;
         Ok(snapshot
             .issues()
             .filter(|i| parsed.matches(i))
             .map(|i| i.key.clone())
+            .collect())
+    }
+
+    async fn search_among(
+        &self,
+        query: &str,
+        keys: &[String],
+    ) -> Result<HashSet<String>, TrackerError> {
+        let parsed = parse(query)?;
+        let snapshot = self.last_read(|read| read.snapshot.clone())?;
+        Ok(keys
+            .iter()
+            .filter(|k| snapshot.get(k).is_some_and(|i| parsed.matches(i)))
+            .cloned()
             .collect())
     }
 
@@ -260,7 +278,11 @@ impl Tracker for LocalTracker {
     }
 
     async fn changed_since(&self, from: jiff::Timestamp) -> Result<Vec<Issue>, TrackerError> {
-        let snapshot = self.read()?.snapshot;
+        // The whole file is read anyway: keep it for the searches and
+        // writes that follow, as `snapshot` does.
+        let read = self.read()?;
+        let snapshot = read.snapshot.clone();
+        *self.last_read.lock().expect("lock is never poisoned") = Some(read);
         Ok(snapshot
             .issues()
             .filter(|i| i.updated.is_some_and(|t| t >= from))

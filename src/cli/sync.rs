@@ -1,0 +1,340 @@
+//! `trellis sync` (alias `run`): incremental passes, once or on each
+//! synchronizer's schedule; `trellis troubleshoot`: one synchronizer's
+//! connection, declaration, held issues and conflicts, and what to do.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::bail;
+use serde::Serialize;
+
+use super::{OutputFormat, author, catalog_or_remembered};
+use crate::engine::{Engine, Pass, check_tracker};
+use crate::spec::Catalog;
+use crate::store::{HeldIssue, HoldKind, Release, SqliteStore, Store};
+
+/// The longest sleep between looks at the declarations while running.
+const LOOK_AGAIN: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The enabled synchronizers `names` select (all when empty).
+fn selected(catalog: &Catalog, names: &[String]) -> anyhow::Result<Vec<String>> {
+    let enabled: Vec<String> = catalog
+        .synchronizers
+        .iter()
+        .filter(|s| s.resource.spec.enabled)
+        .map(|s| s.id())
+        .collect();
+    if names.is_empty() {
+        return Ok(enabled);
+    }
+    names
+        .iter()
+        .map(|name| {
+            let id = if name.contains('/') {
+                name.clone()
+            } else {
+                format!("default/{name}")
+            };
+            match catalog.synchronizer(&id) {
+                Some(s) if s.resource.spec.enabled => Ok(id),
+                Some(_) => bail!("synchronizer {id} has `enabled: false`; it does not sync"),
+                None => bail!(
+                    "synchronizer {id} is not declared (enabled: {})",
+                    enabled.join(", ")
+                ),
+            }
+        })
+        .collect()
+}
+
+/// One pass of each selected synchronizer (`--once`), or passes on their
+/// schedules until interrupted. The declarations are read again before
+/// each round, so edits to the files take effect without a restart.
+pub async fn sync(
+    state: &Path,
+    files: &[PathBuf],
+    names: &[String],
+    once: bool,
+    output: OutputFormat,
+) -> anyhow::Result<ExitCode> {
+    let mut engine = Engine::new(SqliteStore::open(state)?, author());
+    loop {
+        let catalog = Catalog::load(files)?;
+        let now = jiff::Timestamp::now();
+        let mut next = now + jiff::SignedDuration::try_from(LOOK_AGAIN)?;
+        let mut failed = false;
+        for id in selected(&catalog, names)? {
+            let spec = &catalog.synchronizer(&id).expect("selected").resource.spec;
+            let schedule = spec.schedule().unwrap_or_default();
+            let last = engine.store().sync_state(&id)?.last_pass;
+            let due = schedule.next_pass(&id, last, now);
+            if !once && due > now {
+                next = next.min(due);
+                continue;
+            }
+            match engine.sync_pass(&catalog, &id, now).await {
+                Ok(pass) => print!("{}", report(&pass, output)?),
+                Err(e) if once => return Err(anyhow::anyhow!("{id}: {e}")),
+                // A long-running sync reports a failed pass and goes on:
+                // the next one plans from what this one left.
+                Err(e) => {
+                    failed = true;
+                    eprintln!("error: {id}: {e}");
+                }
+            }
+            let after = engine.store().sync_state(&id)?.last_pass;
+            next = next.min(schedule.next_pass(&id, after.or(Some(now)), now));
+        }
+        engine.remember(&catalog)?;
+        if once {
+            return Ok(ExitCode::SUCCESS);
+        }
+        if failed {
+            // Failed passes leave `last_pass` as it was: wait one interval.
+            next = next.max(now + jiff::SignedDuration::from_secs(5));
+        }
+        let wait = std::time::Duration::try_from(next.duration_since(jiff::Timestamp::now()))
+            .unwrap_or_default();
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+        }
+    }
+}
+
+fn report(pass: &Pass, output: OutputFormat) -> anyhow::Result<String> {
+    if output == OutputFormat::Json {
+        return Ok(format!("{}\n", serde_json::to_string(pass)?));
+    }
+    let mut out = String::new();
+    let id = &pass.synchronizer;
+    if let Some(holder) = &pass.waiting {
+        writeln!(out, "{id}: waiting: {holder}")?;
+        return Ok(out);
+    }
+    let stopped = |out: &mut String| match &pass.stopped {
+        Some(reason) => writeln!(
+            out,
+            "  STOPPED by the cycle guard: {reason}\n  restart with: trellis troubleshoot {id} --restart"
+        ),
+        None => Ok(()),
+    };
+    if pass.stopped.is_some() && pass.version == 0 {
+        writeln!(out, "{id}: makes no passes")?;
+        stopped(&mut out)?;
+        return Ok(out);
+    }
+    writeln!(
+        out,
+        "{}: {} pass, {} issue(s) read ({} changed in the tracker, {} in the structure): {}; {} at version {}",
+        pass.synchronizer,
+        if pass.full { "full" } else { "incremental" },
+        pass.issues_read,
+        pass.tracker_changes,
+        pass.structure_changes,
+        pass.summary,
+        pass.structure,
+        pass.version
+    )?;
+    for c in &pass.conflicts {
+        writeln!(
+            out,
+            "  conflict on {}: the structure has it {}, the tracker {}; kept: {}",
+            c.issue, c.structure_side, c.tracker_side, c.kept
+        )?;
+    }
+    for h in &pass.held {
+        writeln!(out, "  held: {}", describe_held(h))?;
+    }
+    stopped(&mut out)?;
+    Ok(out)
+}
+
+fn describe_held(h: &HeldIssue) -> String {
+    format!(
+        "{} ({}): {}: {} (first seen {}, {} attempt(s))",
+        h.issue,
+        match h.kind {
+            HoldKind::Error => "failed",
+            HoldKind::Conflict => "conflict",
+        },
+        h.operation,
+        h.message,
+        h.first_seen.strftime("%Y-%m-%d %H:%M:%SZ"),
+        h.attempts
+    )
+}
+
+/// What `troubleshoot` does besides checking.
+pub struct Actions {
+    pub retry: Vec<String>,
+    pub skip: Vec<String>,
+    pub keep_structure: Vec<String>,
+    pub restart: bool,
+}
+
+/// What `troubleshoot` found.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Findings {
+    synchronizer: String,
+    checks: Vec<Check>,
+    held: Vec<HeldIssue>,
+    conflicts: Vec<crate::store::ConflictRecord>,
+    stopped: Option<String>,
+    last_pass: Option<jiff::Timestamp>,
+}
+
+#[derive(Serialize)]
+struct Check {
+    check: &'static str,
+    ok: bool,
+    detail: String,
+}
+
+pub async fn troubleshoot(
+    state: &Path,
+    files: &[PathBuf],
+    name: &str,
+    actions: Actions,
+    output: OutputFormat,
+) -> anyhow::Result<ExitCode> {
+    let mut store = SqliteStore::open(state)?;
+    let catalog = catalog_or_remembered(&store, files)?;
+    let id = &declared(&catalog, name)?;
+    for (keys, release) in [
+        (&actions.retry, Some(Release::Retry)),
+        (&actions.skip, None),
+        (&actions.keep_structure, Some(Release::KeepStructure)),
+    ] {
+        for key in keys {
+            if !store.release_issue(id, key, release)? {
+                bail!("{key} is not held by {id}; nothing was changed");
+            }
+        }
+    }
+    if actions.restart {
+        store.restart(id)?;
+    }
+    let sync = catalog.synchronizer(id).expect("selected");
+    let structure = Catalog::referenced(&sync.resource, &sync.resource.spec.structure_ref.name);
+    let tracker = catalog
+        .structure(&structure)
+        .and_then(|s| Catalog::tracker_of(&s.resource));
+    let mut checks = vec![Check {
+        check: "declaration",
+        ok: true,
+        detail: format!(
+            "{} on structure {structure}, {}",
+            sync.resource.spec.type_.as_str(),
+            if sync.resource.spec.enabled {
+                "enabled"
+            } else {
+                "disabled (enabled: false)"
+            }
+        ),
+    }];
+    if let Some(tracker) = &tracker {
+        // Reading is what a pass does first; writes are checked per issue
+        // as they are made (a tracker tells permissions only by refusing).
+        let connection = check_tracker(&catalog, tracker, Default::default(), &author()).await;
+        checks.push(Check {
+            check: "connection",
+            ok: connection.is_ok(),
+            detail: match connection {
+                Ok(identity) => format!("tracker {tracker} reachable; writes are made as {identity}"),
+                Err(e) => e.to_string(),
+            },
+        });
+    }
+    let sync_state = store.sync_state(id)?;
+    let findings = Findings {
+        synchronizer: id.clone(),
+        checks,
+        held: store.held_issues(id)?,
+        conflicts: store.conflicts(id, 20)?,
+        stopped: sync_state.stopped,
+        last_pass: sync_state.last_pass,
+    };
+    let healthy = findings.checks.iter().all(|c| c.ok)
+        && findings.held.is_empty()
+        && findings.stopped.is_none();
+    match output {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&findings)?),
+        OutputFormat::Text => print!("{}", findings_text(&findings)?),
+    }
+    Ok(if healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// The id of a declared synchronizer, enabled or not.
+fn declared(catalog: &Catalog, name: &str) -> anyhow::Result<String> {
+    let id = if name.contains('/') {
+        name.to_owned()
+    } else {
+        format!("default/{name}")
+    };
+    if catalog.synchronizer(&id).is_none() {
+        let known: Vec<String> = catalog.synchronizers.iter().map(|s| s.id()).collect();
+        bail!(
+            "synchronizer {id} is not declared (declared: {})",
+            known.join(", ")
+        );
+    }
+    Ok(id)
+}
+
+fn findings_text(f: &Findings) -> anyhow::Result<String> {
+    let mut out = String::new();
+    writeln!(out, "Synchronizer {}", f.synchronizer)?;
+    for c in &f.checks {
+        writeln!(
+            out,
+            "  {} {}: {}",
+            if c.ok { "ok  " } else { "FAIL" },
+            c.check,
+            c.detail
+        )?;
+    }
+    match &f.last_pass {
+        Some(t) => writeln!(out, "  last pass: {}", t.strftime("%Y-%m-%d %H:%M:%SZ"))?,
+        None => writeln!(out, "  last pass: never")?,
+    }
+    if let Some(reason) = &f.stopped {
+        writeln!(
+            out,
+            "  STOPPED by the cycle guard: {reason}\n  restart with: trellis troubleshoot {} --restart",
+            f.synchronizer
+        )?;
+    }
+    if f.held.is_empty() {
+        writeln!(out, "  no held issues")?;
+    } else {
+        writeln!(
+            out,
+            "  held issues (their later changes wait; --retry KEY tries again, --skip KEY gives the change up and keeps the tracker's side, --keep-structure KEY writes the structure's side):"
+        )?;
+        for h in &f.held {
+            writeln!(out, "    {}", describe_held(h))?;
+        }
+    }
+    if !f.conflicts.is_empty() {
+        writeln!(out, "  recent conflicts:")?;
+        for c in &f.conflicts {
+            writeln!(
+                out,
+                "    {} {}: structure {}, tracker {}; kept {}",
+                c.time.strftime("%Y-%m-%d %H:%M:%SZ"),
+                c.issue,
+                c.structure_side,
+                c.tracker_side,
+                c.kept
+            )?;
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,286 @@
+//! Incremental sync from the command line (`trellis sync --once`, the same
+//! pass the controller makes): changes carried both ways, conflicts under
+//! each policy, no echoes, held issues and `troubleshoot`, the cycle guard,
+//! and manual edits refused while a resync holds a structure.
+
+mod common;
+
+use common::Workspace;
+use predicates::str::contains;
+use trellis::store::{Store, SyncState};
+
+const HEADER: &str = "apiVersion: trellis.dev/v1alpha1\n";
+
+/// Sets `key`'s parent in the quickstart's issues file (as a person editing
+/// the tracker would), bumping its `updated` time.
+fn set_parent(ws: &Workspace, key: &str, parent: Option<&str>) {
+    let text = ws.read("quickstart/issues.yaml");
+    let start = text
+        .find(&format!("  - key: {key}\n"))
+        .unwrap_or_else(|| panic!("{key} is in the issues file"));
+    let end = text[start + 4..]
+        .find("  - key: ")
+        .map_or(text.len(), |i| start + 4 + i);
+    let mut block: Vec<String> = text[start..end]
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("parent:") && !l.trim_start().starts_with("updated:"))
+        .map(str::to_owned)
+        .collect();
+    if let Some(parent) = parent {
+        block.insert(1, format!("    parent: {parent}"));
+    }
+    block.insert(1, format!("    updated: {}", jiff::Timestamp::now()));
+    let mut block = block.join("\n");
+    block.push('\n');
+    ws.write(
+        "quickstart/issues.yaml",
+        &format!("{}{block}{}", &text[..start], &text[end..]),
+    );
+}
+
+/// The parent of `key` in the issues file.
+fn parent_in_file(ws: &Workspace, key: &str) -> Option<String> {
+    let text = ws.read("quickstart/issues.yaml");
+    let start = text.find(&format!("key: {key}\n"))?;
+    let block = &text[start..];
+    let block = &block[..block[4..].find("key: ").map_or(block.len(), |i| i + 4)];
+    block
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("parent: ").map(str::to_owned))
+}
+
+/// One pass of `children` (the quickstart's two-way subtasks synchronizer).
+fn pass(ws: &Workspace) -> serde_json::Value {
+    let out = ws
+        .trellis()
+        .args(["sync", "--once", "-f", "quickstart", "children", "-o", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "sync failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn row_parent(ws: &Workspace, key: &str) -> Option<String> {
+    let forest = ws.store().structure("default/roadmap").unwrap().forest;
+    let row = forest.find_issue(key).expect("the row is there");
+    forest
+        .parent(row)
+        .and_then(|p| forest.row(p))
+        .map(|r| r.item.to_string())
+}
+
+fn state(ws: &Workspace) -> SyncState {
+    ws.store().sync_state("default/children").unwrap()
+}
+
+/// Applies the quickstart, then makes the first pass (a full read).
+fn synced() -> Workspace {
+    let ws = Workspace::new();
+    ws.apply();
+    let first = pass(&ws);
+    assert_eq!(first["full"], true, "the first pass reads everything");
+    ws
+}
+
+#[test]
+fn a_tracker_change_comes_into_the_structure_reading_only_changed_issues() {
+    let ws = synced();
+    set_parent(&ws, "PLAT-11", Some("PLAT-2"));
+    let report = pass(&ws);
+    assert_eq!(report["full"], false);
+    assert_eq!(report["issuesRead"], 1, "only the changed issue is read");
+    assert_eq!(report["trackerChanges"], 1);
+    assert_eq!(report["summary"]["move"], 1);
+    assert_eq!(row_parent(&ws, "PLAT-11").as_deref(), Some("PLAT-2"));
+    // Nothing echoes: the next pass finds nothing to do.
+    let again = pass(&ws);
+    assert_eq!(again["summary"]["move"], 0);
+    assert_eq!(again["summary"]["trackerUpdates"], 0);
+}
+
+#[test]
+fn a_structure_change_goes_to_the_tracker_once_and_does_not_come_back() {
+    let ws = synced();
+    ws.trellis()
+        .args(["move", "roadmap", "PLAT-11", "--under", "PLAT-2"])
+        .assert()
+        .success();
+    let report = pass(&ws);
+    assert_eq!(report["structureChanges"], 1);
+    assert_eq!(report["summary"]["trackerUpdates"], 1);
+    assert_eq!(parent_in_file(&ws, "PLAT-11").as_deref(), Some("PLAT-2"));
+    // Its own write bumps `updated`: the next pass reads it and sees no change.
+    let again = pass(&ws);
+    assert_eq!(again["trackerChanges"], 1);
+    assert_eq!(again["summary"]["trackerUpdates"], 0);
+    assert_eq!(again["summary"]["move"], 0);
+    // History: the person's move, then the synchronizer acting as the tracker identity.
+    ws.trellis()
+        .args(["history", "roadmap"])
+        .assert()
+        .success()
+        .stdout(contains("alice"))
+        .stdout(contains("default/children as alice"))
+        .stdout(contains("incremental sync default/children"));
+}
+
+fn with_policy(ws: &Workspace, policy: &str) {
+    ws.edit(
+        "quickstart/trellis.yaml",
+        "  directions: [into, from]",
+        &format!("  directions: [into, from]\n  conflictPolicy: {policy}"),
+    );
+}
+
+/// Both sides move PLAT-11 since the last pass: the structure under PLAT-2,
+/// the tracker under PLAT-3.
+fn conflict(ws: &Workspace) -> serde_json::Value {
+    ws.trellis()
+        .args(["move", "roadmap", "PLAT-11", "--under", "PLAT-2"])
+        .assert()
+        .success();
+    set_parent(ws, "PLAT-11", Some("PLAT-3"));
+    pass(ws)
+}
+
+#[test]
+fn a_conflict_goes_to_the_tracker_by_default_and_is_recorded() {
+    let ws = synced();
+    let report = conflict(&ws);
+    assert_eq!(report["conflicts"][0]["issue"], "PLAT-11");
+    assert_eq!(report["conflicts"][0]["kept"], "tracker");
+    assert_eq!(parent_in_file(&ws, "PLAT-11").as_deref(), Some("PLAT-3"));
+    // PLAT-3 is a Done epic: not in the structure, so PLAT-11's row goes.
+    let forest = ws.store().structure("default/roadmap").unwrap().forest;
+    assert!(forest.find_issue("PLAT-11").is_none());
+    assert_eq!(ws.store().conflicts("default/children", 5).unwrap().len(), 1);
+}
+
+#[test]
+fn a_conflict_under_policy_structure_writes_the_structure_side() {
+    let ws = synced();
+    with_policy(&ws, "structure");
+    let report = conflict(&ws);
+    assert_eq!(report["conflicts"][0]["kept"], "structure");
+    assert_eq!(parent_in_file(&ws, "PLAT-11").as_deref(), Some("PLAT-2"));
+    assert_eq!(row_parent(&ws, "PLAT-11").as_deref(), Some("PLAT-2"));
+}
+
+#[test]
+fn a_manual_conflict_holds_the_issue_until_a_person_settles_it() {
+    let ws = synced();
+    with_policy(&ws, "manual");
+    let report = conflict(&ws);
+    assert_eq!(report["conflicts"][0]["kept"], "held");
+    assert_eq!(report["held"][0]["issue"], "PLAT-11");
+    // Neither side changed.
+    assert_eq!(parent_in_file(&ws, "PLAT-11").as_deref(), Some("PLAT-3"));
+    assert_eq!(row_parent(&ws, "PLAT-11").as_deref(), Some("PLAT-2"));
+    // Later passes leave it alone; other issues go on.
+    set_parent(&ws, "PLAT-15", Some("PLAT-1"));
+    let later = pass(&ws);
+    assert_eq!(later["held"][0]["issue"], "PLAT-11");
+    assert_eq!(row_parent(&ws, "PLAT-15").as_deref(), Some("PLAT-1"));
+    assert_eq!(row_parent(&ws, "PLAT-11").as_deref(), Some("PLAT-2"));
+    ws.trellis()
+        .args(["troubleshoot", "children", "-f", "quickstart"])
+        .assert()
+        .code(1)
+        .stdout(contains("PLAT-11 (conflict)"))
+        .stdout(contains("--keep-structure KEY"));
+    ws.trellis()
+        .args(["troubleshoot", "children", "-f", "quickstart", "--keep-structure", "PLAT-11"])
+        .assert()
+        .code(0);
+    let settled = pass(&ws);
+    assert!(settled["held"].as_array().unwrap().is_empty());
+    assert_eq!(parent_in_file(&ws, "PLAT-11").as_deref(), Some("PLAT-2"));
+    assert_eq!(row_parent(&ws, "PLAT-11").as_deref(), Some("PLAT-2"));
+}
+
+#[test]
+fn troubleshoot_checks_the_connection_and_refuses_unknown_issues() {
+    let ws = synced();
+    ws.trellis()
+        .args(["troubleshoot", "children", "-f", "quickstart"])
+        .assert()
+        .success()
+        .stdout(contains("ok   connection: tracker default/quickstart-issues reachable"))
+        .stdout(contains("no held issues"));
+    ws.trellis()
+        .args(["troubleshoot", "children", "-f", "quickstart", "--retry", "PLAT-1"])
+        .assert()
+        .code(2)
+        .stderr(contains("PLAT-1 is not held by default/children; nothing was changed"));
+}
+
+/// Two structures on one tracker, each exporting its own parent for the
+/// same issue: each pass undoes the other's. The cycle guard stops them.
+#[test]
+fn the_cycle_guard_stops_synchronizers_that_undo_each_other() {
+    let ws = Workspace::new();
+    let mut text = format!(
+        "{HEADER}kind: Tracker\nmetadata:\n  name: t\nspec:\n  type: local\n  local:\n    path: issues.yaml\n"
+    );
+    for (name, parent) in [("a", "PLAT-1"), ("b", "PLAT-2")] {
+        text.push_str(&format!(
+            "---\n{HEADER}kind: Structure\nmetadata:\n  name: {name}\nspec:\n  trackerRef: {{name: t}}\n  rows:\n    - issue: {parent}\n      rows:\n        - issue: PLAT-11\n---\n{HEADER}kind: Synchronizer\nmetadata:\n  name: {name}-export\nspec:\n  structureRef: {{name: {name}}}\n  type: subtasks\n  directions: [from]\n  safety: {{maxRounds: 3}}\n"
+        ));
+    }
+    ws.write("quickstart/trellis.yaml", &text);
+    for name in ["a-export", "b-export"] {
+        ws.trellis()
+            .args(["resync", name, "--direction", "from", "-f", "quickstart"])
+            .assert()
+            .success();
+    }
+    let mut stopped = None;
+    for _ in 0..10 {
+        let out = ws
+            .trellis()
+            .args(["sync", "--once", "-f", "quickstart"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if text.contains("STOPPED by the cycle guard") {
+            stopped = Some(text);
+            break;
+        }
+    }
+    let stopped = stopped.expect("the cycle guard stops one of them within 10 rounds");
+    assert!(stopped.contains("PLAT-11 changed back after each of its last 3 passes"), "{stopped}");
+    assert!(stopped.contains("--restart"), "{stopped}");
+}
+
+#[test]
+fn manual_edits_are_refused_while_a_resync_holds_the_structure() {
+    let ws = synced();
+    {
+        let mut store = trellis::store::SqliteStore::open(&ws.state()).unwrap();
+        let until = jiff::Timestamp::now() + jiff::SignedDuration::from_mins(5);
+        assert_eq!(
+            store
+                .hold_structure("default/roadmap", "resync default/export-once", until)
+                .unwrap(),
+            None
+        );
+    }
+    ws.trellis()
+        .args(["move", "roadmap", "PLAT-11", "--under", "PLAT-2"])
+        .assert()
+        .code(2)
+        .stderr(contains(
+            "structure default/roadmap is read-only while resync default/export-once runs; nothing was changed",
+        ));
+    // An incremental pass waits for it too.
+    let report = pass(&ws);
+    assert_eq!(
+        report["waiting"],
+        "resync default/export-once holds structure default/roadmap"
+    );
+    assert_eq!(row_parent(&ws, "PLAT-11").as_deref(), Some("PLAT-1"));
+}
