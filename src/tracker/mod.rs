@@ -1,6 +1,8 @@
 //! Trackers behind one trait: what the engine asks of Jira, Redmine or the
 //! embedded local tracker.
 
+pub mod http;
+pub mod jira;
 pub mod local;
 pub mod redmine;
 
@@ -10,6 +12,7 @@ use std::future::Future;
 use crate::model::{Issue, Snapshot, Workflow};
 use crate::plan::TrackerOp;
 
+pub use jira::JiraTracker;
 pub use local::LocalTracker;
 pub use redmine::RedmineTracker;
 
@@ -160,6 +163,7 @@ impl Watermark {
 pub enum AnyTracker {
     Local(LocalTracker),
     Redmine(RedmineTracker),
+    Jira(JiraTracker),
 }
 
 impl Tracker for AnyTracker {
@@ -167,6 +171,7 @@ impl Tracker for AnyTracker {
         match self {
             AnyTracker::Local(t) => t.snapshot().await,
             AnyTracker::Redmine(t) => t.snapshot().await,
+            AnyTracker::Jira(t) => t.snapshot().await,
         }
     }
 
@@ -174,6 +179,7 @@ impl Tracker for AnyTracker {
         match self {
             AnyTracker::Local(t) => t.search(query).await,
             AnyTracker::Redmine(t) => t.search(query).await,
+            AnyTracker::Jira(t) => t.search(query).await,
         }
     }
 
@@ -181,6 +187,7 @@ impl Tracker for AnyTracker {
         match self {
             AnyTracker::Local(t) => t.apply(ops).await,
             AnyTracker::Redmine(t) => t.apply(ops).await,
+            AnyTracker::Jira(t) => t.apply(ops).await,
         }
     }
 
@@ -188,6 +195,7 @@ impl Tracker for AnyTracker {
         match self {
             AnyTracker::Local(t) => t.changed_since(from).await,
             AnyTracker::Redmine(t) => t.changed_since(from).await,
+            AnyTracker::Jira(t) => t.changed_since(from).await,
         }
     }
 
@@ -195,6 +203,7 @@ impl Tracker for AnyTracker {
         match self {
             AnyTracker::Local(t) => t.capabilities(),
             AnyTracker::Redmine(t) => t.capabilities(),
+            AnyTracker::Jira(t) => t.capabilities(),
         }
     }
 
@@ -202,6 +211,7 @@ impl Tracker for AnyTracker {
         match self {
             AnyTracker::Local(t) => t.workflow().await,
             AnyTracker::Redmine(t) => t.workflow().await,
+            AnyTracker::Jira(t) => t.workflow().await,
         }
     }
 
@@ -209,6 +219,7 @@ impl Tracker for AnyTracker {
         match self {
             AnyTracker::Local(t) => t.acting_as().await,
             AnyTracker::Redmine(t) => t.acting_as().await,
+            AnyTracker::Jira(t) => t.acting_as().await,
         }
     }
 }
