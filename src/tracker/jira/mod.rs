@@ -191,8 +191,10 @@ impl JiraTracker {
         Ok(account)
     }
 
-    /// The site's rank and Epic Link fields, read once.
+    /// The site's rank and Epic Link fields, read once (after the
+    /// handshake, so that a wrong token is reported as such).
     async fn custom_fields(&self) -> Result<&CustomFields, TrackerError> {
+        self.handshake().await?;
         self.custom
             .get_or_try_init(|| async {
                 let fields: Vec<Field> = self
