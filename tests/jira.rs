@@ -896,5 +896,5 @@ fn bad_jira_declarations_are_named_with_file_and_line() {
         .stderr(contains("jira.yaml:16: spec.credentials: a jira tracker needs its API key: `credentials: {env: JIRA_API_TOKEN}`"))
         .stderr(contains("jira.yaml:21: spec.jira.email: Jira Data Center signs in with a personal access token alone"))
         .stderr(contains("jira.yaml:28: spec.type: a jira tracker needs spec.jira.deployment"))
-        .stderr(contains("jira.yaml:40: spec.jira: spec.jira is not used by redmine trackers"));
+        .stderr(contains("jira.yaml:40: spec.jira: spec.jira is for jira trackers; remove it from this redmine tracker"));
 }

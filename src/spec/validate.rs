@@ -94,17 +94,7 @@ fn validate_tracker(tracker: &Declared<Tracker>, errors: &mut Vec<SpecError>) {
         }
         TrackerType::Jira => validate_jira(tracker, errors),
         TrackerType::Redmine => {
-            for (set, field) in [
-                (spec.local.is_some(), "spec.local"),
-                (spec.jira.is_some(), "spec.jira"),
-            ] {
-                if set {
-                    errors.push(origin.error(
-                        field,
-                        format!("{field} is not used by redmine trackers; remove it"),
-                    ));
-                }
-            }
+            misplaced_settings(tracker, errors);
             validate_url(tracker, errors);
             require_credentials(tracker, "REDMINE_API_KEY", errors);
             if let Some(project) = spec.redmine.as_ref().and_then(|r| r.project.as_deref()) {
@@ -129,17 +119,7 @@ fn validate_tracker(tracker: &Declared<Tracker>, errors: &mut Vec<SpecError>) {
 fn validate_jira(tracker: &Declared<Tracker>, errors: &mut Vec<SpecError>) {
     let spec = &tracker.resource.spec;
     let origin = &tracker.origin;
-    for (set, field) in [
-        (spec.local.is_some(), "spec.local"),
-        (spec.redmine.is_some(), "spec.redmine"),
-    ] {
-        if set {
-            errors.push(origin.error(
-                field,
-                format!("{field} is not used by jira trackers; remove it"),
-            ));
-        }
-    }
+    misplaced_settings(tracker, errors);
     validate_url(tracker, errors);
     require_credentials(tracker, "JIRA_API_TOKEN", errors);
     let Some(jira) = &spec.jira else {
@@ -182,6 +162,24 @@ fn validate_jira(tracker: &Declared<Tracker>, errors: &mut Vec<SpecError>) {
                     "Jira Data Center signs in with a personal access token alone (sent as a bearer token); remove spec.jira.email",
                 ));
             }
+        }
+    }
+}
+
+/// A server tracker with another type's settings block.
+fn misplaced_settings(tracker: &Declared<Tracker>, errors: &mut Vec<SpecError>) {
+    let spec = &tracker.resource.spec;
+    for (set, owner) in [
+        (spec.local.is_some(), TrackerType::Local),
+        (spec.redmine.is_some(), TrackerType::Redmine),
+        (spec.jira.is_some(), TrackerType::Jira),
+    ] {
+        if set && owner != spec.type_ {
+            let (owner, me) = (owner.as_str(), spec.type_.as_str());
+            errors.push(tracker.origin.error(
+                &format!("spec.{owner}"),
+                format!("spec.{owner} is for {owner} trackers; remove it from this {me} tracker"),
+            ));
         }
     }
 }
