@@ -377,6 +377,15 @@ async fn data_center_sets_epic_links_and_parents_of_sub_tasks_only() {
     );
     assert_eq!(failures.len(), 1, "{failures:?}");
     assert!(failures[0].starts_with("PLAT-4: PLAT-4: parent (none) → PLAT-1: on Jira Data Center only sub-tasks have a parent; an issue's epic is its Epic Link"), "{}", failures[0]);
+    let failures = writes_failed(
+        jira.apply(&[TrackerOp::ClearParent {
+            issue: "PLAT-3".into(),
+            from: "PLAT-4".into(),
+        }])
+        .await
+        .unwrap_err(),
+    );
+    assert!(failures[0].starts_with("PLAT-3: PLAT-3: parent PLAT-4 → (none): a sub-task cannot lose its parent in Jira Data Center"), "{failures:?}");
     let state = double.state();
     assert_eq!(state.issues["PLAT-4"].epic.as_deref(), Some("PLAT-5"));
     assert_eq!(state.issues["PLAT-2"].epic, None);

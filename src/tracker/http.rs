@@ -26,7 +26,8 @@ impl ApiKey {
 
 /// How a request proves who sends it.
 pub enum Auth<'a> {
-    /// The key as the value of a header of its own (Redmine's `X-Redmine-API-Key`).
+    /// The key as the value of a header of its own, named in lower case
+    /// (Redmine's `x-redmine-api-key`).
     Header(&'static str, &'a ApiKey),
     /// `Authorization: Bearer KEY` (a Jira Data Center personal access token).
     Bearer(&'a ApiKey),
