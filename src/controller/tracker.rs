@@ -84,6 +84,7 @@ fn capabilities(kind: TrackerType) -> Vec<String> {
     let names: &[&str] = match kind {
         TrackerType::Local => &["parent", "links", "rank", "query"],
         TrackerType::Redmine => &["parent", "relations", "savedQueries", "filterParameters"],
+        TrackerType::Jira => &["parent", "epic", "links", "rank", "transitions", "jql"],
     };
     names.iter().map(|n| (*n).to_owned()).collect()
 }

@@ -8,9 +8,12 @@
 use std::collections::HashMap;
 
 use crate::spec::{
-    Catalog, Declared, SpecErrors, Tracker as TrackerResource, TrackerType, local_issues_file,
+    Catalog, Declared, JiraDeployment, SpecErrors, Tracker as TrackerResource, TrackerType,
+    local_issues_file,
 };
-use crate::tracker::redmine::{ApiKey, Retry, Settings};
+use crate::tracker::http::{ApiKey, Retry};
+use crate::tracker::jira::{self, Deployment, JiraTracker};
+use crate::tracker::redmine::Settings;
 use crate::tracker::{AnyTracker, LocalTracker, RedmineTracker};
 
 use super::EngineError;
@@ -83,17 +86,10 @@ pub(super) fn client(
             local_issues_file(tracker).expect("validated local trackers have a path"),
         ))),
         TrackerType::Redmine => {
-            let url = spec
-                .url
-                .as_deref()
-                .expect("validated redmine trackers have a url");
-            let (key, key_source) = match credentials {
-                Credentials::CommandLine => api_key(tracker)?,
-                Credentials::Secrets(secrets) => secret_key(tracker, secrets)?,
-            };
+            let (url, key, key_source) = server(tracker, credentials)?;
             let redmine = spec.redmine.clone().unwrap_or_default();
             let client = RedmineTracker::new(Settings {
-                url: url.parse().expect("validated URL"),
+                url,
                 key,
                 key_source,
                 project: redmine.project,
@@ -106,7 +102,53 @@ pub(super) fn client(
             })?;
             Ok(AnyTracker::Redmine(client))
         }
+        TrackerType::Jira => {
+            let (url, key, key_source) = server(tracker, credentials)?;
+            let jira = spec
+                .jira
+                .clone()
+                .expect("validated jira trackers have spec.jira");
+            let deployment = match jira.deployment {
+                JiraDeployment::Cloud => Deployment::Cloud {
+                    email: jira.email.expect("validated Cloud trackers have an email"),
+                },
+                JiraDeployment::Datacenter => Deployment::DataCenter,
+            };
+            let client = JiraTracker::new(jira::Settings {
+                url,
+                deployment,
+                token: key,
+                token_source: key_source,
+                scope: jira.jql,
+                retry: Retry::default(),
+            })
+            .map_err(|source| EngineError::Tracker {
+                tracker: tracker.id(),
+                source,
+            })?;
+            Ok(AnyTracker::Jira(client))
+        }
     }
+}
+
+/// A server tracker's URL, key, and where the key came from.
+fn server(
+    tracker: &Declared<TrackerResource>,
+    credentials: &Credentials,
+) -> Result<(reqwest::Url, ApiKey, String), EngineError> {
+    let url = tracker
+        .resource
+        .spec
+        .url
+        .as_deref()
+        .expect("validated server trackers have a url")
+        .parse()
+        .expect("validated URL");
+    let (key, key_source) = match credentials {
+        Credentials::CommandLine => api_key(tracker)?,
+        Credentials::Secrets(secrets) => secret_key(tracker, secrets)?,
+    };
+    Ok((url, key, key_source))
 }
 
 /// A credentials problem, at the tracker's declaration.
@@ -167,7 +209,8 @@ fn api_key(tracker: &Declared<TrackerResource>) -> Result<(ApiKey, String), Engi
                 return Err(refuse(
                     "spec.credentials.env",
                     format!(
-                        "environment variable {name} is not set or empty; export it with the API key (Redmine: My account → API access key)"
+                        "environment variable {name} is not set or empty; export it with the API key ({})",
+                        where_keys_come_from(tracker)
                     ),
                 ));
             }
@@ -201,4 +244,18 @@ fn api_key(tracker: &Declared<TrackerResource>) -> Result<(ApiKey, String), Engi
         "spec.credentials",
         "the command line reads the API key from spec.credentials.env or spec.credentials.file, and neither is given (secretRef is read by the controller)".into(),
     ))
+}
+
+/// Where a person finds the key a tracker type takes.
+fn where_keys_come_from(tracker: &Declared<TrackerResource>) -> &'static str {
+    let jira = tracker.resource.spec.jira.as_ref().map(|j| j.deployment);
+    match (tracker.resource.spec.type_, jira) {
+        (TrackerType::Jira, Some(JiraDeployment::Datacenter)) => {
+            "Jira Data Center: Profile → Personal Access Tokens"
+        }
+        (TrackerType::Jira, _) => {
+            "Jira Cloud: an API token from id.atlassian.com → Security → API tokens"
+        }
+        _ => "Redmine: My account → API access key",
+    }
 }

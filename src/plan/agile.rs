@@ -25,9 +25,11 @@ use super::hierarchy::{Reach, arrange};
 use super::{AgileRule, PlanError, RANK_BATCH, StructureOp, TrackerOp, UnitPlan, record};
 
 impl AgileRule {
-    /// Sub-tasks, when this synchronizer places them: issues with a parent.
+    /// Sub-tasks, when this synchronizer places them: issues with a parent
+    /// that is not their epic (Jira Cloud keeps a story's epic in its
+    /// `parent` field too, as it does a sub-task's story).
     fn is_subtask(&self, issue: &Issue) -> bool {
-        self.subtasks && issue.parent.is_some()
+        self.subtasks && issue.parent.is_some() && issue.parent != issue.epic
     }
 }
 

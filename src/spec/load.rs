@@ -270,7 +270,7 @@ pub fn local_issues_file(tracker: &Declared<Tracker>) -> Option<PathBuf> {
             .local
             .as_ref()
             .map(|l| tracker.origin.base_dir().join(&l.path)),
-        TrackerType::Redmine => None,
+        TrackerType::Redmine | TrackerType::Jira => None,
     }
 }
 

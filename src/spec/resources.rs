@@ -90,6 +90,9 @@ pub struct TrackerSpec {
     /// Settings of a `redmine` tracker.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redmine: Option<RedmineTrackerSpec>,
+    /// Settings of a `jira` tracker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jira: Option<JiraTrackerSpec>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -99,6 +102,18 @@ pub enum TrackerType {
     Local,
     /// A Redmine server, through its REST API.
     Redmine,
+    /// Jira Cloud (REST v3) or Jira Data Center (REST v2), with the Agile API.
+    Jira,
+}
+
+impl TrackerType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrackerType::Local => "local",
+            TrackerType::Redmine => "redmine",
+            TrackerType::Jira => "jira",
+        }
+    }
 }
 
 /// Where a tracker's secret comes from. The command line reads `env` or
@@ -141,6 +156,30 @@ pub struct RedmineTrackerSpec {
     /// Include the project's subprojects (Redmine's own default).
     #[serde(default = "enabled_by_default")]
     pub subprojects: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JiraTrackerSpec {
+    /// `cloud` (REST v3, the account's email and an API token) or
+    /// `datacenter` (REST v2, a personal access token).
+    pub deployment: JiraDeployment,
+    /// The JQL that makes the tracker's scope, e.g. `project = PLAT`; every
+    /// query of its synchronizers is ANDed with it. Required on Cloud,
+    /// which refuses unbounded searches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jql: Option<String>,
+    /// Jira Cloud: the email of the Atlassian account the API token
+    /// belongs to (not a secret; the token is found through `credentials`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum JiraDeployment {
+    Cloud,
+    Datacenter,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -9,8 +9,8 @@ use crate::tracker::redmine;
 
 use super::load::{Catalog, Declared, SpecError, local_issues_file};
 use super::{
-    FilterSpec, LinksSpec, PortfolioSpec, RowSpec, StatusRollupSpec, Structure, Synchronizer,
-    SynchronizerType, Tracker, TrackerType,
+    FilterSpec, JiraDeployment, LinksSpec, PortfolioSpec, RowSpec, StatusRollupSpec, Structure,
+    Synchronizer, SynchronizerType, Tracker, TrackerType,
 };
 
 /// Checks each declaration, and with `references`, how they refer to each other.
@@ -80,6 +80,7 @@ fn validate_tracker(tracker: &Declared<Tracker>, errors: &mut Vec<SpecError>) {
             }
             for (set, field) in [
                 (spec.redmine.is_some(), "spec.redmine"),
+                (spec.jira.is_some(), "spec.jira"),
                 (spec.url.is_some(), "spec.url"),
                 (spec.credentials.is_some(), "spec.credentials"),
             ] {
@@ -91,24 +92,11 @@ fn validate_tracker(tracker: &Declared<Tracker>, errors: &mut Vec<SpecError>) {
                 }
             }
         }
+        TrackerType::Jira => validate_jira(tracker, errors),
         TrackerType::Redmine => {
-            if spec.local.is_some() {
-                errors.push(origin.error(
-                    "spec.local",
-                    "spec.local is for local trackers; remove it from this redmine tracker",
-                ));
-            }
+            misplaced_settings(tracker, errors);
             validate_url(tracker, errors);
-            let credentials = spec.credentials.clone().unwrap_or_default();
-            if credentials.env.is_none()
-                && credentials.file.is_none()
-                && credentials.secret_ref.is_none()
-            {
-                errors.push(origin.error(
-                    "spec.credentials",
-                    "a redmine tracker needs its API key: `credentials: {env: REDMINE_API_KEY}` or `{file: PATH}` for the command line, `{secretRef: {name: SECRET}}` in a cluster",
-                ));
-            }
+            require_credentials(tracker, "REDMINE_API_KEY", errors);
             if let Some(project) = spec.redmine.as_ref().and_then(|r| r.project.as_deref()) {
                 let identifier = project.starts_with(|c: char| c.is_ascii_lowercase())
                     && project.bytes().all(|b| {
@@ -125,6 +113,93 @@ fn validate_tracker(tracker: &Declared<Tracker>, errors: &mut Vec<SpecError>) {
                 }
             }
         }
+    }
+}
+
+fn validate_jira(tracker: &Declared<Tracker>, errors: &mut Vec<SpecError>) {
+    let spec = &tracker.resource.spec;
+    let origin = &tracker.origin;
+    misplaced_settings(tracker, errors);
+    validate_url(tracker, errors);
+    require_credentials(tracker, "JIRA_API_TOKEN", errors);
+    let Some(jira) = &spec.jira else {
+        errors.push(origin.error(
+            "spec.type",
+            "a jira tracker needs spec.jira.deployment: `cloud` (REST v3, email and API token) or `datacenter` (REST v2, personal access token)",
+        ));
+        return;
+    };
+    if jira.jql.as_deref().is_some_and(|q| q.trim().is_empty()) {
+        errors.push(origin.error(
+            "spec.jira.jql",
+            "an empty query; give the JQL of the tracker's issues (e.g. `project = PLAT`) or leave it out",
+        ));
+    }
+    match jira.deployment {
+        JiraDeployment::Cloud => {
+            if jira.jql.is_none() {
+                errors.push(origin.error(
+                    "spec.jira.deployment",
+                    "Jira Cloud refuses unbounded searches: set spec.jira.jql to the tracker's issues, e.g. `project = PLAT`",
+                ));
+            }
+            match jira.email.as_deref() {
+                None => errors.push(origin.error(
+                    "spec.jira.deployment",
+                    "Jira Cloud signs in with the account's email and an API token: set spec.jira.email (the token goes in spec.credentials)",
+                )),
+                Some(email) if !email.contains('@') => errors.push(origin.error(
+                    "spec.jira.email",
+                    "not an email address; give the email of the Atlassian account the API token belongs to",
+                )),
+                Some(_) => {}
+            }
+        }
+        JiraDeployment::Datacenter => {
+            if jira.email.is_some() {
+                errors.push(origin.error(
+                    "spec.jira.email",
+                    "Jira Data Center signs in with a personal access token alone (sent as a bearer token); remove spec.jira.email",
+                ));
+            }
+        }
+    }
+}
+
+/// A server tracker with another type's settings block.
+fn misplaced_settings(tracker: &Declared<Tracker>, errors: &mut Vec<SpecError>) {
+    let spec = &tracker.resource.spec;
+    for (set, owner) in [
+        (spec.local.is_some(), TrackerType::Local),
+        (spec.redmine.is_some(), TrackerType::Redmine),
+        (spec.jira.is_some(), TrackerType::Jira),
+    ] {
+        if set && owner != spec.type_ {
+            let (owner, me) = (owner.as_str(), spec.type_.as_str());
+            errors.push(tracker.origin.error(
+                &format!("spec.{owner}"),
+                format!("spec.{owner} is for {owner} trackers; remove it from this {me} tracker"),
+            ));
+        }
+    }
+}
+
+/// A tracker that signs in needs to say where its key is.
+fn require_credentials(tracker: &Declared<Tracker>, example: &str, errors: &mut Vec<SpecError>) {
+    let credentials = tracker
+        .resource
+        .spec
+        .credentials
+        .clone()
+        .unwrap_or_default();
+    if credentials.env.is_none() && credentials.file.is_none() && credentials.secret_ref.is_none() {
+        errors.push(tracker.origin.error(
+            "spec.credentials",
+            format!(
+                "a {} tracker needs its API key: `credentials: {{env: {example}}}` or `{{file: PATH}}` for the command line, `{{secretRef: {{name: SECRET}}}}` in a cluster",
+                tracker.resource.spec.type_.as_str()
+            ),
+        ));
     }
 }
 
@@ -443,6 +518,11 @@ fn check_query(
         Some(TrackerType::Redmine) => redmine::Filter::parse(query)
             .map(drop)
             .map_err(|e| e.to_string()),
+        // JQL: Jira checks it at the first search, with its own message.
+        Some(TrackerType::Jira) if query.trim().is_empty() => {
+            Err("an empty query; give JQL, e.g. `issuetype = Epic`".to_owned())
+        }
+        Some(TrackerType::Jira) => Ok(()),
         _ => Query::parse(query).map(drop).map_err(|e| e.to_string()),
     };
     if let Err(e) = checked {

@@ -1,6 +1,8 @@
 //! Trackers behind one trait: what the engine asks of Jira, Redmine or the
 //! embedded local tracker.
 
+pub mod http;
+pub mod jira;
 pub mod local;
 pub mod redmine;
 
@@ -10,6 +12,7 @@ use std::future::Future;
 use crate::model::{Issue, Snapshot, Workflow};
 use crate::plan::TrackerOp;
 
+pub use jira::JiraTracker;
 pub use local::LocalTracker;
 pub use redmine::RedmineTracker;
 
@@ -209,6 +212,7 @@ impl Watermark {
 pub enum AnyTracker {
     Local(LocalTracker),
     Redmine(RedmineTracker),
+    Jira(JiraTracker),
 }
 
 impl Tracker for AnyTracker {
@@ -216,6 +220,7 @@ impl Tracker for AnyTracker {
         match self {
             AnyTracker::Local(t) => t.snapshot().await,
             AnyTracker::Redmine(t) => t.snapshot().await,
+            AnyTracker::Jira(t) => t.snapshot().await,
         }
     }
 
@@ -223,6 +228,7 @@ impl Tracker for AnyTracker {
         match self {
             AnyTracker::Local(t) => t.search(query).await,
             AnyTracker::Redmine(t) => t.search(query).await,
+            AnyTracker::Jira(t) => t.search(query).await,
         }
     }
 
@@ -241,6 +247,7 @@ impl Tracker for AnyTracker {
         match self {
             AnyTracker::Local(t) => t.apply(ops).await,
             AnyTracker::Redmine(t) => t.apply(ops).await,
+            AnyTracker::Jira(t) => t.apply(ops).await,
         }
     }
 
@@ -248,6 +255,7 @@ impl Tracker for AnyTracker {
         match self {
             AnyTracker::Local(t) => t.changed_since(from).await,
             AnyTracker::Redmine(t) => t.changed_since(from).await,
+            AnyTracker::Jira(t) => t.changed_since(from).await,
         }
     }
 
@@ -255,6 +263,7 @@ impl Tracker for AnyTracker {
         match self {
             AnyTracker::Local(t) => t.capabilities(),
             AnyTracker::Redmine(t) => t.capabilities(),
+            AnyTracker::Jira(t) => t.capabilities(),
         }
     }
 
@@ -262,6 +271,7 @@ impl Tracker for AnyTracker {
         match self {
             AnyTracker::Local(t) => t.workflow().await,
             AnyTracker::Redmine(t) => t.workflow().await,
+            AnyTracker::Jira(t) => t.workflow().await,
         }
     }
 
@@ -269,6 +279,7 @@ impl Tracker for AnyTracker {
         match self {
             AnyTracker::Local(t) => t.acting_as().await,
             AnyTracker::Redmine(t) => t.acting_as().await,
+            AnyTracker::Jira(t) => t.acting_as().await,
         }
     }
 }

@@ -21,7 +21,6 @@
 //!   silently when the user lacks "Manage subtasks", so writes are read back.
 
 mod filter;
-mod http;
 mod relations;
 mod status;
 mod wire;
@@ -36,9 +35,9 @@ use super::{Capabilities, IssueFailure, Tracker, TrackerError};
 use crate::model::{Issue, Snapshot, Workflow};
 use crate::plan::TrackerOp;
 
+pub use super::http::{ApiKey, Retry};
+use super::http::{Auth, Http, HttpError};
 pub use filter::{Filter, FilterError};
-pub use http::{ApiKey, Retry};
-use http::{Http, HttpError};
 pub use relations::{STORED_AS_WRITTEN, forward_type};
 use wire::{CurrentUser, IssuePage, WireIssue};
 
@@ -77,13 +76,15 @@ impl RedmineTracker {
         if !url.path().ends_with('/') {
             url.set_path(&format!("{}/", url.path()));
         }
-        let http = Http::new(url, &settings.key, settings.retry).map_err(|message| {
-            TrackerError::Remote {
-                operation: format!("connect with the key from {}", settings.key_source),
-                message,
-                status: None,
-            }
-        })?;
+        let auth = Auth::Header("x-redmine-api-key", &settings.key);
+        let http =
+            Http::new("Redmine", url, auth, settings.retry, describe).map_err(|message| {
+                TrackerError::Remote {
+                    operation: format!("connect with the key from {}", settings.key_source),
+                    message,
+                    status: None,
+                }
+            })?;
         Ok(RedmineTracker {
             http,
             key_source: settings.key_source,
@@ -255,6 +256,28 @@ impl RedmineTracker {
             }));
         }
         Ok(found)
+    }
+}
+
+/// What a status means for a Redmine user; a 422 carries Redmine's own
+/// messages (`{"errors": [...]}`), the others have empty bodies.
+fn describe(status: StatusCode, body: &str) -> String {
+    #[derive(serde::Deserialize)]
+    struct Errors {
+        errors: Vec<String>,
+    }
+    match status.as_u16() {
+        401 => "Redmine refused the API key (401 Unauthorized)".into(),
+        403 => "Redmine answered 403 Forbidden: the API key's user lacks the permission for this, or the REST API is disabled (Administration → Settings → API)".into(),
+        404 => "Redmine answered 404 Not Found: it does not exist or the API key's user cannot see it".into(),
+        422 => match serde_json::from_str::<Errors>(body) {
+            Ok(e) if !e.errors.is_empty() => {
+                format!("Redmine refused it (422): {}", e.errors.join("; "))
+            }
+            _ => "Redmine refused it (422 Unprocessable Entity)".into(),
+        },
+        429 => "Redmine (or a proxy before it) is rate limiting requests (429 Too Many Requests)".into(),
+        _ => format!("Redmine answered {status}"),
     }
 }
 

@@ -80,13 +80,15 @@ async fn rate_limits_and_server_errors_are_retried_with_the_servers_delay() {
     // Our own backoff would wait 20 s, then 40 s: the server's 0 s must win.
     redmine = RedmineTracker {
         http: Http::new(
+            "Redmine",
             redmine.http.base().clone(),
-            &ApiKey::new(KEY),
+            Auth::Header("x-redmine-api-key", &ApiKey::new(KEY)),
             Retry {
                 attempts: 3,
                 base_delay: Duration::from_secs(20),
                 max_delay: Duration::from_secs(60),
             },
+            describe,
         )
         .unwrap(),
         ..redmine
@@ -182,5 +184,17 @@ async fn a_server_asking_for_a_long_wait_is_not_hammered() {
             "(429 Too Many Requests), and asks to wait 3600 s before trying again; run again later"
         ),
         "{error}"
+    );
+}
+
+#[test]
+fn validation_errors_carry_redmines_messages() {
+    let message = describe(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        r#"{"errors":["Parent task is invalid","Subject cannot be blank"]}"#,
+    );
+    assert_eq!(
+        message,
+        "Redmine refused it (422): Parent task is invalid; Subject cannot be blank"
     );
 }

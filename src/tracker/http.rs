@@ -1,16 +1,16 @@
-//! Requests to Redmine: the API key header, retries with backoff, and
-//! error messages a person can act on.
+//! Requests to an HTTP tracker (Redmine, Jira): the credentials header,
+//! retries with backoff, and error messages a person can act on.
 //!
-//! The key travels only in the `X-Redmine-API-Key` header, marked sensitive,
-//! never in a URL, so neither reqwest's errors (which quote the URL) nor
-//! Trellis's own messages can show it. Redirects are not followed: reqwest
-//! strips only the standard credential headers on a redirect to another
-//! host, and this one would travel with it.
+//! The secret travels only in one header, marked sensitive, never in a URL,
+//! so neither reqwest's errors (which quote the URL) nor Trellis's own
+//! messages can show it. Redirects are not followed: reqwest strips only
+//! the standard credential headers on a redirect to another host, and
+//! Redmine's would travel with it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 
@@ -21,6 +21,36 @@ pub struct ApiKey(String);
 impl ApiKey {
     pub fn new(key: impl Into<String>) -> ApiKey {
         ApiKey(key.into())
+    }
+}
+
+/// How a request proves who sends it.
+pub enum Auth<'a> {
+    /// The key as the value of a header of its own, named in lower case
+    /// (Redmine's `x-redmine-api-key`).
+    Header(&'static str, &'a ApiKey),
+    /// `Authorization: Bearer KEY` (a Jira Data Center personal access token).
+    Bearer(&'a ApiKey),
+    /// `Authorization: Basic base64(user:key)` (Jira Cloud: account email and API token).
+    Basic { user: &'a str, key: &'a ApiKey },
+}
+
+impl Auth<'_> {
+    fn header(&self) -> Result<(HeaderName, HeaderValue), String> {
+        use base64::Engine as _;
+        let (name, value) = match self {
+            Auth::Header(name, key) => (HeaderName::from_static(name), key.0.clone()),
+            Auth::Bearer(key) => (AUTHORIZATION, format!("Bearer {}", key.0)),
+            Auth::Basic { user, key } => {
+                let pair =
+                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{}", key.0));
+                (AUTHORIZATION, format!("Basic {pair}"))
+            }
+        };
+        let mut value = HeaderValue::from_str(&value)
+            .map_err(|_| "the API key holds characters an HTTP header cannot carry".to_owned())?;
+        value.set_sensitive(true);
+        Ok((name, value))
     }
 }
 
@@ -58,20 +88,31 @@ pub struct HttpError {
     pub message: String,
 }
 
+/// What a server's non-success status means, with the server's own
+/// messages from the body: each tracker knows its error bodies.
+pub type Describe = fn(StatusCode, &str) -> String;
+
 pub struct Http {
     client: reqwest::Client,
     base: Url,
     retry: Retry,
     requests: AtomicU64,
+    /// The server's name in messages (`Redmine`, `Jira`).
+    server: &'static str,
+    describe: Describe,
 }
 
 impl Http {
-    pub fn new(base: Url, key: &ApiKey, retry: Retry) -> Result<Http, String> {
-        let mut value = HeaderValue::from_str(&key.0)
-            .map_err(|_| "the API key holds characters an HTTP header cannot carry".to_owned())?;
-        value.set_sensitive(true);
+    pub fn new(
+        server: &'static str,
+        base: Url,
+        auth: Auth<'_>,
+        retry: Retry,
+        describe: Describe,
+    ) -> Result<Http, String> {
+        let (name, value) = auth.header()?;
         let mut headers = HeaderMap::new();
-        headers.insert("X-Redmine-API-Key", value);
+        headers.insert(name, value);
         let client = reqwest::Client::builder()
             .default_headers(headers)
             .user_agent(concat!("trellis/", env!("CARGO_PKG_VERSION")))
@@ -85,11 +126,20 @@ impl Http {
             base,
             retry,
             requests: AtomicU64::new(0),
+            server,
+            describe,
         })
     }
 
     pub fn base(&self) -> &Url {
         &self.base
+    }
+
+    /// The pause before try `attempt` + 1: doubling from the base delay, at
+    /// most the longest wait.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        (self.retry.base_delay * 2u32.saturating_pow(attempt.saturating_sub(1)))
+            .min(self.retry.max_delay)
     }
 
     /// HTTP requests sent so far, retries included.
@@ -102,10 +152,32 @@ impl Http {
         path: &str,
         query: &[(&str, &str)],
     ) -> Result<T, HttpError> {
-        let body = self.send(Method::GET, path, query, None).await?;
+        self.read(Method::GET, path, query, None).await
+    }
+
+    /// Sends `body` and reads the JSON answer (searches that take a body).
+    pub async fn post_for<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+    ) -> Result<T, HttpError> {
+        self.read(Method::POST, path, &[], Some(body)).await
+    }
+
+    async fn read<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<serde_json::Value>,
+    ) -> Result<T, HttpError> {
+        let (_, body) = self.send(method.clone(), path, query, body).await?;
         serde_json::from_slice(&body).map_err(|e| HttpError {
             status: None,
-            message: format!("Redmine's answer to GET {path} is not the expected JSON: {e}"),
+            message: format!(
+                "{}'s answer to {method} {path} is not the expected JSON: {e}",
+                self.server
+            ),
         })
     }
 
@@ -125,14 +197,16 @@ impl Http {
         self.send(Method::DELETE, path, &[], None).await.map(drop)
     }
 
-    /// Sends one request, retrying transient failures; the body of a 2xx answer.
-    async fn send(
+    /// Sends one request, retrying transient failures; the status and body
+    /// of a 2xx answer.
+    pub async fn send(
         &self,
         method: Method,
         path: &str,
         query: &[(&str, &str)],
         body: Option<serde_json::Value>,
-    ) -> Result<Vec<u8>, HttpError> {
+    ) -> Result<(StatusCode, Vec<u8>), HttpError> {
+        let server = self.server;
         let url = self
             .base
             .join(path.trim_start_matches('/'))
@@ -158,11 +232,11 @@ impl Http {
                         let bytes = response.bytes().await.map_err(|e| HttpError {
                             status: None,
                             message: format!(
-                                "reading Redmine's answer to {method} {path}: {}",
+                                "reading {server}'s answer to {method} {path}: {}",
                                 explain(&e)
                             ),
                         })?;
-                        return Ok(bytes.to_vec());
+                        return Ok((status, bytes.to_vec()));
                     }
                     if status.is_redirection() {
                         let to = response
@@ -173,7 +247,7 @@ impl Http {
                         return Err(HttpError {
                             status: Some(status),
                             message: format!(
-                                "Redmine at {} redirects {method} {path} to {to} ({status}); set spec.url to the address it redirects to",
+                                "{server} at {} redirects {method} {path} to {to} ({status}); set spec.url to the address it redirects to",
                                 self.base
                             ),
                         });
@@ -182,7 +256,7 @@ impl Http {
                         let text = response.text().await.unwrap_or_default();
                         return Err(HttpError {
                             status: Some(status),
-                            message: describe(status, &text),
+                            message: (self.describe)(status, &text),
                         });
                     }
                     if gave_up {
@@ -190,7 +264,7 @@ impl Http {
                             status: Some(status),
                             message: format!(
                                 "{} (gave up after {attempt} attempts)",
-                                describe(status, "")
+                                (self.describe)(status, "")
                             ),
                         });
                     }
@@ -200,12 +274,12 @@ impl Http {
                             status: Some(status),
                             message: format!(
                                 "{}, and asks to wait {} s before trying again; run again later",
-                                describe(status, ""),
+                                (self.describe)(status, ""),
                                 wait.as_secs()
                             ),
                         });
                     }
-                    tracing::warn!(%method, path, attempt, status = status.as_u16(), "Redmine request failed; retrying");
+                    tracing::warn!(%method, path, attempt, status = status.as_u16(), "{server} request failed; retrying");
                     asked
                 }
                 Err(e) => {
@@ -219,18 +293,19 @@ impl Http {
                         return Err(HttpError {
                             status: None,
                             message: format!(
-                                "{method} {path} to Redmine at {}: {}{tries}; check spec.url and that the server is up",
+                                "{method} {path} to {server} at {}: {}{tries}; check spec.url and that the server is up",
                                 self.base,
                                 explain(&e)
                             ),
                         });
                     }
-                    tracing::warn!(%method, path, attempt, error = %explain(&e), "Redmine request failed; retrying");
+                    tracing::warn!(%method, path, attempt, error = %explain(&e), "{server} request failed; retrying");
                     None
                 }
             };
-            let backoff = self.retry.base_delay * 2u32.saturating_pow(attempt - 1);
-            let wait = hint.unwrap_or(backoff).min(self.retry.max_delay);
+            let wait = hint
+                .unwrap_or(self.backoff(attempt))
+                .min(self.retry.max_delay);
             tokio::time::sleep(wait).await;
             attempt += 1;
         }
@@ -269,28 +344,6 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     Some(Duration::try_from(wait).unwrap_or(Duration::ZERO))
 }
 
-/// What a status means for a Redmine user; a 422 carries Redmine's own
-/// messages (`{"errors": [...]}`), the others have empty bodies.
-fn describe(status: StatusCode, body: &str) -> String {
-    #[derive(serde::Deserialize)]
-    struct Errors {
-        errors: Vec<String>,
-    }
-    match status.as_u16() {
-        401 => "Redmine refused the API key (401 Unauthorized)".into(),
-        403 => "Redmine answered 403 Forbidden: the API key's user lacks the permission for this, or the REST API is disabled (Administration → Settings → API)".into(),
-        404 => "Redmine answered 404 Not Found: it does not exist or the API key's user cannot see it".into(),
-        422 => match serde_json::from_str::<Errors>(body) {
-            Ok(e) if !e.errors.is_empty() => {
-                format!("Redmine refused it (422): {}", e.errors.join("; "))
-            }
-            _ => "Redmine refused it (422 Unprocessable Entity)".into(),
-        },
-        429 => "Redmine (or a proxy before it) is rate limiting requests (429 Too Many Requests)".into(),
-        _ => format!("Redmine answered {status}"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,18 +364,6 @@ mod tests {
         );
         headers.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&headers), None);
-    }
-
-    #[test]
-    fn validation_errors_carry_redmines_messages() {
-        let message = describe(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            r#"{"errors":["Parent task is invalid","Subject cannot be blank"]}"#,
-        );
-        assert_eq!(
-            message,
-            "Redmine refused it (422): Parent task is invalid; Subject cannot be blank"
-        );
     }
 
     #[test]

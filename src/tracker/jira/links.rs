@@ -1,0 +1,151 @@
+//! Links (the `links` synchronizer) as Jira issue links.
+//!
+//! A link `A Blocks B` (type name `Blocks`, read on A as an `issuelinks`
+//! entry whose `outwardIssue` is B: “A blocks B”) is created by
+//! `POST issueLink` with A as `inwardIssue` and B as `outwardIssue`:
+//! Jira's names for the two ends are the reverse of what they read like,
+//! and this is the way round that reads back as planned. Jira answers 201
+//! without the link's id; a link is deleted by the id found in the issue's
+//! `fields.issuelinks` (`DELETE issueLink/{id}`).
+//!
+//! Writes are idempotent: Jira does not duplicate an existing link, and a
+//! link already gone is no failure. Jira answers 404 for an unknown link
+//! type as for a missing permission, so a 404 is explained with the site's
+//! link types.
+
+use reqwest::StatusCode;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::wire::WireLink;
+use super::{IssueFailure, JiraTracker, TrackerError, remote};
+use crate::plan::TrackerOp;
+
+#[derive(Deserialize)]
+struct Linked {
+    fields: LinkFields,
+}
+
+#[derive(Deserialize)]
+struct LinkFields {
+    #[serde(default)]
+    issuelinks: Vec<WireLink>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LinkTypes {
+    issue_link_types: Vec<NamedType>,
+}
+
+#[derive(Deserialize)]
+struct NamedType {
+    name: String,
+}
+
+impl JiraTracker {
+    /// Writes the link changes among `ops` in order (the others are not
+    /// looked at); returns the changes Jira refused.
+    pub(super) async fn write_links(
+        &self,
+        ops: &[TrackerOp],
+    ) -> Result<Vec<IssueFailure>, TrackerError> {
+        let mut failures = Vec::new();
+        for op in ops {
+            let answer = match op {
+                TrackerOp::AddLink {
+                    issue,
+                    link_type,
+                    target,
+                } => {
+                    let body = json!({
+                        "type": { "name": link_type },
+                        "inwardIssue": { "key": issue },
+                        "outwardIssue": { "key": target },
+                    });
+                    self.http.post(&self.api("issueLink"), body).await
+                }
+                TrackerOp::RemoveLink {
+                    issue,
+                    link_type,
+                    target,
+                } => match self.find(issue, link_type, target).await? {
+                    None => Ok(()),
+                    Some(id) => match self
+                        .http
+                        .delete(&self.api(&format!("issueLink/{id}")))
+                        .await
+                    {
+                        Err(e) if e.status == Some(StatusCode::NOT_FOUND) => Ok(()),
+                        other => other,
+                    },
+                },
+                _ => continue,
+            };
+            match answer {
+                Ok(()) => {}
+                Err(e) if e.status == Some(StatusCode::UNAUTHORIZED) => {
+                    return Err(self.refused(op, e));
+                }
+                Err(e) if e.status == Some(StatusCode::NOT_FOUND) => {
+                    let mut failure = self.failure(op, op.issue(), e);
+                    failure.message = self.explain_missing(op, failure.message).await?;
+                    failures.push(failure);
+                }
+                Err(e) => failures.push(self.failure(op, op.issue(), e)),
+            }
+        }
+        Ok(failures)
+    }
+
+    /// The id of the link `issue link_type target`, if Jira has it.
+    async fn find(
+        &self,
+        issue: &str,
+        link_type: &str,
+        target: &str,
+    ) -> Result<Option<String>, TrackerError> {
+        let path = self.api(&format!("issue/{issue}"));
+        let linked: Linked = match self.http.get(&path, &[("fields", "issuelinks")]).await {
+            Ok(linked) => linked,
+            // The issue is gone, and its links with it.
+            Err(e) if e.status == Some(StatusCode::NOT_FOUND) => return Ok(None),
+            Err(e) => return Err(remote(&format!("read the links of {issue}"), e)),
+        };
+        Ok(linked
+            .fields
+            .issuelinks
+            .into_iter()
+            .find(|l| {
+                l.link_type.name == link_type
+                    && l.outward_issue.as_ref().is_some_and(|o| o.key == target)
+            })
+            .map(|l| l.id))
+    }
+
+    /// A 404 on a link: an unknown type is the likeliest cause to name.
+    async fn explain_missing(
+        &self,
+        op: &TrackerOp,
+        message: String,
+    ) -> Result<String, TrackerError> {
+        let TrackerOp::AddLink { link_type, .. } = op else {
+            return Ok(message);
+        };
+        let types: LinkTypes = self
+            .http
+            .get(&self.api("issueLinkType"), &[])
+            .await
+            .map_err(|e| remote("list Jira's issue link types", e))?;
+        let names: Vec<String> = types.issue_link_types.into_iter().map(|t| t.name).collect();
+        if names.contains(link_type) {
+            return Ok(format!(
+                "{message}; or the account lacks “Link Issues”, or issue linking is switched off"
+            ));
+        }
+        Ok(format!(
+            "Jira has no link type `{link_type}` (it has: {}); fix spec.links.type, which names the type as Jira does, not its outward or inward description",
+            names.join(", ")
+        ))
+    }
+}
