@@ -23,7 +23,9 @@ fn set_parent(ws: &Workspace, key: &str, parent: Option<&str>) {
         .map_or(text.len(), |i| start + 4 + i);
     let mut block: Vec<String> = text[start..end]
         .lines()
-        .filter(|l| !l.trim_start().starts_with("parent:") && !l.trim_start().starts_with("updated:"))
+        .filter(|l| {
+            !l.trim_start().starts_with("parent:") && !l.trim_start().starts_with("updated:")
+        })
         .map(str::to_owned)
         .collect();
     if let Some(parent) = parent {
@@ -53,7 +55,15 @@ fn parent_in_file(ws: &Workspace, key: &str) -> Option<String> {
 fn pass(ws: &Workspace) -> serde_json::Value {
     let out = ws
         .trellis()
-        .args(["sync", "--once", "-f", "quickstart", "children", "-o", "json"])
+        .args([
+            "sync",
+            "--once",
+            "-f",
+            "quickstart",
+            "children",
+            "-o",
+            "json",
+        ])
         .output()
         .unwrap();
     assert!(
@@ -157,7 +167,10 @@ fn a_conflict_goes_to_the_tracker_by_default_and_is_recorded() {
     // PLAT-3 is a Done epic: not in the structure, so PLAT-11's row goes.
     let forest = ws.store().structure("default/roadmap").unwrap().forest;
     assert!(forest.find_issue("PLAT-11").is_none());
-    assert_eq!(ws.store().conflicts("default/children", 5).unwrap().len(), 1);
+    assert_eq!(
+        ws.store().conflicts("default/children", 5).unwrap().len(),
+        1
+    );
 }
 
 #[test]
@@ -193,7 +206,14 @@ fn a_manual_conflict_holds_the_issue_until_a_person_settles_it() {
         .stdout(contains("PLAT-11 (conflict)"))
         .stdout(contains("--keep-structure KEY"));
     ws.trellis()
-        .args(["troubleshoot", "children", "-f", "quickstart", "--keep-structure", "PLAT-11"])
+        .args([
+            "troubleshoot",
+            "children",
+            "-f",
+            "quickstart",
+            "--keep-structure",
+            "PLAT-11",
+        ])
         .assert()
         .code(0);
     let settled = pass(&ws);
@@ -209,13 +229,24 @@ fn troubleshoot_checks_the_connection_and_refuses_unknown_issues() {
         .args(["troubleshoot", "children", "-f", "quickstart"])
         .assert()
         .success()
-        .stdout(contains("ok   connection: tracker default/quickstart-issues reachable"))
+        .stdout(contains(
+            "ok   connection: tracker default/quickstart-issues reachable",
+        ))
         .stdout(contains("no held issues"));
     ws.trellis()
-        .args(["troubleshoot", "children", "-f", "quickstart", "--retry", "PLAT-1"])
+        .args([
+            "troubleshoot",
+            "children",
+            "-f",
+            "quickstart",
+            "--retry",
+            "PLAT-1",
+        ])
         .assert()
         .code(2)
-        .stderr(contains("PLAT-1 is not held by default/children; nothing was changed"));
+        .stderr(contains(
+            "PLAT-1 is not held by default/children; nothing was changed",
+        ));
 }
 
 /// Two structures on one tracker, each exporting its own parent for the
@@ -252,7 +283,10 @@ fn the_cycle_guard_stops_synchronizers_that_undo_each_other() {
         }
     }
     let stopped = stopped.expect("the cycle guard stops one of them within 10 rounds");
-    assert!(stopped.contains("PLAT-11 changed back after each of its last 3 passes"), "{stopped}");
+    assert!(
+        stopped.contains("PLAT-11 changed back after each of its last 3 passes"),
+        "{stopped}"
+    );
     assert!(stopped.contains("--restart"), "{stopped}");
 }
 

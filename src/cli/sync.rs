@@ -152,8 +152,15 @@ fn report(pass: &Pass, output: OutputFormat) -> anyhow::Result<String> {
 }
 
 fn describe_held(h: &HeldIssue) -> String {
+    let release = match h.release {
+        None => "",
+        Some(Release::Retry) => "; released: tried again at the next pass",
+        Some(Release::KeepStructure) => {
+            "; released: the structure's side is written at the next pass"
+        }
+    };
     format!(
-        "{} ({}): {}: {} (first seen {}, {} attempt(s))",
+        "{} ({}): {}: {} (first seen {}, {} attempt(s){release})",
         h.issue,
         match h.kind {
             HoldKind::Error => "failed",
@@ -243,7 +250,9 @@ pub async fn troubleshoot(
             check: "connection",
             ok: connection.is_ok(),
             detail: match connection {
-                Ok(identity) => format!("tracker {tracker} reachable; writes are made as {identity}"),
+                Ok(identity) => {
+                    format!("tracker {tracker} reachable; writes are made as {identity}")
+                }
                 Err(e) => e.to_string(),
             },
         });
@@ -258,7 +267,7 @@ pub async fn troubleshoot(
         last_pass: sync_state.last_pass,
     };
     let healthy = findings.checks.iter().all(|c| c.ok)
-        && findings.held.is_empty()
+        && findings.held.iter().all(|h| h.release.is_some())
         && findings.stopped.is_none();
     match output {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&findings)?),

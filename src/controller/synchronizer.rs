@@ -84,9 +84,18 @@ async fn run(sync: Arc<Synchronizer>, ctx: &Context) -> Result<Action, Error> {
     let mut engine = ctx.engine().await;
     engine.set_credentials(credentials);
     // A changed spec is what a person does about a stopped synchronizer.
-    let changed = sync.status.as_ref().and_then(|s| s.observed_generation) != sync.metadata.generation;
-    if changed && engine.store().sync_state(&id).is_ok_and(|s| s.stopped.is_some()) {
-        engine.store_mut().restart(&id).map_err(crate::engine::EngineError::from)?;
+    let changed =
+        sync.status.as_ref().and_then(|s| s.observed_generation) != sync.metadata.generation;
+    if changed
+        && engine
+            .store()
+            .sync_state(&id)
+            .is_ok_and(|s| s.stopped.is_some())
+    {
+        engine
+            .store_mut()
+            .restart(&id)
+            .map_err(crate::engine::EngineError::from)?;
     }
     let started = jiff::Timestamp::now();
     let outcome = engine.sync_pass(&catalog, &id, started).await;
@@ -160,7 +169,11 @@ fn not_due(sync: &Synchronizer) -> Option<Duration> {
     let last: jiff::Timestamp = status.last_attempt.as_deref()?.parse().ok()?;
     let id = resource_id(sync);
     let now = jiff::Timestamp::now();
-    let due = sync.spec.schedule().unwrap_or_default().next_pass(&id, Some(last), now);
+    let due = sync
+        .spec
+        .schedule()
+        .unwrap_or_default()
+        .next_pass(&id, Some(last), now);
     Some(until(due, now)).filter(|d| !d.is_zero())
 }
 

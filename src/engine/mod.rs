@@ -237,10 +237,10 @@ impl<S: Store> Engine<S> {
                 &mut units::Searches::default(),
             )
             .await
-                .map_err(|source| EngineError::Tracker {
-                    tracker: tracker_id.clone(),
-                    source,
-                })?;
+            .map_err(|source| EngineError::Tracker {
+                tracker: tracker_id.clone(),
+                source,
+            })?;
             let stored = self.store.structure(&id)?;
             let rows_before = stored.forest.len();
             let arrangers = units::arrangers(catalog, &id);

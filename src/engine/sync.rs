@@ -119,9 +119,9 @@ impl<S: Store> Engine<S> {
             return Ok(pass);
         }
         let holder = format!("incremental sync {id}");
-        if let Some(other) =
-            self.store
-                .hold_structure(&structure_id, &holder, now + HOLD)?
+        if let Some(other) = self
+            .store
+            .hold_structure(&structure_id, &holder, now + HOLD)?
         {
             pass.waiting = Some(format!("{other} holds structure {structure_id}"));
             return Ok(pass);
@@ -145,7 +145,9 @@ impl<S: Store> Engine<S> {
         let started = jiff::Timestamp::now();
         let sync = catalog.synchronizer(id).expect("found by the caller");
         let spec = &sync.resource.spec;
-        let structure = catalog.structure(&pass.structure).expect("found by the caller");
+        let structure = catalog
+            .structure(&pass.structure)
+            .expect("found by the caller");
         let schedule = spec.schedule().unwrap_or_default();
         let tracker_error = |source| EngineError::Tracker {
             tracker: tracker_id.to_owned(),
@@ -157,8 +159,7 @@ impl<S: Store> Engine<S> {
         // 1. The mirror, refreshed.
         let mut mirror = self.store.mirror(tracker_id)?;
         let first = state.last_pass.is_none();
-        pass.full =
-            first || mirror.full_read.is_none() || schedule.full_due(state.last_full, now);
+        pass.full = first || mirror.full_read.is_none() || schedule.full_due(state.last_full, now);
         let read_from = mirror.watermark.read_from();
         let seq = match (pass.full, read_from) {
             (false, Some(from)) => {
@@ -212,7 +213,10 @@ impl<S: Store> Engine<S> {
             .into_iter()
             .collect();
         let mut structure_changed: BTreeMap<String, jiff::Timestamp> = BTreeMap::new();
-        for (entry, by) in self.store.journal_since(&pass.structure, state.synced_version)? {
+        for (entry, by) in self
+            .store
+            .journal_since(&pass.structure, state.synced_version)?
+        {
             if by.as_deref() == Some(id) {
                 continue;
             }
@@ -239,7 +243,8 @@ impl<S: Store> Engine<S> {
             spec.directions.iter().map(|&d| d.into()).collect()
         };
         let primary = super::primary_direction(spec);
-        let two_way = directions.contains(&Direction::Into) && directions.contains(&Direction::From);
+        let two_way =
+            directions.contains(&Direction::Into) && directions.contains(&Direction::From);
         // The first pass has no baselines to compare with: it runs in the
         // first direction alone, as `apply` would.
         let (into, from) = if first {
@@ -291,7 +296,8 @@ impl<S: Store> Engine<S> {
                     }
                     (_, Some(_)) => tracker_changed.contains(key),
                     (_, None) => false,
-                } && (tracker_changed.contains(key) || release.is_some());
+                } && (tracker_changed.contains(key)
+                    || release.is_some());
                 let decision = match (structure_side_changed, tracker_side_changed) {
                     _ if release == Some(Release::KeepStructure) => Decision::Push,
                     (true, false) => Decision::Push,
@@ -391,8 +397,13 @@ impl<S: Store> Engine<S> {
         let mut virtual_snapshot = snapshot.clone();
         let mut exported = None;
         if from && (everything || decisions.values().any(|d| *d != Decision::Pull)) {
-            let mut planned =
-                plan_in(Direction::From, stored.forest.clone(), &snapshot, &mut searches).await?;
+            let mut planned = plan_in(
+                Direction::From,
+                stored.forest.clone(),
+                &snapshot,
+                &mut searches,
+            )
+            .await?;
             for unit in &mut planned.plan.units {
                 for op in std::mem::take(&mut unit.tracker_ops) {
                     let decision = decisions.get(op.issue()).copied();
@@ -410,8 +421,13 @@ impl<S: Store> Engine<S> {
         let planned = match exported {
             Some(planned) if !into => planned,
             _ => {
-                plan_in(Direction::Into, stored.forest.clone(), &virtual_snapshot, &mut searches)
-                    .await?
+                plan_in(
+                    Direction::Into,
+                    stored.forest.clone(),
+                    &virtual_snapshot,
+                    &mut searches,
+                )
+                .await?
             }
         };
         let mut plan = planned.plan;
@@ -508,10 +524,7 @@ impl<S: Store> Engine<S> {
             .iter()
             .filter(|u| !u.is_empty())
             .map(|unit| Change {
-                cause: format!(
-                    "incremental sync {id} ({}, {})",
-                    unit.kind, unit.direction
-                ),
+                cause: format!("incremental sync {id} ({}, {})", unit.kind, unit.direction),
                 author: format!("{id} as {identity}"),
                 ops: &unit.structure_ops,
                 tracker_ops: &unit.tracker_ops,
@@ -561,12 +574,11 @@ impl<S: Store> Engine<S> {
             .units
             .iter()
             .flat_map(|u| {
-                u.tracker_ops
-                    .iter()
-                    .map(|op| op.issue().to_owned())
-                    .chain(u.structure_ops.iter().filter_map(|op| {
-                        op.item().issue_key().map(str::to_owned)
-                    }))
+                u.tracker_ops.iter().map(|op| op.issue().to_owned()).chain(
+                    u.structure_ops
+                        .iter()
+                        .filter_map(|op| op.item().issue_key().map(str::to_owned)),
+                )
             })
             .collect::<BTreeSet<_>>()
             .into_iter()
@@ -575,7 +587,11 @@ impl<S: Store> Engine<S> {
             .iter()
             .filter(|k| state.last_written.contains(k))
             .collect();
-        let rounds = if rewritten.is_empty() { 0 } else { state.rounds + 1 };
+        let rounds = if rewritten.is_empty() {
+            0
+        } else {
+            state.rounds + 1
+        };
         let stopped = (rounds as usize >= spec.max_rounds()).then(|| {
             format!(
                 "{} changed back after each of its last {rounds} passes (another synchronizer or a person keeps undoing it): find the other writer with `trellis history {}`, settle which one owns it, then restart",
@@ -592,7 +608,11 @@ impl<S: Store> Engine<S> {
             seen_seq: seq,
             synced_version: 0, // set by the store to the version it commits
             last_pass: Some(now),
-            last_full: if pass.full { Some(now) } else { state.last_full },
+            last_full: if pass.full {
+                Some(now)
+            } else {
+                state.last_full
+            },
             rounds,
             last_written: written_now,
             stopped,

@@ -339,8 +339,11 @@ pub trait Store {
     fn restart(&mut self, synchronizer: &str) -> Result<(), StoreError>;
 
     /// The latest conflicts of a synchronizer, newest first.
-    fn conflicts(&self, synchronizer: &str, limit: usize)
-    -> Result<Vec<ConflictRecord>, StoreError>;
+    fn conflicts(
+        &self,
+        synchronizer: &str,
+        limit: usize,
+    ) -> Result<Vec<ConflictRecord>, StoreError>;
 
     /// Marks a structure read-only for `holder` (a resync) until `until`;
     /// returns the other holder if one holds it.

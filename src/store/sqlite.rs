@@ -10,12 +10,11 @@ use rusqlite::{
 
 use super::{
     Baseline, Commit, ConflictRecord, HeldIssue, JobRecord, JobState, JournalEntry, Mirror,
-    MirrorRead, PassCommit, Release, Store, StoreError, StoredResource, StoredStructure,
-    SyncState,
+    MirrorRead, PassCommit, Release, Store, StoreError, StoredResource, StoredStructure, SyncState,
 };
 use crate::model::{Forest, Row, RowId, RowItem};
-use crate::tracker::Watermark;
 use crate::plan::StructureOp;
+use crate::tracker::Watermark;
 
 /// Schema migrations; `PRAGMA user_version` records how many have run.
 /// Append new ones, never edit old ones.
@@ -426,8 +425,11 @@ impl Store for SqliteStore {
                 .map_err(err)?;
             }
         }
-        tx.execute("DELETE FROM structure_holds WHERE structure = ?", [structure])
-            .map_err(err)?;
+        tx.execute(
+            "DELETE FROM structure_holds WHERE structure = ?",
+            [structure],
+        )
+        .map_err(err)?;
         tx.commit().map_err(err)
     }
 
@@ -737,7 +739,12 @@ impl Store for SqliteStore {
         };
         let bodies: Vec<(String, String)> = issues
             .iter()
-            .map(|i| (i.key.clone(), serde_json::to_string(i).expect("issues serialize")))
+            .map(|i| {
+                (
+                    i.key.clone(),
+                    serde_json::to_string(i).expect("issues serialize"),
+                )
+            })
             .collect();
         let watermark = serde_json::to_string(watermark).expect("watermarks serialize");
         self.write(|tx| {
@@ -975,7 +982,11 @@ fn commit_pass(tx: &Transaction, pass: &PassCommit, version: u64) -> rusqlite::R
     for held in pass.held {
         tx.execute(
             "INSERT INTO held_issues (synchronizer, issue, body) VALUES (?, ?, ?)",
-            params![sync, held.issue, serde_json::to_string(held).expect("serializes")],
+            params![
+                sync,
+                held.issue,
+                serde_json::to_string(held).expect("serializes")
+            ],
         )?;
     }
     for conflict in pass.conflicts {
@@ -991,8 +1002,8 @@ fn commit_pass(tx: &Transaction, pass: &PassCommit, version: u64) -> rusqlite::R
             |r| r.get(0),
         )?;
         // Written issues were read before: they keep their place.
-        let mut update =
-            tx.prepare_cached("UPDATE mirror SET seq = ?, issue = ? WHERE tracker = ? AND key = ?")?;
+        let mut update = tx
+            .prepare_cached("UPDATE mirror SET seq = ?, issue = ? WHERE tracker = ? AND key = ?")?;
         for issue in pass.written {
             let body = serde_json::to_string(issue).expect("issues serialize");
             update.execute(params![seq, body, pass.tracker, issue.key])?;

@@ -240,6 +240,7 @@ impl Tracker for AnyTracker {
         match self {
             AnyTracker::Local(t) => t.search_among(query, keys).await,
             AnyTracker::Redmine(t) => t.search_among(query, keys).await,
+            AnyTracker::Jira(t) => t.search_among(query, keys).await,
         }
     }
 

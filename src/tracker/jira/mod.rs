@@ -553,6 +553,28 @@ impl Tracker for JiraTracker {
         Ok(issues.into_iter().map(|i| i.key).collect())
     }
 
+    /// One search per 100 keys: the query ANDed with `key in (...)`.
+    async fn search_among(
+        &self,
+        query: &str,
+        keys: &[String],
+    ) -> Result<HashSet<String>, TrackerError> {
+        let mut found = HashSet::new();
+        for chunk in keys.chunks(BULK) {
+            let among = format!(
+                "({}) AND key in ({})",
+                without_order_by(query),
+                chunk.join(",")
+            );
+            let jql = self.jql(Some(&among), "key ASC");
+            let issues = self
+                .search_all(&format!("search `{query}`"), &jql, &["key".to_owned()])
+                .await?;
+            found.extend(issues.into_iter().map(|i| i.key));
+        }
+        Ok(found)
+    }
+
     async fn apply(&self, ops: &[TrackerOp]) -> Result<(), TrackerError> {
         if ops.is_empty() {
             return Ok(());
