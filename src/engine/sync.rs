@@ -368,10 +368,19 @@ impl<S: Store> Engine<S> {
                              snapshot: &Snapshot,
                              searches: &mut Searches|
                -> Result<Planned, EngineError> {
-            let selected = [Selected {
+            // Declared rows are where subtasks and links start from: they
+            // take part in `into`, as in a resync.
+            let mut selected = Vec::new();
+            if direction == Direction::Into && !structure.resource.spec.rows.is_empty() {
+                selected.push(Selected {
+                    source: UnitSource::DeclaredRows,
+                    direction,
+                });
+            }
+            selected.push(Selected {
                 source: source.clone(),
                 direction,
-            }];
+            });
             let units = units::build(catalog, structure, &selected, client, searches)
                 .await
                 .map_err(tracker_error)?;
