@@ -848,3 +848,60 @@ spec:
     assert_eq!(failures[0].issue, story);
     assert!(failures[0].message.contains("422"), "{error}");
 }
+
+#[tokio::test]
+async fn incremental_passes_carry_changes_both_ways_on_a_real_redmine() {
+    let Some(redmine) = redmine().await else {
+        return;
+    };
+    let project = redmine.project("incremental").await;
+    let epic = redmine.issue(&project, FEATURE, "Checkout", None).await;
+    let story = redmine
+        .issue(&project, FEATURE, "Pay by card", Some(&epic))
+        .await;
+    let bug = redmine
+        .issue(&project, BUG, "Card declined", Some(&story))
+        .await;
+    let loose = redmine.issue(&project, BUG, "Typo on receipt", None).await;
+    let ws = redmine.workspace(&project, SUBTASKS);
+    let pass = || {
+        let (code, stdout, stderr) = ws.run(&[
+            "sync", "--once", "-f", "trellis.yaml", "hierarchy", "-o", "json",
+        ]);
+        assert_eq!(code, 0, "{stdout}{stderr}");
+        serde_json::from_str::<Value>(&stdout).unwrap()
+    };
+    let (code, _, stderr) = ws.run(&["apply", "-f", "trellis.yaml"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(pass()["full"], true);
+
+    // In Redmine, a person puts the loose bug under the story; in the
+    // structure, another takes the bug to the top level.
+    redmine
+        .call(
+            reqwest::Method::PUT,
+            &format!("issues/{}.json", id(&loose)),
+            Some(json!({"issue": {"parent_issue_id": id(&story)}})),
+        )
+        .await;
+    let (code, _, stderr) = ws.run(&["move", "plan", &bug, "--top"]);
+    assert_eq!(code, 0, "{stderr}");
+    let report = pass();
+    assert_eq!(report["full"], false);
+    assert_eq!(report["structureChanges"], 1);
+    // Changed issues are read with an overlap window (the four made a
+    // moment ago), twice: to refresh, and again just before writing.
+    assert!(report["issuesRead"].as_u64().unwrap() <= 8, "{report}");
+    assert_eq!(redmine.parent_of(&bug).await, None, "cleared in Redmine");
+    let (_, outline, _) = ws.run(&["show", "plan"]);
+    assert!(
+        outline.contains(&format!(
+            "  {story} [Feature] Pay by card (New)\n    {loose} [Bug] Typo on receipt (New)\n"
+        )),
+        "{outline}"
+    );
+    // Its own write to Redmine does not come back as a change.
+    let again = pass();
+    assert_eq!(again["summary"]["trackerUpdates"], 0, "{again}");
+    assert_eq!(again["summary"]["move"], 0, "{again}");
+}
