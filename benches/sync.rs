@@ -176,7 +176,10 @@ impl Bench {
         let start = Instant::now();
         let pass = self
             .runtime
-            .block_on(self.engine.sync_pass(&self.catalog, id, jiff::Timestamp::now()))
+            .block_on(
+                self.engine
+                    .sync_pass(&self.catalog, id, jiff::Timestamp::now()),
+            )
             .unwrap_or_else(|e| panic!("pass of {id}: {e}"));
         let elapsed = start.elapsed();
         assert!(pass.waiting.is_none() && pass.stopped.is_none(), "{pass:?}");
@@ -201,7 +204,16 @@ impl Bench {
 fn header() -> String {
     format!(
         "{:<3} {:>3}  {:<17} {:>10} {:>5} {:>7} {:>8} {:>9} {:>6} {:>8}",
-        "", "run", "synchronizer", "time", "full", "read", "tracker", "structure", "moves", "written"
+        "",
+        "run",
+        "synchronizer",
+        "time",
+        "full",
+        "read",
+        "tracker",
+        "structure",
+        "moves",
+        "written"
     )
 }
 
@@ -260,13 +272,24 @@ fn main() {
     assert_eq!(run.set.summary.add, n, "every issue gets a row");
     bench
         .runtime
-        .block_on(bench.engine.apply(&bench.catalog, run, &Approval::Confirmed))
+        .block_on(
+            bench
+                .engine
+                .apply(&bench.catalog, run, &Approval::Confirmed),
+        )
         .expect("the apply applies");
-    println!("setup: apply (every issue a row) in {}", ms(start.elapsed()));
+    println!(
+        "setup: apply (every issue a row) in {}",
+        ms(start.elapsed())
+    );
     for id in [FILTER, SUBTASKS] {
         let (time, pass) = bench.pass(id);
         assert!(pass.full, "the first pass is a full read");
-        assert_eq!(pass.summary.total(), 0, "{id}: nothing to do after the apply");
+        assert_eq!(
+            pass.summary.total(),
+            0,
+            "{id}: nothing to do after the apply"
+        );
         bench.row("0", 0, id, time, &pass);
     }
 
@@ -285,7 +308,10 @@ fn main() {
         let (time, pass) = bench.pass(SUBTASKS);
         assert!(!pass.full);
         assert_eq!(pass.tracker_changes, CHANGES, "{pass:?}");
-        assert_eq!(pass.summary.move_, CHANGES, "each re-parented issue's row moves");
+        assert_eq!(
+            pass.summary.move_, CHANGES,
+            "each re-parented issue's row moves"
+        );
         assert_eq!(pass.summary.tracker_updates, 0);
         times[0].push(time);
         bench.row("T", run, SUBTASKS, time, &pass);
@@ -311,7 +337,10 @@ fn main() {
         move_times.push(moved.elapsed());
         let (time, pass) = bench.pass(SUBTASKS);
         assert_eq!(pass.structure_changes, CHANGES, "{pass:?}");
-        assert_eq!(pass.summary.tracker_updates, CHANGES, "each move is written");
+        assert_eq!(
+            pass.summary.tracker_updates, CHANGES,
+            "each move is written"
+        );
         assert_eq!(pass.summary.move_, 0);
         times[0].push(time);
         bench.row("S", run, SUBTASKS, time, &pass);
@@ -333,7 +362,10 @@ fn main() {
     );
 
     println!();
-    println!("{:<40} {:>10} {:>10} {:>10}", "pass time", "median", "min", "max");
+    println!(
+        "{:<40} {:>10} {:>10} {:>10}",
+        "pass time", "median", "min", "max"
+    );
     for (name, times) in [
         ("T: subtasks, K tracker changes", &t_times[0]),
         ("T: filter after it", &t_times[1]),
@@ -370,7 +402,11 @@ fn main() {
     let mut structure = vec![];
     for _ in 0..3 {
         let start = Instant::now();
-        let m = bench.engine.store().mirror(TRACKER).expect("the mirror loads");
+        let m = bench
+            .engine
+            .store()
+            .mirror(TRACKER)
+            .expect("the mirror loads");
         mirror.push(start.elapsed());
         assert_eq!(m.issues.len(), n);
         let start = Instant::now();
@@ -382,9 +418,21 @@ fn main() {
         structure.push(start.elapsed());
         assert_eq!(s.forest.len(), n);
     }
-    println!("{:<40} {}", "SQLite: load the mirror (N issues)", stats(&mirror));
-    println!("{:<40} {}", "SQLite: load the structure (N rows)", stats(&structure));
-    println!("{:<40} {}", "(setup) edit + write the issues file", stats(&edit_times));
+    println!(
+        "{:<40} {}",
+        "SQLite: load the mirror (N issues)",
+        stats(&mirror)
+    );
+    println!(
+        "{:<40} {}",
+        "SQLite: load the structure (N rows)",
+        stats(&structure)
+    );
+    println!(
+        "{:<40} {}",
+        "(setup) edit + write the issues file",
+        stats(&edit_times)
+    );
     println!("{:<40} {}", "(setup) K move_row calls", stats(&move_times));
     println!(
         "the last changed_since found {found} issues; the rest of a pass is the store (mirror,\n\
