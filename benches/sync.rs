@@ -299,7 +299,7 @@ fn main() {
     for run in 1..=config.runs {
         let edited = Instant::now();
         let stamp = now();
-        for (index, parent) in pick_changes(&issues, 0x7_1ac_e000 + run as u64) {
+        for (index, parent) in pick_changes(&issues, 0x71ac_e000 + run as u64) {
             issues[index].parent = Some(parent);
             issues[index].updated = Some(stamp);
         }
@@ -327,7 +327,7 @@ fn main() {
     let mut move_times = vec![];
     for run in 1..=config.runs {
         let moved = Instant::now();
-        for (index, parent) in pick_changes(&issues, 0x5_7a0c_0000 + run as u64) {
+        for (index, parent) in pick_changes(&issues, 0x0005_7a0c_0000 + run as u64) {
             bench
                 .engine
                 .move_row(STRUCTURE, &key(index), Some(&parent), None)

@@ -120,6 +120,7 @@ fn commit(
         jobs,
         synchronizers: &synchronizers,
         baselines,
+        pass: None,
     })
 }
 
@@ -266,6 +267,7 @@ fn the_journal_records_each_operation_with_its_version_author_and_cause() {
         jobs: &[],
         synchronizers: &[],
         baselines: &[],
+        pass: None,
     };
     store.commit(&first).unwrap();
     let mut removal = Edit::on(&e.forest);
