@@ -12,10 +12,12 @@
 //! or `TRELLIS_BENCH_ISSUES=N` picks another size. The targets only apply to
 //! 100,000 issues.
 
-use std::collections::{BTreeMap, HashSet};
-use std::ops::Range;
+mod common;
+
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use common::{Lcg, STATUSES, generate, key, levels, summary};
 use trellis::model::{Direction, Forest, Issue, Snapshot};
 use trellis::plan::{
     FilterRule, Placement, Planned, Rule, StructureInput, StructurePlan, Unit, plan_structure,
@@ -32,42 +34,6 @@ const SEARCH_QUERY: &str = "project = PLAT and status != Done";
 const TARGET_FULL: Duration = Duration::from_millis(1_000);
 const TARGET_CHANGED: Duration = Duration::from_millis(200);
 const TARGET_RSS_KB: u64 = 300 * 1024;
-
-/// Level sizes in issues per thousand, top (epics) first; the last level
-/// takes the rest.
-const LEVEL_PER_MILLE: [usize; 4] = [1, 9, 90, 400];
-const LEVEL_TYPES: [&str; 5] = ["Epic", "Feature", "Story", "Task", "Sub-task"];
-const STATUSES: [&str; 6] = [
-    "To Do",
-    "In Progress",
-    "In Review",
-    "Blocked",
-    "Done",
-    "Open",
-];
-const PRIORITIES: [&str; 4] = ["Low", "Medium", "High", "Critical"];
-const COMPONENTS: [&str; 6] = ["Api", "Billing", "Web", "Mobile", "Search", "Platform"];
-const VERBS: [&str; 8] = [
-    "Migrate", "Refactor", "Document", "Harden", "Speed up", "Redesign", "Test", "Monitor",
-];
-const OBJECTS: [&str; 8] = [
-    "invoice export",
-    "login flow",
-    "search index",
-    "payment retries",
-    "audit log",
-    "user settings page",
-    "webhook delivery",
-    "report scheduler",
-];
-const SUFFIXES: [&str; 6] = [
-    "for the new API",
-    "before the release",
-    "across all regions",
-    "in the admin console",
-    "behind a feature flag",
-    "for enterprise plans",
-];
 
 struct Config {
     issues: usize,
@@ -94,98 +60,6 @@ impl Config {
             runs: if quick { 3 } else { 5 },
         }
     }
-}
-
-/// A 64-bit linear congruential generator (Knuth's MMIX constants).
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        self.0 >> 33
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len())]
-    }
-
-    fn in_range(&mut self, range: &Range<usize>) -> usize {
-        range.start + self.below(range.len())
-    }
-}
-
-fn key(index: usize) -> String {
-    format!("PLAT-{}", index + 1)
-}
-
-/// Index ranges of the five levels, top first, summing to `n`.
-fn levels(n: usize) -> Vec<Range<usize>> {
-    let mut sizes: Vec<usize> = LEVEL_PER_MILLE
-        .iter()
-        .map(|p| (n * p / 1000).max(1))
-        .collect();
-    sizes.push(n - sizes.iter().sum::<usize>());
-    let mut start = 0;
-    sizes
-        .into_iter()
-        .map(|size| {
-            start += size;
-            start - size..start
-        })
-        .collect()
-}
-
-fn summary(rng: &mut Lcg) -> String {
-    format!(
-        "{} {} {}",
-        rng.pick(&VERBS),
-        rng.pick(&OBJECTS),
-        rng.pick(&SUFFIXES)
-    )
-}
-
-/// The same issues for the same `n`: keys PLAT-1.. level by level, each
-/// issue below the top under a random issue of the level above.
-fn generate(n: usize) -> Vec<Issue> {
-    let mut rng = Lcg(0x7e11_15be_0c4a_2026);
-    let levels = levels(n);
-    let base = jiff::Timestamp::from_second(1_780_000_000).expect("valid time");
-    let mut issues = Vec::with_capacity(n);
-    for (level, range) in levels.iter().enumerate() {
-        for index in range.clone() {
-            let parent = level
-                .checked_sub(1)
-                .map(|above| key(rng.in_range(&levels[above])));
-            let mut fields = BTreeMap::new();
-            fields.insert("component".to_owned(), rng.pick(&COMPONENTS).to_owned());
-            fields.insert("priority".to_owned(), rng.pick(&PRIORITIES).to_owned());
-            let updated = base
-                .checked_add(jiff::SignedDuration::from_secs(
-                    rng.below(90 * 86_400) as i64
-                ))
-                .expect("valid time");
-            issues.push(Issue {
-                key: key(index),
-                summary: summary(&mut rng),
-                issue_type: LEVEL_TYPES[level].to_owned(),
-                status: rng.pick(&STATUSES).to_owned(),
-                parent,
-                epic: None,
-                links: vec![],
-                rank: Some(format!("0|{:010}:", rng.next() % 10_000_000_000)),
-                updated: Some(updated),
-                fields,
-            });
-        }
-    }
-    issues
 }
 
 /// Changes 1 % of the issues in place (distinct issues): half re-parented to

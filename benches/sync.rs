@@ -1,0 +1,444 @@
+//! Incremental sync benchmark: one pass (`Engine::sync_pass`) after K = 100
+//! changes among N = 100,000 issues of a local tracker, in five levels.
+//!
+//! The issue's claim: with K changed issues out of N, a pass reads O(K)
+//! issues from the tracker plus one query page, not N. "Issues read" is what
+//! the tracker returned (`Pass::issues_read`); the store's mirror of the
+//! tracker (N issues in SQLite) is loaded locally on every pass. The local
+//! tracker is a YAML file: to find the changed issues it parses the whole
+//! file, so its time dominates a pass and the benchmark shows it apart.
+//!
+//! Scenarios, after one apply and a first (full) pass of each synchronizer:
+//! - T: K issues re-parented in the tracker file (`updated` = now), then a
+//!   pass of the two-way subtasks synchronizer (K rows move) and one of the
+//!   top-level filter synchronizer (nothing to do);
+//! - S: K rows moved in the structure (`Engine::move_row`), then the same
+//!   two passes (the subtasks one writes K parents to the tracker).
+//!
+//! Run with `cargo bench --bench sync`; `-- --quick` (2,000 issues, 3 runs)
+//! or `TRELLIS_BENCH_ISSUES=N` picks another size. Informational: no targets.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{Lcg, generate, key, levels};
+use trellis::engine::{Approval, Engine, Pass, Scope};
+use trellis::model::Issue;
+use trellis::spec::Catalog;
+use trellis::store::{SqliteStore, Store};
+use trellis::tracker::{LocalTracker, Tracker};
+
+const FULL_SIZE: usize = 100_000;
+const QUICK_SIZE: usize = 2_000;
+const CHANGES: usize = 100;
+const TRACKER: &str = "default/issues";
+const STRUCTURE: &str = "default/roadmap";
+const FILTER: &str = "default/top";
+const SUBTASKS: &str = "default/children";
+
+const DECLARATIONS: &str = "\
+apiVersion: trellis.dev/v1alpha1
+kind: Tracker
+metadata: {name: issues}
+spec: {type: local, local: {path: issues.yaml}}
+---
+apiVersion: trellis.dev/v1alpha1
+kind: Structure
+metadata: {name: roadmap}
+spec: {trackerRef: {name: issues}}
+---
+apiVersion: trellis.dev/v1alpha1
+kind: Synchronizer
+metadata: {name: top}
+spec:
+  structureRef: {name: roadmap}
+  type: filter
+  directions: [into]
+  filter: {query: project = PLAT and parent is empty, remove: true}
+---
+apiVersion: trellis.dev/v1alpha1
+kind: Synchronizer
+metadata: {name: children}
+spec:
+  structureRef: {name: roadmap}
+  type: subtasks
+  directions: [into, from]
+";
+
+struct Config {
+    issues: usize,
+    runs: usize,
+}
+
+impl Config {
+    fn from_env() -> Config {
+        // `cargo bench` passes `--bench` to custom harnesses: ignore other arguments.
+        let quick = std::env::args().any(|a| a == "--quick");
+        let issues = match std::env::var("TRELLIS_BENCH_ISSUES") {
+            Ok(n) => n.replace(['_', ','], "").parse().unwrap_or_else(|_| {
+                panic!("TRELLIS_BENCH_ISSUES must be a number of issues, not {n:?}")
+            }),
+            Err(_) if quick => QUICK_SIZE,
+            Err(_) => FULL_SIZE,
+        };
+        assert!(
+            issues >= 1_000,
+            "the benchmark needs at least 1000 issues, not {issues}"
+        );
+        Config {
+            issues,
+            runs: if quick { 3 } else { 5 },
+        }
+    }
+}
+
+#[derive(serde::Serialize)]
+struct IssuesFile<'a> {
+    issues: &'a [Issue],
+}
+
+fn write_issues(path: &Path, issues: &[Issue]) -> usize {
+    let text = serde_saphyr::to_string(&IssuesFile { issues }).expect("issues serialize");
+    std::fs::write(path, &text).expect("the issues file is written");
+    text.len()
+}
+
+/// The current time in whole seconds, as trackers show it.
+fn now() -> jiff::Timestamp {
+    jiff::Timestamp::from_second(jiff::Timestamp::now().as_second()).expect("in range")
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// A `kB` figure from /proc/self/status (`VmHWM` = peak RSS).
+fn status_kb(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Median, min and max.
+fn stats(times: &[Duration]) -> String {
+    let mut sorted = times.to_vec();
+    sorted.sort();
+    format!(
+        "{:>10} {:>10} {:>10}",
+        ms(sorted[sorted.len() / 2]),
+        ms(sorted[0]),
+        ms(sorted[sorted.len() - 1])
+    )
+}
+
+/// `CHANGES` distinct issues below the top level, each with a new parent:
+/// another issue of the level above (not its current parent).
+fn pick_changes(issues: &[Issue], seed: u64) -> Vec<(usize, String)> {
+    let levels = levels(issues.len());
+    let mut rng = Lcg(seed);
+    let mut chosen = std::collections::BTreeSet::new();
+    let mut changes = Vec::with_capacity(CHANGES);
+    while changes.len() < CHANGES {
+        let index = levels[1].start + rng.below(issues.len() - levels[1].start);
+        let level = levels
+            .iter()
+            .position(|r| r.contains(&index))
+            .expect("in a level");
+        let above = &levels[level - 1];
+        if above.len() < 2 || !chosen.insert(index) {
+            continue;
+        }
+        let parent = loop {
+            let parent = key(rng.in_range(above));
+            if issues[index].parent.as_deref() != Some(parent.as_str()) {
+                break parent;
+            }
+        };
+        changes.push((index, parent));
+    }
+    changes
+}
+
+struct Bench {
+    runtime: tokio::runtime::Runtime,
+    engine: Engine<SqliteStore>,
+    catalog: Catalog,
+    path: PathBuf,
+    rows: Vec<String>,
+}
+
+impl Bench {
+    fn pass(&mut self, id: &str) -> (Duration, Pass) {
+        let start = Instant::now();
+        let pass = self
+            .runtime
+            .block_on(
+                self.engine
+                    .sync_pass(&self.catalog, id, jiff::Timestamp::now()),
+            )
+            .unwrap_or_else(|e| panic!("pass of {id}: {e}"));
+        let elapsed = start.elapsed();
+        assert!(pass.waiting.is_none() && pass.stopped.is_none(), "{pass:?}");
+        assert!(pass.held.is_empty(), "nothing is held: {:?}", pass.held);
+        (elapsed, pass)
+    }
+
+    fn row(&mut self, scenario: &str, run: usize, id: &str, time: Duration, pass: &Pass) {
+        self.rows.push(format!(
+            "{scenario:<3} {run:>3}  {id:<17} {:>10} {:>5} {:>7} {:>8} {:>9} {:>6} {:>8}",
+            ms(time),
+            if pass.full { "yes" } else { "no" },
+            pass.issues_read,
+            pass.tracker_changes,
+            pass.structure_changes,
+            pass.summary.move_,
+            pass.summary.tracker_updates,
+        ));
+    }
+}
+
+fn header() -> String {
+    format!(
+        "{:<3} {:>3}  {:<17} {:>10} {:>5} {:>7} {:>8} {:>9} {:>6} {:>8}",
+        "",
+        "run",
+        "synchronizer",
+        "time",
+        "full",
+        "read",
+        "tracker",
+        "structure",
+        "moves",
+        "written"
+    )
+}
+
+fn main() {
+    let config = Config::from_env();
+    let n = config.issues;
+    let sizes: Vec<String> = levels(n).iter().map(|r| r.len().to_string()).collect();
+    println!(
+        "trellis incremental sync benchmark: {n} issues in 5 levels ({}), K = {CHANGES} changes, {} runs per scenario",
+        sizes.join(" / "),
+        config.runs
+    );
+    println!(
+        "Measured: the wall time of one `Engine::sync_pass` (refresh the mirror, find the changes on\n\
+         each side, compare with baselines, plan, write the tracker, commit), per synchronizer.\n\
+         `read` counts the issues the tracker returned (`changed_since`, plus a second\n\
+         `changed_since` before writing); the mirror of all {n} issues is loaded from SQLite\n\
+         locally and is not counted. The local tracker cannot read less than its whole file: each\n\
+         `changed_since` parses all of it (see the phases below). `read` also holds issues\n\
+         changed within the watermark's 60 s overlap (earlier runs' changes, read again and\n\
+         dropped as unchanged)."
+    );
+    println!();
+
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let path = dir.path().join("issues.yaml");
+    let declarations = dir.path().join("trellis.yaml");
+    std::fs::write(&declarations, DECLARATIONS).expect("declarations written");
+    let start = Instant::now();
+    let mut issues = generate(n);
+    let bytes = write_issues(&path, &issues);
+    println!(
+        "setup: {:.1} MB issues file written in {}",
+        bytes as f64 / 1_048_576.0,
+        ms(start.elapsed())
+    );
+    let catalog = Catalog::load(&[declarations]).expect("the declarations load");
+    let mut bench = Bench {
+        runtime: tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a current-thread runtime"),
+        engine: Engine::new(
+            SqliteStore::open(&dir.path().join("trellis.db")).expect("the store opens"),
+            "bench",
+        ),
+        catalog,
+        path,
+        rows: vec![],
+    };
+
+    let start = Instant::now();
+    let run = bench
+        .runtime
+        .block_on(bench.engine.plan(&bench.catalog, &Scope::Apply))
+        .expect("the apply plans");
+    assert_eq!(run.set.summary.add, n, "every issue gets a row");
+    bench
+        .runtime
+        .block_on(
+            bench
+                .engine
+                .apply(&bench.catalog, run, &Approval::Confirmed),
+        )
+        .expect("the apply applies");
+    println!(
+        "setup: apply (every issue a row) in {}",
+        ms(start.elapsed())
+    );
+    for id in [FILTER, SUBTASKS] {
+        let (time, pass) = bench.pass(id);
+        assert!(pass.full, "the first pass is a full read");
+        assert_eq!(
+            pass.summary.total(),
+            0,
+            "{id}: nothing to do after the apply"
+        );
+        bench.row("0", 0, id, time, &pass);
+    }
+
+    // T: K issues re-parented in the tracker.
+    let mut times: [Vec<Duration>; 2] = [vec![], vec![]];
+    let mut edit_times = vec![];
+    for run in 1..=config.runs {
+        let edited = Instant::now();
+        let stamp = now();
+        for (index, parent) in pick_changes(&issues, 0x71ac_e000 + run as u64) {
+            issues[index].parent = Some(parent);
+            issues[index].updated = Some(stamp);
+        }
+        write_issues(&bench.path, &issues);
+        edit_times.push(edited.elapsed());
+        let (time, pass) = bench.pass(SUBTASKS);
+        assert!(!pass.full);
+        assert_eq!(pass.tracker_changes, CHANGES, "{pass:?}");
+        assert_eq!(
+            pass.summary.move_, CHANGES,
+            "each re-parented issue's row moves"
+        );
+        assert_eq!(pass.summary.tracker_updates, 0);
+        times[0].push(time);
+        bench.row("T", run, SUBTASKS, time, &pass);
+        let (time, pass) = bench.pass(FILTER);
+        assert_eq!(pass.summary.total(), 0, "no top-level issue changed");
+        times[1].push(time);
+        bench.row("T", run, FILTER, time, &pass);
+    }
+    let t_times = times;
+
+    // S: K rows moved in the structure.
+    let mut times: [Vec<Duration>; 2] = [vec![], vec![]];
+    let mut move_times = vec![];
+    for run in 1..=config.runs {
+        let moved = Instant::now();
+        for (index, parent) in pick_changes(&issues, 0x0005_7a0c_0000 + run as u64) {
+            bench
+                .engine
+                .move_row(STRUCTURE, &key(index), Some(&parent), None)
+                .expect("the row moves");
+            issues[index].parent = Some(parent);
+        }
+        move_times.push(moved.elapsed());
+        let (time, pass) = bench.pass(SUBTASKS);
+        assert_eq!(pass.structure_changes, CHANGES, "{pass:?}");
+        assert_eq!(
+            pass.summary.tracker_updates, CHANGES,
+            "each move is written"
+        );
+        assert_eq!(pass.summary.move_, 0);
+        times[0].push(time);
+        bench.row("S", run, SUBTASKS, time, &pass);
+        let (time, pass) = bench.pass(FILTER);
+        assert_eq!(pass.summary.total(), 0, "no top-level issue changed");
+        times[1].push(time);
+        bench.row("S", run, FILTER, time, &pass);
+    }
+    let s_times = times;
+
+    println!();
+    println!("{}", header());
+    for row in &bench.rows {
+        println!("{row}");
+    }
+    println!(
+        "(read: issues returned by the tracker; tracker/structure: changed issues found on each side;\n\
+         moves: rows moved; written: parents written to the tracker. Row 0: first passes, full reads.)"
+    );
+
+    println!();
+    println!(
+        "{:<40} {:>10} {:>10} {:>10}",
+        "pass time", "median", "min", "max"
+    );
+    for (name, times) in [
+        ("T: subtasks, K tracker changes", &t_times[0]),
+        ("T: filter after it", &t_times[1]),
+        ("S: subtasks, K structure changes", &s_times[0]),
+        ("S: filter after it", &s_times[1]),
+    ] {
+        println!("{name:<40} {}", stats(times));
+    }
+
+    // Phases, measured apart on the same data (untimed steps of the runs
+    // above: editing the file, moving rows, are informational).
+    println!();
+    println!("phases, measured apart (3 runs each):");
+    println!("{:<40} {:>10} {:>10} {:>10}", "", "median", "min", "max");
+    let from = now() - jiff::SignedDuration::from_secs(60);
+    let mut read = vec![];
+    let mut found = 0;
+    for _ in 0..3 {
+        let tracker = LocalTracker::new(&bench.path);
+        let start = Instant::now();
+        found = bench
+            .runtime
+            .block_on(tracker.changed_since(from))
+            .expect("the file reads")
+            .len();
+        read.push(start.elapsed());
+    }
+    println!(
+        "{:<40} {}",
+        "local changed_since (parses whole file)",
+        stats(&read)
+    );
+    let mut mirror = vec![];
+    let mut structure = vec![];
+    for _ in 0..3 {
+        let start = Instant::now();
+        let m = bench
+            .engine
+            .store()
+            .mirror(TRACKER)
+            .expect("the mirror loads");
+        mirror.push(start.elapsed());
+        assert_eq!(m.issues.len(), n);
+        let start = Instant::now();
+        let s = bench
+            .engine
+            .store()
+            .structure(STRUCTURE)
+            .expect("the structure loads");
+        structure.push(start.elapsed());
+        assert_eq!(s.forest.len(), n);
+    }
+    println!(
+        "{:<40} {}",
+        "SQLite: load the mirror (N issues)",
+        stats(&mirror)
+    );
+    println!(
+        "{:<40} {}",
+        "SQLite: load the structure (N rows)",
+        stats(&structure)
+    );
+    println!(
+        "{:<40} {}",
+        "(setup) edit + write the issues file",
+        stats(&edit_times)
+    );
+    println!("{:<40} {}", "(setup) K move_row calls", stats(&move_times));
+    println!(
+        "the last changed_since found {found} issues; the rest of a pass is the store (mirror,\n\
+         structure, baselines, journal) and planning from the mirror."
+    );
+    if let Some(kb) = status_kb("VmHWM") {
+        println!("peak RSS (VmHWM): {:.1} MB", kb as f64 / 1024.0);
+    }
+}

@@ -1,0 +1,447 @@
+//! A model-based property test of incremental sync: random interleavings of
+//! tracker edits, structure edits and incremental passes (`sync_pass`) of a
+//! two-way subtasks synchronizer, under a conflict policy drawn from
+//! tracker / structure / newest (not manual: it holds issues by design).
+//!
+//! Each case runs on two copies of the same small world (a local tracker of
+//! ten issues, a structure declaring the two epics, its own temp dir and
+//! SQLite file): copy A makes every edit and every pass of the sequence;
+//! copy B makes the same edits with no pass in between. Both end with two
+//! settling passes. Checked:
+//!
+//! (a) convergence, on both copies: planning a resync `into` gives no
+//!     structure operation and planning one `from` no tracker operation;
+//! (b) copy A ends where copy B does (structure outline, rows in order, and
+//!     every issue's parent in the tracker), when the two copies made the
+//!     same edits on independent issues. See `independent` for why (b) is
+//!     restricted, and to what.
+//!
+//! `PROPTEST_CASES` overrides the number of cases (24 by default).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use proptest::prelude::*;
+use trellis::engine::{Approval, Engine, Scope};
+use trellis::model::{Direction, Issue};
+use trellis::spec::Catalog;
+use trellis::store::{SqliteStore, Store};
+
+const STRUCTURE: &str = "default/roadmap";
+const SYNC: &str = "default/children";
+/// A-1, A-2 epics; A-3..A-6 stories (two under each epic); A-7..A-10
+/// sub-tasks (one under each story).
+const ISSUES: usize = 10;
+const FIRST_EDITABLE: usize = 3;
+
+fn key(n: usize) -> String {
+    format!("A-{n}")
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Policy {
+    Tracker,
+    Structure,
+    Newest,
+}
+
+impl Policy {
+    fn name(self) -> &'static str {
+        match self {
+            Policy::Tracker => "tracker",
+            Policy::Structure => "structure",
+            Policy::Newest => "newest",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Step {
+    /// Someone sets `issue`'s parent in the tracker (`None`: no parent).
+    Tracker { issue: usize, parent: Option<usize> },
+    /// Someone moves `issue`'s row under another issue's row (`None`: top).
+    Structure { issue: usize, under: Option<usize> },
+    /// An incremental pass (copy A only).
+    Pass,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct IssuesFile {
+    issues: Vec<Issue>,
+}
+
+/// One copy of the world.
+struct World {
+    _dir: tempfile::TempDir,
+    issues: PathBuf,
+    catalog: Catalog,
+    engine: Engine<SqliteStore>,
+    runtime: tokio::runtime::Runtime,
+    /// The last `updated` time a tracker edit wrote (whole seconds).
+    clock: jiff::Timestamp,
+}
+
+/// The current time in whole seconds.
+fn now() -> jiff::Timestamp {
+    jiff::Timestamp::from_second(jiff::Timestamp::now().as_second()).unwrap()
+}
+
+fn initial_issues() -> Vec<Issue> {
+    let base = jiff::Timestamp::from_second(1_780_000_000).unwrap();
+    (1..=ISSUES)
+        .map(|n| {
+            let (issue_type, parent) = match n {
+                1 | 2 => ("Epic", None),
+                3..=6 => ("Story", Some(key(1 + (n - 3) / 2))),
+                _ => ("Sub-task", Some(key(n - 4))),
+            };
+            Issue {
+                key: key(n),
+                summary: format!("Issue {n}"),
+                issue_type: issue_type.into(),
+                status: "Open".into(),
+                parent,
+                epic: None,
+                links: vec![],
+                rank: Some(format!("0|a{n:05}:")),
+                updated: Some(base + jiff::SignedDuration::from_secs(n as i64 * 60)),
+                fields: Default::default(),
+            }
+        })
+        .collect()
+}
+
+fn declarations(policy: Policy) -> String {
+    format!(
+        "apiVersion: trellis.dev/v1alpha1
+kind: Tracker
+metadata: {{name: issues}}
+spec: {{type: local, local: {{path: issues.yaml}}}}
+---
+apiVersion: trellis.dev/v1alpha1
+kind: Structure
+metadata: {{name: roadmap}}
+spec:
+  trackerRef: {{name: issues}}
+  rows: [{{issue: A-1}}, {{issue: A-2}}]
+---
+apiVersion: trellis.dev/v1alpha1
+kind: Synchronizer
+metadata: {{name: children}}
+spec:
+  structureRef: {{name: roadmap}}
+  type: subtasks
+  directions: [into, from]
+  conflictPolicy: {}
+  safety: {{maxRemovalRatio: 1}}
+",
+        policy.name()
+    )
+}
+
+fn write_issues(path: &Path, issues: Vec<Issue>) {
+    std::fs::write(
+        path,
+        serde_saphyr::to_string(&IssuesFile { issues }).unwrap(),
+    )
+    .unwrap();
+}
+
+fn read_issues(path: &Path) -> Vec<Issue> {
+    serde_saphyr::from_str::<IssuesFile>(&std::fs::read_to_string(path).unwrap())
+        .unwrap()
+        .issues
+}
+
+impl World {
+    /// A fresh copy: applied (epics declared, the rest hung by subtasks
+    /// `into`), then the synchronizer's first pass (a full read).
+    fn new(policy: Policy) -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let issues = dir.path().join("issues.yaml");
+        write_issues(&issues, initial_issues());
+        let declared = dir.path().join("trellis.yaml");
+        std::fs::write(&declared, declarations(policy)).unwrap();
+        let catalog = Catalog::load(&[declared]).unwrap();
+        let engine = Engine::new(
+            SqliteStore::open(&dir.path().join("trellis.db")).unwrap(),
+            "alice",
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let mut world = World {
+            _dir: dir,
+            issues,
+            catalog,
+            engine,
+            runtime,
+            clock: now(),
+        };
+        let run = world
+            .runtime
+            .block_on(world.engine.plan(&world.catalog, &Scope::Apply))
+            .unwrap();
+        world
+            .runtime
+            .block_on(
+                world
+                    .engine
+                    .apply(&world.catalog, run, &Approval::Confirmed),
+            )
+            .unwrap();
+        assert!(world.pass().full, "the first pass is a full read");
+        assert_eq!(world.outline().len(), ISSUES, "every issue has a row");
+        world
+    }
+
+    fn pass(&mut self) -> trellis::engine::Pass {
+        self.try_pass().unwrap_or_else(|e| panic!("pass: {e}"))
+    }
+
+    fn try_pass(&mut self) -> Result<trellis::engine::Pass, String> {
+        let pass = self
+            .runtime
+            .block_on(
+                self.engine
+                    .sync_pass(&self.catalog, SYNC, jiff::Timestamp::now()),
+            )
+            .map_err(|e| e.to_string())?;
+        assert!(pass.waiting.is_none(), "{pass:?}");
+        assert!(pass.stopped.is_none(), "{pass:?}");
+        assert!(pass.held.is_empty(), "{pass:?}");
+        Ok(pass)
+    }
+
+    /// Sets `issue`'s parent in the file, bumping its `updated` past every
+    /// earlier edit's (and at least to the current second). Refused (false)
+    /// if it would make a loop of parents: trackers refuse those.
+    fn tracker_edit(&mut self, issue: usize, parent: Option<usize>) -> bool {
+        let mut issues = read_issues(&self.issues);
+        let parent_of = |k: &str| {
+            issues
+                .iter()
+                .find(|i| i.key == k)
+                .and_then(|i| i.parent.clone())
+        };
+        let target = key(issue);
+        let mut above = parent.map(key);
+        while let Some(k) = above {
+            if k == target {
+                return false;
+            }
+            above = parent_of(&k);
+        }
+        self.clock = (self.clock + jiff::SignedDuration::from_secs(1)).max(now());
+        let edited = issues.iter_mut().find(|i| i.key == target).unwrap();
+        edited.parent = parent.map(key);
+        edited.updated = Some(self.clock);
+        write_issues(&self.issues, issues);
+        true
+    }
+
+    /// Moves `issue`'s row; false if the move is refused (a row not in the
+    /// structure, or a move under its own subtree).
+    fn structure_edit(&mut self, issue: usize, under: Option<usize>) -> bool {
+        let under = under.map(key);
+        self.engine
+            .move_row(STRUCTURE, &key(issue), under.as_deref(), None)
+            .is_ok()
+    }
+
+    /// The structure as `depth item` lines, in order.
+    fn outline(&self) -> Vec<String> {
+        let forest = self.engine.store().structure(STRUCTURE).unwrap().forest;
+        forest
+            .walk()
+            .into_iter()
+            .map(|(row, depth)| format!("{}{}", "  ".repeat(depth), forest.row(row).unwrap().item))
+            .collect()
+    }
+
+    /// Every issue's parent in the tracker.
+    fn parents(&self) -> Vec<(String, Option<String>)> {
+        read_issues(&self.issues)
+            .into_iter()
+            .map(|i| (i.key, i.parent))
+            .collect()
+    }
+
+    /// (a): a resync `into` plans no structure operation, one `from` no
+    /// tracker operation.
+    fn converged(&self) -> Result<(), String> {
+        for direction in [Direction::Into, Direction::From] {
+            let scope = Scope::Resync {
+                synchronizer: SYNC.into(),
+                direction,
+                resync: None,
+            };
+            let run = self
+                .runtime
+                .block_on(self.engine.plan(&self.catalog, &scope))
+                .map_err(|e| e.to_string())?;
+            let s = run.set.summary;
+            let left = match direction {
+                Direction::Into => s.add + s.move_ + s.remove,
+                Direction::From => s.tracker_updates,
+            };
+            if left != 0 {
+                return Err(format!(
+                    "a resync {direction:?} still plans {s}:\n{}\noutline:\n{}\ntracker: {:?}",
+                    run.set
+                        .structures
+                        .iter()
+                        .map(|p| p.outline_diff.clone())
+                        .collect::<String>(),
+                    self.outline().join("\n"),
+                    self.parents()
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let issue = FIRST_EDITABLE..=ISSUES;
+    let other = proptest::option::weighted(0.8, 1..=ISSUES);
+    prop_oneof![
+        (issue.clone(), other.clone()).prop_map(|(issue, parent)| Step::Tracker { issue, parent }),
+        (issue, other).prop_map(|(issue, under)| Step::Structure { issue, under }),
+        Just(Step::Pass),
+    ]
+}
+
+fn policy() -> impl Strategy<Value = Policy> {
+    prop_oneof![
+        Just(Policy::Tracker),
+        Just(Policy::Structure),
+        Just(Policy::Newest),
+    ]
+}
+
+/// Why (b) is restricted. A pass compares each changed issue with its
+/// baseline, so with no pass in between, the final pass of copy B sees the
+/// net change on each side; copy A's intermediate passes settle changes one
+/// at a time, in order. The two agree when the edits commute:
+///
+/// - an issue edited on both sides is a conflict in B (settled by the
+///   policy, whatever the order of the edits) but in A, with a pass between
+///   the two edits, simply the later edit winning; under `newest` it
+///   further depends on clock times. So (b) is checked only when no issue is
+///   edited on both sides;
+/// - an edit may be possible in one copy and not in the other: A's passes
+///   change the structure and the tracker between edits (a row removed
+///   because its issue lost its parent cannot be moved any more; a parent
+///   loop is checked against each copy's tracker). Then the copies did not
+///   make the same edits, and (b) is not checked.
+fn independent(steps: &[Step], applied: &[(bool, bool)]) -> bool {
+    let tracker: BTreeSet<usize> = steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::Tracker { issue, .. } => Some(*issue),
+            _ => None,
+        })
+        .collect();
+    let both_sides = steps
+        .iter()
+        .any(|s| matches!(s, Step::Structure { issue, .. } if tracker.contains(issue)));
+    !both_sides && applied.iter().all(|(a, b)| a == b)
+}
+
+/// A pass that fails only because a tracker edit and a structure edit of
+/// two different issues make a parent loop together is a known engine
+/// limitation (reported, not fixed here): the minimal sequence proptest
+/// found, under any policy, is
+///
+///   tracker: A-3's parent := A-4;  structure: move A-4 under A-7 (A-7 is
+///   A-3's sub-task row); pass
+///
+/// The pass pulls A-3 under A-4 and pushes A-4 under A-7; planning `into`
+/// over the snapshot as those writes would leave it finds the loop
+/// A-3 → A-4 → A-7 → A-3 and the pass fails, before writing, with "issues
+/// ... form a parent cycle; give one of them another parent in the
+/// tracker" although the tracker itself has no loop. Every later pass fails
+/// the same way until a person changes one side. Such cases are rejected
+/// (not counted) so that the property checks everything else.
+fn known(pass: Result<trellis::engine::Pass, String>) -> Result<(), TestCaseError> {
+    match pass {
+        Ok(_) => Ok(()),
+        Err(e) if e.contains("form a parent cycle") => Err(TestCaseError::reject(e)),
+        Err(e) => Err(TestCaseError::fail(format!("pass: {e}"))),
+    }
+}
+
+struct Outcome {
+    compared: bool,
+}
+
+fn run_case(policy: Policy, steps: &[Step]) -> Result<Outcome, TestCaseError> {
+    let mut a = World::new(policy);
+    let mut b = World::new(policy);
+    let mut applied = Vec::new();
+    for step in steps {
+        match *step {
+            Step::Tracker { issue, parent } => {
+                applied.push((a.tracker_edit(issue, parent), b.tracker_edit(issue, parent)))
+            }
+            Step::Structure { issue, under } => applied.push((
+                a.structure_edit(issue, under),
+                b.structure_edit(issue, under),
+            )),
+            Step::Pass => known(a.try_pass())?,
+        }
+    }
+    for world in [&mut a, &mut b] {
+        known(world.try_pass())?;
+        known(world.try_pass())?;
+    }
+    for (name, world) in [("A (with passes)", &a), ("B (final passes only)", &b)] {
+        if let Err(e) = world.converged() {
+            return Err(TestCaseError::fail(format!(
+                "copy {name} did not converge under policy {}: {e}",
+                policy.name()
+            )));
+        }
+    }
+    let compared = independent(steps, &applied);
+    if compared {
+        prop_assert_eq!(
+            a.parents(),
+            b.parents(),
+            "tracker parents differ (A with passes, B without)"
+        );
+        prop_assert_eq!(
+            a.outline(),
+            b.outline(),
+            "structure outlines differ (A with passes, B without)"
+        );
+    }
+    Ok(Outcome { compared })
+}
+
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(24)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: cases(),
+        max_local_rejects: 10_000,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn incremental_passes_converge_and_end_as_a_final_pass_does(
+        policy in policy(),
+        steps in proptest::collection::vec(step(), 0..=8),
+    ) {
+        let outcome = run_case(policy, &steps)?;
+        // Not an assertion: how often (b) applied, for `--nocapture`.
+        println!("policy {}: {} steps, (b) {}", policy.name(), steps.len(),
+            if outcome.compared { "checked" } else { "not applicable" });
+    }
+}
