@@ -866,7 +866,13 @@ async fn incremental_passes_carry_changes_both_ways_on_a_real_redmine() {
     let ws = redmine.workspace(&project, SUBTASKS);
     let pass = || {
         let (code, stdout, stderr) = ws.run(&[
-            "sync", "--once", "-f", "trellis.yaml", "hierarchy", "-o", "json",
+            "sync",
+            "--once",
+            "-f",
+            "trellis.yaml",
+            "hierarchy",
+            "-o",
+            "json",
         ]);
         assert_eq!(code, 0, "{stdout}{stderr}");
         serde_json::from_str::<Value>(&stdout).unwrap()

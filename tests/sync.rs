@@ -124,7 +124,10 @@ fn a_structure_change_goes_to_the_tracker_once_and_does_not_come_back() {
     assert_eq!(report["summary"]["trackerUpdates"], 1);
     assert_eq!(parent_in_file(&ws, "PLAT-11").as_deref(), Some("PLAT-2"));
     // The cursor moved with the commit: the person's move is behind it.
-    assert_eq!(state(&ws).synced_version, report["version"].as_u64().unwrap());
+    assert_eq!(
+        state(&ws).synced_version,
+        report["version"].as_u64().unwrap()
+    );
     // Its own write bumps `updated`: the next pass reads it and sees no change.
     let again = pass(&ws);
     assert_eq!(again["trackerChanges"], 1);
