@@ -7,6 +7,7 @@
 //! tests fail, with the command that starts one; `TRELLIS_SKIP_REDMINE=1`
 //! skips them loudly, except in CI (`CI=true`) where nothing is skipped.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Command as Process;
 use std::time::Duration;
@@ -910,4 +911,27 @@ async fn incremental_passes_carry_changes_both_ways_on_a_real_redmine() {
     let again = pass();
     assert_eq!(again["summary"]["trackerUpdates"], 0, "{again}");
     assert_eq!(again["summary"]["move"], 0, "{again}");
+}
+
+#[tokio::test]
+async fn a_filter_is_asked_only_about_the_changed_issues() {
+    let Some(redmine) = redmine().await else {
+        return;
+    };
+    let project = redmine.project("among").await;
+    let bug = redmine.issue(&project, BUG, "Crash", None).await;
+    let feature = redmine.issue(&project, FEATURE, "Export", None).await;
+    let other_bug = redmine.issue(&project, BUG, "Typo", None).await;
+    let tracker = redmine.tracker(&project);
+    let among = tracker
+        .search_among(
+            &format!("tracker_id={BUG}"),
+            &[bug.clone(), feature.clone()],
+        )
+        .await
+        .unwrap();
+    // Only the asked issues, and of them only the bug: the other bug
+    // matches the filter but was not asked about.
+    assert_eq!(among, HashSet::from([bug.clone()]));
+    assert!(!among.contains(&other_bug));
 }

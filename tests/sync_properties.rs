@@ -209,8 +209,19 @@ impl World {
             .map_err(|e| e.to_string())?;
         assert!(pass.waiting.is_none(), "{pass:?}");
         assert!(pass.stopped.is_none(), "{pass:?}");
-        assert!(pass.held.is_empty(), "{pass:?}");
         Ok(pass)
+    }
+
+    /// What a person does about held issues (conflicts whose two sides
+    /// would make a parent loop together): `troubleshoot --skip`, keeping
+    /// the tracker's side. Returns how many there were.
+    fn settle_held(&mut self) -> usize {
+        let store = self.engine.store_mut();
+        let held = store.held_issues(SYNC).unwrap();
+        for h in &held {
+            assert!(store.release_issue(SYNC, &h.issue, None).unwrap());
+        }
+        held.len()
     }
 
     /// Sets `issue`'s parent in the file, bumping its `updated` past every
@@ -250,13 +261,25 @@ impl World {
     }
 
     /// The structure as `depth item` lines, in order.
-    fn outline(&self) -> Vec<String> {
+    /// Each row with the row above it, sorted. Sibling order is left out:
+    /// a row goes after its siblings when its move arrives, so it tells
+    /// when each side's change was synced — a pass in between, or one pass
+    /// for both — not what was synced.
+    fn outline(&self) -> Vec<(String, Option<String>)> {
         let forest = self.engine.store().structure(STRUCTURE).unwrap().forest;
-        forest
+        let mut rows: Vec<(String, Option<String>)> = forest
             .walk()
             .into_iter()
-            .map(|(row, depth)| format!("{}{}", "  ".repeat(depth), forest.row(row).unwrap().item))
-            .collect()
+            .map(|(row, _)| {
+                let parent = forest.parent(row).and_then(|p| forest.row(p));
+                (
+                    forest.row(row).unwrap().item.to_string(),
+                    parent.map(|p| p.item.to_string()),
+                )
+            })
+            .collect();
+        rows.sort();
+        rows
     }
 
     /// Every issue's parent in the tracker.
@@ -293,7 +316,7 @@ impl World {
                         .iter()
                         .map(|p| p.outline_diff.clone())
                         .collect::<String>(),
-                    self.outline().join("\n"),
+                    format!("{:?}", self.outline()),
                     self.parents()
                 ));
             }
@@ -349,27 +372,9 @@ fn independent(steps: &[Step], applied: &[(bool, bool)]) -> bool {
     !both_sides && applied.iter().all(|(a, b)| a == b)
 }
 
-/// A pass that fails only because a tracker edit and a structure edit of
-/// two different issues make a parent loop together is a known engine
-/// limitation (reported, not fixed here): the minimal sequence proptest
-/// found, under any policy, is
-///
-///   tracker: A-3's parent := A-4;  structure: move A-4 under A-7 (A-7 is
-///   A-3's sub-task row); pass
-///
-/// The pass pulls A-3 under A-4 and pushes A-4 under A-7; planning `into`
-/// over the snapshot as those writes would leave it finds the loop
-/// A-3 → A-4 → A-7 → A-3 and the pass fails, before writing, with "issues
-/// ... form a parent cycle; give one of them another parent in the
-/// tracker" although the tracker itself has no loop. Every later pass fails
-/// the same way until a person changes one side. Such cases are rejected
-/// (not counted) so that the property checks everything else.
-fn known(pass: Result<trellis::engine::Pass, String>) -> Result<(), TestCaseError> {
-    match pass {
-        Ok(_) => Ok(()),
-        Err(e) if e.contains("form a parent cycle") => Err(TestCaseError::reject(e)),
-        Err(e) => Err(TestCaseError::fail(format!("pass: {e}"))),
-    }
+fn passed(pass: Result<trellis::engine::Pass, String>) -> Result<(), TestCaseError> {
+    pass.map(|_| ())
+        .map_err(|e| TestCaseError::fail(format!("pass: {e}")))
 }
 
 struct Outcome {
@@ -389,12 +394,18 @@ fn run_case(policy: Policy, steps: &[Step]) -> Result<Outcome, TestCaseError> {
                 a.structure_edit(issue, under),
                 b.structure_edit(issue, under),
             )),
-            Step::Pass => known(a.try_pass())?,
+            Step::Pass => passed(a.try_pass())?,
         }
     }
+    // An issue moved in the structure under the sub-task the tracker just
+    // put it above would close a parent loop: the pass holds it as a
+    // conflict, and a person settles it.
+    let mut held = 0;
     for world in [&mut a, &mut b] {
-        known(world.try_pass())?;
-        known(world.try_pass())?;
+        passed(world.try_pass())?;
+        passed(world.try_pass())?;
+        held += world.settle_held();
+        passed(world.try_pass())?;
     }
     for (name, world) in [("A (with passes)", &a), ("B (final passes only)", &b)] {
         if let Err(e) = world.converged() {
@@ -404,7 +415,7 @@ fn run_case(policy: Policy, steps: &[Step]) -> Result<Outcome, TestCaseError> {
             )));
         }
     }
-    let compared = independent(steps, &applied);
+    let compared = held == 0 && independent(steps, &applied);
     if compared {
         prop_assert_eq!(
             a.parents(),

@@ -402,30 +402,79 @@ impl<S: Store> Engine<S> {
         // A one-way `from` synchronizer writes everything the structure
         // says; a two-way one only what the structure won.
         let everything = !into;
-        let mut writes: Vec<TrackerOp> = Vec::new();
-        let mut virtual_snapshot = snapshot.clone();
         let mut exported = None;
         if from && (everything || decisions.values().any(|d| *d != Decision::Pull)) {
-            let mut planned = plan_in(
-                Direction::From,
-                stored.forest.clone(),
-                &snapshot,
-                &mut searches,
-            )
-            .await?;
-            for unit in &mut planned.plan.units {
-                for op in std::mem::take(&mut unit.tracker_ops) {
-                    let decision = decisions.get(op.issue()).copied();
-                    if decision == Some(Decision::Hold) {
-                        op.apply(&mut virtual_snapshot);
-                    } else if everything || decision == Some(Decision::Push) {
-                        op.apply(&mut virtual_snapshot);
-                        writes.push(op);
-                    }
-                }
-            }
-            exported = Some(planned);
+            exported = Some(
+                plan_in(
+                    Direction::From,
+                    stored.forest.clone(),
+                    &snapshot,
+                    &mut searches,
+                )
+                .await?,
+            );
         }
+        let export_ops: Vec<TrackerOp> = exported
+            .iter()
+            .flat_map(|p| {
+                p.plan
+                    .units
+                    .iter()
+                    .flat_map(|u| u.tracker_ops.iter().cloned())
+            })
+            .collect();
+        // The structure's winners and the tracker's changes to other issues
+        // may close a parent loop together (one moved under the other's
+        // sub-task): the structure's side of the issues in it is held as a
+        // conflict, and the rest goes on.
+        let (mut writes, virtual_snapshot) = loop {
+            let (writes, virtual_snapshot) =
+                split_exports(&export_ops, &decisions, everything, &snapshot);
+            let Some(cycle) = virtual_snapshot.parent_cycle() else {
+                break (writes, virtual_snapshot);
+            };
+            let pushed: Vec<&String> = cycle
+                .iter()
+                .filter(|k| decisions.get(*k) == Some(&Decision::Push))
+                .collect();
+            if pushed.is_empty() {
+                // The tracker's own loop: the planner reports it.
+                break (writes, virtual_snapshot);
+            }
+            for key in pushed {
+                let message = format!(
+                    "its row's move in the structure and the tracker's changes together would make a parent loop ({}); change one side, then `trellis troubleshoot {id} --retry {key}`",
+                    cycle.join(" → ")
+                );
+                held.insert(
+                    key.clone(),
+                    hold(
+                        before.get(key),
+                        id,
+                        key,
+                        HoldKind::Conflict,
+                        "conflict".into(),
+                        message,
+                        now,
+                    ),
+                );
+                decisions.insert(key.clone(), Decision::Hold);
+            }
+        };
+        // Held issues take part as the structure has them, so that `into`
+        // leaves their rows; a loop that makes is left to the tracker's side.
+        let virtual_snapshot = if virtual_snapshot.parent_cycle().is_some() {
+            let (_, without_holds) = split_exports(&export_ops, &BTreeMap::new(), false, &snapshot);
+            without_holds
+        } else {
+            virtual_snapshot
+        };
+        let exported = exported.map(|mut planned| {
+            for unit in &mut planned.plan.units {
+                unit.tracker_ops.clear();
+            }
+            planned
+        });
         let rows_before = stored.forest.len();
         let planned = match exported {
             Some(planned) if !into => planned,
@@ -675,6 +724,37 @@ fn source_of_pass(id: &str) -> UnitSource {
         id: id.to_owned(),
         resync: None,
     }
+}
+
+/// The structure's operations on the tracker a pass writes (`everything`
+/// for a one-way `from` synchronizer, else those of the issues it pushes)
+/// and the tracker as the pass plans `into` over it: written, plus held
+/// issues as the structure has them.
+fn split_exports(
+    ops: &[TrackerOp],
+    decisions: &BTreeMap<String, Decision>,
+    everything: bool,
+    snapshot: &Snapshot,
+) -> (Vec<TrackerOp>, Snapshot) {
+    let mut writes = Vec::new();
+    let mut planned = snapshot.clone();
+    for op in ops {
+        match decisions.get(op.issue()) {
+            Some(Decision::Hold) => {
+                op.apply(&mut planned);
+            }
+            Some(Decision::Push) => {
+                op.apply(&mut planned);
+                writes.push(op.clone());
+            }
+            _ if everything => {
+                op.apply(&mut planned);
+                writes.push(op.clone());
+            }
+            _ => {}
+        }
+    }
+    (writes, planned)
 }
 
 /// The row above `key`'s row as baselines name it (`None` inside: top

@@ -188,6 +188,17 @@ impl RedmineTracker {
         }
     }
 
+    /// The scope's parameters with a query's, the query's winning.
+    fn scoped(&self, params: Vec<(String, String)>) -> Vec<(String, String)> {
+        let mut all: Vec<(String, String)> = self
+            .scope()
+            .into_iter()
+            .filter(|(k, _)| !params.iter().any(|(p, _)| p == k))
+            .collect();
+        all.extend(params);
+        all
+    }
+
     /// Every issue a saved query selects. The query's own filters and sort
     /// replace any other parameter, so it pages by offset and dedupes.
     async fn list_saved(&self, query_id: u64) -> Result<Vec<WireIssue>, TrackerError> {
@@ -334,17 +345,49 @@ impl Tracker for RedmineTracker {
         let issues = match filter {
             Filter::SavedQuery(id) => self.list_saved(id).await?,
             Filter::Parameters(params) => {
-                // The query's own parameters win over the scope's.
-                let mut all: Vec<(String, String)> = self
-                    .scope()
-                    .into_iter()
-                    .filter(|(k, _)| !params.iter().any(|(p, _)| p == k))
-                    .collect();
-                all.extend(params);
+                let all = self.scoped(params);
                 self.list(&format!("search `{query}`"), &all, false).await?
             }
         };
         Ok(issues.into_iter().map(|i| wire::key(i.id)).collect())
+    }
+
+    /// Filter parameters with `issue_id=1,2,3`: one request per 100
+    /// issues. A saved query takes no other parameter, so it runs whole.
+    async fn search_among(
+        &self,
+        query: &str,
+        keys: &[String],
+    ) -> Result<HashSet<String>, TrackerError> {
+        if keys.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let filter = Filter::parse(query).map_err(|e| TrackerError::Query {
+            query: query.to_owned(),
+            message: e.to_string(),
+        })?;
+        let Filter::Parameters(params) = filter else {
+            let all = self.search(query).await?;
+            return Ok(keys.iter().filter(|k| all.contains(*k)).cloned().collect());
+        };
+        self.handshake().await?;
+        let all = self.scoped(params);
+        let operation = format!("search `{query}` among changed issues");
+        let mut found = HashSet::new();
+        for chunk in keys.chunks(PAGE) {
+            let ids: Vec<&str> = chunk.iter().map(|k| k.trim_start_matches('#')).collect();
+            let ids = ids.join(",");
+            let mut request: Vec<(&str, &str)> =
+                all.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            request.extend([("issue_id", ids.as_str()), ("limit", PAGE_TEXT)]);
+            let page: IssuePage = self
+                .http
+                .get("issues.json", &request)
+                .await
+                .map_err(|e| remote(&operation, e))?;
+            found.extend(page.issues.into_iter().map(|i| wire::key(i.id)));
+        }
+        Ok(found)
     }
 
     async fn apply(&self, ops: &[TrackerOp]) -> Result<(), TrackerError> {
