@@ -935,3 +935,63 @@ async fn a_filter_is_asked_only_about_the_changed_issues() {
     assert_eq!(among, HashSet::from([bug.clone()]));
     assert!(!among.contains(&other_bug));
 }
+
+#[tokio::test]
+async fn a_refused_write_holds_its_issue_while_the_others_go_on() {
+    let Some(redmine) = redmine().await else {
+        return;
+    };
+    let project = redmine.project("held").await;
+    let epic = redmine.issue(&project, FEATURE, "Checkout", None).await;
+    let target = redmine.issue(&project, FEATURE, "Wallets", None).await;
+    let loose = redmine.issue(&project, BUG, "Typo on receipt", None).await;
+    let extra = redmine.issue(&project, BUG, "Slow page", None).await;
+    let ws = redmine.workspace(&project, SUBTASKS);
+    let pass = || {
+        let (code, stdout, stderr) = ws.run(&[
+            "sync",
+            "--once",
+            "-f",
+            "trellis.yaml",
+            "hierarchy",
+            "-o",
+            "json",
+        ]);
+        assert_eq!(code, 0, "{stdout}{stderr}");
+        serde_json::from_str::<Value>(&stdout).unwrap()
+    };
+    let troubleshoot = |args: &[&str]| {
+        let mut all = vec!["troubleshoot", "hierarchy", "-f", "trellis.yaml"];
+        all.extend(args);
+        ws.run(&all)
+    };
+    assert_eq!(ws.run(&["apply", "-f", "trellis.yaml"]).0, 0);
+    pass();
+
+    // Two moves in the structure; the first one's new parent is deleted in
+    // Redmine before the pass, which refuses that write alone.
+    ws.run(&["move", "plan", &loose, "--under", &target]);
+    ws.run(&["move", "plan", &extra, "--under", &epic]);
+    redmine.delete(&target).await;
+    let report = pass();
+    assert_eq!(redmine.parent_of(&extra).await, Some(epic.clone()));
+    assert_eq!(report["held"][0]["issue"], loose.as_str(), "{report}");
+    assert_eq!(report["held"][0]["attempts"], 1);
+    let message = report["held"][0]["message"].as_str().unwrap();
+    assert!(message.contains("Parent task is invalid"), "{message}");
+    let (code, stdout, _) = troubleshoot(&[]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains(&format!("{loose} (failed)")), "{stdout}");
+
+    // Retried: it fails again, counted, first seen kept.
+    let first_seen = report["held"][0]["firstSeen"].clone();
+    assert_eq!(troubleshoot(&["--retry", &loose]).0, 0);
+    let again = pass();
+    assert_eq!(again["held"][0]["attempts"], 2, "{again}");
+    assert_eq!(again["held"][0]["firstSeen"], first_seen);
+    // Skipped: the hold goes, nothing needs a person any more.
+    assert_eq!(troubleshoot(&["--skip", &loose]).0, 0);
+    let (code, stdout, _) = troubleshoot(&[]);
+    assert_eq!(code, 0, "{stdout}");
+    assert_eq!(redmine.parent_of(&loose).await, None);
+}
