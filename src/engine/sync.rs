@@ -287,8 +287,9 @@ impl<S: Store> Engine<S> {
                 let release = before.get(key).and_then(|h| h.release);
                 let now_sides = sides_now(key);
                 let base = baselines.get(key.as_str());
-                let structure_side_changed = base.map(|b| Some(b.row_parent.clone()))
-                    != Some(now_sides.row.clone())
+                // Where the row was at the last pass (`None`: not in the structure).
+                let base_row = base.map(|b| b.row_parent.clone());
+                let structure_side_changed = base_row != now_sides.row
                     && (structure_changed.contains_key(key) || release.is_some());
                 let tracker_side_changed = match (spec.type_, base) {
                     (SynchronizerType::Subtasks, Some(b)) => {
@@ -502,7 +503,9 @@ impl<S: Store> Engine<S> {
         let mut written_snapshot = snapshot.clone();
         let mut written: Vec<Issue> = Vec::new();
         if !writes.is_empty() {
-            if let Some(from) = mirror.watermark.read_from() {
+            if !client.capabilities().refuses_stale_writes
+                && let Some(from) = mirror.watermark.read_from()
+            {
                 let again = client.changed_since(from).await.map_err(tracker_error)?;
                 pass.issues_read += again.len();
                 let targets: HashSet<&str> = writes.iter().map(TrackerOp::issue).collect();

@@ -75,6 +75,11 @@ pub struct Capabilities {
     /// changes: a sync that follows links must re-read them with a full
     /// [`Tracker::snapshot`], at least each `fullResyncAfter`.
     pub link_changes_bump_updated: bool,
+    /// Whether a write is refused when the tracker changed since Trellis
+    /// read it (the local tracker checks its file). When it is not, an
+    /// incremental pass reads the changed issues once more just before
+    /// writing, so that it never overwrites a change made meanwhile.
+    pub refuses_stale_writes: bool,
 }
 
 /// A connected issue tracker.

@@ -642,6 +642,7 @@ impl Tracker for JiraTracker {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             link_changes_bump_updated: true,
+            refuses_stale_writes: false,
         }
     }
 

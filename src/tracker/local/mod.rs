@@ -294,6 +294,8 @@ impl Tracker for LocalTracker {
         // A person editing the file bumps `updated` only if they choose to.
         Capabilities {
             link_changes_bump_updated: false,
+            // A write checks the file is still the one last read.
+            refuses_stale_writes: true,
         }
     }
 

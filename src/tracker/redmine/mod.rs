@@ -561,6 +561,7 @@ impl Tracker for RedmineTracker {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             link_changes_bump_updated: false,
+            refuses_stale_writes: false,
         }
     }
 
