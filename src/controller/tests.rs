@@ -615,3 +615,98 @@ async fn an_enabled_synchronizer_runs_and_reports_its_last_sync() {
         "no request when not due"
     );
 }
+
+/// The cycle guard's stop, as the store records it after a pass.
+fn stop_by_the_cycle_guard(world: &World) {
+    let mut store = SqliteStore::open(&world.dir.path().join("trellis.db")).unwrap();
+    let state = crate::store::SyncState {
+        last_pass: Some(jiff::Timestamp::now()),
+        stopped: Some("A-2 changed back after each of its last 10 passes".into()),
+        ..Default::default()
+    };
+    let pass = crate::store::PassCommit {
+        synchronizer: "default/children",
+        tracker: "default/local",
+        state,
+        baselines: &[],
+        forgotten: &[],
+        held: &[],
+        conflicts: &[],
+        written: &[],
+    };
+    store
+        .commit(&crate::store::Commit {
+            structure: "default/plan",
+            base_version: 0,
+            forest: &crate::model::Forest::new(),
+            changes: &[],
+            jobs: &[],
+            synchronizers: &[],
+            baselines: &[],
+            pass: Some(&pass),
+        })
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_synchronizer_the_cycle_guard_stopped_waits_for_a_spec_change() {
+    let mut world = World::new();
+    world.synchronizer.spec.enabled = true;
+    world.synchronizer.metadata.finalizers = Some(vec![synchronizer::FINALIZER.into()]);
+    // It ran before (its status says so) and was stopped at its last pass.
+    world.synchronizer.status = Some(crate::spec::SynchronizerStatus {
+        observed_generation: Some(1),
+        phase: Some("Running".into()),
+        last_attempt: Some("2026-01-01T00:00:00Z".into()),
+        ..Default::default()
+    });
+    stop_by_the_cycle_guard(&world);
+    let (ctx, mut server) = world.context(&[]);
+    let path = "/apis/trellis.dev/v1alpha1/namespaces/default/synchronizers/children/status";
+    let run = tokio::spawn(synchronizer::reconcile(
+        Arc::new(world.synchronizer.clone()),
+        ctx.clone(),
+    ));
+    let event = expect(&mut server, "POST", EVENTS, None).await;
+    assert_eq!(event["reason"], "RestartRequired");
+    let patch = expect(&mut server, "PATCH", path, Some(json!(world.synchronizer))).await;
+    let status = &patch["status"];
+    assert_eq!(status["phase"], "RestartRequired");
+    let stalled = condition(status, "Stalled");
+    assert_eq!(stalled["status"], "True");
+    assert!(
+        stalled["message"]
+            .as_str()
+            .unwrap()
+            .contains("A-2 changed back after each of its last 10 passes"),
+        "{stalled}"
+    );
+    assert_eq!(run.await.unwrap().unwrap(), Action::await_change());
+    assert!(
+        ctx.store()
+            .sync_state("default/children")
+            .unwrap()
+            .stopped
+            .is_some()
+    );
+
+    // A person changes the spec: the controller restarts it and it passes.
+    let mut changed = world.synchronizer.clone();
+    changed.status = serde_json::from_value(status.clone()).unwrap();
+    changed.metadata.generation = Some(2);
+    let run = tokio::spawn(synchronizer::reconcile(
+        Arc::new(changed.clone()),
+        ctx.clone(),
+    ));
+    let patch = expect(&mut server, "PATCH", path, Some(json!(changed))).await;
+    assert_eq!(patch["status"]["phase"], "Running", "{patch}");
+    assert_eq!(patch["status"]["observedGeneration"], 2);
+    run.await.unwrap().unwrap();
+    assert!(
+        ctx.store()
+            .sync_state("default/children")
+            .unwrap()
+            .stopped
+            .is_none()
+    );
+}
