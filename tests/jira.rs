@@ -907,3 +907,60 @@ fn bad_jira_declarations_are_named_with_file_and_line() {
         .stderr(contains("jira.yaml:28: spec.type: a jira tracker needs spec.jira.deployment"))
         .stderr(contains("jira.yaml:40: spec.jira: spec.jira is for jira trackers; remove it from this redmine tracker"));
 }
+
+#[test]
+fn incremental_passes_read_only_changed_issues_from_jira() {
+    let double = small(Flavor::Cloud);
+    double.add("PLAT-5", "Epic", None, None);
+    let ws = workspace(&double);
+    trellis(&ws)
+        .args(["apply", "-f", "jira"])
+        .assert()
+        .success();
+    let pass = || {
+        let out = trellis(&ws)
+            .args([
+                "sync",
+                "--once",
+                "-f",
+                "jira",
+                "sprint-backlog",
+                "-o",
+                "json",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    assert_eq!(pass()["full"], true);
+    // In Jira, a person moves PLAT-4 under the other epic.
+    {
+        let mut state = double.state();
+        let issue = state.issues.get_mut("PLAT-4").unwrap();
+        issue.parent = Some("PLAT-5".into());
+        issue.updated = jiff::Timestamp::now();
+    }
+    let searches = double.count("POST /rest/api/3/search/jql");
+    let report = pass();
+    assert_eq!(report["full"], false, "{report}");
+    // PLAT-4, and the four others again: they all have the same `updated`,
+    // inside the watermark's overlap window; deduplicated, one change is left.
+    assert_eq!(report["issuesRead"], 5, "{report}");
+    assert_eq!(report["trackerChanges"], 1, "{report}");
+    // One search for the changed issues and one for the agile query among
+    // them: no page of the whole project.
+    assert_eq!(double.count("POST /rest/api/3/search/jql") - searches, 2);
+    trellis(&ws)
+        .args(["show", "backlog"])
+        .assert()
+        .success()
+        .stdout(contains(
+            "PLAT-5 [Epic] Epic PLAT-5 (To Do)\n  PLAT-4 [Story]",
+        ));
+    double.assert_conformant();
+}
