@@ -407,17 +407,10 @@ impl<S: Store> Engine<S> {
                 op.apply(&mut snapshot);
             }
         }
-        // Synchronizers act as the tracker identity (Structure's "run as"
-        // user): the key's account, or the person where the tracker has none.
-        let identity = trackers
-            .get(catalog, &tracker)?
-            .acting_as()
-            .await
-            .map_err(|source| EngineError::Tracker {
-                tracker: tracker.clone(),
-                source,
-            })?
-            .unwrap_or_else(|| self.author.clone());
+        // A run planned and applied here was started by a person (at the
+        // command line, or by declaring a Resync): the changes are theirs,
+        // the cause names the synchronizer. Background passes act as the
+        // tracker identity instead (`sync.rs`).
         let changes: Vec<Change> = plan
             .units
             .iter()
@@ -425,10 +418,7 @@ impl<S: Store> Engine<S> {
                 let source = source_of(&sources, unit);
                 Change {
                     cause: source.cause(unit.kind, unit.direction),
-                    author: match source.synchronizer() {
-                        Some(synchronizer) => format!("{synchronizer} as {identity}"),
-                        None => self.author.clone(),
-                    },
+                    author: self.author.clone(),
                     ops: &unit.structure_ops,
                     tracker_ops: &unit.tracker_ops,
                     synchronizer: source.synchronizer(),

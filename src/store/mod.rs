@@ -37,8 +37,9 @@ pub struct StoredStructure {
 pub struct Change<'a> {
     /// Why: `synchronizer default/children (into)`, `manual move`, ...
     pub cause: String,
-    /// Who: a person, or a synchronizer acting as the tracker identity
-    /// (`default/children as alice`), as Structure's history shows it.
+    /// Who: the person who started it, or for a background pass the
+    /// synchronizer acting as the tracker identity (`default/children as
+    /// alice`), as Structure's history shows it.
     pub author: String,
     pub ops: &'a [StructureOp],
     /// Its changes to issues, journaled with the structure's version.
