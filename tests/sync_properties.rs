@@ -310,13 +310,13 @@ impl World {
             };
             if left != 0 {
                 return Err(format!(
-                    "a resync {direction:?} still plans {s}:\n{}\noutline:\n{}\ntracker: {:?}",
+                    "a resync {direction:?} still plans {s}:\n{}\nrows:\n{:?}\ntracker: {:?}",
                     run.set
                         .structures
                         .iter()
                         .map(|p| p.outline_diff.clone())
                         .collect::<String>(),
-                    format!("{:?}", self.outline()),
+                    self.outline(),
                     self.parents()
                 ));
             }
