@@ -12,6 +12,9 @@
 #   scripts/redmine.sh query PROJECT NAME TRACKER_ID
 #                                save a public query "NAME" in PROJECT: open
 #                                issues of one tracker; prints its id
+#   scripts/redmine.sh key LOGIN KEY
+#                                give user LOGIN the API key KEY (40 hex
+#                                characters): tests acting as a non-admin
 #
 # Environment: REDMINE_PORT (default 3000), REDMINE_API_KEY (40 hex characters;
 # a fixed test key by default). The server runs as www-data, is started with
@@ -216,8 +219,17 @@ case "${1:-}" in
     rails_runner PROJECT="${2:?project identifier}" NAME="${3:?query name}" TRACKER_ID="${4:?tracker id}" \
       bin/rails runner -e production "$SCRIPTS/query.rb"
     ;;
+  key)
+    login="${2:?user login}" key="${3:?API key}"
+    [[ "$login" =~ ^[a-z0-9_-]+$ && "$key" =~ ^[0-9a-f]{40}$ ]] || { say "key: a plain login and 40 hex characters"; exit 2; }
+    # Straight into the tokens table: a Rails process would take seconds.
+    as_redmine sqlite3 "$DB" ".timeout 10000" \
+      "DELETE FROM tokens WHERE action = 'api' AND user_id = (SELECT id FROM users WHERE login = '$login');
+       INSERT INTO tokens (user_id, action, value, created_on, updated_on)
+         SELECT id, 'api', '$key', datetime('now'), datetime('now') FROM users WHERE login = '$login';"
+    ;;
   *)
-    echo "usage: $0 setup|start|stop|restart|reset|status|seed PROJECT COUNT|query PROJECT NAME TRACKER_ID" >&2
+    echo "usage: $0 setup|start|stop|restart|reset|status|seed PROJECT COUNT|query PROJECT NAME TRACKER_ID|key LOGIN KEY" >&2
     exit 2
     ;;
 esac

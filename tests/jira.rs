@@ -651,6 +651,8 @@ fn every_field_the_client_reads_is_in_atlassians_documents() {
             "User",
             &["emailAddress", "name", "displayName", "accountId"],
         ),
+        ("Permissions", &["permissions"]),
+        ("UserPermission", &["name", "havePermission"]),
         ("Transitions", &["transitions"]),
         ("IssueTransition", &["id", "to"]),
         ("ErrorCollection", &["errorMessages", "errors"]),
@@ -962,5 +964,25 @@ fn incremental_passes_read_only_changed_issues_from_jira() {
         .stdout(contains(
             "PLAT-5 [Epic] Epic PLAT-5 (To Do)\n  PLAT-4 [Story]",
         ));
+    double.assert_conformant();
+}
+
+#[test]
+fn troubleshoot_asks_jira_for_the_permissions_a_synchronizer_needs() {
+    let double = small(Flavor::Cloud);
+    double.state().denied = vec!["SCHEDULE_ISSUES".into()];
+    let ws = workspace(&double);
+    trellis(&ws)
+        .args(["troubleshoot", "sprint-backlog", "-f", "jira"])
+        .assert()
+        .code(1)
+        .stdout(contains("ok   permission to read issues: Browse Projects (BROWSE_PROJECTS)"))
+        .stdout(contains("ok   permission to set epics: Edit Issues (EDIT_ISSUES)"))
+        .stdout(contains(
+            "FAIL permission to rank issues: the account lacks Schedule Issues (SCHEDULE_ISSUES) in every project",
+        ));
+    // Asked, not tried: nothing was written.
+    assert_eq!(double.count("PUT "), 0);
+    assert_eq!(double.count("POST /rest/api/3/issue"), 0);
     double.assert_conformant();
 }

@@ -995,3 +995,60 @@ async fn a_refused_write_holds_its_issue_while_the_others_go_on() {
     assert_eq!(code, 0, "{stdout}");
     assert_eq!(redmine.parent_of(&loose).await, None);
 }
+
+#[tokio::test]
+async fn troubleshoot_reads_the_keys_roles_and_names_a_missing_permission() {
+    let Some(redmine) = redmine().await else {
+        return;
+    };
+    let project = redmine.project("permissions").await;
+    redmine.issue(&project, FEATURE, "Checkout", None).await;
+    // A reporter: may read issues, not give them parents.
+    let user = redmine
+        .call(
+            reqwest::Method::POST,
+            "users.json",
+            Some(json!({"user": {"login": "reporter1", "firstname": "Re", "lastname": "Porter", "mail": "reporter1@example.net", "password": "reporter-pass-1"}})),
+        )
+        .await;
+    let reporter_role = 5;
+    redmine
+        .call(
+            reqwest::Method::POST,
+            &format!("projects/{project}/memberships.json"),
+            Some(
+                json!({"membership": {"user_id": user["user"]["id"], "role_ids": [reporter_role]}}),
+            ),
+        )
+        .await;
+    let reporter_key = "5eb0ae5eb0ae5eb0ae5eb0ae5eb0ae5eb0ae0001";
+    script(&["key", "reporter1", reporter_key]);
+
+    let mut ws = redmine.workspace(&project, SUBTASKS);
+    let (code, stdout, stderr) = ws.run(&["troubleshoot", "hierarchy", "-f", "trellis.yaml"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains(
+            "ok   permission to set parents: edit_issues + manage_subtasks (an administrator)"
+        ),
+        "{stdout}"
+    );
+    ws.key = reporter_key.into();
+    let (code, stdout, stderr) = ws.run(&["troubleshoot", "hierarchy", "-f", "trellis.yaml"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stdout.contains("writes are made as reporter1"), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "ok   permission to read issues: view_issues (roles Reporter in {project})"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "FAIL permission to set parents: roles Reporter in {project} lack"
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains("manage_subtasks"), "{stdout}");
+    assert!(!stdout.contains(reporter_key) && !stderr.contains(reporter_key));
+}

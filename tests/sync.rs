@@ -237,6 +237,8 @@ fn troubleshoot_checks_the_connection_and_refuses_unknown_issues() {
         .stdout(contains(
             "ok   connection: tracker default/quickstart-issues reachable",
         ))
+        .stdout(contains("ok   permission to read issues: "))
+        .stdout(contains("ok   permission to set parents: "))
         .stdout(contains("no held issues"));
     ws.trellis()
         .args([

@@ -10,7 +10,7 @@ use anyhow::bail;
 use serde::Serialize;
 
 use super::{OutputFormat, author, catalog_or_remembered};
-use crate::engine::{Engine, Pass, check_tracker};
+use crate::engine::{Engine, Pass, check_tracker, needs, tracker_allows};
 use crate::spec::Catalog;
 use crate::store::{HeldIssue, HoldKind, Release, SqliteStore, Store};
 
@@ -195,7 +195,7 @@ struct Findings {
 
 #[derive(Serialize)]
 struct Check {
-    check: &'static str,
+    check: String,
     ok: bool,
     detail: String,
 }
@@ -230,7 +230,7 @@ pub async fn troubleshoot(
         .structure(&structure)
         .and_then(|s| Catalog::tracker_of(&s.resource));
     let mut checks = vec![Check {
-        check: "declaration",
+        check: "declaration".into(),
         ok: true,
         detail: format!(
             "{} on structure {structure}, {}",
@@ -243,12 +243,12 @@ pub async fn troubleshoot(
         ),
     }];
     if let Some(tracker) = &tracker {
-        // Reading is what a pass does first; writes are checked per issue
-        // as they are made (a tracker tells permissions only by refusing).
+        // Permissions are asked, not tried: nothing is written.
         let connection = check_tracker(&catalog, tracker, Default::default(), &author()).await;
+        let connected = connection.is_ok();
         checks.push(Check {
-            check: "connection",
-            ok: connection.is_ok(),
+            check: "connection".into(),
+            ok: connected,
             detail: match connection {
                 Ok(identity) => {
                     format!("tracker {tracker} reachable; writes are made as {identity}")
@@ -256,6 +256,21 @@ pub async fn troubleshoot(
                 Err(e) => e.to_string(),
             },
         });
+        if connected {
+            let needs = needs(&sync.resource.spec);
+            match tracker_allows(&catalog, tracker, Default::default(), &needs).await {
+                Ok(allowances) => checks.extend(allowances.into_iter().map(|a| Check {
+                    check: format!("permission to {}", a.need.describe()),
+                    ok: a.allowed,
+                    detail: a.detail,
+                })),
+                Err(e) => checks.push(Check {
+                    check: "permissions".into(),
+                    ok: false,
+                    detail: e.to_string(),
+                }),
+            }
+        }
     }
     let sync_state = store.sync_state(id)?;
     let findings = Findings {

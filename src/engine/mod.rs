@@ -35,7 +35,7 @@ pub use history::{HistoryEntry, history};
 pub use plan_file::{Base, PlanFile};
 pub use remember::{Section, remembered, structure_view};
 pub use sync::{HOLD, Pass};
-pub use units::{Scope, UnitSource};
+pub use units::{Scope, UnitSource, needs};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -592,6 +592,24 @@ pub async fn check_tracker(
             Ok(person.to_owned())
         }
     }
+}
+
+/// What a tracker allows its account of `needs` (`trellis troubleshoot`).
+pub async fn tracker_allows(
+    catalog: &Catalog,
+    id: &str,
+    credentials: Credentials,
+    needs: &[crate::tracker::Need],
+) -> Result<Vec<crate::tracker::Allowance>, EngineError> {
+    let mut trackers = Trackers::new(credentials);
+    trackers
+        .get(catalog, id)?
+        .allows(needs)
+        .await
+        .map_err(|source| EngineError::Tracker {
+            tracker: id.to_owned(),
+            source,
+        })
 }
 
 /// Every structure on a tracker plans from one snapshot; once one of them

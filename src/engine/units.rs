@@ -11,7 +11,7 @@ use crate::spec::{
     Catalog, Declared, LinkEndSpec, LinkScopeSpec, LinksSpec, RowSpec, Structure, SynchronizerType,
     supported, unsupported_direction,
 };
-use crate::tracker::{AnyTracker, Tracker, TrackerError};
+use crate::tracker::{AnyTracker, Need, Tracker, TrackerError};
 
 use super::{EngineError, primary_direction};
 
@@ -426,6 +426,27 @@ pub(super) fn arrangers(catalog: &Catalog, structure: &str) -> HashSet<String> {
         })
         .map(|s| s.id())
         .collect()
+}
+
+/// What a synchronizer needs its tracker to allow: reading, and for the
+/// directions it writes the tracker in, what its type writes.
+pub fn needs(spec: &crate::spec::SynchronizerSpec) -> Vec<Need> {
+    let writes = spec
+        .directions
+        .iter()
+        .any(|&d| Direction::from(d) == Direction::From)
+        || supported(spec.type_) == [Direction::From];
+    let mut needs = vec![Need::Read];
+    if writes {
+        needs.extend_from_slice(match spec.type_ {
+            SynchronizerType::Filter => &[],
+            SynchronizerType::Subtasks => &[Need::SetParents],
+            SynchronizerType::Links => &[Need::ChangeLinks],
+            SynchronizerType::Agile => &[Need::SetEpics, Need::Rank],
+            SynchronizerType::StatusRollup => &[Need::ChangeStatuses],
+        });
+    }
+    needs
 }
 
 /// The removal limits of a synchronizer (declared rows never remove rows).

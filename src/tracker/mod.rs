@@ -82,6 +82,40 @@ pub struct Capabilities {
     pub refuses_stale_writes: bool,
 }
 
+/// What a synchronizer needs a tracker to allow its account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Need {
+    Read,
+    SetParents,
+    SetEpics,
+    ChangeLinks,
+    Rank,
+    ChangeStatuses,
+}
+
+impl Need {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Need::Read => "read issues",
+            Need::SetParents => "set parents",
+            Need::SetEpics => "set epics",
+            Need::ChangeLinks => "create and delete links",
+            Need::Rank => "rank issues",
+            Need::ChangeStatuses => "change statuses",
+        }
+    }
+}
+
+/// Whether a tracker allows one need, in the tracker's own terms.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Allowance {
+    pub need: Need,
+    pub allowed: bool,
+    /// The permission behind it and where it was found, or what to do.
+    pub detail: String,
+}
+
 /// A connected issue tracker.
 ///
 /// Reads give a consistent view: `search` answers from the same state the
@@ -135,6 +169,13 @@ pub trait Tracker: Send + Sync {
     /// itself (Redmine, per issue and role) and a refused change is reported
     /// against its issue.
     fn workflow(&self) -> impl Future<Output = Result<Option<Workflow>, TrackerError>> + Send;
+
+    /// Whether the tracker allows its account what `needs` name, asked
+    /// without writing anything (`trellis troubleshoot`).
+    fn allows(
+        &self,
+        needs: &[Need],
+    ) -> impl Future<Output = Result<Vec<Allowance>, TrackerError>> + Send;
 
     /// The account the tracker records writes under (the API key's user);
     /// `None` for a tracker without accounts (local: whoever runs Trellis).
@@ -278,6 +319,14 @@ impl Tracker for AnyTracker {
             AnyTracker::Local(t) => t.workflow().await,
             AnyTracker::Redmine(t) => t.workflow().await,
             AnyTracker::Jira(t) => t.workflow().await,
+        }
+    }
+
+    async fn allows(&self, needs: &[Need]) -> Result<Vec<Allowance>, TrackerError> {
+        match self {
+            AnyTracker::Local(t) => t.allows(needs).await,
+            AnyTracker::Redmine(t) => t.allows(needs).await,
+            AnyTracker::Jira(t) => t.allows(needs).await,
         }
     }
 

@@ -85,6 +85,8 @@ pub struct State {
     pub rank_failures: HashMap<String, u32>,
     /// Statuses each status can move to (transitions of the workflow).
     pub workflow: BTreeMap<String, Vec<String>>,
+    /// Permission keys the account lacks (`mypermissions`).
+    pub denied: Vec<String>,
 }
 
 impl State {
@@ -131,6 +133,7 @@ impl Double {
             failures: Vec::new(),
             rank_failures: HashMap::new(),
             workflow,
+            denied: Vec::new(),
         }));
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
@@ -247,12 +250,10 @@ async fn serve(state: &Arc<Mutex<State>>, request: Request<Incoming>) -> Respons
     let query: Vec<(String, String)> = request
         .uri()
         .query()
-        // The client's query values (`issuetype`, `issuelinks`) need no
-        // decoding.
         .map(|q| {
             q.split('&')
                 .filter_map(|pair| pair.split_once('='))
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .map(|(k, v)| (k.to_owned(), percent_decoded(v)))
                 .collect()
         })
         .unwrap_or_default();
@@ -297,6 +298,31 @@ async fn serve(state: &Arc<Mutex<State>>, request: Request<Incoming>) -> Respons
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from(bytes)))
         .unwrap()
+}
+
+/// A query value as sent (`BROWSE_PROJECTS%2CEDIT_ISSUES`), decoded.
+fn percent_decoded(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match (bytes[i], bytes.get(i + 1..i + 3)) {
+            (b'%', Some(hex)) => {
+                let hex = std::str::from_utf8(hex).unwrap();
+                out.push(u8::from_str_radix(hex, 16).unwrap());
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).unwrap()
 }
 
 fn request_query(query: &[(String, String)]) -> String {
@@ -384,6 +410,27 @@ fn answer(
                 json!({"name": "ada", "key": "JIRAUSER10100", "displayName": "Ada", "active": true, "timeZone": "Europe/Berlin"})
             }
         }),
+        ("GET", ["mypermissions"]) => {
+            let asked = param("permissions").unwrap_or_default();
+            let permissions: serde_json::Map<String, Value> = asked
+                .split(',')
+                .filter(|k| !k.is_empty())
+                .enumerate()
+                .map(|(i, key)| {
+                    let name = key
+                        .split('_')
+                        .map(|w| format!("{}{}", &w[..1], w[1..].to_lowercase()))
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                    let granted = !state.denied.iter().any(|d| d == key);
+                    (
+                        key.to_owned(),
+                        json!({"id": (10 + i).to_string(), "key": key, "name": name, "type": "PROJECT", "description": format!("Ability to {}.", name.to_lowercase()), "havePermission": granted}),
+                    )
+                })
+                .collect();
+            ok(json!({ "permissions": permissions }))
+        }
         ("GET", ["field"]) => {
             let mut fields = vec![
                 json!({"id": "summary", "name": "Summary", "custom": false, "schema": {"type": "string", "system": "summary"}}),

@@ -42,12 +42,15 @@ use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 
 use super::http::{ApiKey, Auth, Http, HttpError, Retry};
-use super::{Capabilities, IssueFailure, Tracker, TrackerError};
+use super::{Allowance, Capabilities, IssueFailure, Need, Tracker, TrackerError};
 use crate::model::{Issue, Snapshot, Workflow};
 use crate::plan::TrackerOp;
 
 pub use wire::timestamp;
-use wire::{BulkFetch, CustomFields, EpicModel, Field, Myself, OffsetPage, TokenPage, WireIssue};
+use wire::{
+    BulkFetch, CustomFields, EpicModel, Field, MyPermissions, Myself, OffsetPage, TokenPage,
+    WireIssue,
+};
 
 /// Issues per search page. Cloud may return fewer where many fields are
 /// asked for, Data Center caps it (`jira.search.views.default.max`); loops
@@ -649,6 +652,53 @@ impl Tracker for JiraTracker {
     /// Jira checks each transition itself (see `status.rs`).
     async fn workflow(&self) -> Result<Option<Workflow>, TrackerError> {
         Ok(None)
+    }
+
+    /// Jira's permission for each need, from `mypermissions`. Asked
+    /// without a project, Jira answers whether the account has it in at
+    /// least one project: enough to find a missing grant, not to prove one
+    /// in every project of the scope.
+    async fn allows(&self, needs: &[Need]) -> Result<Vec<Allowance>, TrackerError> {
+        self.handshake().await?;
+        let key = |need: Need| match need {
+            Need::Read => "BROWSE_PROJECTS",
+            Need::SetParents | Need::SetEpics => "EDIT_ISSUES",
+            Need::ChangeLinks => "LINK_ISSUES",
+            Need::Rank => "SCHEDULE_ISSUES",
+            Need::ChangeStatuses => "TRANSITION_ISSUES",
+        };
+        let mut keys: Vec<&str> = needs.iter().map(|&n| key(n)).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let asked = keys.join(",");
+        let mine: MyPermissions = self
+            .http
+            .get(
+                &self.api("mypermissions"),
+                &[("permissions", asked.as_str())],
+            )
+            .await
+            .map_err(|e| remote("read the account's permissions", e))?;
+        Ok(needs
+            .iter()
+            .map(|&need| {
+                let key = key(need);
+                let found = mine.permissions.get(key);
+                let name = found.and_then(|p| p.name.clone()).unwrap_or_else(|| key.to_owned());
+                let allowed = found.is_some_and(|p| p.have_permission);
+                Allowance {
+                    need,
+                    allowed,
+                    detail: if allowed {
+                        format!("{name} ({key})")
+                    } else {
+                        format!(
+                            "the account lacks {name} ({key}) in every project: a Jira administrator grants it in the project's permission scheme"
+                        )
+                    },
+                }
+            })
+            .collect())
     }
 
     async fn acting_as(&self) -> Result<Option<String>, TrackerError> {

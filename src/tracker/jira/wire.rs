@@ -168,6 +168,20 @@ pub struct Myself {
     pub account_id: Option<String>,
 }
 
+/// `GET /rest/api/{3|2}/mypermissions`: each asked permission, by key.
+#[derive(Deserialize)]
+pub struct MyPermissions {
+    pub permissions: BTreeMap<String, UserPermission>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserPermission {
+    pub name: Option<String>,
+    #[serde(default)]
+    pub have_permission: bool,
+}
+
 /// `GET /rest/api/{3|2}/issue/{key}/transitions`.
 #[derive(Deserialize)]
 pub struct Transitions {

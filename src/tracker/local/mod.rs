@@ -20,7 +20,7 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{Capabilities, IssueFailure, Tracker, TrackerError};
+use super::{Allowance, Capabilities, IssueFailure, Need, Tracker, TrackerError};
 use crate::model::{Issue, Snapshot, Workflow};
 use crate::plan::TrackerOp;
 
@@ -157,6 +157,30 @@ fn parse(query: &str) -> Result<Query, TrackerError> {
         query: query.to_owned(),
         message: e.to_string(),
     })
+}
+
+impl LocalTracker {
+    fn writable(&self) -> Result<(), String> {
+        let describe = |what: &str, e: std::io::Error| {
+            format!(
+                "{} cannot {what}: {e}; Trellis rewrites the file through a new one in its folder, so both must be writable",
+                self.path.display()
+            )
+        };
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&self.path)
+            .map_err(|e| describe("be opened for writing", e))?;
+        let target = std::fs::canonicalize(&self.path).map_err(|e| describe("be resolved", e))?;
+        let probe = target.with_file_name(format!(".trellis-probe-{}", std::process::id()));
+        std::fs::File::create(&probe).map_err(|e| describe("get a new file next to it", e))?;
+        std::fs::remove_file(&probe).map_err(|e| describe("have a file removed next to it", e))
+    }
+}
+
+/// Who runs Trellis, for messages.
+fn whoami() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "this process".into())
 }
 
 /// serde-saphyr's default budget stops at 250,000 YAML nodes (about 12,000
@@ -301,6 +325,31 @@ impl Tracker for LocalTracker {
 
     async fn workflow(&self) -> Result<Option<Workflow>, TrackerError> {
         self.last_read(|read| read.workflow.clone())
+    }
+
+    /// Reading needs the file; every write rewrites it through a new file
+    /// in its folder: both must be writable. Checked by opening the file for
+    /// writing (nothing is written) and making and removing a file next to it.
+    async fn allows(&self, needs: &[Need]) -> Result<Vec<Allowance>, TrackerError> {
+        let readable = self.read().map(|_| ()).map_err(|e| e.to_string());
+        let writable = self.writable();
+        Ok(needs
+            .iter()
+            .map(|&need| {
+                let (check, what) = match need {
+                    Need::Read => (&readable, "read"),
+                    _ => (&writable, "write"),
+                };
+                Allowance {
+                    need,
+                    allowed: check.is_ok(),
+                    detail: match check {
+                        Ok(()) => format!("{} can {what} {}", whoami(), self.path.display()),
+                        Err(e) => e.clone(),
+                    },
+                }
+            })
+            .collect())
     }
 
     async fn acting_as(&self) -> Result<Option<String>, TrackerError> {

@@ -31,7 +31,7 @@ use std::sync::Mutex;
 use reqwest::{StatusCode, Url};
 use serde_json::json;
 
-use super::{Capabilities, IssueFailure, Tracker, TrackerError};
+use super::{Allowance, Capabilities, IssueFailure, Need, Tracker, TrackerError};
 use crate::model::{Issue, Snapshot, Workflow};
 use crate::plan::TrackerOp;
 
@@ -39,7 +39,7 @@ pub use super::http::{ApiKey, Retry};
 use super::http::{Auth, Http, HttpError};
 pub use filter::{Filter, FilterError};
 pub use relations::{STORED_AS_WRITTEN, forward_type};
-use wire::{CurrentUser, IssuePage, WireIssue};
+use wire::{CurrentMember, CurrentUser, IssuePage, ProjectOf, RoleOf, WireIssue};
 
 /// Redmine's largest page. Loops go on while `total_count` says more is
 /// left, never by assuming a full page: a server or proxy may cap pages lower.
@@ -186,6 +186,74 @@ impl RedmineTracker {
                 _ => return Ok(issues),
             }
         }
+    }
+
+    /// The permissions of the key's roles in the scope's project (in any of
+    /// its projects without one; the Non member role's where it is none),
+    /// and where they come from. `None`: an administrator, allowed all.
+    async fn permissions(&self) -> Result<Option<(HashSet<String>, String)>, TrackerError> {
+        self.handshake().await?;
+        let operation = "read the API key's roles";
+        let me: CurrentMember = self
+            .http
+            .get("users/current.json", &[("include", "memberships")])
+            .await
+            .map_err(|e| remote(operation, e))?;
+        if me.user.admin {
+            return Ok(None);
+        }
+        let memberships: Vec<_> = match &self.project {
+            Some(project) => {
+                let found: ProjectOf = self
+                    .http
+                    .get(&format!("projects/{project}.json"), &[])
+                    .await
+                    .map_err(|e| remote(&format!("read project {project}"), e))?;
+                me.user
+                    .memberships
+                    .into_iter()
+                    .filter(|m| m.project.id == found.project.id)
+                    .collect()
+            }
+            None => me.user.memberships,
+        };
+        // Built in: 1 is the Non member role.
+        let (roles, source): (Vec<u64>, String) = if memberships.is_empty() {
+            (
+                vec![1],
+                format!(
+                    "not a member of {}: the Non member role",
+                    self.describe_scope()
+                ),
+            )
+        } else {
+            let names: Vec<String> = memberships
+                .iter()
+                .flat_map(|m| {
+                    m.roles
+                        .iter()
+                        .map(move |r| format!("{} in {}", r.name, m.project.name))
+                })
+                .collect();
+            (
+                memberships
+                    .iter()
+                    .flat_map(|m| m.roles.iter().map(|r| r.id))
+                    .collect(),
+                format!("roles {}", names.join(", ")),
+            )
+        };
+        let mut permissions = HashSet::new();
+        for id in roles {
+            let role: RoleOf = self
+                .http
+                .get(&format!("roles/{id}.json"), &[])
+                .await
+                .map_err(|e| remote(&format!("read role {id}"), e))?;
+            tracing::debug!(role = %role.role.name, "read a role's permissions");
+            permissions.extend(role.role.permissions);
+        }
+        Ok(Some((permissions, source)))
     }
 
     /// The scope's parameters with a query's, the query's winning.
@@ -556,6 +624,58 @@ impl Tracker for RedmineTracker {
         let mut issues: Vec<Issue> = issues.into_values().map(WireIssue::into_issue).collect();
         issues.sort_by(|a, b| (a.updated, &a.key).cmp(&(b.updated, &b.key)));
         Ok(issues)
+    }
+
+    /// Redmine's permission names for each need, checked against the
+    /// key's roles (`/roles/:id.json` is readable by any user).
+    async fn allows(&self, needs: &[Need]) -> Result<Vec<Allowance>, TrackerError> {
+        let granted = self.permissions().await?;
+        Ok(needs
+            .iter()
+            .map(|&need| {
+                let required: &[&str] = match need {
+                    Need::Read => &["view_issues"],
+                    Need::SetParents => &["edit_issues", "manage_subtasks"],
+                    Need::ChangeLinks => &["manage_issue_relations"],
+                    // Which statuses: Redmine's workflow, per role and tracker.
+                    Need::ChangeStatuses => &["edit_issues"],
+                    Need::SetEpics | Need::Rank => &[],
+                };
+                if required.is_empty() {
+                    return Allowance {
+                        need,
+                        allowed: false,
+                        detail: "Redmine has no epics or ranks".into(),
+                    };
+                }
+                match &granted {
+                    None => Allowance {
+                        need,
+                        allowed: true,
+                        detail: format!("{} (an administrator)", required.join(" + ")),
+                    },
+                    Some((permissions, source)) => {
+                        let missing: Vec<&str> = required
+                            .iter()
+                            .copied()
+                            .filter(|p| !permissions.contains(*p))
+                            .collect();
+                        Allowance {
+                            need,
+                            allowed: missing.is_empty(),
+                            detail: if missing.is_empty() {
+                                format!("{} ({source})", required.join(" + "))
+                            } else {
+                                format!(
+                                    "{source} lack {}: a Redmine administrator grants it under Administration → Roles and permissions",
+                                    missing.join(" and ")
+                                )
+                            },
+                        }
+                    }
+                }
+            })
+            .collect())
     }
 
     fn capabilities(&self) -> Capabilities {

@@ -68,6 +68,52 @@ pub struct User {
     pub login: String,
 }
 
+/// `/users/current.json?include=memberships`: who the key is and its roles.
+#[derive(Deserialize)]
+pub struct CurrentMember {
+    pub user: Member,
+}
+
+#[derive(Deserialize)]
+pub struct Member {
+    #[serde(default)]
+    pub admin: bool,
+    #[serde(default)]
+    pub memberships: Vec<Membership>,
+}
+
+#[derive(Deserialize)]
+pub struct Membership {
+    pub project: Entity,
+    pub roles: Vec<Entity>,
+}
+
+/// A project or role as Redmine names one.
+#[derive(Deserialize)]
+pub struct Entity {
+    pub id: u64,
+    pub name: String,
+}
+
+/// `/projects/:id.json`.
+#[derive(Deserialize)]
+pub struct ProjectOf {
+    pub project: Entity,
+}
+
+/// `/roles/:id.json`.
+#[derive(Deserialize)]
+pub struct RoleOf {
+    pub role: Role,
+}
+
+#[derive(Deserialize)]
+pub struct Role {
+    pub name: String,
+    #[serde(default)]
+    pub permissions: Vec<String>,
+}
+
 /// Redmine shows issues as `#123`; that is their key in Trellis.
 pub fn key(id: u64) -> String {
     format!("#{id}")
