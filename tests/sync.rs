@@ -205,6 +205,11 @@ fn a_manual_conflict_holds_the_issue_until_a_person_settles_it() {
     assert_eq!(row_parent(&ws, "PLAT-15").as_deref(), Some("PLAT-1"));
     assert_eq!(row_parent(&ws, "PLAT-11").as_deref(), Some("PLAT-2"));
     ws.trellis()
+        .args(["status", "-f", "quickstart"])
+        .assert()
+        .success()
+        .stdout(contains("1 held (trellis troubleshoot)"));
+    ws.trellis()
         .args(["troubleshoot", "children", "-f", "quickstart"])
         .assert()
         .code(1)

@@ -531,7 +531,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status { files } => {
             let store = SqliteStore::open_read_only(&cli.state)?;
             let catalog = catalog_or_remembered(&store, &files.files)?;
-            print!("{}", render::status_table(&catalog, &store.last_jobs()?));
+            let mut views = std::collections::HashMap::new();
+            for sync in &catalog.synchronizers {
+                let id = sync.id();
+                let state = store.sync_state(&id)?;
+                let view = render::SyncView {
+                    last_pass: state.last_pass,
+                    held: store.held_issues(&id)?.len(),
+                    stopped: state.stopped.is_some(),
+                };
+                views.insert(id, view);
+            }
+            print!(
+                "{}",
+                render::status_table(&catalog, &store.last_jobs()?, &views)
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Sync {

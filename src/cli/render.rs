@@ -256,7 +256,22 @@ pub fn outline(sections: &[Section]) -> String {
 }
 
 /// `trellis status`: a line per synchronizer.
-pub fn status_table(catalog: &Catalog, jobs: &[JobRecord]) -> String {
+/// What `status` shows of a synchronizer's incremental sync.
+#[derive(Default)]
+pub struct SyncView {
+    pub last_pass: Option<jiff::Timestamp>,
+    pub held: usize,
+    pub stopped: bool,
+}
+
+/// `trellis status`: a line per synchronizer. LAST SYNC is its last job or
+/// incremental pass, whichever is later; ERRORS the last job's failure, the
+/// issues a pass holds, or the cycle guard's stop.
+pub fn status_table(
+    catalog: &Catalog,
+    jobs: &[JobRecord],
+    views: &std::collections::HashMap<String, SyncView>,
+) -> String {
     let mut rows = vec![
         [
             "SYNCHRONIZER",
@@ -271,29 +286,40 @@ pub fn status_table(catalog: &Catalog, jobs: &[JobRecord]) -> String {
     ];
     let mut syncs: Vec<_> = catalog.synchronizers.iter().collect();
     syncs.sort_by_key(|s| s.id());
+    let time = |t: jiff::Timestamp| t.strftime("%Y-%m-%d %H:%M:%SZ").to_string();
     for sync in syncs {
         let id = sync.id();
         let spec = &sync.resource.spec;
+        let view = views.get(&id);
         let last = jobs
             .iter()
             .find(|j| j.synchronizer.as_deref() == Some(id.as_str()));
-        let (last_sync, errors) = match last {
-            None => ("never".to_owned(), "-".to_owned()),
-            Some(job) => match job.state {
-                JobState::Succeeded => (
-                    format!(
-                        "{} ({})",
-                        job.finished.strftime("%Y-%m-%d %H:%M:%SZ"),
-                        job.direction.as_deref().unwrap_or("-")
-                    ),
-                    "0".to_owned(),
+        let pass = view.and_then(|v| v.last_pass);
+        let (last_sync, mut errors) = match last {
+            Some(job) if job.state == JobState::Failed => (
+                format!("failed {}", time(job.finished)),
+                job.error.clone().unwrap_or_default(),
+            ),
+            Some(job) if pass.is_none_or(|p| p < job.finished) => (
+                format!(
+                    "{} ({})",
+                    time(job.finished),
+                    job.direction.as_deref().unwrap_or("-")
                 ),
-                JobState::Failed => (
-                    format!("failed {}", job.finished.strftime("%Y-%m-%d %H:%M:%SZ")),
-                    job.error.clone().unwrap_or_default(),
-                ),
+                "0".to_owned(),
+            ),
+            _ => match pass {
+                Some(pass) => (format!("{} (pass)", time(pass)), "0".to_owned()),
+                None => ("never".to_owned(), "-".to_owned()),
             },
         };
+        if let Some(view) = view {
+            if view.stopped {
+                errors = "stopped by the cycle guard (trellis troubleshoot)".into();
+            } else if view.held > 0 {
+                errors = format!("{} held (trellis troubleshoot)", view.held);
+            }
+        }
         rows.push(vec![
             id,
             Catalog::referenced(&sync.resource, &spec.structure_ref.name),
