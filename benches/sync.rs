@@ -229,9 +229,10 @@ fn main() {
     println!(
         "Measured: the wall time of one `Engine::sync_pass` (refresh the mirror, find the changes on\n\
          each side, compare with baselines, plan, write the tracker, commit), per synchronizer.\n\
-         `read` counts the issues the tracker returned (`changed_since`, plus a second\n\
-         `changed_since` before writing); the mirror of all {n} issues is loaded from SQLite\n\
-         locally and is not counted. The local tracker cannot read less than its whole file: each\n\
+         `read` counts the issues the tracker returned (`changed_since`; Redmine and Jira\n\
+         read the changed issues once more before writing, the local tracker refuses a stale\n\
+         write itself); the mirror of all {n} issues is loaded from SQLite locally and is not\n\
+         counted. The local tracker cannot read less than its whole file: each\n\
          `changed_since` parses all of it (see the phases below). `read` also holds issues\n\
          changed within the watermark's 60 s overlap (earlier runs' changes, read again and\n\
          dropped as unchanged)."
