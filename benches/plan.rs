@@ -17,7 +17,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::{Lcg, STATUSES, generate, key, levels, summary};
+use common::{Config, FULL_SIZE, Lcg, STATUSES, generate, key, levels, summary};
 use trellis::model::{Direction, Forest, Issue, Snapshot};
 use trellis::plan::{
     FilterRule, Placement, Planned, Rule, StructureInput, StructurePlan, Unit, plan_structure,
@@ -25,8 +25,6 @@ use trellis::plan::{
 use trellis::tracker::local::Query;
 use trellis::tracker::{LocalTracker, Tracker};
 
-const FULL_SIZE: usize = 100_000;
-const QUICK_SIZE: usize = 2_000;
 const FILTER: &str = "bench/top";
 const SUBTASKS: &str = "bench/children";
 const TOP_QUERY: &str = "project = PLAT and parent is empty";
@@ -34,33 +32,6 @@ const SEARCH_QUERY: &str = "project = PLAT and status != Done";
 const TARGET_FULL: Duration = Duration::from_millis(1_000);
 const TARGET_CHANGED: Duration = Duration::from_millis(200);
 const TARGET_RSS_KB: u64 = 300 * 1024;
-
-struct Config {
-    issues: usize,
-    runs: usize,
-}
-
-impl Config {
-    fn from_env() -> Config {
-        // `cargo bench` passes `--bench` to custom harnesses: ignore other arguments.
-        let quick = std::env::args().any(|a| a == "--quick");
-        let issues = match std::env::var("TRELLIS_BENCH_ISSUES") {
-            Ok(n) => n.replace(['_', ','], "").parse().unwrap_or_else(|_| {
-                panic!("TRELLIS_BENCH_ISSUES must be a number of issues, not {n:?}")
-            }),
-            Err(_) if quick => QUICK_SIZE,
-            Err(_) => FULL_SIZE,
-        };
-        assert!(
-            issues >= 100,
-            "the benchmark needs at least 100 issues, not {issues}"
-        );
-        Config {
-            issues,
-            runs: if quick { 3 } else { 5 },
-        }
-    }
-}
 
 /// Changes 1 % of the issues in place (distinct issues): half re-parented to
 /// another issue of the level above, a quarter renamed, a quarter moved to
@@ -283,7 +254,7 @@ fn describe(plan: &StructurePlan) -> String {
 }
 
 fn main() {
-    let config = Config::from_env();
+    let config = Config::from_env(100);
     let n = config.issues;
     let full_size = n == FULL_SIZE;
     let sizes: Vec<String> = levels(n).iter().map(|r| r.len().to_string()).collect();

@@ -23,15 +23,13 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{Lcg, generate, key, levels};
+use common::{Config, Lcg, generate, key, levels};
 use trellis::engine::{Approval, Engine, Pass, Scope};
 use trellis::model::Issue;
 use trellis::spec::Catalog;
 use trellis::store::{SqliteStore, Store};
 use trellis::tracker::{LocalTracker, Tracker};
 
-const FULL_SIZE: usize = 100_000;
-const QUICK_SIZE: usize = 2_000;
 const CHANGES: usize = 100;
 const TRACKER: &str = "default/issues";
 const STRUCTURE: &str = "default/roadmap";
@@ -66,33 +64,6 @@ spec:
   type: subtasks
   directions: [into, from]
 ";
-
-struct Config {
-    issues: usize,
-    runs: usize,
-}
-
-impl Config {
-    fn from_env() -> Config {
-        // `cargo bench` passes `--bench` to custom harnesses: ignore other arguments.
-        let quick = std::env::args().any(|a| a == "--quick");
-        let issues = match std::env::var("TRELLIS_BENCH_ISSUES") {
-            Ok(n) => n.replace(['_', ','], "").parse().unwrap_or_else(|_| {
-                panic!("TRELLIS_BENCH_ISSUES must be a number of issues, not {n:?}")
-            }),
-            Err(_) if quick => QUICK_SIZE,
-            Err(_) => FULL_SIZE,
-        };
-        assert!(
-            issues >= 1_000,
-            "the benchmark needs at least 1000 issues, not {issues}"
-        );
-        Config {
-            issues,
-            runs: if quick { 3 } else { 5 },
-        }
-    }
-}
 
 #[derive(serde::Serialize)]
 struct IssuesFile<'a> {
@@ -218,7 +189,7 @@ fn header() -> String {
 }
 
 fn main() {
-    let config = Config::from_env();
+    let config = Config::from_env(1_000);
     let n = config.issues;
     let sizes: Vec<String> = levels(n).iter().map(|r| r.len().to_string()).collect();
     println!(
@@ -403,13 +374,13 @@ fn main() {
     let mut structure = vec![];
     for _ in 0..3 {
         let start = Instant::now();
-        let m = bench
+        let issues = bench
             .engine
             .store()
-            .mirror(TRACKER)
+            .mirror_issues(TRACKER)
             .expect("the mirror loads");
         mirror.push(start.elapsed());
-        assert_eq!(m.issues.len(), n);
+        assert_eq!(issues.len(), n);
         let start = Instant::now();
         let s = bench
             .engine

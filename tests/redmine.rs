@@ -111,6 +111,27 @@ impl Redmine {
         identifier
     }
 
+    /// A project of its own with a feature, a story under it, a bug under
+    /// the story, and a bug under nothing.
+    async fn checkout(&self, name: &str) -> Checkout {
+        let project = self.project(name).await;
+        let epic = self.issue(&project, FEATURE, "Checkout", None).await;
+        let story = self
+            .issue(&project, FEATURE, "Pay by card", Some(&epic))
+            .await;
+        let bug = self
+            .issue(&project, BUG, "Card declined", Some(&story))
+            .await;
+        let loose = self.issue(&project, BUG, "Typo on receipt", None).await;
+        Checkout {
+            project,
+            epic,
+            story,
+            bug,
+            loose,
+        }
+    }
+
     /// Creates an issue and returns its key (`#id`).
     async fn issue(
         &self,
@@ -219,6 +240,15 @@ spec:
     }
 }
 
+/// The issues [`Redmine::checkout`] makes, by key.
+struct Checkout {
+    project: String,
+    epic: String,
+    story: String,
+    bug: String,
+    loose: String,
+}
+
 fn id(key: &str) -> u64 {
     key.trim_start_matches('#').parse().unwrap()
 }
@@ -267,6 +297,21 @@ impl Workspace {
         cmd
     }
 
+    /// One incremental pass of `hierarchy` (see [`SUBTASKS`]), as JSON.
+    fn pass(&self) -> Value {
+        let (code, stdout, stderr) = self.run(&[
+            "sync",
+            "--once",
+            "-f",
+            "trellis.yaml",
+            "hierarchy",
+            "-o",
+            "json",
+        ]);
+        assert_eq!(code, 0, "{stdout}{stderr}");
+        serde_json::from_str(&stdout).unwrap()
+    }
+
     fn run(&self, args: &[&str]) -> (i32, String, String) {
         let output = self.trellis().args(args).output().unwrap();
         (
@@ -301,15 +346,13 @@ async fn import_builds_the_hierarchy_and_export_writes_parents_to_redmine() {
     let Some(redmine) = redmine().await else {
         return;
     };
-    let project = redmine.project("hierarchy").await;
-    let epic = redmine.issue(&project, FEATURE, "Checkout", None).await;
-    let story = redmine
-        .issue(&project, FEATURE, "Pay by card", Some(&epic))
-        .await;
-    let bug = redmine
-        .issue(&project, BUG, "Card declined", Some(&story))
-        .await;
-    let loose = redmine.issue(&project, BUG, "Typo on receipt", None).await;
+    let Checkout {
+        project,
+        epic,
+        story,
+        bug,
+        loose,
+    } = redmine.checkout("hierarchy").await;
     let ws = redmine.workspace(&project, SUBTASKS);
 
     let (code, _, stderr) = ws.run(&["apply", "-f", "trellis.yaml"]);
@@ -855,32 +898,17 @@ async fn incremental_passes_carry_changes_both_ways_on_a_real_redmine() {
     let Some(redmine) = redmine().await else {
         return;
     };
-    let project = redmine.project("incremental").await;
-    let epic = redmine.issue(&project, FEATURE, "Checkout", None).await;
-    let story = redmine
-        .issue(&project, FEATURE, "Pay by card", Some(&epic))
-        .await;
-    let bug = redmine
-        .issue(&project, BUG, "Card declined", Some(&story))
-        .await;
-    let loose = redmine.issue(&project, BUG, "Typo on receipt", None).await;
+    let Checkout {
+        project,
+        story,
+        bug,
+        loose,
+        ..
+    } = redmine.checkout("incremental").await;
     let ws = redmine.workspace(&project, SUBTASKS);
-    let pass = || {
-        let (code, stdout, stderr) = ws.run(&[
-            "sync",
-            "--once",
-            "-f",
-            "trellis.yaml",
-            "hierarchy",
-            "-o",
-            "json",
-        ]);
-        assert_eq!(code, 0, "{stdout}{stderr}");
-        serde_json::from_str::<Value>(&stdout).unwrap()
-    };
     let (code, _, stderr) = ws.run(&["apply", "-f", "trellis.yaml"]);
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(pass()["full"], true);
+    assert_eq!(ws.pass()["full"], true);
 
     // In Redmine, a person puts the loose bug under the story; in the
     // structure, another takes the bug to the top level.
@@ -893,7 +921,7 @@ async fn incremental_passes_carry_changes_both_ways_on_a_real_redmine() {
         .await;
     let (code, _, stderr) = ws.run(&["move", "plan", &bug, "--top"]);
     assert_eq!(code, 0, "{stderr}");
-    let report = pass();
+    let report = ws.pass();
     assert_eq!(report["full"], false);
     assert_eq!(report["structureChanges"], 1);
     // Changed issues are read with an overlap window (the four made a
@@ -908,7 +936,7 @@ async fn incremental_passes_carry_changes_both_ways_on_a_real_redmine() {
         "{outline}"
     );
     // Its own write to Redmine does not come back as a change.
-    let again = pass();
+    let again = ws.pass();
     assert_eq!(again["summary"]["trackerUpdates"], 0, "{again}");
     assert_eq!(again["summary"]["move"], 0, "{again}");
 }
@@ -947,33 +975,20 @@ async fn a_refused_write_holds_its_issue_while_the_others_go_on() {
     let loose = redmine.issue(&project, BUG, "Typo on receipt", None).await;
     let extra = redmine.issue(&project, BUG, "Slow page", None).await;
     let ws = redmine.workspace(&project, SUBTASKS);
-    let pass = || {
-        let (code, stdout, stderr) = ws.run(&[
-            "sync",
-            "--once",
-            "-f",
-            "trellis.yaml",
-            "hierarchy",
-            "-o",
-            "json",
-        ]);
-        assert_eq!(code, 0, "{stdout}{stderr}");
-        serde_json::from_str::<Value>(&stdout).unwrap()
-    };
     let troubleshoot = |args: &[&str]| {
         let mut all = vec!["troubleshoot", "hierarchy", "-f", "trellis.yaml"];
         all.extend(args);
         ws.run(&all)
     };
     assert_eq!(ws.run(&["apply", "-f", "trellis.yaml"]).0, 0);
-    pass();
+    ws.pass();
 
     // Two moves in the structure; the first one's new parent is deleted in
     // Redmine before the pass, which refuses that write alone.
     ws.run(&["move", "plan", &loose, "--under", &target]);
     ws.run(&["move", "plan", &extra, "--under", &epic]);
     redmine.delete(&target).await;
-    let report = pass();
+    let report = ws.pass();
     assert_eq!(redmine.parent_of(&extra).await, Some(epic.clone()));
     assert_eq!(report["held"][0]["issue"], loose.as_str(), "{report}");
     assert_eq!(report["held"][0]["attempts"], 1);
@@ -986,7 +1001,7 @@ async fn a_refused_write_holds_its_issue_while_the_others_go_on() {
     // Retried: it fails again, counted, first seen kept.
     let first_seen = report["held"][0]["firstSeen"].clone();
     assert_eq!(troubleshoot(&["--retry", &loose]).0, 0);
-    let again = pass();
+    let again = ws.pass();
     assert_eq!(again["held"][0]["attempts"], 2, "{again}");
     assert_eq!(again["held"][0]["firstSeen"], first_seen);
     // Skipped: the hold goes, nothing needs a person any more.

@@ -10,6 +10,40 @@ use std::ops::Range;
 
 use trellis::model::Issue;
 
+/// The size targets are stated for.
+pub const FULL_SIZE: usize = 100_000;
+const QUICK_SIZE: usize = 2_000;
+
+/// How big and how often: 100,000 issues and 5 runs; `-- --quick` 2,000
+/// issues and 3 runs; `TRELLIS_BENCH_ISSUES=N` another size.
+pub struct Config {
+    pub issues: usize,
+    pub runs: usize,
+}
+
+impl Config {
+    /// The configuration asked for, at least `min` issues.
+    pub fn from_env(min: usize) -> Config {
+        // `cargo bench` passes `--bench` to custom harnesses: ignore other arguments.
+        let quick = std::env::args().any(|a| a == "--quick");
+        let issues = match std::env::var("TRELLIS_BENCH_ISSUES") {
+            Ok(n) => n.replace(['_', ','], "").parse().unwrap_or_else(|_| {
+                panic!("TRELLIS_BENCH_ISSUES must be a number of issues, not {n:?}")
+            }),
+            Err(_) if quick => QUICK_SIZE,
+            Err(_) => FULL_SIZE,
+        };
+        assert!(
+            issues >= min,
+            "the benchmark needs at least {min} issues, not {issues}"
+        );
+        Config {
+            issues,
+            runs: if quick { 3 } else { 5 },
+        }
+    }
+}
+
 /// Level sizes in issues per thousand, top (epics) first; the last level
 /// takes the rest.
 pub const LEVEL_PER_MILLE: [usize; 4] = [1, 9, 90, 400];

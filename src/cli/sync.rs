@@ -10,7 +10,7 @@ use anyhow::bail;
 use serde::Serialize;
 
 use super::{OutputFormat, author, catalog_or_remembered};
-use crate::engine::{Engine, Pass, check_tracker, needs, tracker_allows};
+use crate::engine::{Engine, Pass, check_tracker, needs};
 use crate::spec::Catalog;
 use crate::store::{HeldIssue, HoldKind, Release, SqliteStore, Store};
 
@@ -244,32 +244,25 @@ pub async fn troubleshoot(
     }];
     if let Some(tracker) = &tracker {
         // Permissions are asked, not tried: nothing is written.
-        let connection = check_tracker(&catalog, tracker, Default::default(), &author()).await;
-        let connected = connection.is_ok();
-        checks.push(Check {
-            check: "connection".into(),
-            ok: connected,
-            detail: match connection {
-                Ok(identity) => {
-                    format!("tracker {tracker} reachable; writes are made as {identity}")
-                }
-                Err(e) => e.to_string(),
-            },
-        });
-        if connected {
-            let needs = needs(&sync.resource.spec);
-            match tracker_allows(&catalog, tracker, Default::default(), &needs).await {
-                Ok(allowances) => checks.extend(allowances.into_iter().map(|a| Check {
+        let needs = needs(&sync.resource.spec);
+        match check_tracker(&catalog, tracker, Default::default(), &author(), &needs).await {
+            Ok((identity, allowances)) => {
+                checks.push(Check {
+                    check: "connection".into(),
+                    ok: true,
+                    detail: format!("tracker {tracker} reachable; writes are made as {identity}"),
+                });
+                checks.extend(allowances.into_iter().map(|a| Check {
                     check: format!("permission to {}", a.need.describe()),
                     ok: a.allowed,
                     detail: a.detail,
-                })),
-                Err(e) => checks.push(Check {
-                    check: "permissions".into(),
-                    ok: false,
-                    detail: e.to_string(),
-                }),
+                }));
             }
+            Err(e) => checks.push(Check {
+                check: "connection".into(),
+                ok: false,
+                detail: e.to_string(),
+            }),
         }
     }
     let sync_state = store.sync_state(id)?;

@@ -34,8 +34,8 @@ pub async fn reconcile(tracker: Arc<Tracker>, ctx: Arc<Context>) -> Result<Actio
     } else {
         // No engine lock: a handshake need not wait for a run.
         let credentials = ctx.credentials(&catalog, &id).await?;
-        match check_tracker(&catalog, &id, credentials, "trellis-controller").await {
-            Ok(identity) => {
+        match check_tracker(&catalog, &id, credentials, "trellis-controller", &[]).await {
+            Ok((identity, _)) => {
                 next.phase = Some("Connected".into());
                 next.identity = Some(identity.clone());
                 (

@@ -571,45 +571,35 @@ fn partly_applied(applied: &[(String, u64)], failed: &[(String, String)]) -> Str
 
 /// Connects to a tracker: who Trellis acts as there (an account, or for a
 /// tracker without accounts the person running Trellis), once a read shows
-/// it can be reached. Needs no engine: the controller checks trackers while
-/// a run holds the engine.
+/// it can be reached, and whether it allows that account what `needs` name
+/// (asked, nothing written). Needs no engine: the controller checks
+/// trackers while a run holds the engine.
 pub async fn check_tracker(
     catalog: &Catalog,
     id: &str,
     credentials: Credentials,
     person: &str,
-) -> Result<String, EngineError> {
+    needs: &[crate::tracker::Need],
+) -> Result<(String, Vec<crate::tracker::Allowance>), EngineError> {
     let mut trackers = Trackers::new(credentials);
     let client = trackers.get(catalog, id)?;
     let error = |source| EngineError::Tracker {
         tracker: id.to_owned(),
         source,
     };
-    match client.acting_as().await.map_err(error)? {
-        Some(account) => Ok(account),
+    let identity = match client.acting_as().await.map_err(error)? {
+        Some(account) => account,
         None => {
             client.snapshot().await.map_err(error)?;
-            Ok(person.to_owned())
+            person.to_owned()
         }
-    }
-}
-
-/// What a tracker allows its account of `needs` (`trellis troubleshoot`).
-pub async fn tracker_allows(
-    catalog: &Catalog,
-    id: &str,
-    credentials: Credentials,
-    needs: &[crate::tracker::Need],
-) -> Result<Vec<crate::tracker::Allowance>, EngineError> {
-    let mut trackers = Trackers::new(credentials);
-    trackers
-        .get(catalog, id)?
-        .allows(needs)
-        .await
-        .map_err(|source| EngineError::Tracker {
-            tracker: id.to_owned(),
-            source,
-        })
+    };
+    let allowances = if needs.is_empty() {
+        Vec::new()
+    } else {
+        client.allows(needs).await.map_err(error)?
+    };
+    Ok((identity, allowances))
 }
 
 /// Every structure on a tracker plans from one snapshot; once one of them

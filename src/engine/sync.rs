@@ -156,55 +156,56 @@ impl<S: Store> Engine<S> {
         let mut trackers = Trackers::new(self.credentials.clone());
         let client = trackers.get(catalog, tracker_id)?;
 
-        // 1. The mirror, refreshed.
+        // 1. The mirror, refreshed. Its issues are loaded only for an
+        // incremental read: a full read replaces them.
         let mut mirror = self.store.mirror(tracker_id)?;
         let first = state.last_pass.is_none();
         pass.full = first || mirror.full_read.is_none() || schedule.full_due(state.last_full, now);
-        let read_from = mirror.watermark.read_from();
-        let seq = match (pass.full, read_from) {
+        let (seq, snapshot) = match (pass.full, mirror.watermark.read_from()) {
             (false, Some(from)) => {
                 let changed = client.changed_since(from).await.map_err(tracker_error)?;
                 pass.issues_read = changed.len();
                 let fresh = mirror.watermark.advance(changed);
-                let mut index: HashMap<String, usize> = mirror
-                    .issues
+                let mut issues = self.store.mirror_issues(tracker_id)?;
+                let mut index: HashMap<String, usize> = issues
                     .iter()
                     .enumerate()
                     .map(|(i, issue)| (issue.key.clone(), i))
                     .collect();
                 for issue in &fresh {
                     match index.get(&issue.key) {
-                        Some(&i) => mirror.issues[i] = issue.clone(),
+                        Some(&i) => issues[i] = issue.clone(),
                         None => {
-                            index.insert(issue.key.clone(), mirror.issues.len());
-                            mirror.issues.push(issue.clone());
+                            index.insert(issue.key.clone(), issues.len());
+                            issues.push(issue.clone());
                         }
                     }
                 }
-                self.store.refresh_mirror(
+                let seq = self.store.refresh_mirror(
                     tracker_id,
                     MirrorRead::Changed(fresh),
                     &mirror.watermark,
                     now,
-                )?
+                )?;
+                (seq, Snapshot::new(issues))
             }
             // No issue carries an `updated` time yet, or a full read is due.
             _ => {
                 pass.full = true;
                 let snapshot = client.snapshot().await.map_err(tracker_error)?;
-                mirror.issues = snapshot.issues().cloned().collect();
-                pass.issues_read = mirror.issues.len();
+                let issues: Vec<Issue> = snapshot.issues().cloned().collect();
+                pass.issues_read = issues.len();
                 mirror.watermark = Watermark::default();
-                mirror.watermark.advance(mirror.issues.clone());
-                self.store.refresh_mirror(
+                mirror.watermark.advance(issues.clone());
+                let seq = self.store.refresh_mirror(
                     tracker_id,
-                    MirrorRead::Full(mirror.issues.clone()),
+                    MirrorRead::Full(issues),
                     &mirror.watermark,
                     now,
-                )?
+                )?;
+                (seq, snapshot)
             }
         };
-        let snapshot = Snapshot::new(mirror.issues);
 
         // 2. What changed on each side since the last pass.
         let tracker_changed: BTreeSet<String> = self
@@ -269,6 +270,26 @@ impl<S: Store> Engine<S> {
             .collect();
         let mut decisions: BTreeMap<String, Decision> =
             held.keys().map(|k| (k.clone(), Decision::Hold)).collect();
+        // Holds an issue, counting attempts from an earlier hold of it.
+        let hold = |held: &mut BTreeMap<String, HeldIssue>,
+                    key: &str,
+                    kind: HoldKind,
+                    operation: &str,
+                    message: String| {
+            let earlier = before.get(key);
+            let issue = HeldIssue {
+                synchronizer: id.to_owned(),
+                issue: key.to_owned(),
+                kind,
+                operation: operation.to_owned(),
+                message,
+                attempts: earlier.map_or(1, |b| b.attempts + 1),
+                first_seen: earlier.map_or(now, |b| b.first_seen),
+                last_seen: now,
+                release: None,
+            };
+            held.insert(key.to_owned(), issue);
+        };
         let mut conflicts = Vec::new();
         if two_way && !first {
             let sides_now = |key: &str| Sides {
@@ -329,19 +350,14 @@ impl<S: Store> Engine<S> {
                             .into(),
                         };
                         if decision == Decision::Hold {
-                            held.insert(
-                                key.clone(),
-                                hold(
-                                    before.get(key),
-                                    id,
-                                    key,
-                                    HoldKind::Conflict,
-                                    "conflict".into(),
-                                    format!(
-                                        "changed on both sides: the structure has it {}, the tracker {}; conflictPolicy is manual: keep one side with `trellis troubleshoot {id} --skip {key}` (the tracker's) or `--keep-structure {key}`",
-                                        record.structure_side, record.tracker_side
-                                    ),
-                                    now,
+                            hold(
+                                &mut held,
+                                key,
+                                HoldKind::Conflict,
+                                "conflict",
+                                format!(
+                                    "changed on both sides: the structure has it {}, the tracker {}; conflictPolicy is manual: keep one side with `trellis troubleshoot {id} --skip {key}` (the tracker's) or `--keep-structure {key}`",
+                                    record.structure_side, record.tracker_side
                                 ),
                             );
                         }
@@ -439,36 +455,27 @@ impl<S: Store> Engine<S> {
                 .filter(|k| decisions.get(*k) == Some(&Decision::Push))
                 .collect();
             if pushed.is_empty() {
-                // The tracker's own loop: the planner reports it.
-                break (writes, virtual_snapshot);
+                // A loop the tracker has itself (the planner reports it), or
+                // one held issues make as the structure has them: those are
+                // planned as the tracker has them.
+                let pushes: BTreeMap<String, Decision> = decisions
+                    .iter()
+                    .filter(|(_, d)| **d == Decision::Push)
+                    .map(|(k, d)| (k.clone(), *d))
+                    .collect();
+                break (
+                    writes,
+                    split_exports(&export_ops, &pushes, false, &snapshot).1,
+                );
             }
             for key in pushed {
                 let message = format!(
                     "its row's move in the structure and the tracker's changes together would make a parent loop ({}); change one side, then `trellis troubleshoot {id} --retry {key}`",
                     cycle.join(" → ")
                 );
-                held.insert(
-                    key.clone(),
-                    hold(
-                        before.get(key),
-                        id,
-                        key,
-                        HoldKind::Conflict,
-                        "conflict".into(),
-                        message,
-                        now,
-                    ),
-                );
+                hold(&mut held, key, HoldKind::Conflict, "conflict", message);
                 decisions.insert(key.clone(), Decision::Hold);
             }
-        };
-        // Held issues take part as the structure has them, so that `into`
-        // leaves their rows; a loop that makes is left to the tracker's side.
-        let virtual_snapshot = if virtual_snapshot.parent_cycle().is_some() {
-            let (_, without_holds) = split_exports(&export_ops, &BTreeMap::new(), false, &snapshot);
-            without_holds
-        } else {
-            virtual_snapshot
         };
         let exported = exported.map(|mut planned| {
             for unit in &mut planned.plan.units {
@@ -537,17 +544,12 @@ impl<S: Store> Engine<S> {
             };
             let failed: HashSet<&str> = failures.iter().map(|f| f.issue.as_str()).collect();
             for failure in &failures {
-                held.insert(
-                    failure.issue.clone(),
-                    hold(
-                        before.get(&failure.issue),
-                        id,
-                        &failure.issue,
-                        HoldKind::Error,
-                        failure.operation.clone(),
-                        failure.message.clone(),
-                        now,
-                    ),
+                hold(
+                    &mut held,
+                    &failure.issue,
+                    HoldKind::Error,
+                    &failure.operation,
+                    failure.message.clone(),
                 );
             }
             writes.retain(|op| !failed.contains(op.issue()));
@@ -784,28 +786,5 @@ fn describe_parent(parent: &Option<String>) -> String {
     match parent {
         None => "with no parent".into(),
         Some(parent) => format!("with parent {parent}"),
-    }
-}
-
-/// A held issue, counting attempts from an earlier hold of it.
-fn hold(
-    before: Option<&HeldIssue>,
-    synchronizer: &str,
-    issue: &str,
-    kind: HoldKind,
-    operation: String,
-    message: String,
-    now: jiff::Timestamp,
-) -> HeldIssue {
-    HeldIssue {
-        synchronizer: synchronizer.to_owned(),
-        issue: issue.to_owned(),
-        kind,
-        operation,
-        message,
-        attempts: before.map_or(1, |b| b.attempts + 1),
-        first_seen: before.map_or(now, |b| b.first_seen),
-        last_seen: now,
-        release: None,
     }
 }

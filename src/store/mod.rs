@@ -142,10 +142,10 @@ pub struct Commit<'a> {
 /// incremental pass plans from, refreshed with the issues changed since
 /// `watermark` and fully each `fullResyncAfter`. Every refresh numbers the
 /// rows it changes (`seq`), so each synchronizer finds what changed since
-/// its last pass without reading the tracker again.
+/// its last pass without reading the tracker again. The issues themselves
+/// are read apart ([`Store::mirror_issues`]): a full read replaces them.
 #[derive(Clone, Debug, Default)]
 pub struct Mirror {
-    pub issues: Vec<Issue>,
     pub watermark: Watermark,
     /// The number of the last change to the mirror.
     pub seq: u64,
@@ -301,6 +301,9 @@ pub trait Store {
     fn remembered(&self) -> Result<Vec<StoredResource>, StoreError>;
 
     fn mirror(&self, tracker: &str) -> Result<Mirror, StoreError>;
+
+    /// The mirror's issues, in the tracker's own order.
+    fn mirror_issues(&self, tracker: &str) -> Result<Vec<Issue>, StoreError>;
 
     /// Stores a read of the tracker and the watermark after it; returns the
     /// mirror's new `seq`. Rows whose content did not change keep theirs.

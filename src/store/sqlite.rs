@@ -12,7 +12,7 @@ use super::{
     Baseline, Commit, ConflictRecord, HeldIssue, JobRecord, JobState, JournalEntry, Mirror,
     MirrorRead, PassCommit, Release, Store, StoreError, StoredResource, StoredStructure, SyncState,
 };
-use crate::model::{Forest, Row, RowId, RowItem};
+use crate::model::{Forest, Issue, Row, RowId, RowItem};
 use crate::plan::StructureOp;
 use crate::tracker::Watermark;
 
@@ -401,36 +401,26 @@ impl Store for SqliteStore {
         structure: &str,
         synchronizers: &[String],
     ) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let err = |e: rusqlite::Error| db_error(&path, e);
-        let mut connection = self.connection();
-        let tx = connection
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(err)?;
-        for table in [
-            "structures WHERE id",
-            "rows WHERE structure",
-            "journal WHERE structure",
-            "jobs WHERE structure",
-        ] {
-            tx.execute(&format!("DELETE FROM {table} = ?"), [structure])
-                .map_err(err)?;
-        }
-        for synchronizer in synchronizers {
-            for table in ["baselines", "sync_state", "held_issues", "conflicts"] {
-                tx.execute(
-                    &format!("DELETE FROM {table} WHERE synchronizer = ?"),
-                    [synchronizer],
-                )
-                .map_err(err)?;
+        self.write(|tx| {
+            for table in [
+                "structures WHERE id",
+                "rows WHERE structure",
+                "journal WHERE structure",
+                "jobs WHERE structure",
+                "structure_holds WHERE structure",
+            ] {
+                tx.execute(&format!("DELETE FROM {table} = ?"), [structure])?;
             }
-        }
-        tx.execute(
-            "DELETE FROM structure_holds WHERE structure = ?",
-            [structure],
-        )
-        .map_err(err)?;
-        tx.commit().map_err(err)
+            for synchronizer in synchronizers {
+                for table in ["baselines", "sync_state", "held_issues", "conflicts"] {
+                    tx.execute(
+                        &format!("DELETE FROM {table} WHERE synchronizer = ?"),
+                        [synchronizer],
+                    )?;
+                }
+            }
+            Ok(())
+        })
     }
 
     fn commit(&mut self, commit: &Commit) -> Result<u64, StoreError> {
@@ -576,11 +566,7 @@ impl Store for SqliteStore {
     }
 
     fn record_jobs(&mut self, jobs: &[JobRecord]) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let mut connection = self.connection();
-        let tx = connection.transaction().map_err(|e| db_error(&path, e))?;
-        insert_jobs(&tx, jobs).map_err(|e| db_error(&path, e))?;
-        tx.commit().map_err(|e| db_error(&path, e))
+        self.write(|tx| insert_jobs(tx, jobs).map(|_| ()))
     }
 
     fn last_jobs(&self) -> Result<Vec<JobRecord>, StoreError> {
@@ -640,31 +626,23 @@ impl Store for SqliteStore {
     }
 
     fn baselines(&self, synchronizer: &str) -> Result<Vec<Baseline>, StoreError> {
-        let connection = self.connection();
-        let mut statement = connection
-            .prepare("SELECT body FROM baselines WHERE synchronizer = ? ORDER BY issue")
-            .map_err(|e| self.error(e))?;
-        let baselines = statement
-            .query_map([synchronizer], |r| json(r.get(0)?))
-            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-            .map_err(|e| self.error(e))?;
-        Ok(baselines)
+        self.json_rows(
+            "SELECT body FROM baselines WHERE synchronizer = ? ORDER BY issue",
+            synchronizer,
+        )
     }
 
     fn remember(&mut self, resources: &[StoredResource]) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let err = |e: rusqlite::Error| db_error(&path, e);
-        let mut connection = self.connection();
-        let tx = connection.transaction().map_err(err)?;
-        tx.execute("DELETE FROM resources", []).map_err(err)?;
-        for r in resources {
-            tx.execute(
-                "INSERT INTO resources (kind, id, body) VALUES (?1, ?2, ?3)",
-                params![r.kind, r.id, r.body],
-            )
-            .map_err(err)?;
-        }
-        tx.commit().map_err(err)
+        self.write(|tx| {
+            tx.execute("DELETE FROM resources", [])?;
+            for r in resources {
+                tx.execute(
+                    "INSERT INTO resources (kind, id, body) VALUES (?1, ?2, ?3)",
+                    params![r.kind, r.id, r.body],
+                )?;
+            }
+            Ok(())
+        })
     }
 
     fn remembered(&self) -> Result<Vec<StoredResource>, StoreError> {
@@ -703,17 +681,19 @@ impl Store for SqliteStore {
             .map(timestamp)
             .transpose()
             .map_err(|e| self.error(e))?;
-        // In the tracker's own order, as a full read gives them.
-        let issues = self.json_rows(
-            "SELECT issue FROM mirror WHERE tracker = ? AND issue IS NOT NULL ORDER BY ord",
-            tracker,
-        )?;
         Ok(Mirror {
-            issues,
             watermark,
             seq,
             full_read,
         })
+    }
+
+    fn mirror_issues(&self, tracker: &str) -> Result<Vec<Issue>, StoreError> {
+        // In the tracker's own order, as a full read gives them.
+        self.json_rows(
+            "SELECT issue FROM mirror WHERE tracker = ? AND issue IS NOT NULL ORDER BY ord",
+            tracker,
+        )
     }
 
     fn refresh_mirror(
