@@ -330,3 +330,35 @@ fn manual_edits_are_refused_while_a_resync_holds_the_structure() {
     );
     assert_eq!(row_parent(&ws, "PLAT-11").as_deref(), Some("PLAT-1"));
 }
+
+#[test]
+fn wrong_names_and_keys_change_nothing_not_even_the_store() {
+    let ws = Workspace::new();
+    ws.trellis()
+        .args(["sync", "--once", "-f", "quickstart", "nope"])
+        .assert()
+        .code(2)
+        .stderr(contains("synchronizer default/nope is not declared"));
+    ws.trellis()
+        .args([
+            "troubleshoot",
+            "children",
+            "-f",
+            "quickstart",
+            "--skip",
+            "PLAT-1",
+        ])
+        .assert()
+        .code(2)
+        .stderr(contains(
+            "PLAT-1 is not held by default/children; nothing was changed",
+        ));
+    ws.trellis()
+        .args(["troubleshoot", "children", "-f", "quickstart", "--restart"])
+        .assert()
+        .code(2)
+        .stderr(contains(
+            "was not stopped by the cycle guard; nothing was changed",
+        ));
+    assert!(!ws.state().exists(), "no store was made");
+}

@@ -58,9 +58,17 @@ pub async fn sync(
     once: bool,
     output: OutputFormat,
 ) -> anyhow::Result<ExitCode> {
+    // Wrong declarations or names are refused before the store is made.
+    let mut loaded = Some(Catalog::load(files)?);
+    if let Some(catalog) = &loaded {
+        selected(catalog, names)?;
+    }
     let mut engine = Engine::new(SqliteStore::open(state)?, author());
     loop {
-        let catalog = Catalog::load(files)?;
+        let catalog = match loaded.take() {
+            Some(catalog) => catalog,
+            None => Catalog::load(files)?,
+        };
         let now = jiff::Timestamp::now();
         let mut next = now + jiff::SignedDuration::try_from(LOOK_AGAIN)?;
         let mut failed = false;
@@ -207,23 +215,39 @@ pub async fn troubleshoot(
     actions: Actions,
     output: OutputFormat,
 ) -> anyhow::Result<ExitCode> {
-    let mut store = SqliteStore::open(state)?;
-    let catalog = catalog_or_remembered(&store, files)?;
+    // Read-only until every action is known to apply: a wrong name or key
+    // changes nothing, not even by creating the store.
+    let reader = SqliteStore::open_read_only(state)?;
+    let catalog = catalog_or_remembered(&reader, files)?;
     let id = &declared(&catalog, name)?;
-    for (keys, release) in [
+    let releases: Vec<(&String, Option<Release>)> = [
         (&actions.retry, Some(Release::Retry)),
         (&actions.skip, None),
         (&actions.keep_structure, Some(Release::KeepStructure)),
-    ] {
-        for key in keys {
-            if !store.release_issue(id, key, release)? {
-                bail!("{key} is not held by {id}; nothing was changed");
-            }
+    ]
+    .into_iter()
+    .flat_map(|(keys, release)| keys.iter().map(move |key| (key, release)))
+    .collect();
+    let held = reader.held_issues(id)?;
+    if let Some((key, _)) = releases
+        .iter()
+        .find(|(k, _)| !held.iter().any(|h| &h.issue == *k))
+    {
+        bail!("{key} is not held by {id}; nothing was changed");
+    }
+    if actions.restart && reader.sync_state(id)?.stopped.is_none() {
+        bail!("{id} was not stopped by the cycle guard; nothing was changed");
+    }
+    if !releases.is_empty() || actions.restart {
+        let mut store = SqliteStore::open(state)?;
+        for (key, release) in releases {
+            store.release_issue(id, key, release)?;
+        }
+        if actions.restart {
+            store.restart(id)?;
         }
     }
-    if actions.restart {
-        store.restart(id)?;
-    }
+    let store = reader;
     let sync = catalog.synchronizer(id).expect("selected");
     let structure = Catalog::referenced(&sync.resource, &sync.resource.spec.structure_ref.name);
     let tracker = catalog
