@@ -8,15 +8,18 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
+
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder};
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::metrics::Metrics;
+use super::readiness::Readiness;
 use crate::engine::{Credentials, Engine, EngineError};
 use crate::spec::{
     Catalog, Resync, SpecError, Structure, Synchronizer, Tracker, local_issues_file,
@@ -107,12 +110,16 @@ pub struct Context {
     pub stores: Stores,
     /// Whether this replica holds the Lease.
     pub leading: Arc<AtomicBool>,
-    /// Whether every watch has listed its objects once.
-    pub ready: Arc<AtomicBool>,
+    /// Which watches have listed their objects once.
+    pub ready: Arc<Readiness>,
     /// The folder local trackers' files must be in (`--local-trackers`);
     /// none: local trackers are refused in the cluster.
     pub local_root: Option<PathBuf>,
     busy: Mutex<HashSet<String>>,
+    /// Structures whose content a run changed, for the Structure
+    /// controller to report again (taken once by `structure_changes`).
+    changed: UnboundedSender<ObjectRef<Structure>>,
+    changes: Mutex<Option<UnboundedReceiver<ObjectRef<Structure>>>>,
 }
 
 /// A structure's turn: while held, no other run touches the structure.
@@ -139,6 +146,7 @@ impl Context {
         state: &Path,
         stores: Stores,
     ) -> Result<Context, StoreError> {
+        let (changed, changes) = unbounded();
         Ok(Context {
             client,
             recorder,
@@ -150,9 +158,11 @@ impl Context {
             reader: SqliteStore::open(state)?,
             stores,
             leading: Arc::default(),
-            ready: Arc::default(),
+            ready: Arc::new(Readiness::waiting_for(&super::KINDS)),
             local_root: None,
             busy: Mutex::default(),
+            changed,
+            changes: Mutex::new(Some(changes)),
         })
     }
 
@@ -161,7 +171,28 @@ impl Context {
     }
 
     pub fn ready(&self) -> bool {
-        self.ready.load(Ordering::SeqCst)
+        self.ready.is_ready()
+    }
+
+    /// The structures runs changed, as a stream for the Structure
+    /// controller's `reconcile_on` (empty after the first call).
+    pub fn structure_changes(&self) -> UnboundedReceiver<ObjectRef<Structure>> {
+        self.changes
+            .lock()
+            .expect("not poisoned")
+            .take()
+            .unwrap_or_else(|| unbounded().1)
+    }
+
+    /// Asks for the status of structure `id` (`namespace/name`) to be
+    /// reported again, after a run changed its content.
+    pub fn structure_changed(&self, id: &str) {
+        if let Some((namespace, name)) = id.split_once('/') {
+            // Nobody listening (the tests) is fine: the refresh comes later.
+            let _ = self
+                .changed
+                .unbounded_send(ObjectRef::new(name).within(namespace));
+        }
     }
 
     /// The store, for reads.

@@ -4,7 +4,6 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use http_body_util::Full;
 use hyper::body::Bytes;
@@ -12,11 +11,12 @@ use hyper::{Response, StatusCode};
 use hyper_util::rt::TokioIo;
 
 use super::metrics::Metrics;
+use super::readiness::Readiness;
 
 pub async fn serve(
     address: SocketAddr,
     metrics: Arc<Metrics>,
-    ready: Arc<AtomicBool>,
+    ready: Arc<Readiness>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(address).await?;
@@ -43,14 +43,14 @@ pub async fn serve(
     }
 }
 
-fn answer(path: &str, metrics: &Metrics, ready: &AtomicBool) -> Response<Full<Bytes>> {
+fn answer(path: &str, metrics: &Metrics, ready: &Readiness) -> Response<Full<Bytes>> {
     let (status, body) = match path {
         "/metrics" => (StatusCode::OK, metrics.encode()),
         "/healthz" => (StatusCode::OK, "ok\n".to_owned()),
-        "/readyz" if ready.load(Ordering::Relaxed) => (StatusCode::OK, "ready\n".to_owned()),
+        "/readyz" if ready.is_ready() => (StatusCode::OK, "ready\n".to_owned()),
         "/readyz" => (
             StatusCode::SERVICE_UNAVAILABLE,
-            "watches not synced yet\n".to_owned(),
+            format!("watches not synced yet: {}\n", ready.waiting().join(", ")),
         ),
         _ => (StatusCode::NOT_FOUND, "not found\n".to_owned()),
     };
@@ -65,7 +65,7 @@ mod tests {
 
     use super::*;
 
-    async fn get(path: &str, metrics: &Metrics, ready: &AtomicBool) -> (StatusCode, String) {
+    async fn get(path: &str, metrics: &Metrics, ready: &Readiness) -> (StatusCode, String) {
         let response = answer(path, metrics, ready);
         let status = response.status();
         let body = response.into_body().collect().await.unwrap().to_bytes();
@@ -91,13 +91,16 @@ mod tests {
             })
             .inc();
         metrics.count_operations(&crate::plan::Summary::default());
-        let ready = AtomicBool::new(false);
+        let ready = Readiness::waiting_for(&["Tracker"]);
         assert_eq!(get("/healthz", &metrics, &ready).await.0, StatusCode::OK);
         assert_eq!(
-            get("/readyz", &metrics, &ready).await.0,
-            StatusCode::SERVICE_UNAVAILABLE
+            get("/readyz", &metrics, &ready).await,
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "watches not synced yet: Tracker\n".to_owned()
+            )
         );
-        ready.store(true, Ordering::Relaxed);
+        ready.synced("Tracker");
         assert_eq!(get("/readyz", &metrics, &ready).await.0, StatusCode::OK);
         let (status, text) = get("/metrics", &metrics, &ready).await;
         assert_eq!(status, StatusCode::OK);

@@ -13,6 +13,7 @@ mod context;
 mod http;
 mod leader;
 mod metrics;
+mod readiness;
 mod resync;
 mod structure;
 mod synchronizer;
@@ -21,13 +22,12 @@ mod tracker;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::StreamExt;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 
@@ -35,6 +35,7 @@ pub use conditions::{Health, State};
 pub use context::{Context, Error, Stores};
 pub use leader::LeaseSettings;
 pub use metrics::Metrics;
+pub use readiness::Readiness;
 
 use crate::spec::{Resync, Structure, Synchronizer, Tracker};
 
@@ -75,11 +76,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot list Trackers ({e}): are the CRDs installed (`kubectl apply -k deploy/`) and may this account list them?"))?;
 
-    let config = watcher::Config::default();
-    let tracker_controller = Controller::new(trackers, config.clone());
-    let structure_controller = Controller::new(structures, config.clone());
-    let synchronizer_controller = Controller::new(synchronizers, config.clone());
-    let resync_controller = Controller::new(resyncs, config);
+    let readiness = Arc::new(Readiness::waiting_for(&KINDS));
+    let tracker_controller = watched(trackers, "Tracker", &readiness);
+    let structure_controller = watched(structures, "Structure", &readiness);
+    let synchronizer_controller = watched(synchronizers, "Synchronizer", &readiness);
+    let resync_controller = watched(resyncs, "Resync", &readiness);
     let stores = Stores {
         trackers: tracker_controller.store(),
         structures: structure_controller.store(),
@@ -93,27 +94,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             instance: Some(settings.lease.identity.clone()),
         },
     );
-    let mut context = Context::new(client.clone(), recorder, &settings.state, stores.clone())?;
+    let mut context = Context::new(client.clone(), recorder, &settings.state, stores)?;
     context.local_root = settings.local_trackers;
+    context.ready = readiness;
+    let structure_changes = context.structure_changes();
     let ctx = Arc::new(context);
-
-    // Reconciles wait until every watch has listed once: a Synchronizer must
-    // not be judged before its Structure is known.
-    tokio::spawn({
-        let ready = ctx.ready.clone();
-        async move {
-            let synced = async {
-                stores.trackers.wait_until_ready().await?;
-                stores.structures.wait_until_ready().await?;
-                stores.synchronizers.wait_until_ready().await?;
-                stores.resyncs.wait_until_ready().await
-            };
-            if synced.await.is_ok() {
-                ready.store(true, Ordering::SeqCst);
-                tracing::info!("watches synced");
-            }
-        }
-    });
+    // A run that changed a structure's content asks for its status to
+    // follow now, not at the next refresh.
+    let structure_controller = structure_controller.reconcile_on(structure_changes);
 
     // SIGTERM stops the controllers (in-flight runs finish); only then do
     // the leader step down and the HTTP server stop, so that no other
@@ -179,6 +167,33 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     };
     let (_, served, ()) = tokio::join!(leader, server, controllers);
     served
+}
+
+/// The four kinds, as the readiness and metrics name them.
+const KINDS: [&str; 4] = ["Tracker", "Structure", "Synchronizer", "Resync"];
+
+/// A controller over its own watch, which reports its first full list to
+/// `readiness` itself (see readiness.rs for why nobody waits on the store).
+fn watched<K>(api: Api<K>, kind: &'static str, readiness: &Arc<Readiness>) -> Controller<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let readiness = readiness.clone();
+    let objects = reflector(writer, watcher(api, watcher::Config::default()))
+        .inspect(move |event| {
+            if let Ok(watcher::Event::InitDone) = event {
+                readiness.synced(kind);
+            }
+        })
+        .applied_objects();
+    Controller::for_stream(objects, reader)
 }
 
 /// Runs one kind's controller until shutdown, counting and timing each

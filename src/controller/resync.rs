@@ -175,6 +175,7 @@ pub async fn reconcile(resync: Arc<Resync>, ctx: Arc<Context>) -> Result<Action,
         Ok(_) => {
             drop(engine);
             ctx.metrics.count_operations(&summary);
+            ctx.structure_changed(&chain.structure);
             ctx.event(
                 &*resync,
                 false,

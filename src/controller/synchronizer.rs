@@ -123,6 +123,7 @@ async fn run(sync: Arc<Synchronizer>, ctx: &Context) -> Result<Action, Error> {
         }
         Ok(pass) => {
             ctx.metrics.count_operations(&pass.summary);
+            ctx.structure_changed(&structure);
             next.phase = Some("Running".into());
             next.last_sync = Some(started.to_string());
             next.errors = pass.held.iter().map(issue_error).collect();

@@ -106,7 +106,9 @@ impl World {
         )
         .unwrap();
         ctx.leading.store(true, Ordering::SeqCst);
-        ctx.ready.store(true, Ordering::SeqCst);
+        for kind in super::KINDS {
+            ctx.ready.synced(kind);
+        }
         ctx.local_root = Some(self.dir.path().to_owned());
         (Arc::new(ctx), handle)
     }
