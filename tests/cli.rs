@@ -879,3 +879,70 @@ fn undo_of_an_unknown_job_says_so_and_writes_nothing() {
         .stderr(contains("there is no job 999"));
     assert!(!ws.state().exists(), "no store created");
 }
+
+// ------------------------------------------------------------ hostile use
+
+#[test]
+fn applying_an_empty_directory_or_file_is_refused_unless_allowed() {
+    let ws = Workspace::new();
+    ws.apply();
+    std::fs::create_dir(ws.path("empty")).unwrap();
+    ws.write("empty.yaml", "");
+    for empty in ["empty", "empty.yaml"] {
+        ws.trellis()
+            .args(["apply", "-f", empty])
+            .assert()
+            .code(2)
+            .stderr(contains(format!("{empty} declares no Structure")))
+            .stderr(contains("--allow-empty"));
+    }
+    ws.trellis()
+        .args(["show", "roadmap"])
+        .assert()
+        .success()
+        .stdout(contains("PLAT-1 [Epic] Billing revamp"));
+    ws.trellis()
+        .args(["apply", "--allow-empty", "-f", "empty"])
+        .assert()
+        .success();
+    ws.trellis()
+        .args(["show", "roadmap"])
+        .assert()
+        .code(2)
+        .stderr(contains("no declarations applied yet"));
+}
+
+#[test]
+fn a_reader_that_stops_early_ends_trellis_quietly() {
+    let ws = Workspace::new();
+    ws.apply();
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin!("trellis"))
+        .current_dir(ws.path("."))
+        .env("TRELLIS_STATE", ws.state())
+        .args(["show", "roadmap"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Closed before Trellis writes: its first write meets a broken pipe.
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+}
+
+#[test]
+fn logs_written_to_a_file_have_no_colours() {
+    let ws = Workspace::new();
+    let output = ws
+        .trellis()
+        .env("RUST_LOG", "trace")
+        .env_remove("NO_COLOR")
+        .args(["plan", "-f", "quickstart"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.is_empty(), "trace logs something");
+    assert!(!stderr.contains('\x1b'), "{stderr}");
+}
