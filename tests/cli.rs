@@ -946,3 +946,47 @@ fn logs_written_to_a_file_have_no_colours() {
     assert!(!stderr.is_empty(), "trace logs something");
     assert!(!stderr.contains('\x1b'), "{stderr}");
 }
+
+#[test]
+fn a_symbolic_link_loop_in_a_directory_is_one_clear_error() {
+    let ws = Workspace::new();
+    std::fs::create_dir_all(ws.path("quickstart/sub")).unwrap();
+    std::os::unix::fs::symlink(".", ws.path("quickstart/self")).unwrap();
+    std::os::unix::fs::symlink("..", ws.path("quickstart/sub/up")).unwrap();
+    let assert = ws
+        .trellis()
+        .args(["apply", "-f", "quickstart"])
+        .timeout(std::time::Duration::from_secs(20))
+        .assert()
+        .code(2)
+        .stderr(contains("quickstart/self: symbolic link loop"))
+        .stderr(contains("quickstart/sub/up: symbolic link loop"))
+        .stderr(contains("2 errors in the declarations; nothing was changed"));
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert!(!stderr.contains("declared twice"), "{stderr}");
+    assert!(!ws.state().exists());
+}
+
+#[test]
+fn a_loop_between_linked_files_is_named_as_such() {
+    let ws = Workspace::new();
+    std::fs::create_dir(ws.path("d")).unwrap();
+    std::os::unix::fs::symlink("b.yaml", ws.path("d/a.yaml")).unwrap();
+    std::os::unix::fs::symlink("a.yaml", ws.path("d/b.yaml")).unwrap();
+    ws.trellis()
+        .args(["apply", "-f", "d"])
+        .assert()
+        .code(2)
+        .stderr(contains("d/a.yaml: is a symbolic link that cannot be followed"))
+        .stderr(contains("no such file").not());
+}
+
+#[test]
+fn two_links_to_one_directory_read_it_once() {
+    let ws = Workspace::new();
+    std::os::unix::fs::symlink("quickstart", ws.path("again")).unwrap();
+    ws.trellis()
+        .args(["validate", "-f", "quickstart", "-f", "again"])
+        .assert()
+        .success();
+}
