@@ -131,6 +131,11 @@ impl LocalTracker {
         let permissions = std::fs::metadata(&target)
             .map_err(|e| self.error(format!("cannot read its permissions: {e}")))?
             .permissions();
+        // The rename would replace a file its owner made read-only (even
+        // running as root): that mode is a request not to write it.
+        if permissions.readonly() {
+            return Err(self.error(READ_ONLY));
+        }
         let file_name = target
             .file_name()
             .and_then(|n| n.to_str())
@@ -167,6 +172,11 @@ impl LocalTracker {
                 self.path.display()
             )
         };
+        let metadata =
+            std::fs::metadata(&self.path).map_err(|e| describe("have its mode read", e))?;
+        if metadata.permissions().readonly() {
+            return Err(format!("{}: {READ_ONLY}", self.path.display()));
+        }
         std::fs::OpenOptions::new()
             .write(true)
             .open(&self.path)
@@ -177,6 +187,8 @@ impl LocalTracker {
         std::fs::remove_file(&probe).map_err(|e| describe("have a file removed next to it", e))
     }
 }
+
+const READ_ONLY: &str = "the file is read-only, so Trellis does not write it and nothing was changed; make it writable (chmod u+w) to let Trellis change issues";
 
 /// Who runs Trellis, for messages.
 fn whoami() -> String {
