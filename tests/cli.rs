@@ -990,3 +990,37 @@ fn two_links_to_one_directory_read_it_once() {
         .assert()
         .success();
 }
+
+#[test]
+fn a_local_query_naming_an_unknown_field_is_refused_with_a_suggestion() {
+    let ws = Workspace::new();
+    ws.apply();
+    ws.edit(
+        "quickstart/trellis.yaml",
+        "query: project = PLAT and",
+        "query: projekt = PLAT and",
+    );
+    let before = ws.store().structure("default/roadmap").unwrap().version;
+    ws.trellis()
+        .args(["apply", "-f", "quickstart"])
+        .assert()
+        .code(2)
+        .stderr(contains("column 1: `projekt` is not a field"))
+        .stderr(contains("did you mean `project`?"))
+        .stderr(contains("quickstart/trellis.yaml:46: spec.filter.query"));
+    assert_eq!(
+        ws.store().structure("default/roadmap").unwrap().version,
+        before,
+        "nothing was removed"
+    );
+    // A custom field that some issue has is fine, and `fields.` reaches one no issue has yet.
+    ws.edit(
+        "quickstart/trellis.yaml",
+        "query: projekt = PLAT and",
+        "query: fields.projekt is empty and project = PLAT and",
+    );
+    ws.trellis()
+        .args(["plan", "-f", "quickstart"])
+        .assert()
+        .code(0);
+}

@@ -164,6 +164,21 @@ fn parse(query: &str) -> Result<Query, TrackerError> {
     })
 }
 
+/// A query naming a field no issue of the file has would match nothing,
+/// and a filter with `remove` would then empty its part of the structure.
+fn check_fields(parsed: &Query, query: &str, snapshot: &Snapshot) -> Result<(), TrackerError> {
+    let known: std::collections::BTreeSet<&str> = snapshot
+        .issues()
+        .flat_map(|issue| issue.fields.keys().map(String::as_str))
+        .collect();
+    parsed
+        .check_fields(known.iter().copied())
+        .map_err(|e| TrackerError::Query {
+            query: query.to_owned(),
+            message: e.to_string(),
+        })
+}
+
 impl LocalTracker {
     fn writable(&self) -> Result<(), String> {
         let describe = |what: &str, e: std::io::Error| {
@@ -220,6 +235,7 @@ impl Tracker for LocalTracker {
     async fn search(&self, query: &str) -> Result<HashSet<String>, TrackerError> {
         let parsed = parse(query)?;
         let snapshot = self.last_read(|read| read.snapshot.clone())?;
+        check_fields(&parsed, query, &snapshot)?;
         Ok(snapshot
             .issues()
             .filter(|i| parsed.matches(i))
@@ -234,6 +250,7 @@ impl Tracker for LocalTracker {
     ) -> Result<HashSet<String>, TrackerError> {
         let parsed = parse(query)?;
         let snapshot = self.last_read(|read| read.snapshot.clone())?;
+        check_fields(&parsed, query, &snapshot)?;
         Ok(keys
             .iter()
             .filter(|k| snapshot.get(k).is_some_and(|i| parsed.matches(i)))
