@@ -879,3 +879,148 @@ fn undo_of_an_unknown_job_says_so_and_writes_nothing() {
         .stderr(contains("there is no job 999"));
     assert!(!ws.state().exists(), "no store created");
 }
+
+// ------------------------------------------------------------ hostile use
+
+#[test]
+fn applying_an_empty_directory_or_file_is_refused_unless_allowed() {
+    let ws = Workspace::new();
+    ws.apply();
+    std::fs::create_dir(ws.path("empty")).unwrap();
+    ws.write("empty.yaml", "");
+    for empty in ["empty", "empty.yaml"] {
+        ws.trellis()
+            .args(["apply", "-f", empty])
+            .assert()
+            .code(2)
+            .stderr(contains(format!("{empty} declares no Structure")))
+            .stderr(contains("--allow-empty"));
+    }
+    ws.trellis()
+        .args(["show", "roadmap"])
+        .assert()
+        .success()
+        .stdout(contains("PLAT-1 [Epic] Billing revamp"));
+    ws.trellis()
+        .args(["apply", "--allow-empty", "-f", "empty"])
+        .assert()
+        .success();
+    ws.trellis()
+        .args(["show", "roadmap"])
+        .assert()
+        .code(2)
+        .stderr(contains("no declarations applied yet"));
+}
+
+#[test]
+fn a_reader_that_stops_early_ends_trellis_quietly() {
+    let ws = Workspace::new();
+    ws.apply();
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin!("trellis"))
+        .current_dir(ws.path("."))
+        .env("TRELLIS_STATE", ws.state())
+        .args(["show", "roadmap"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Closed before Trellis writes: its first write meets a broken pipe.
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+}
+
+#[test]
+fn logs_written_to_a_file_have_no_colours() {
+    let ws = Workspace::new();
+    let output = ws
+        .trellis()
+        .env("RUST_LOG", "trace")
+        .env_remove("NO_COLOR")
+        .args(["plan", "-f", "quickstart"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.is_empty(), "trace logs something");
+    assert!(!stderr.contains('\x1b'), "{stderr}");
+}
+
+#[test]
+fn a_symbolic_link_loop_in_a_directory_is_one_clear_error() {
+    let ws = Workspace::new();
+    std::fs::create_dir_all(ws.path("quickstart/sub")).unwrap();
+    std::os::unix::fs::symlink(".", ws.path("quickstart/self")).unwrap();
+    std::os::unix::fs::symlink("..", ws.path("quickstart/sub/up")).unwrap();
+    let assert = ws
+        .trellis()
+        .args(["apply", "-f", "quickstart"])
+        .timeout(std::time::Duration::from_secs(20))
+        .assert()
+        .code(2)
+        .stderr(contains("quickstart/self: symbolic link loop"))
+        .stderr(contains("quickstart/sub/up: symbolic link loop"))
+        .stderr(contains("2 errors in the declarations; nothing was changed"));
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert!(!stderr.contains("declared twice"), "{stderr}");
+    assert!(!ws.state().exists());
+}
+
+#[test]
+fn a_loop_between_linked_files_is_named_as_such() {
+    let ws = Workspace::new();
+    std::fs::create_dir(ws.path("d")).unwrap();
+    std::os::unix::fs::symlink("b.yaml", ws.path("d/a.yaml")).unwrap();
+    std::os::unix::fs::symlink("a.yaml", ws.path("d/b.yaml")).unwrap();
+    ws.trellis()
+        .args(["apply", "-f", "d"])
+        .assert()
+        .code(2)
+        .stderr(contains("d/a.yaml: is a symbolic link that cannot be followed"))
+        .stderr(contains("no such file").not());
+}
+
+#[test]
+fn two_links_to_one_directory_read_it_once() {
+    let ws = Workspace::new();
+    std::os::unix::fs::symlink("quickstart", ws.path("again")).unwrap();
+    ws.trellis()
+        .args(["validate", "-f", "quickstart", "-f", "again"])
+        .assert()
+        .success();
+}
+
+#[test]
+fn a_local_query_naming_an_unknown_field_is_refused_with_a_suggestion() {
+    let ws = Workspace::new();
+    ws.apply();
+    ws.edit(
+        "quickstart/trellis.yaml",
+        "query: project = PLAT and",
+        "query: projekt = PLAT and",
+    );
+    let before = ws.store().structure("default/roadmap").unwrap().version;
+    ws.trellis()
+        .args(["apply", "-f", "quickstart"])
+        .assert()
+        .code(2)
+        .stderr(contains("column 1: `projekt` is not a field"))
+        .stderr(contains("did you mean `project`?"))
+        .stderr(contains("quickstart/trellis.yaml:46: spec.filter.query"));
+    assert_eq!(
+        ws.store().structure("default/roadmap").unwrap().version,
+        before,
+        "nothing was removed"
+    );
+    // A custom field that some issue has is fine, and `fields.` reaches one no issue has yet.
+    ws.edit(
+        "quickstart/trellis.yaml",
+        "query: projekt = PLAT and",
+        "query: fields.projekt is empty and project = PLAT and",
+    );
+    ws.trellis()
+        .args(["plan", "-f", "quickstart"])
+        .assert()
+        .code(0);
+}

@@ -1,5 +1,22 @@
 //! The `trellis` command line: a thin shell over the engine.
 
+/// `print!` that returns the write error instead of panicking: when stdout
+/// is a pipe closed early (`trellis show big | head -1`) the command stops
+/// there, and `main` ends it quietly.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        std::io::Write::write_fmt(&mut std::io::stdout(), format_args!($($arg)*))?
+    };
+}
+
+/// `println!` as `out!` does it.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        out!($($arg)*);
+        out!("\n");
+    }};
+}
+
 mod markdown;
 mod render;
 mod sync;
@@ -123,6 +140,10 @@ enum Command {
         files: Vec<PathBuf>,
         #[command(flatten)]
         approve: Approve,
+        /// Apply even if the files declare no Structure: the declarations
+        /// remembered for `show` and `status` become that empty set.
+        #[arg(long, requires = "files")]
+        allow_empty: bool,
     },
     /// Run one synchronizer once, in one direction.
     Resync {
@@ -293,8 +314,10 @@ pub fn main() -> ExitCode {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| default_level.into());
+    // Colour only for a person at a terminal: a log file keeps plain text.
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal() && render::colour_wanted())
         .with_writer(std::io::stderr);
     if json {
         logs.json().init();
@@ -307,12 +330,22 @@ pub fn main() -> ExitCode {
         .expect("a single-threaded runtime starts");
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
+        // The reader went away (`| head`): nothing is left to tell, as ripgrep does.
+        Err(error) if closed_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
             // Engine errors already carry their causes in their message.
             eprintln!("error: {error}");
             ExitCode::from(2)
         }
     }
+}
+
+fn closed_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -334,12 +367,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Crds => {
-            print!("{}", crate::spec::crds_yaml());
+            out!("{}", crate::spec::crds_yaml());
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate(files) => {
             let catalog = Catalog::load(&files.files)?;
-            println!(
+            outln!(
                 "valid: {} Tracker(s), {} Structure(s), {} Synchronizer(s), {} Resync(s)",
                 catalog.trackers.len(),
                 catalog.structures.len(),
@@ -371,9 +404,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             match output {
                 PlanFormat::Text => {
                     for resync in &resyncs {
-                        print!("{}", resync.text(&apply_files, terminal));
+                        out!("{}", resync.text(&apply_files, terminal));
                     }
-                    print!("{}", render::plan_text(&run.set, Some(&apply), terminal));
+                    out!("{}", render::plan_text(&run.set, Some(&apply), terminal));
                 }
                 PlanFormat::Markdown => {
                     let replan = render::command("plan", &files.files);
@@ -388,7 +421,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     comments.extend(markdown::plan_comments(&run.set, &apply, &replan));
                     match comment_dir {
                         Some(dir) => write_comments(&dir, &comments)?,
-                        None => print!("{}", comments.join("\n")),
+                        None => out!("{}", comments.join("\n")),
                     }
                 }
                 PlanFormat::Json => {
@@ -403,7 +436,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                             })
                             .collect(),
                     };
-                    println!("{}", serde_json::to_string_pretty(&output)?);
+                    outln!("{}", serde_json::to_string_pretty(&output)?);
                 }
             }
             // Shown in full, but a plan that cannot be applied is an error.
@@ -421,8 +454,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Apply {
             plan: Some(plan), ..
         } => apply_saved(&cli.state, &plan).await,
-        Command::Apply { files, approve, .. } => {
-            sync(&cli.state, &files, None, approve.approve).await
+        Command::Apply {
+            files,
+            approve,
+            allow_empty,
+            ..
+        } => {
+            let catalog = Catalog::load(&files)?;
+            if catalog.structures.is_empty() && !allow_empty {
+                bail!(
+                    "{} declare{} no Structure; applying it would forget the declarations last applied (what `show`, `status` and `history` read); nothing was changed: pass the right -f PATH, or add --allow-empty if that is what you mean",
+                    render::paths(&files),
+                    if files.len() == 1 { "s" } else { "" }
+                );
+            }
+            sync(&cli.state, catalog, &files, None, approve.approve).await
         }
         Command::Resync {
             synchronizer,
@@ -432,6 +478,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             sync(
                 &cli.state,
+                Catalog::load(&files.files)?,
                 &files.files,
                 Some((synchronizer, direction)),
                 approve.approve,
@@ -445,6 +492,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             sync(
                 &cli.state,
+                Catalog::load(&files.files)?,
                 &files.files,
                 Some((synchronizer, Direction::Into)),
                 approve.approve,
@@ -458,6 +506,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             sync(
                 &cli.state,
+                Catalog::load(&files.files)?,
                 &files.files,
                 Some((synchronizer, Direction::From)),
                 approve.approve,
@@ -489,11 +538,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
             }
             match output {
-                ShowFormat::Text => print!("{}", render::outline(&sections)),
+                ShowFormat::Text => out!("{}", render::outline(&sections)),
                 ShowFormat::Yaml => {
-                    print!("{}", serde_saphyr::to_string(&render::tree(&sections))?)
+                    out!("{}", serde_saphyr::to_string(&render::tree(&sections))?)
                 }
-                ShowFormat::Json => println!(
+                ShowFormat::Json => outln!(
                     "{}",
                     serde_json::to_string_pretty(&render::tree(&sections))?
                 ),
@@ -523,8 +572,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let id = structure_id(&catalog, &structure)?;
             let entries = crate::engine::history(&store, &id)?;
             match output {
-                OutputFormat::Text => print!("{}", render::history_table(&entries)),
-                OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&entries)?),
+                OutputFormat::Text => out!("{}", render::history_table(&entries)),
+                OutputFormat::Json => outln!("{}", serde_json::to_string_pretty(&entries)?),
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -542,7 +591,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 };
                 views.insert(id, view);
             }
-            print!(
+            out!(
                 "{}",
                 render::status_table(&catalog, &store.last_jobs()?, &views)
             );
@@ -582,7 +631,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let catalog = catalog_or_remembered(engine.store(), &[])?;
             let id = structure_id(&catalog, &structure)?;
             let version = engine.move_row(&id, &key, under.as_deref(), after.as_deref())?;
-            println!("moved {key} in {id}; structure version {version}");
+            outln!("moved {key} in {id}; structure version {version}");
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -592,11 +641,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// the plan is destructive and no hash was given.
 async fn sync(
     state: &std::path::Path,
+    catalog: Catalog,
     files: &[PathBuf],
     resync: Option<(String, Direction)>,
     approve: Option<String>,
 ) -> anyhow::Result<ExitCode> {
-    let catalog = Catalog::load(files)?;
     let scope = match &resync {
         Some((name, direction)) => Scope::resync(&catalog, name, *direction)?,
         None => Scope::Apply,
@@ -623,7 +672,7 @@ async fn approve_and_apply(
     approve: Option<String>,
 ) -> anyhow::Result<ExitCode> {
     let terminal = std::io::stdout().is_terminal();
-    print!("{}", render::plan_text(&run.set, None, terminal));
+    out!("{}", render::plan_text(&run.set, None, terminal));
     run.check_safety()?;
     let approval = match approve {
         Some(hash) => Approval::Hash(hash),
@@ -647,7 +696,7 @@ async fn apply_saved(state: &std::path::Path, path: &std::path::Path) -> anyhow:
     let mut engine = Engine::new(SqliteStore::open(state)?, author());
     let run = plan(&engine, &catalog, &Scope::Apply).await?;
     saved.check(path, &run)?;
-    print!(
+    out!(
         "{}",
         render::plan_text(&run.set, None, std::io::stdout().is_terminal())
     );
@@ -714,7 +763,7 @@ async fn carry_out(
     files: &[PathBuf],
 ) -> anyhow::Result<()> {
     let apply_files = render::command("apply", files);
-    print!(
+    out!(
         "{}",
         resync.text(&apply_files, std::io::stdout().is_terminal())
     );
@@ -770,7 +819,7 @@ async fn apply(
     };
     engine.remember(catalog)?;
     for (structure, version) in applied.structures {
-        println!("applied: {structure} is at version {version}");
+        outln!("applied: {structure} is at version {version}");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -792,7 +841,7 @@ fn write_comments(dir: &std::path::Path, comments: &[String]) -> anyhow::Result<
     for (i, comment) in comments.iter().enumerate() {
         let path = dir.join(format!("comment-{}.md", i + 1));
         std::fs::write(&path, comment)?;
-        println!("{}", path.display());
+        outln!("{}", path.display());
     }
     Ok(())
 }
@@ -821,7 +870,7 @@ impl Drop for Progress {
 }
 
 fn confirm(hash: &str) -> anyhow::Result<bool> {
-    print!(
+    out!(
         "This plan is destructive. Type the first 8 characters of its hash ({hash}) to apply it: "
     );
     std::io::stdout().flush()?;

@@ -22,8 +22,24 @@ pub fn command(command: &str, files: &[PathBuf]) -> String {
     format!("trellis {command} {}", files.join(" "))
 }
 
+/// The paths given to `-f`, for messages: `a, b`.
+pub fn paths(files: &[PathBuf]) -> String {
+    let files: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    files.join(", ")
+}
+
+/// Whether colour may be used at all: no-color.org says only a `NO_COLOR`
+/// that is set and not empty turns it off.
+pub fn colour_wanted() -> bool {
+    colour_allowed_by(std::env::var_os("NO_COLOR").as_deref())
+}
+
+fn colour_allowed_by(no_color: Option<&std::ffi::OsStr>) -> bool {
+    no_color.is_none_or(|v| v.is_empty())
+}
+
 fn paint(text: &str, code: &str, colour: bool) -> String {
-    if colour && std::env::var_os("NO_COLOR").is_none() {
+    if colour && colour_wanted() {
         format!("\x1b[{code}m{text}\x1b[0m")
     } else {
         text.to_owned()
@@ -368,4 +384,16 @@ fn table(rows: &[Vec<String>]) -> String {
         let _ = writeln!(out, "{}", cells.join("   ").trim_end());
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_non_empty_no_color_turns_colour_off() {
+        assert!(colour_allowed_by(None));
+        assert!(colour_allowed_by(Some("".as_ref())), "NO_COLOR= is unset");
+        assert!(!colour_allowed_by(Some("1".as_ref())));
+    }
 }

@@ -82,7 +82,7 @@ pub async fn sync(
                 continue;
             }
             match engine.sync_pass(&catalog, &id, now).await {
-                Ok(pass) => print!("{}", report(&pass, output)?),
+                Ok(pass) => out!("{}", report(&pass, output)?),
                 Err(e) if once => return Err(anyhow::anyhow!("{id}: {e}")),
                 // A long-running sync reports a failed pass and goes on:
                 // the next one plans from what this one left.
@@ -302,8 +302,8 @@ pub async fn troubleshoot(
         && findings.held.iter().all(|h| h.release.is_some())
         && findings.stopped.is_none();
     match output {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&findings)?),
-        OutputFormat::Text => print!("{}", findings_text(&findings)?),
+        OutputFormat::Json => outln!("{}", serde_json::to_string_pretty(&findings)?),
+        OutputFormat::Text => out!("{}", findings_text(&findings)?),
     }
     Ok(if healthy {
         ExitCode::SUCCESS

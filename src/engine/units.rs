@@ -8,7 +8,8 @@ use crate::plan::{
     Rule, StatusRollupRule, UndoRule, Unit,
 };
 use crate::spec::{
-    Catalog, Declared, LinkEndSpec, LinkScopeSpec, LinksSpec, RowSpec, Structure, SynchronizerType,
+    Catalog, Declared, LinkEndSpec, LinkScopeSpec, LinksSpec, Origin, RowSpec, Structure,
+    SynchronizerType,
     supported, unsupported_direction,
 };
 use crate::tracker::{AnyTracker, Need, Tracker, TrackerError};
@@ -268,7 +269,24 @@ impl Searches {
         self.results
     }
 
+    /// `query`'s matches; a query the tracker refuses is named by where it
+    /// is declared (`at`: the declaration and its field).
     async fn search(
+        &mut self,
+        tracker: &AnyTracker,
+        query: &str,
+        at: (&Origin, &str),
+    ) -> Result<HashSet<String>, TrackerError> {
+        self.search_in(tracker, query).await.map_err(|e| match e {
+            TrackerError::Query { query, message } => TrackerError::Query {
+                query,
+                message: format!("{message} ({}: {})", at.0.place(at.1), at.1),
+            },
+            other => other,
+        })
+    }
+
+    async fn search_in(
         &mut self,
         tracker: &AnyTracker,
         query: &str,
@@ -309,14 +327,15 @@ pub(super) async fn build(
             ),
             UnitSource::Undo(rule) => (format!("job {}", rule.job), Rule::Undo(rule.clone())),
             UnitSource::Synchronizer { id, .. } => {
-                let spec = &catalog
+                let declared = catalog
                     .synchronizer(id)
-                    .expect("selected from the catalog")
-                    .resource
-                    .spec;
+                    .expect("selected from the catalog");
+                let (spec, origin) = (&declared.resource.spec, &declared.origin);
                 let rule = match (spec.type_, &spec.filter, &spec.status_rollup) {
                     (SynchronizerType::Filter, Some(filter), _) => Rule::Filter(FilterRule {
-                        matches: searches.search(tracker, &filter.query).await?,
+                        matches: searches
+                            .search(tracker, &filter.query, (origin, "spec.filter.query"))
+                            .await?,
                         under: match &filter.under {
                             Some(p) => match (&p.folder, &p.issue) {
                                 (Some(folder), _) => Placement::Folder(folder.clone()),
@@ -336,7 +355,7 @@ pub(super) async fn build(
                             .links
                             .as_ref()
                             .expect("validated: links synchronizers have spec.links");
-                        Rule::Links(links_rule(links, tracker, searches).await?)
+                        Rule::Links(links_rule(links, origin, tracker, searches).await?)
                     }
                     (SynchronizerType::Agile, _, _) => {
                         let agile = spec
@@ -344,7 +363,9 @@ pub(super) async fn build(
                             .as_ref()
                             .expect("validated: agile synchronizers have spec.agile");
                         Rule::Agile(AgileRule {
-                            matches: searches.search(tracker, &agile.query).await?,
+                            matches: searches
+                                .search(tracker, &agile.query, (origin, "spec.agile.query"))
+                                .await?,
                             subtasks: agile.subtasks,
                         })
                     }
@@ -374,15 +395,24 @@ pub(super) async fn build(
 /// The links rule, with its filters run on the tracker.
 async fn links_rule(
     links: &LinksSpec,
+    origin: &Origin,
     tracker: &AnyTracker,
     searches: &mut Searches,
 ) -> Result<LinksRule, TrackerError> {
     let parents = match &links.parent_filter {
-        Some(query) => Some(searches.search(tracker, query).await?),
+        Some(query) => Some(
+            searches
+                .search(tracker, query, (origin, "spec.links.parentFilter"))
+                .await?,
+        ),
         None => None,
     };
     let children = match &links.child_filter {
-        Some(query) => Some(searches.search(tracker, query).await?),
+        Some(query) => Some(
+            searches
+                .search(tracker, query, (origin, "spec.links.childFilter"))
+                .await?,
+        ),
         None => None,
     };
     Ok(LinksRule {

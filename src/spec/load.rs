@@ -149,11 +149,17 @@ pub struct Catalog {
 impl Catalog {
     /// Reads and validates every declaration under `paths`.
     pub fn load(paths: &[PathBuf]) -> Result<Catalog, SpecErrors> {
-        let mut errors = Vec::new();
-        let mut files = Vec::new();
+        let mut collector = Collector {
+            files: Vec::new(),
+            seen: HashSet::new(),
+            errors: Vec::new(),
+        };
         for path in paths {
-            collect_files(path, &mut files, &mut errors);
+            collector.collect(path, &mut Vec::new());
         }
+        let Collector {
+            files, mut errors, ..
+        } = collector;
         let mut parsed: Vec<(PathBuf, Result<Parsed, SpecError>)> = Vec::new();
         for file in files {
             match std::fs::read_to_string(&file) {
@@ -287,26 +293,69 @@ fn file_error(file: &Path, message: String) -> SpecError {
     }
 }
 
-fn collect_files(path: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<SpecError>) {
-    if path.is_dir() {
-        let entries = match std::fs::read_dir(path) {
-            Ok(entries) => entries,
-            Err(e) => {
-                return errors.push(file_error(path, format!("cannot read the directory: {e}")));
-            }
+/// The files under the `-f` paths, each real file and directory once
+/// (by canonical path: two links to one directory read it once). A link to
+/// a directory that contains it would be read forever: it is one error
+/// naming the link, and its contents are not read again.
+struct Collector {
+    files: Vec<PathBuf>,
+    seen: HashSet<PathBuf>,
+    errors: Vec<SpecError>,
+}
+
+impl Collector {
+    fn collect(&mut self, path: &Path, ancestors: &mut Vec<PathBuf>) {
+        let real = match std::fs::canonicalize(path) {
+            Ok(real) => real,
+            Err(e) => return self.unreachable(path, e),
         };
-        let mut children: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-        children.sort();
-        for child in children {
-            let is_yaml = child.extension().is_some_and(|e| e == "yaml" || e == "yml");
-            if child.is_dir() || is_yaml {
-                collect_files(&child, files, errors);
+        if real.is_dir() {
+            if ancestors.contains(&real) {
+                return self.errors.push(file_error(
+                    path,
+                    format!(
+                        "symbolic link loop: this leads back to {}, which contains it; remove the link or pass -f the directories you mean",
+                        real.display()
+                    ),
+                ));
             }
+            if !self.seen.insert(real.clone()) {
+                return;
+            }
+            let entries = match std::fs::read_dir(path) {
+                Ok(entries) => entries,
+                Err(e) => {
+                    return self
+                        .errors
+                        .push(file_error(path, format!("cannot read the directory: {e}")));
+                }
+            };
+            let mut children: Vec<PathBuf> =
+                entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+            children.sort();
+            ancestors.push(real);
+            for child in children {
+                let is_yaml = child.extension().is_some_and(|e| e == "yaml" || e == "yml");
+                if child.is_dir() || is_yaml {
+                    self.collect(&child, ancestors);
+                }
+            }
+            ancestors.pop();
+        } else if self.seen.insert(real) {
+            self.files.push(path.to_path_buf());
         }
-    } else if path.exists() {
-        files.push(path.to_path_buf());
-    } else {
-        errors.push(file_error(path, "no such file or directory".into()));
+    }
+
+    /// A path that cannot be followed: missing, or a link that leads nowhere.
+    fn unreachable(&mut self, path: &Path, error: std::io::Error) {
+        let message = if path.is_symlink() {
+            format!("is a symbolic link that cannot be followed ({error}); fix or remove the link")
+        } else if error.kind() == std::io::ErrorKind::NotFound {
+            "no such file or directory".to_owned()
+        } else {
+            format!("cannot read it: {error}")
+        };
+        self.errors.push(file_error(path, message));
     }
 }
 

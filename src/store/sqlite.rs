@@ -175,6 +175,7 @@ impl SqliteStore {
         };
         store.configure()?;
         let version: usize = store.query_version()?;
+        check_identity(&store.connection(), &store.path, version)?;
         let advice = match version.cmp(&MIGRATIONS.len()) {
             std::cmp::Ordering::Equal => return Ok(store),
             std::cmp::Ordering::Less => "run `trellis apply` once to migrate it",
@@ -193,14 +194,28 @@ impl SqliteStore {
         // WAL lets `trellis status` read while an apply writes; the busy
         // timeout makes a second writer wait instead of failing at once.
         self.connection()
-            .busy_timeout(std::time::Duration::from_secs(10))
+            .busy_timeout(BUSY_TIMEOUT)
             .map_err(|e| self.error(e))?;
-        let _: Option<String> = self
-            .connection()
-            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-            .optional()
-            .map_err(|e| self.error(e))?;
-        Ok(())
+        // Switching a new file to WAL needs it to itself, and SQLite answers
+        // "database is locked" at once rather than calling the busy handler:
+        // several processes opening a new store together retry for as long
+        // as the busy timeout.
+        let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+        loop {
+            let switched: rusqlite::Result<Option<String>> = self
+                .connection()
+                .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+                .optional();
+            match switched {
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::DatabaseBusy
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                other => return other.map(|_| ()).map_err(|e| self.error(e)),
+            }
+        }
     }
 
     fn query_version(&self) -> Result<usize, StoreError> {
@@ -209,32 +224,99 @@ impl SqliteStore {
             .map_err(|e| self.error(e))
     }
 
+    /// Brings the schema up to date and marks the file as a Trellis store.
+    /// Everything is decided again inside one immediate transaction, so that
+    /// two processes opening a new store at once do not both create it: the
+    /// second waits (busy timeout), then finds the schema made.
     fn migrate(&mut self) -> Result<(), StoreError> {
-        let current = self.query_version()?;
+        if self.query_version()? == MIGRATIONS.len() && self.application_id()? == APPLICATION_ID {
+            return Ok(());
+        }
+        let path = self.path.clone();
+        let mut connection = self.connection();
+        let tx = connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| db_error(&path, e))?;
+        let current: usize = tx
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| db_error(&path, e))?;
+        check_identity(&tx, &path, current)?;
         if current > MIGRATIONS.len() {
             return Err(StoreError::Database {
-                path: self.path.clone(),
+                path,
                 message: format!(
                     "schema version {current} is newer than this Trellis knows; upgrade Trellis"
                 ),
             });
         }
-        for (index, sql) in MIGRATIONS.iter().enumerate().skip(current) {
-            let mut connection = self.connection();
-            let tx = connection
-                .transaction()
-                .map_err(|e| db_error(&self.path, e))?;
-            tx.execute_batch(sql).map_err(|e| db_error(&self.path, e))?;
-            tx.pragma_update(None, "user_version", index + 1)
-                .map_err(|e| db_error(&self.path, e))?;
-            tx.commit().map_err(|e| db_error(&self.path, e))?;
+        for sql in MIGRATIONS.iter().skip(current) {
+            tx.execute_batch(sql).map_err(|e| db_error(&path, e))?;
         }
-        Ok(())
+        tx.pragma_update(None, "user_version", MIGRATIONS.len())
+            .map_err(|e| db_error(&path, e))?;
+        tx.pragma_update(None, "application_id", APPLICATION_ID)
+            .map_err(|e| db_error(&path, e))?;
+        tx.commit().map_err(|e| db_error(&path, e))
+    }
+
+    fn application_id(&self) -> Result<i32, StoreError> {
+        self.connection()
+            .query_row("PRAGMA application_id", [], |r| r.get(0))
+            .map_err(|e| self.error(e))
     }
 
     fn error(&self, e: rusqlite::Error) -> StoreError {
         db_error(&self.path, e)
     }
+}
+
+/// How long a second writer waits for the first before giving up.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `PRAGMA application_id` of a Trellis store ("TRLS"), so that `--state`
+/// pointing at another program's database is refused instead of filled.
+const APPLICATION_ID: i32 = 0x5452_4C53;
+
+/// The tables every Trellis store has had since its first migration.
+const FIRST_TABLES: &[&str] = &["structures", "rows", "journal", "baselines", "jobs", "resources"];
+
+/// Refuses a database that is not a Trellis store. Accepted: one marked
+/// as ours, a new empty file, and an unmarked store made by a Trellis from
+/// before the mark (it has a schema version and the first migration's tables).
+fn check_identity(db: &Connection, path: &str, version: usize) -> Result<(), StoreError> {
+    let refuse = |message: String| StoreError::Database {
+        path: path.to_owned(),
+        message,
+    };
+    let id: i32 = db
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .map_err(|e| db_error(path, e))?;
+    if id == APPLICATION_ID {
+        return Ok(());
+    }
+    if id != 0 {
+        return Err(refuse(format!(
+            "this database belongs to another application (application_id {id:#010x}), not Trellis; nothing was changed: point --state at a Trellis store or at a new file"
+        )));
+    }
+    let tables: Vec<String> = db
+        .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+        .and_then(|mut query| query.query_map([], |r| r.get(0))?.collect())
+        .map_err(|e| db_error(path, e))?;
+    let new_file = version == 0 && tables.is_empty();
+    let older_trellis =
+        version > 0 && FIRST_TABLES.iter().all(|t| tables.iter().any(|have| have == t));
+    if new_file || older_trellis {
+        return Ok(());
+    }
+    const SHOWN: usize = 5;
+    let mut named = tables.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
+    if tables.len() > SHOWN {
+        named.push_str(&format!(" and {} more", tables.len() - SHOWN));
+    }
+    Err(refuse(format!(
+        "this database is not a Trellis store (it holds the tables {named}); nothing was changed: point --state at a Trellis store or at a new file"
+    )))
 }
 
 fn db_error(path: &str, e: rusqlite::Error) -> StoreError {

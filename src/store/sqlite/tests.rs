@@ -520,3 +520,74 @@ fn deleting_a_structure_removes_its_rows_journal_jobs_and_baselines_only() {
     assert!(store.baselines(F).unwrap().is_empty());
     assert!(store.last_jobs().unwrap().is_empty());
 }
+
+#[test]
+fn a_new_store_opened_by_several_threads_at_once_is_made_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trellis.db");
+    let barrier = std::sync::Barrier::new(8);
+    let results: Vec<Result<(), String>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                scope.spawn(|| {
+                    barrier.wait();
+                    SqliteStore::open(&path)
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for result in results {
+        result.unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.query_version().unwrap(), MIGRATIONS.len());
+}
+
+#[test]
+fn another_applications_database_is_refused_and_left_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("other.db");
+    let other = Connection::open(&path).unwrap();
+    other
+        .execute_batch("CREATE TABLE invoices (id INTEGER PRIMARY KEY); CREATE TABLE customers (id INTEGER);")
+        .unwrap();
+    drop(other);
+    let error = SqliteStore::open(&path).err().unwrap().to_string();
+    assert!(error.contains("other.db"), "{error}");
+    assert!(error.contains("not a Trellis store"), "{error}");
+    assert!(error.contains("customers, invoices"), "{error}");
+    let error = SqliteStore::open_read_only(&path).err().unwrap().to_string();
+    assert!(error.contains("not a Trellis store"), "{error}");
+    let other = Connection::open(&path).unwrap();
+    let tables: i64 = other
+        .query_row("SELECT count(*) FROM sqlite_schema WHERE type = 'table'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(tables, 2, "nothing was added to the other database");
+
+    let marked = dir.path().join("marked.db");
+    let db = Connection::open(&marked).unwrap();
+    db.pragma_update(None, "application_id", 42).unwrap();
+    drop(db);
+    let error = SqliteStore::open(&marked).err().unwrap().to_string();
+    assert!(error.contains("another application"), "{error}");
+}
+
+#[test]
+fn a_store_from_before_the_mark_is_recognised_and_marked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trellis.db");
+    let old = Connection::open(&path).unwrap();
+    old.execute_batch(MIGRATIONS[0]).unwrap();
+    old.pragma_update(None, "user_version", 1).unwrap();
+    drop(old);
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.application_id().unwrap(), APPLICATION_ID);
+    assert_eq!(store.query_version().unwrap(), MIGRATIONS.len());
+
+    let empty = dir.path().join("empty.db");
+    std::fs::write(&empty, b"").unwrap();
+    SqliteStore::open(&empty).unwrap();
+}

@@ -131,6 +131,11 @@ impl LocalTracker {
         let permissions = std::fs::metadata(&target)
             .map_err(|e| self.error(format!("cannot read its permissions: {e}")))?
             .permissions();
+        // The rename would replace a file its owner made read-only (even
+        // running as root): that mode is a request not to write it.
+        if permissions.readonly() {
+            return Err(self.error(READ_ONLY));
+        }
         let file_name = target
             .file_name()
             .and_then(|n| n.to_str())
@@ -159,6 +164,21 @@ fn parse(query: &str) -> Result<Query, TrackerError> {
     })
 }
 
+/// A query naming a field no issue of the file has would match nothing,
+/// and a filter with `remove` would then empty its part of the structure.
+fn check_fields(parsed: &Query, query: &str, snapshot: &Snapshot) -> Result<(), TrackerError> {
+    let known: std::collections::BTreeSet<&str> = snapshot
+        .issues()
+        .flat_map(|issue| issue.fields.keys().map(String::as_str))
+        .collect();
+    parsed
+        .check_fields(known.iter().copied())
+        .map_err(|e| TrackerError::Query {
+            query: query.to_owned(),
+            message: e.to_string(),
+        })
+}
+
 impl LocalTracker {
     fn writable(&self) -> Result<(), String> {
         let describe = |what: &str, e: std::io::Error| {
@@ -167,6 +187,11 @@ impl LocalTracker {
                 self.path.display()
             )
         };
+        let metadata =
+            std::fs::metadata(&self.path).map_err(|e| describe("have its mode read", e))?;
+        if metadata.permissions().readonly() {
+            return Err(format!("{}: {READ_ONLY}", self.path.display()));
+        }
         std::fs::OpenOptions::new()
             .write(true)
             .open(&self.path)
@@ -177,6 +202,8 @@ impl LocalTracker {
         std::fs::remove_file(&probe).map_err(|e| describe("have a file removed next to it", e))
     }
 }
+
+const READ_ONLY: &str = "the file is read-only, so Trellis does not write it and nothing was changed; make it writable (chmod u+w) to let Trellis change issues";
 
 /// Who runs Trellis, for messages.
 fn whoami() -> String {
@@ -208,6 +235,7 @@ impl Tracker for LocalTracker {
     async fn search(&self, query: &str) -> Result<HashSet<String>, TrackerError> {
         let parsed = parse(query)?;
         let snapshot = self.last_read(|read| read.snapshot.clone())?;
+        check_fields(&parsed, query, &snapshot)?;
         Ok(snapshot
             .issues()
             .filter(|i| parsed.matches(i))
@@ -222,6 +250,7 @@ impl Tracker for LocalTracker {
     ) -> Result<HashSet<String>, TrackerError> {
         let parsed = parse(query)?;
         let snapshot = self.last_read(|read| read.snapshot.clone())?;
+        check_fields(&parsed, query, &snapshot)?;
         Ok(keys
             .iter()
             .filter(|k| snapshot.get(k).is_some_and(|i| parsed.matches(i)))

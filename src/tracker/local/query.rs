@@ -44,7 +44,9 @@
 //! | `link`           | the targets of the issue's links; true if any one matches    |
 //! | `linkType`       | the types of the issue's links (`blocks`); likewise          |
 //!
-//! Any other name is a custom field from the issue's `fields`: `component = Api`.
+//! Any other name is a custom field from the issue's `fields`: `component = Api`;
+//! the tracker refuses a bare name that no issue has among its fields (a
+//! misspelt `projekt` would match nothing), suggesting the nearest name.
 //! Write `fields.NAME` to reach a custom field that shares a built-in name
 //! (`fields.rank`), and quote a name with spaces: `"Story Points" = 5`.
 //!
@@ -71,16 +73,30 @@ use crate::model::Issue;
 type Result<T> = std::result::Result<T, QueryError>;
 
 /// A parsed filter query.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct Query {
     expr: Expr,
+    /// Names that are no built-in field, written without `fields.`, and
+    /// where: a misspelt `projekt` would otherwise silently match nothing.
+    bare_custom: Vec<(String, usize)>,
+}
+
+/// Two queries are equal when they mean the same, however spaced.
+impl PartialEq for Query {
+    fn eq(&self, other: &Query) -> bool {
+        self.expr == other.expr
+    }
 }
 
 impl Query {
     /// Parses `source`; an error names the column of the first problem.
     pub fn parse(source: &str) -> Result<Query> {
         let tokens = lex(source)?;
-        let mut parser = Parser { tokens, pos: 0 };
+        let mut parser = Parser {
+            tokens,
+            pos: 0,
+            bare_custom: Vec::new(),
+        };
         if parser.peek().kind == Kind::End {
             return Err(QueryError::new(
                 1,
@@ -89,7 +105,31 @@ impl Query {
         }
         let expr = parser.or_expr()?;
         parser.finish()?;
-        Ok(Query { expr })
+        Ok(Query {
+            expr,
+            bare_custom: parser.bare_custom,
+        })
+    }
+
+    /// Refuses a bare field name that is neither built in nor a custom
+    /// field of some issue (`known`), suggesting the nearest of those.
+    pub fn check_fields<'a>(&self, known: impl Iterator<Item = &'a str> + Clone) -> Result<()> {
+        for (name, column) in &self.bare_custom {
+            if known.clone().any(|k| k.eq_ignore_ascii_case(name)) {
+                continue;
+            }
+            let hint = match crate::tracker::nearest(name, BUILT_IN.iter().copied().chain(known.clone())) {
+                Some(near) => format!("did you mean `{near}`? "),
+                None => String::new(),
+            };
+            return Err(QueryError::new(
+                *column,
+                format!(
+                    "`{name}` is not a field: it is not built in and no issue has it in its fields; {hint}(write `fields.{name}` for a custom field no issue has yet)"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Whether `issue` satisfies the query.
@@ -383,6 +423,22 @@ fn unexpected_char(c: char, column: usize) -> QueryError {
 
 // ------------------------------------------------------------------ parsing
 
+/// The built-in field names, as the documentation writes them.
+const BUILT_IN: &[&str] = &[
+    "key",
+    "project",
+    "summary",
+    "type",
+    "status",
+    "statusCategory",
+    "parent",
+    "epic",
+    "rank",
+    "updated",
+    "link",
+    "linkType",
+];
+
 /// A field as resolved from its name; `updated` compares as a time.
 enum Field {
     Text(TextField),
@@ -424,6 +480,7 @@ struct Parser {
     /// Always ends with `Kind::End`, which `advance` never moves past.
     tokens: Vec<Token>,
     pos: usize,
+    bare_custom: Vec<(String, usize)>,
 }
 
 /// A grammar rule, and the node that joins a run of its results.
@@ -519,7 +576,14 @@ impl Parser {
         let token = self.advance();
         match &token.kind {
             Kind::Word(name) | Kind::Quoted(name) if !token.is_any_keyword() => {
-                Ok((resolve_field(name, token.column)?, token.raw.clone()))
+                let field = resolve_field(name, token.column)?;
+                let explicit = name
+                    .get(..7)
+                    .is_some_and(|p| p.eq_ignore_ascii_case("fields."));
+                if matches!(field, Field::Text(TextField::Custom(_))) && !explicit {
+                    self.bare_custom.push((name.clone(), token.column));
+                }
+                Ok((field, token.raw.clone()))
             }
             _ => Err(token.expected("a field name")),
         }
@@ -656,6 +720,21 @@ fn parse_time(text: &str, column: usize) -> Result<Timestamp> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bare_name_must_be_built_in_or_some_issues_custom_field() {
+        let known = ["component", "Story Points"];
+        let check = |q: &str| Query::parse(q).unwrap().check_fields(known.iter().copied());
+        assert!(check("Component = Api and \"story points\" = 5").is_ok());
+        assert!(check("fields.team = Core").is_ok(), "fields. names any custom field");
+        let error = check("status = Open and componnt = Api").unwrap_err();
+        assert_eq!(error.column, 19);
+        assert!(error.message.contains("did you mean `component`?"), "{error}");
+        let error = check("linktyp = blocks").unwrap_err();
+        assert!(error.message.contains("did you mean `linkType`?"), "{error}");
+        let error = check("zzzzzzzz = 1").unwrap_err();
+        assert!(!error.message.contains("did you mean"), "{error}");
+    }
     use crate::model::Link;
 
     /// PLAT-12, an in-progress story under PLAT-1 that blocks PLAT-3.

@@ -186,3 +186,28 @@ fn rank_and_epic_writes_keep_byte_order_and_bump_only_what_changed() {
     let err = block_on(t.apply(&gone)).unwrap_err();
     assert!(err.to_string().contains("P-9"), "{err}");
 }
+
+#[test]
+fn a_read_only_file_is_refused_and_a_writable_one_keeps_its_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let (_dir, t) = tracker(FILE);
+    let ops = [TrackerOp::ClearParent {
+        issue: "P-2".into(),
+        from: "P-1".into(),
+    }];
+    std::fs::set_permissions(&t.path, std::fs::Permissions::from_mode(0o444)).unwrap();
+    block_on(t.snapshot()).unwrap();
+    let err = block_on(t.apply(&ops)).unwrap_err().to_string();
+    assert!(err.contains("issues.yaml"), "{err}");
+    assert!(err.contains("read-only"), "{err}");
+    assert!(t.writable().unwrap_err().contains("read-only"));
+    assert_eq!(std::fs::read_to_string(&t.path).unwrap(), FILE);
+    let mode = std::fs::metadata(&t.path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o444, "the file is still read-only");
+
+    std::fs::set_permissions(&t.path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    block_on(t.apply(&ops)).unwrap();
+    let mode = std::fs::metadata(&t.path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o640, "rewriting keeps the mode");
+    assert!(t.writable().is_ok());
+}

@@ -151,30 +151,7 @@ fn known(name: &str) -> bool {
 
 /// The known filter nearest to a misspelt name, if one is near.
 fn closest(name: &str) -> Option<&'static str> {
-    FILTERS
-        .iter()
-        .map(|f| (edit_distance(name, f), *f))
-        .filter(|(d, _)| *d <= 2)
-        .min()
-        .map(|(_, f)| f)
-}
-
-/// Levenshtein distance over bytes (filter names are ASCII).
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b = b.as_bytes();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.bytes().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, &cb) in b.iter().enumerate() {
-            let above = row[j + 1];
-            row[j + 1] = (diagonal + usize::from(ca != cb))
-                .min(row[j] + 1)
-                .min(above + 1);
-            diagonal = above;
-        }
-    }
-    row[b.len()]
+    crate::tracker::nearest(name, FILTERS.iter().copied())
 }
 
 #[cfg(test)]
