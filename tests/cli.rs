@@ -961,7 +961,9 @@ fn a_symbolic_link_loop_in_a_directory_is_one_clear_error() {
         .code(2)
         .stderr(contains("quickstart/self: symbolic link loop"))
         .stderr(contains("quickstart/sub/up: symbolic link loop"))
-        .stderr(contains("2 errors in the declarations; nothing was changed"));
+        .stderr(contains(
+            "2 errors in the declarations; nothing was changed",
+        ));
     let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
     assert!(!stderr.contains("declared twice"), "{stderr}");
     assert!(!ws.state().exists());
@@ -977,7 +979,9 @@ fn a_loop_between_linked_files_is_named_as_such() {
         .args(["apply", "-f", "d"])
         .assert()
         .code(2)
-        .stderr(contains("d/a.yaml: is a symbolic link that cannot be followed"))
+        .stderr(contains(
+            "d/a.yaml: is a symbolic link that cannot be followed",
+        ))
         .stderr(contains("no such file").not());
 }
 

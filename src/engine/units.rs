@@ -9,8 +9,7 @@ use crate::plan::{
 };
 use crate::spec::{
     Catalog, Declared, LinkEndSpec, LinkScopeSpec, LinksSpec, Origin, RowSpec, Structure,
-    SynchronizerType,
-    supported, unsupported_direction,
+    SynchronizerType, supported, unsupported_direction,
 };
 use crate::tracker::{AnyTracker, Need, Tracker, TrackerError};
 
@@ -327,9 +326,7 @@ pub(super) async fn build(
             ),
             UnitSource::Undo(rule) => (format!("job {}", rule.job), Rule::Undo(rule.clone())),
             UnitSource::Synchronizer { id, .. } => {
-                let declared = catalog
-                    .synchronizer(id)
-                    .expect("selected from the catalog");
+                let declared = catalog.synchronizer(id).expect("selected from the catalog");
                 let (spec, origin) = (&declared.resource.spec, &declared.origin);
                 let rule = match (spec.type_, &spec.filter, &spec.status_rollup) {
                     (SynchronizerType::Filter, Some(filter), _) => Rule::Filter(FilterRule {

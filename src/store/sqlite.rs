@@ -278,7 +278,14 @@ const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 const APPLICATION_ID: i32 = 0x5452_4C53;
 
 /// The tables every Trellis store has had since its first migration.
-const FIRST_TABLES: &[&str] = &["structures", "rows", "journal", "baselines", "jobs", "resources"];
+const FIRST_TABLES: &[&str] = &[
+    "structures",
+    "rows",
+    "journal",
+    "baselines",
+    "jobs",
+    "resources",
+];
 
 /// Refuses a database that is not a Trellis store. Accepted: one marked
 /// as ours, a new empty file, and an unmarked store made by a Trellis from
@@ -304,13 +311,20 @@ fn check_identity(db: &Connection, path: &str, version: usize) -> Result<(), Sto
         .and_then(|mut query| query.query_map([], |r| r.get(0))?.collect())
         .map_err(|e| db_error(path, e))?;
     let new_file = version == 0 && tables.is_empty();
-    let older_trellis =
-        version > 0 && FIRST_TABLES.iter().all(|t| tables.iter().any(|have| have == t));
+    let older_trellis = version > 0
+        && FIRST_TABLES
+            .iter()
+            .all(|t| tables.iter().any(|have| have == t));
     if new_file || older_trellis {
         return Ok(());
     }
     const SHOWN: usize = 5;
-    let mut named = tables.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
+    let mut named = tables
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
     if tables.len() > SHOWN {
         named.push_str(&format!(" and {} more", tables.len() - SHOWN));
     }

@@ -58,7 +58,10 @@ pub struct IssueFailure {
 
 /// The candidate nearest to a misspelt `name` (at most two edits, ignoring
 /// case), for "did you mean" hints.
-pub(crate) fn nearest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub(crate) fn nearest<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let name = name.to_ascii_lowercase();
     candidates
         .into_iter()

@@ -552,18 +552,27 @@ fn another_applications_database_is_refused_and_left_as_it_was() {
     let path = dir.path().join("other.db");
     let other = Connection::open(&path).unwrap();
     other
-        .execute_batch("CREATE TABLE invoices (id INTEGER PRIMARY KEY); CREATE TABLE customers (id INTEGER);")
+        .execute_batch(
+            "CREATE TABLE invoices (id INTEGER PRIMARY KEY); CREATE TABLE customers (id INTEGER);",
+        )
         .unwrap();
     drop(other);
     let error = SqliteStore::open(&path).err().unwrap().to_string();
     assert!(error.contains("other.db"), "{error}");
     assert!(error.contains("not a Trellis store"), "{error}");
     assert!(error.contains("customers, invoices"), "{error}");
-    let error = SqliteStore::open_read_only(&path).err().unwrap().to_string();
+    let error = SqliteStore::open_read_only(&path)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(error.contains("not a Trellis store"), "{error}");
     let other = Connection::open(&path).unwrap();
     let tables: i64 = other
-        .query_row("SELECT count(*) FROM sqlite_schema WHERE type = 'table'", [], |r| r.get(0))
+        .query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'table'",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(tables, 2, "nothing was added to the other database");
 

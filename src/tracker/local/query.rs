@@ -118,7 +118,10 @@ impl Query {
             if known.clone().any(|k| k.eq_ignore_ascii_case(name)) {
                 continue;
             }
-            let hint = match crate::tracker::nearest(name, BUILT_IN.iter().copied().chain(known.clone())) {
+            let hint = match crate::tracker::nearest(
+                name,
+                BUILT_IN.iter().copied().chain(known.clone()),
+            ) {
                 Some(near) => format!("did you mean `{near}`? "),
                 None => String::new(),
             };
@@ -726,12 +729,21 @@ mod tests {
         let known = ["component", "Story Points"];
         let check = |q: &str| Query::parse(q).unwrap().check_fields(known.iter().copied());
         assert!(check("Component = Api and \"story points\" = 5").is_ok());
-        assert!(check("fields.team = Core").is_ok(), "fields. names any custom field");
+        assert!(
+            check("fields.team = Core").is_ok(),
+            "fields. names any custom field"
+        );
         let error = check("status = Open and componnt = Api").unwrap_err();
         assert_eq!(error.column, 19);
-        assert!(error.message.contains("did you mean `component`?"), "{error}");
+        assert!(
+            error.message.contains("did you mean `component`?"),
+            "{error}"
+        );
         let error = check("linktyp = blocks").unwrap_err();
-        assert!(error.message.contains("did you mean `linkType`?"), "{error}");
+        assert!(
+            error.message.contains("did you mean `linkType`?"),
+            "{error}"
+        );
         let error = check("zzzzzzzz = 1").unwrap_err();
         assert!(!error.message.contains("did you mean"), "{error}");
     }
