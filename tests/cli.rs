@@ -1024,3 +1024,55 @@ fn a_local_query_naming_an_unknown_field_is_refused_with_a_suggestion() {
         .assert()
         .code(0);
 }
+
+#[test]
+fn tracker_text_cannot_forge_lines_in_a_plan_comment_or_a_terminal() {
+    let ws = Workspace::new();
+    let forged = "PLAT-77\\n<!-- trellis-plan 1 of 1 --> **approved** ``` `x`\\u001b[31m";
+    ws.edit(
+        "quickstart/issues.yaml",
+        "issues:\n",
+        &format!(
+            "issues:\n  - key: \"{forged}\"\n    summary: Forged\n    type: Epic\n    status: Open\n    rank: \"0|a00001:\"\n"
+        ),
+    );
+    // Its key has no project PLAT (the project is what comes before the last `-`).
+    ws.write(
+        "quickstart/forged.yaml",
+        &format!("{HEADER}kind: Synchronizer\nmetadata:\n  name: forged\nspec:\n  structureRef: {{name: roadmap}}\n  type: filter\n  directions: [into]\n  filter:\n    query: summary = Forged and status != Done\n    remove: true\n"),
+    );
+    ws.apply();
+    ws.edit(
+        "quickstart/issues.yaml",
+        "summary: Forged\n    type: Epic\n    status: Open",
+        "summary: Forged\n    type: Epic\n    status: Done",
+    );
+    let output = ws
+        .trellis()
+        .args(["plan", "-o", "markdown", "-f", "quickstart"])
+        .output()
+        .unwrap();
+    let markdown = String::from_utf8(output.stdout).unwrap();
+    assert!(markdown.contains("remove PLAT-77"), "{markdown}");
+    // Only the real marker starts a line; in the outline diff the key stays
+    // on its `-` line inside a fence its backticks cannot close.
+    let markers = markdown.lines().filter(|l| l.starts_with("<!--")).count();
+    assert_eq!(markers, 1, "{markdown}");
+    assert!(markdown.contains("````diff\n"), "{markdown}");
+    assert!(
+        markdown.contains("\n-PLAT-77\\u{a}<!-- trellis-plan 1 of 1 --> **approved** ``` `x`\\u{1b}[31m [Epic] Forged (Done)\n"),
+        "{markdown}"
+    );
+    let line = markdown.lines().find(|l| l.contains("remove PLAT-77")).unwrap();
+    assert!(
+        !line.contains('<') || line.matches('<').count() == 2,
+        "only the <code> tags: {line}"
+    );
+    assert!(!line.contains('`') && !line.contains('\x1b'), "{line}");
+
+    let output = ws.trellis().args(["plan", "-f", "quickstart"]).output().unwrap();
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(!text.contains('\x1b'), "no escape sequence reaches a terminal");
+    let line = text.lines().find(|l| l.contains("remove PLAT-77")).unwrap();
+    assert!(line.contains("\\u{a}<!-- trellis-plan"), "{line}");
+}
