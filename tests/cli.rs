@@ -1076,3 +1076,48 @@ fn tracker_text_cannot_forge_lines_in_a_plan_comment_or_a_terminal() {
     let line = text.lines().find(|l| l.contains("remove PLAT-77")).unwrap();
     assert!(line.contains("\\u{a}<!-- trellis-plan"), "{line}");
 }
+
+#[test]
+fn yaml_limits_duplicate_keys_and_bad_bytes_are_told_in_our_words_with_file_and_line() {
+    let ws = Workspace::new();
+    // A big data file passed to -f by mistake.
+    std::fs::create_dir(ws.path("data")).unwrap();
+    ws.write("data/big.yaml", &format!("issues:\n{}", "  - 1\n".repeat(300_000)));
+    let assert = ws.trellis().args(["apply", "-f", "data"]).assert().code(2);
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert!(stderr.contains("data/big.yaml:"), "{stderr}");
+    assert!(stderr.contains("too many YAML nodes"), "{stderr}");
+    assert!(stderr.contains("spec.local.path"), "{stderr}");
+    assert!(!stderr.contains("Nodes {"), "{stderr}");
+
+    ws.edit(
+        "quickstart/trellis.yaml",
+        "    remove: true\n",
+        "    remove: true\n    remove: false\n",
+    );
+    let line = ws
+        .read("quickstart/trellis.yaml")
+        .lines()
+        .position(|l| l == "    remove: false")
+        .unwrap()
+        + 1;
+    assert_rejected(
+        &ws,
+        &ws.path("quickstart/trellis.yaml"),
+        &[&format!(
+            "trellis.yaml:{line}: spec.filter.remove: `remove` is given twice in the same mapping; keep one"
+        )],
+    );
+    let assert = ws.trellis().args(["apply", "-f", "quickstart"]).assert().code(2);
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert!(!stderr.contains("DuplicateKeyPolicy"), "{stderr}");
+
+    let mut latin1 = format!("{HEADER}kind: Tracker\nmetadata:\n  name: caf").into_bytes();
+    latin1.extend([0xe9, b'\n']);
+    std::fs::write(ws.path("latin1.yaml"), latin1).unwrap();
+    assert_rejected(
+        &ws,
+        &ws.path("latin1.yaml"),
+        &["latin1.yaml:4: byte 11 of this line is not UTF-8 text"],
+    );
+}
