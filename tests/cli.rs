@@ -1028,3 +1028,100 @@ fn a_local_query_naming_an_unknown_field_is_refused_with_a_suggestion() {
         .assert()
         .code(0);
 }
+
+#[test]
+fn tracker_text_cannot_forge_lines_in_a_plan_comment_or_a_terminal() {
+    let ws = Workspace::new();
+    let forged = "PLAT-77\\n<!-- trellis-plan 1 of 1 --> **approved** ``` `x`\\u001b[31m";
+    ws.edit(
+        "quickstart/issues.yaml",
+        "issues:\n",
+        &format!(
+            "issues:\n  - key: \"{forged}\"\n    summary: Forged\n    type: Epic\n    status: Open\n    rank: \"0|a00001:\"\n"
+        ),
+    );
+    // Its key has no project PLAT (the project is what comes before the last `-`).
+    ws.write(
+        "quickstart/forged.yaml",
+        &format!("{HEADER}kind: Synchronizer\nmetadata:\n  name: forged\nspec:\n  structureRef: {{name: roadmap}}\n  type: filter\n  directions: [into]\n  filter:\n    query: summary = Forged and status != Done\n    remove: true\n"),
+    );
+    ws.apply();
+    ws.edit(
+        "quickstart/issues.yaml",
+        "summary: Forged\n    type: Epic\n    status: Open",
+        "summary: Forged\n    type: Epic\n    status: Done",
+    );
+    let output = ws
+        .trellis()
+        .args(["plan", "-o", "markdown", "-f", "quickstart"])
+        .output()
+        .unwrap();
+    let markdown = String::from_utf8(output.stdout).unwrap();
+    assert!(markdown.contains("remove PLAT-77"), "{markdown}");
+    // Only the real marker starts a line; in the outline diff the key stays
+    // on its `-` line inside a fence its backticks cannot close.
+    let markers = markdown.lines().filter(|l| l.starts_with("<!--")).count();
+    assert_eq!(markers, 1, "{markdown}");
+    assert!(markdown.contains("````diff\n"), "{markdown}");
+    assert!(
+        markdown.contains("\n-PLAT-77\\u{a}<!-- trellis-plan 1 of 1 --> **approved** ``` `x`\\u{1b}[31m [Epic] Forged (Done)\n"),
+        "{markdown}"
+    );
+    let line = markdown.lines().find(|l| l.contains("remove PLAT-77")).unwrap();
+    assert!(
+        !line.contains('<') || line.matches('<').count() == 2,
+        "only the <code> tags: {line}"
+    );
+    assert!(!line.contains('`') && !line.contains('\x1b'), "{line}");
+
+    let output = ws.trellis().args(["plan", "-f", "quickstart"]).output().unwrap();
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(!text.contains('\x1b'), "no escape sequence reaches a terminal");
+    let line = text.lines().find(|l| l.contains("remove PLAT-77")).unwrap();
+    assert!(line.contains("\\u{a}<!-- trellis-plan"), "{line}");
+}
+
+#[test]
+fn yaml_limits_duplicate_keys_and_bad_bytes_are_told_in_our_words_with_file_and_line() {
+    let ws = Workspace::new();
+    // A big data file passed to -f by mistake.
+    std::fs::create_dir(ws.path("data")).unwrap();
+    ws.write("data/big.yaml", &format!("issues:\n{}", "  - 1\n".repeat(300_000)));
+    let assert = ws.trellis().args(["apply", "-f", "data"]).assert().code(2);
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert!(stderr.contains("data/big.yaml:"), "{stderr}");
+    assert!(stderr.contains("too many YAML nodes"), "{stderr}");
+    assert!(stderr.contains("spec.local.path"), "{stderr}");
+    assert!(!stderr.contains("Nodes {"), "{stderr}");
+
+    ws.edit(
+        "quickstart/trellis.yaml",
+        "    remove: true\n",
+        "    remove: true\n    remove: false\n",
+    );
+    let line = ws
+        .read("quickstart/trellis.yaml")
+        .lines()
+        .position(|l| l == "    remove: false")
+        .unwrap()
+        + 1;
+    assert_rejected(
+        &ws,
+        &ws.path("quickstart/trellis.yaml"),
+        &[&format!(
+            "trellis.yaml:{line}: spec.filter.remove: `remove` is given twice in the same mapping; keep one"
+        )],
+    );
+    let assert = ws.trellis().args(["apply", "-f", "quickstart"]).assert().code(2);
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert!(!stderr.contains("DuplicateKeyPolicy"), "{stderr}");
+
+    let mut latin1 = format!("{HEADER}kind: Tracker\nmetadata:\n  name: caf").into_bytes();
+    latin1.extend([0xe9, b'\n']);
+    std::fs::write(ws.path("latin1.yaml"), latin1).unwrap();
+    assert_rejected(
+        &ws,
+        &ws.path("latin1.yaml"),
+        &["latin1.yaml:4: byte 11 of this line is not UTF-8 text"],
+    );
+}

@@ -6,7 +6,7 @@
 
 use std::fmt::Write;
 
-use crate::plan::{PlanSet, StructurePlan, Summary, UnitPlan};
+use crate::plan::{PlanSet, StructurePlan, Summary, UnitPlan, visible};
 
 /// Each comment stays under this many characters (GitHub allows 65,536).
 pub const COMMENT_LIMIT: usize = 60_000;
@@ -57,14 +57,14 @@ fn structure_blocks(plan: &StructurePlan, budget: usize) -> Vec<String> {
     for refusal in &plan.mass_removals {
         blocks.push(format!(
             "> [!CAUTION]\n> **Refused:** {}\n",
-            refusal.message
+            text(&refusal.message)
         ));
     }
     let destructive = super::render::destructive(plan);
     if !destructive.is_empty() {
         let lines: Vec<String> = destructive
             .iter()
-            .map(|l| format!("- :warning: `{l}`\n"))
+            .map(|l| format!("- :warning: {}\n", code(l)))
             .collect();
         blocks.extend(list(
             "**Destructive, needs approval:**\n\n",
@@ -85,7 +85,7 @@ fn structure_blocks(plan: &StructurePlan, budget: usize) -> Vec<String> {
         }
         let mut block = format!("#### {title}\n\n{summary}\n");
         for note in notes {
-            let _ = writeln!(block, "- note: {note}");
+            let _ = writeln!(block, "- note: {}", text(note));
         }
         blocks.push(block);
     }
@@ -98,6 +98,10 @@ fn structure_blocks(plan: &StructurePlan, budget: usize) -> Vec<String> {
             .lines()
             .map(|l| format!("{l}\n"))
             .collect();
+        // The outline escapes control characters, so no line is split;
+        // a fence longer than any run of backticks in it cannot be closed
+        // by tracker text.
+        let fence = "`".repeat(longest_backtick_run(&plan.outline_diff).max(2) + 1);
         let parts = list("", &lines, "", budget - 100);
         let count = parts.len();
         for (i, part) in parts.into_iter().enumerate() {
@@ -107,7 +111,7 @@ fn structure_blocks(plan: &StructurePlan, budget: usize) -> Vec<String> {
                 format!(" (part {} of {count})", i + 1)
             };
             blocks.push(format!(
-                "<details><summary>Outline diff{label}</summary>\n\n```diff\n{part}```\n\n</details>\n"
+                "<details><summary>Outline diff{label}</summary>\n\n{fence}diff\n{part}{fence}\n\n</details>\n"
             ));
         }
     }
@@ -115,12 +119,39 @@ fn structure_blocks(plan: &StructurePlan, budget: usize) -> Vec<String> {
         .units
         .iter()
         .flat_map(|u| &u.tracker_ops)
-        .map(|op| format!("- `{op}`\n"))
+        .map(|op| format!("- {}\n", code(&op.to_string())))
         .collect();
     if !tracker.is_empty() {
         blocks.extend(list("**Tracker changes:**\n\n", &tracker, "\n", budget));
     }
     blocks
+}
+
+/// Tracker text as Markdown text that shows exactly its characters: control
+/// characters escaped (no raw newline can start a line of its own, such as
+/// a forged "approved" comment), and every character Markdown or HTML would
+/// act on (backticks, `<`, `*`, `[`, ...) as a numeric character reference.
+fn text(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    for c in visible(raw).chars() {
+        if c.is_ascii_punctuation() && !matches!(c, '-' | '.' | ',' | ':' | '/' | '(' | ')' | '=' | '\'' | '?' | '@' | '+' | ';' | '%') {
+            let _ = write!(out, "&#{};", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Tracker text in monospace: an HTML `<code>` element, inside which
+/// character references still stand for their characters (a Markdown code
+/// span would show them raw and cannot hold every backtick).
+fn code(raw: &str) -> String {
+    format!("<code>{}</code>", text(raw))
+}
+
+fn longest_backtick_run(text: &str) -> usize {
+    text.split(|c| c != '`').map(str::len).max().unwrap_or(0)
 }
 
 /// A structure's unit runs grouped by synchronizer, in first-run order

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::engine::{HistoryEntry, Section};
 use crate::model::{Forest, RowId, RowItem, Snapshot};
-use crate::plan::{PlanSet, StructureOp, StructurePlan, TrackerOp, render_outline};
+use crate::plan::{PlanSet, StructureOp, StructurePlan, TrackerOp, render_outline, visible};
 use crate::spec::Catalog;
 use crate::store::{JobRecord, JobState};
 
@@ -57,6 +57,7 @@ pub(super) fn destructive(plan: &StructurePlan) -> Vec<String> {
                 .filter(|op| op.is_destructive())
                 .map(|op| op.to_string()),
         )
+        .map(|line| visible(&line))
         .collect()
 }
 
@@ -106,7 +107,7 @@ pub fn plan_text(set: &PlanSet, apply: Option<&str>, colour: bool) -> String {
                 }
             );
             for note in &unit.notes {
-                let _ = writeln!(out, "    note: {note}");
+                let _ = writeln!(out, "    note: {}", visible(note));
             }
         }
         if !plan.mass_removals.is_empty() {
@@ -116,7 +117,7 @@ pub fn plan_text(set: &PlanSet, apply: Option<&str>, colour: bool) -> String {
                 paint("Refused (too many removals):", "1;31", colour)
             );
             for refusal in &plan.mass_removals {
-                let _ = writeln!(out, "    ! {}", refusal.message);
+                let _ = writeln!(out, "    ! {}", visible(&refusal.message));
             }
         }
         let destructive = destructive(plan);
@@ -142,7 +143,7 @@ pub fn plan_text(set: &PlanSet, apply: Option<&str>, colour: bool) -> String {
             let _ = writeln!(out, "  Tracker changes:");
             for op in tracker_ops {
                 let mark = if op.is_destructive() { "!" } else { "~" };
-                let _ = writeln!(out, "    {mark} {op}");
+                let _ = writeln!(out, "    {mark} {}", visible(&op.to_string()));
             }
         }
         let _ = writeln!(out);
@@ -372,14 +373,19 @@ pub fn history_table(entries: &[HistoryEntry]) -> String {
 fn table(rows: &[Vec<String>]) -> String {
     let columns = rows.first().map_or(0, Vec::len);
     let widths: Vec<usize> = (0..columns)
-        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .map(|c| {
+            rows.iter()
+                .map(|r| visible(&r[c]).chars().count())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut out = String::new();
     for row in rows {
         let cells: Vec<String> = row
             .iter()
             .zip(&widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
+            .map(|(cell, w)| format!("{:<w$}", visible(cell)))
             .collect();
         let _ = writeln!(out, "{}", cells.join("   ").trim_end());
     }

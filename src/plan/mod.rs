@@ -39,7 +39,7 @@ use crate::model::{
 
 pub use declared::DeclaredRow;
 pub use guard::{MassRemoval, RemovalLimits, mass_removals};
-pub use outline::render_outline;
+pub use outline::{render_outline, visible};
 pub use schedule::{Schedule, Window};
 pub use undo::UndoRule;
 

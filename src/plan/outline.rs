@@ -52,6 +52,13 @@ fn write_line(out: &mut String, item: &RowItem, depth: usize, snapshot: &Snapsho
     out.push('\n');
 }
 
+/// `text` with its control characters shown as `push_visible` shows them.
+pub fn visible(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    push_visible(&mut out, text);
+    out
+}
+
 /// Tracker text with control characters shown as `\u{..}` escapes: a newline
 /// in a summary must not start a line of its own in a diff a reviewer reads
 /// (it could pass for a `+` or `-` line), nor an escape sequence reach a terminal.

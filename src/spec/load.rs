@@ -162,13 +162,23 @@ impl Catalog {
         } = collector;
         let mut parsed: Vec<(PathBuf, Result<Parsed, SpecError>)> = Vec::new();
         for file in files {
-            match std::fs::read_to_string(&file) {
+            let bytes = match std::fs::read(&file) {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    errors.push(file_error(&file, format!("cannot read the file: {e}")));
+                    continue;
+                }
+            };
+            match crate::yaml::utf8(&bytes) {
                 Ok(text) => {
-                    for (offset, document) in split_documents(&text) {
+                    for (offset, document) in split_documents(text) {
                         parsed.push((file.clone(), parse_document(&file, offset, document)));
                     }
                 }
-                Err(e) => errors.push(file_error(&file, format!("cannot read the file: {e}"))),
+                Err((line, message)) => errors.push(SpecError {
+                    line: Some(line),
+                    ..file_error(&file, message)
+                }),
             }
         }
         // A directory usually holds the local tracker's issues file next to
@@ -473,7 +483,12 @@ fn is_dns_label(name: &str) -> bool {
 /// Parses with serde-saphyr and turns its error into one naming the line and field.
 fn parse<T: DeserializeOwned>(origin: &Origin, document: &str) -> Result<T, SpecError> {
     serde_saphyr::from_str(document).map_err(|e| {
-        let (line, message) = crate::yaml::describe_error(&e);
+        let (line, mut message) = crate::yaml::describe_error(&e);
+        if crate::yaml::is_over_budget(&e) {
+            message.push_str(
+                ", and a declaration is small: if this is a local tracker's issues file, pass -f the declarations and name the file in the Tracker's spec.local.path",
+            );
+        }
         SpecError {
             file: origin.file.clone(),
             line: line.map(|l| l + origin.offset),

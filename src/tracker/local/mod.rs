@@ -74,7 +74,8 @@ impl LocalTracker {
     fn read(&self) -> Result<Read, TrackerError> {
         let bytes =
             std::fs::read(&self.path).map_err(|e| self.error(format!("cannot read: {e}")))?;
-        let text = std::str::from_utf8(&bytes).map_err(|_| self.error("is not UTF-8 text"))?;
+        let text = crate::yaml::utf8(&bytes)
+            .map_err(|(line, message)| self.error(format!("line {line}: {message}")))?;
         let file: IssuesFile = serde_saphyr::from_str_with_options(text, yaml_options(text.len()))
             .map_err(|e| {
                 let (line, message) = crate::yaml::describe_error(&e);
@@ -84,10 +85,14 @@ impl LocalTracker {
                 }
             })?;
         let mut seen = HashSet::new();
-        for issue in &file.issues {
+        for (index, issue) in file.issues.iter().enumerate() {
             if !seen.insert(issue.key.as_str()) {
+                let place = match key_line(text, index) {
+                    Some(line) => format!("line {line}: "),
+                    None => String::new(),
+                };
                 return Err(self.error(format!(
-                    "issue {} is listed twice; keys must be unique",
+                    "{place}issue {} is listed twice; keys must be unique",
                     issue.key
                 )));
             }
@@ -208,6 +213,22 @@ const READ_ONLY: &str = "the file is read-only, so Trellis does not write it and
 /// Who runs Trellis, for messages.
 fn whoami() -> String {
     std::env::var("USER").unwrap_or_else(|_| "this process".into())
+}
+
+/// The line of the `key` of the `index`th issue, read again with spans
+/// (only when a duplicate is reported, so reading stays single-pass).
+fn key_line(text: &str, index: usize) -> Option<usize> {
+    #[derive(Deserialize)]
+    struct Keys {
+        issues: Vec<Key>,
+    }
+    #[derive(Deserialize)]
+    struct Key {
+        key: serde_saphyr::Spanned<String>,
+    }
+    let keys: Keys = serde_saphyr::from_str_with_options(text, yaml_options(text.len())).ok()?;
+    let key = keys.issues.get(index)?;
+    Some(key.key.referenced.line() as usize)
 }
 
 /// serde-saphyr's default budget stops at 250,000 YAML nodes (about 12,000

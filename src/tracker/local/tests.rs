@@ -114,7 +114,20 @@ fn bad_files_are_reported_with_their_line() {
     );
     let (_dir, t) = tracker(&FILE.replace("key: P-2", "key: P-1"));
     let err = block_on(t.snapshot()).unwrap_err().to_string();
-    assert!(err.contains("issue P-1 is listed twice"), "{err}");
+    assert!(err.contains("issues.yaml: line 6: issue P-1 is listed twice"), "{err}");
+    let (_dir, t) = tracker(&FILE.replace("    status: Done\n", "    status: Done\n    status: Open\n"));
+    let err = block_on(t.snapshot()).unwrap_err().to_string();
+    assert!(
+        err.contains("issues.yaml: line 10: `status` is given twice in the same mapping; keep one"),
+        "{err}"
+    );
+    let (dir, t) = tracker("");
+    let mut latin1 = FILE.as_bytes().to_vec();
+    latin1.splice(25..25, [0xe9]);
+    std::fs::write(dir.path().join("issues.yaml"), latin1).unwrap();
+    let err = block_on(t.snapshot()).unwrap_err().to_string();
+    assert!(err.contains("issues.yaml: line 3: byte"), "{err}");
+    assert!(err.contains("is not UTF-8 text"), "{err}");
 }
 
 #[test]
