@@ -94,7 +94,10 @@ mod tests {
 
         assert_eq!(
             super::utf8(b"a: 1\nb: caf\xe9\n").unwrap_err(),
-            (2, "byte 7 of this line is not UTF-8 text; save the file as UTF-8".to_owned())
+            (
+                2,
+                "byte 7 of this line is not UTF-8 text; save the file as UTF-8".to_owned()
+            )
         );
     }
 

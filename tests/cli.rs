@@ -1067,16 +1067,26 @@ fn tracker_text_cannot_forge_lines_in_a_plan_comment_or_a_terminal() {
         markdown.contains("\n-PLAT-77\\u{a}<!-- trellis-plan 1 of 1 --> **approved** ``` `x`\\u{1b}[31m [Epic] Forged (Done)\n"),
         "{markdown}"
     );
-    let line = markdown.lines().find(|l| l.contains("remove PLAT-77")).unwrap();
+    let line = markdown
+        .lines()
+        .find(|l| l.contains("remove PLAT-77"))
+        .unwrap();
     assert!(
         !line.contains('<') || line.matches('<').count() == 2,
         "only the <code> tags: {line}"
     );
     assert!(!line.contains('`') && !line.contains('\x1b'), "{line}");
 
-    let output = ws.trellis().args(["plan", "-f", "quickstart"]).output().unwrap();
+    let output = ws
+        .trellis()
+        .args(["plan", "-f", "quickstart"])
+        .output()
+        .unwrap();
     let text = String::from_utf8(output.stdout).unwrap();
-    assert!(!text.contains('\x1b'), "no escape sequence reaches a terminal");
+    assert!(
+        !text.contains('\x1b'),
+        "no escape sequence reaches a terminal"
+    );
     let line = text.lines().find(|l| l.contains("remove PLAT-77")).unwrap();
     assert!(line.contains("\\u{a}<!-- trellis-plan"), "{line}");
 }
@@ -1086,7 +1096,10 @@ fn yaml_limits_duplicate_keys_and_bad_bytes_are_told_in_our_words_with_file_and_
     let ws = Workspace::new();
     // A big data file passed to -f by mistake.
     std::fs::create_dir(ws.path("data")).unwrap();
-    ws.write("data/big.yaml", &format!("issues:\n{}", "  - 1\n".repeat(300_000)));
+    ws.write(
+        "data/big.yaml",
+        &format!("issues:\n{}", "  - 1\n".repeat(300_000)),
+    );
     let assert = ws.trellis().args(["apply", "-f", "data"]).assert().code(2);
     let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
     assert!(stderr.contains("data/big.yaml:"), "{stderr}");
@@ -1112,7 +1125,11 @@ fn yaml_limits_duplicate_keys_and_bad_bytes_are_told_in_our_words_with_file_and_
             "trellis.yaml:{line}: spec.filter.remove: `remove` is given twice in the same mapping; keep one"
         )],
     );
-    let assert = ws.trellis().args(["apply", "-f", "quickstart"]).assert().code(2);
+    let assert = ws
+        .trellis()
+        .args(["apply", "-f", "quickstart"])
+        .assert()
+        .code(2);
     let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
     assert!(!stderr.contains("DuplicateKeyPolicy"), "{stderr}");
 
@@ -1122,6 +1139,6 @@ fn yaml_limits_duplicate_keys_and_bad_bytes_are_told_in_our_words_with_file_and_
     assert_rejected(
         &ws,
         &ws.path("latin1.yaml"),
-        &["latin1.yaml:4: byte 11 of this line is not UTF-8 text"],
+        &["latin1.yaml:4: byte 12 of this line is not UTF-8 text"],
     );
 }

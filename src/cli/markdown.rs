@@ -134,7 +134,12 @@ fn structure_blocks(plan: &StructurePlan, budget: usize) -> Vec<String> {
 fn text(raw: &str) -> String {
     let mut out = String::with_capacity(raw.len());
     for c in visible(raw).chars() {
-        if c.is_ascii_punctuation() && !matches!(c, '-' | '.' | ',' | ':' | '/' | '(' | ')' | '=' | '\'' | '?' | '@' | '+' | ';' | '%') {
+        if c.is_ascii_punctuation()
+            && !matches!(
+                c,
+                '-' | '.' | ',' | ':' | '/' | '(' | ')' | '=' | '\'' | '?' | '@' | '+' | ';' | '%'
+            )
+        {
             let _ = write!(out, "&#{};", u32::from(c));
         } else {
             out.push(c);

@@ -17,9 +17,13 @@ pub struct LineIndex {
 impl LineIndex {
     /// Indexes one YAML document. A document that does not parse gives an
     /// empty index: the typed parse reports the syntax error with its line.
+    /// A key given twice is indexed at its second line, where the typed
+    /// parse reports it, so that error names the field too.
     pub fn of(document: &str) -> LineIndex {
         let mut index = LineIndex::default();
-        if let Ok(node) = serde_saphyr::from_str::<Spanned<Node>>(document) {
+        let mut options = serde_saphyr::Options::default();
+        options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::LastWins;
+        if let Ok(node) = serde_saphyr::from_str_with_options::<Spanned<Node>>(document, options) {
             index.visit("", &node);
         }
         index

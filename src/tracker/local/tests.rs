@@ -114,8 +114,12 @@ fn bad_files_are_reported_with_their_line() {
     );
     let (_dir, t) = tracker(&FILE.replace("key: P-2", "key: P-1"));
     let err = block_on(t.snapshot()).unwrap_err().to_string();
-    assert!(err.contains("issues.yaml: line 6: issue P-1 is listed twice"), "{err}");
-    let (_dir, t) = tracker(&FILE.replace("    status: Done\n", "    status: Done\n    status: Open\n"));
+    assert!(
+        err.contains("issues.yaml: line 6: issue P-1 is listed twice"),
+        "{err}"
+    );
+    let (_dir, t) =
+        tracker(&FILE.replace("    status: Done\n", "    status: Done\n    status: Open\n"));
     let err = block_on(t.snapshot()).unwrap_err().to_string();
     assert!(
         err.contains("issues.yaml: line 10: `status` is given twice in the same mapping; keep one"),
