@@ -112,6 +112,53 @@ fn a_tracker_change_comes_into_the_structure_reading_only_changed_issues() {
     assert_eq!(again["summary"]["trackerUpdates"], 0);
 }
 
+/// The README's steps: a change that does not move `updated` (PLAT-2 set
+/// to Done by hand), approved and applied, is what the next pass starts from.
+#[test]
+fn a_pass_after_an_approved_apply_keeps_what_the_apply_removed() {
+    let ws = Workspace::new();
+    ws.apply();
+    let sync_once = || {
+        let out = ws
+            .trellis()
+            .args(["sync", "--once", "-f", "quickstart"])
+            .output()
+            .unwrap();
+        let report = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{report}");
+        report
+    };
+    sync_once();
+    ws.edit(
+        "quickstart/issues.yaml",
+        "summary: Observability with OpenTelemetry\n    type: Epic\n    status: In Progress",
+        "summary: Observability with OpenTelemetry\n    type: Epic\n    status: Done",
+    );
+    let plan = ws.trellis().args(["plan", "-f", "quickstart"]).output().unwrap();
+    let text = String::from_utf8_lossy(&plan.stdout).into_owned();
+    assert!(text.contains("6 to remove"), "{text}");
+    let hash = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Plan hash: "))
+        .expect("a plan hash")
+        .to_owned();
+    ws.trellis()
+        .args(["apply", "-f", "quickstart", "--approve", &hash])
+        .assert()
+        .success();
+    let applied = ws.store().structure("default/roadmap").unwrap();
+    assert_eq!(applied.forest.find_issue("PLAT-12"), None);
+
+    let report = sync_once();
+    let after = ws.store().structure("default/roadmap").unwrap();
+    assert_eq!(
+        (after.version, after.forest.len()),
+        (applied.version, applied.forest.len()),
+        "the pass changed the structure the apply left: {report}"
+    );
+    assert_eq!(after.forest.find_issue("PLAT-2"), None, "{report}");
+}
+
 #[test]
 fn a_structure_change_goes_to_the_tracker_once_and_does_not_come_back() {
     let ws = synced();

@@ -646,6 +646,7 @@ fn stop_by_the_cycle_guard(world: &World) {
             synchronizers: &[],
             baselines: &[],
             pass: Some(&pass),
+            read: None,
         })
         .unwrap();
 }

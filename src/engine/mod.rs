@@ -26,8 +26,10 @@ use crate::plan::{
     mass_removals, plan_structure,
 };
 use crate::spec::{Catalog, Declared, SpecErrors, Structure};
-use crate::store::{Baseline, Change, Commit, JobRecord, JobState, Recorded, Store, StoreError};
-use crate::tracker::{Tracker, TrackerError};
+use crate::store::{
+    Baseline, Change, Commit, FullRead, JobRecord, JobState, Recorded, Store, StoreError,
+};
+use crate::tracker::{Tracker, TrackerError, Watermark};
 
 pub use connect::Credentials;
 use connect::Trackers;
@@ -432,6 +434,9 @@ impl<S: Store> Engine<S> {
             .collect();
         let baselines = baselines(&forest, &snapshot, &synchronizers);
         let jobs = job_records(&structure, &sources, &plan, &self.author, started, None);
+        // A first read of a watermark keeps every issue it is given.
+        let mut watermark = Watermark::default();
+        let issues = watermark.advance(snapshot.issues().cloned().collect());
         let version = self.store.commit(&Commit {
             structure: &structure,
             base_version,
@@ -441,6 +446,12 @@ impl<S: Store> Engine<S> {
             synchronizers: &synchronizers,
             baselines: &baselines,
             pass: None,
+            read: Some(FullRead {
+                tracker: &tracker,
+                issues: &issues,
+                watermark: &watermark,
+                at: started,
+            }),
         })?;
         tracing::info!(structure = %structure, version, summary = %plan.summary, "applied");
         Ok((structure, version))
@@ -532,6 +543,7 @@ impl<S: Store> Engine<S> {
             synchronizers: &[],
             baselines: &[],
             pass: None,
+            read: None,
         })?;
         Ok(version)
     }

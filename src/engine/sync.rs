@@ -708,6 +708,7 @@ impl<S: Store> Engine<S> {
             synchronizers: &[],
             baselines: &[],
             pass: Some(&record),
+            read: None,
         })?;
         *state = next_state;
         pass.stopped = state.stopped.clone();

@@ -136,6 +136,19 @@ pub struct Commit<'a> {
     /// baselines, per-issue errors): in the same transaction, so that its own
     /// writes never come back to it as changes.
     pub pass: Option<&'a PassCommit<'a>>,
+    /// The full read an apply planned from, as its writes left it: the
+    /// mirror takes it in the same transaction, so the next pass starts from
+    /// what the apply saw and cannot undo it (a change that did not move
+    /// `updated` is otherwise seen by one and not the other).
+    pub read: Option<FullRead<'a>>,
+}
+
+/// A full read of a tracker, for [`Commit::read`].
+pub struct FullRead<'a> {
+    pub tracker: &'a str,
+    pub issues: &'a [Issue],
+    pub watermark: &'a Watermark,
+    pub at: jiff::Timestamp,
 }
 
 /// The store's copy of a tracker's issues (BigPicture's cache): what an

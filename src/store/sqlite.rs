@@ -657,6 +657,10 @@ impl Store for SqliteStore {
         if let Some(pass) = commit.pass {
             commit_pass(&tx, pass, version).map_err(err)?;
         }
+        if let Some(read) = &commit.read {
+            refresh_mirror(&tx, read.tracker, true, read.issues, read.watermark, read.at)
+                .map_err(err)?;
+        }
         tx.commit().map_err(err)?;
         Ok(version)
     }
@@ -799,83 +803,11 @@ impl Store for SqliteStore {
         watermark: &Watermark,
         at: jiff::Timestamp,
     ) -> Result<u64, StoreError> {
-        let stored: HashMap<String, Option<String>> = {
-            let connection = self.connection();
-            let mut statement = connection
-                .prepare("SELECT key, issue FROM mirror WHERE tracker = ?")
-                .map_err(|e| self.error(e))?;
-            statement
-                .query_map([tracker], |r| Ok((r.get(0)?, r.get(1)?)))
-                .and_then(|rows| rows.collect::<rusqlite::Result<_>>())
-                .map_err(|e| self.error(e))?
-        };
-        let (full, issues) = match read {
+        let (full, issues) = match &read {
             MirrorRead::Full(issues) => (true, issues),
             MirrorRead::Changed(issues) => (false, issues),
         };
-        let bodies: Vec<(String, String)> = issues
-            .iter()
-            .map(|i| {
-                (
-                    i.key.clone(),
-                    serde_json::to_string(i).expect("issues serialize"),
-                )
-            })
-            .collect();
-        let watermark = serde_json::to_string(watermark).expect("watermarks serialize");
-        self.write(|tx| {
-            tx.execute(
-                "INSERT INTO mirror_state (tracker, seq, watermark) VALUES (?, 0, '{}')
-                 ON CONFLICT (tracker) DO NOTHING",
-                [tracker],
-            )?;
-            let seq: u64 = tx.query_row(
-                "UPDATE mirror_state SET seq = seq + 1, watermark = ? WHERE tracker = ? RETURNING seq",
-                params![watermark, tracker],
-                |r| r.get(0),
-            )?;
-            if full {
-                tx.execute(
-                    "UPDATE mirror_state SET full_read = ? WHERE tracker = ?",
-                    params![at.to_string(), tracker],
-                )?;
-            }
-            // A full read orders every issue as the tracker lists them; an
-            // issue first seen in a changed read goes last.
-            let mut next: i64 = tx.query_row(
-                "SELECT coalesce(max(ord) + 1, 0) FROM mirror WHERE tracker = ?",
-                [tracker],
-                |r| r.get(0),
-            )?;
-            let mut upsert = tx.prepare_cached(
-                "INSERT INTO mirror (tracker, key, seq, ord, issue) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (tracker, key) DO UPDATE SET seq = ?3, issue = ?5",
-            )?;
-            let mut reorder =
-                tx.prepare_cached("UPDATE mirror SET ord = ? WHERE tracker = ? AND key = ?")?;
-            for (index, (key, body)) in bodies.iter().enumerate() {
-                if stored.get(key).and_then(Option::as_ref) != Some(body) {
-                    upsert.execute(params![tracker, key, seq, next, body])?;
-                    next += 1;
-                }
-                if full {
-                    reorder.execute(params![index as i64, tracker, key])?;
-                }
-            }
-            if full {
-                let present: std::collections::HashSet<&str> =
-                    issues.iter().map(|i| i.key.as_str()).collect();
-                let mut gone = tx.prepare_cached(
-                    "UPDATE mirror SET seq = ?, issue = NULL WHERE tracker = ? AND key = ?",
-                )?;
-                for (key, body) in &stored {
-                    if body.is_some() && !present.contains(key.as_str()) {
-                        gone.execute(params![seq, tracker, key])?;
-                    }
-                }
-            }
-            Ok(seq)
-        })
+        self.write(|tx| refresh_mirror(tx, tracker, full, issues, watermark, at))
     }
 
     fn mirror_changes(&self, tracker: &str, after: u64) -> Result<Vec<String>, StoreError> {
@@ -1090,6 +1022,75 @@ fn commit_pass(tx: &Transaction, pass: &PassCommit, version: u64) -> rusqlite::R
         ..pass.state.clone()
     };
     write_sync_state(tx, sync, &state)
+}
+
+/// Takes a read of `tracker` into its mirror, numbering the rows it changes;
+/// a `full` read also marks the issues it did not list as gone.
+fn refresh_mirror(
+    tx: &Transaction,
+    tracker: &str,
+    full: bool,
+    issues: &[Issue],
+    watermark: &Watermark,
+    at: jiff::Timestamp,
+) -> rusqlite::Result<u64> {
+    let stored: HashMap<String, Option<String>> = {
+        let mut statement = tx.prepare("SELECT key, issue FROM mirror WHERE tracker = ?")?;
+        statement
+            .query_map([tracker], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(|rows| rows.collect::<rusqlite::Result<_>>())?
+    };
+    let watermark = serde_json::to_string(watermark).expect("watermarks serialize");
+    tx.execute(
+        "INSERT INTO mirror_state (tracker, seq, watermark) VALUES (?, 0, '{}')
+         ON CONFLICT (tracker) DO NOTHING",
+        [tracker],
+    )?;
+    let seq: u64 = tx.query_row(
+        "UPDATE mirror_state SET seq = seq + 1, watermark = ? WHERE tracker = ? RETURNING seq",
+        params![watermark, tracker],
+        |r| r.get(0),
+    )?;
+    if full {
+        tx.execute(
+            "UPDATE mirror_state SET full_read = ? WHERE tracker = ?",
+            params![at.to_string(), tracker],
+        )?;
+    }
+    // A full read orders every issue as the tracker lists them; an issue
+    // first seen in a changed read goes last.
+    let mut next: i64 = tx.query_row(
+        "SELECT coalesce(max(ord) + 1, 0) FROM mirror WHERE tracker = ?",
+        [tracker],
+        |r| r.get(0),
+    )?;
+    let mut upsert = tx.prepare_cached(
+        "INSERT INTO mirror (tracker, key, seq, ord, issue) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (tracker, key) DO UPDATE SET seq = ?3, issue = ?5",
+    )?;
+    let mut reorder = tx.prepare_cached("UPDATE mirror SET ord = ? WHERE tracker = ? AND key = ?")?;
+    for (index, issue) in issues.iter().enumerate() {
+        let body = serde_json::to_string(issue).expect("issues serialize");
+        if stored.get(&issue.key).and_then(Option::as_ref) != Some(&body) {
+            upsert.execute(params![tracker, issue.key, seq, next, body])?;
+            next += 1;
+        }
+        if full {
+            reorder.execute(params![index as i64, tracker, issue.key])?;
+        }
+    }
+    if full {
+        let present: std::collections::HashSet<&str> =
+            issues.iter().map(|i| i.key.as_str()).collect();
+        let mut gone = tx
+            .prepare_cached("UPDATE mirror SET seq = ?, issue = NULL WHERE tracker = ? AND key = ?")?;
+        for (key, body) in &stored {
+            if body.is_some() && !present.contains(key.as_str()) {
+                gone.execute(params![seq, tracker, key])?;
+            }
+        }
+    }
+    Ok(seq)
 }
 
 fn write_sync_state(tx: &Transaction, sync: &str, state: &SyncState) -> rusqlite::Result<()> {

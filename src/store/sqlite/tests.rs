@@ -121,6 +121,7 @@ fn commit(
         synchronizers: &synchronizers,
         baselines,
         pass: None,
+        read: None,
     })
 }
 
@@ -268,6 +269,7 @@ fn the_journal_records_each_operation_with_its_version_author_and_cause() {
         synchronizers: &[],
         baselines: &[],
         pass: None,
+        read: None,
     };
     store.commit(&first).unwrap();
     let mut removal = Edit::on(&e.forest);
@@ -291,6 +293,7 @@ fn the_journal_records_each_operation_with_its_version_author_and_cause() {
             synchronizers: &[],
             baselines: &[],
             pass: None,
+            read: None,
         })
         .unwrap();
     assert_eq!(version, 2);
@@ -390,6 +393,7 @@ fn each_commit_replaces_the_baselines_of_the_synchronizers_that_ran() {
             synchronizers: &[F.to_owned()],
             baselines: &[],
             pass: None,
+            read: None,
         })
         .unwrap();
     assert!(store.baselines(F).unwrap().is_empty());
