@@ -149,7 +149,7 @@ impl Bench {
             .runtime
             .block_on(
                 self.engine
-                    .sync_pass(&self.catalog, id, jiff::Timestamp::now()),
+                    .sync_pass(&self.catalog, id, jiff::Timestamp::now(), None),
             )
             .unwrap_or_else(|e| panic!("pass of {id}: {e}"));
         let elapsed = start.elapsed();

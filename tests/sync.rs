@@ -6,6 +6,7 @@
 mod common;
 
 use common::Workspace;
+use predicates::prelude::*;
 use predicates::str::contains;
 use trellis::store::{Store, SyncState};
 
@@ -159,6 +160,102 @@ fn a_pass_after_an_approved_apply_keeps_what_the_apply_removed() {
     assert_eq!(after.forest.find_issue("PLAT-2"), None, "{report}");
 }
 
+/// Sets PLAT-2 Done, so that `platform-epics` (`remove: true`) would
+/// remove its row and the five under it.
+fn finish_plat_2(ws: &Workspace) {
+    let text = ws.read("quickstart/issues.yaml").replacen(
+        "status: In Progress\n    rank: \"0|a00020:\"\n    updated: 2026-11-03T14:40:00Z",
+        &format!(
+            "status: Done\n    rank: \"0|a00020:\"\n    updated: {}",
+            jiff::Timestamp::now()
+        ),
+        1,
+    );
+    assert!(text.contains("status: Done\n    rank: \"0|a00020:\""));
+    ws.write("quickstart/issues.yaml", &text);
+}
+
+fn sync_once(ws: &Workspace, extra: &[&str]) -> std::process::Output {
+    ws.trellis()
+        .args(["sync", "--once", "-f", "quickstart"])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_destructive_pass_is_held_until_its_hash_is_approved() {
+    let ws = synced();
+    sync_once(&ws, &[]);
+    finish_plat_2(&ws);
+    let before = ws.store().structure("default/roadmap").unwrap();
+    let out = sync_once(&ws, &[]);
+    assert!(out.status.success());
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(report.contains("HELD for approval"), "{report}");
+    assert!(report.contains("! remove PLAT-2"), "{report}");
+    let hash = report
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("plan hash: "))
+        .expect("the held plan's hash")
+        .to_owned();
+    let held = ws.store().structure("default/roadmap").unwrap();
+    assert_eq!(held.version, before.version, "nothing was carried out");
+    assert!(held.forest.find_issue("PLAT-12").is_some());
+
+    // The same plan is held again, with the same hash, until approved.
+    let again = String::from_utf8_lossy(&sync_once(&ws, &[]).stdout).into_owned();
+    assert!(again.contains(&format!("plan hash: {hash}")), "{again}");
+    ws.trellis()
+        .args(["status", "-f", "quickstart"])
+        .assert()
+        .success()
+        .stdout(contains(format!("destructive plan {hash} held for approval")));
+    ws.trellis()
+        .args(["troubleshoot", "platform-epics", "-f", "quickstart"])
+        .assert()
+        .code(1)
+        .stdout(contains("a destructive plan (0 to add, 0 to move, 6 to remove"))
+        .stdout(contains(format!("--approve {hash}")));
+
+    ws.trellis()
+        .args(["sync", "--once", "-f", "quickstart", "--approve", "0123456789abcdef"])
+        .assert()
+        .code(2)
+        .stderr(contains(format!("0123456789abcdef is not the held plan {hash}")));
+    assert_eq!(ws.store().structure("default/roadmap").unwrap().version, before.version);
+
+    let out = sync_once(&ws, &["--approve", &hash]);
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{report}");
+    let after = ws.store().structure("default/roadmap").unwrap();
+    assert_eq!(after.forest.find_issue("PLAT-2"), None, "{report}");
+    assert_eq!(after.forest.find_issue("PLAT-12"), None, "{report}");
+    ws.trellis()
+        .args(["status", "-f", "quickstart"])
+        .assert()
+        .success()
+        .stdout(contains("held for approval").not());
+}
+
+#[test]
+fn a_synchronizer_may_declare_that_its_passes_carry_out_destructive_changes() {
+    let ws = synced();
+    ws.edit(
+        "quickstart/trellis.yaml",
+        "    remove: true\n",
+        "    remove: true\n  safety:\n    destructivePasses: apply\n",
+    );
+    sync_once(&ws, &[]);
+    finish_plat_2(&ws);
+    let out = sync_once(&ws, &[]);
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{report}");
+    assert!(!report.contains("HELD"), "{report}");
+    let after = ws.store().structure("default/roadmap").unwrap();
+    assert_eq!(after.forest.find_issue("PLAT-2"), None, "{report}");
+}
+
 #[test]
 fn a_structure_change_goes_to_the_tracker_once_and_does_not_come_back() {
     let ws = synced();
@@ -212,6 +309,12 @@ fn conflict(ws: &Workspace) -> serde_json::Value {
 #[test]
 fn a_conflict_goes_to_the_tracker_by_default_and_is_recorded() {
     let ws = synced();
+    // Its pass removes a row (below): carried out, not held for approval.
+    ws.edit(
+        "quickstart/trellis.yaml",
+        "  directions: [into, from]",
+        "  directions: [into, from]\n  safety: {destructivePasses: apply}",
+    );
     let report = conflict(&ws);
     assert_eq!(report["conflicts"][0]["issue"], "PLAT-11");
     assert_eq!(report["conflicts"][0]["kept"], "tracker");

@@ -204,7 +204,7 @@ impl World {
             .runtime
             .block_on(
                 self.engine
-                    .sync_pass(&self.catalog, SYNC, jiff::Timestamp::now()),
+                    .sync_pass(&self.catalog, SYNC, jiff::Timestamp::now(), None),
             )
             .map_err(|e| e.to_string())?;
         assert!(pass.waiting.is_none(), "{pass:?}");

@@ -227,9 +227,11 @@ enum Command {
     },
     /// Incremental sync: each enabled synchronizer carries what changed on
     /// either side since its last pass to the other, on its schedule, until
-    /// interrupted (`--once`: one pass each, now). Destructive changes are
-    /// made without approval (the declaration was reviewed); its `safety`
-    /// limits still refuse a pass that would remove too much.
+    /// interrupted (`--once`: one pass each, now). A pass whose plan is
+    /// destructive (rows removed, parents or links cleared) carries out
+    /// nothing and waits for its hash to be approved, unless the
+    /// synchronizer declares `safety.destructivePasses: apply`; its `safety`
+    /// limits refuse a pass that would remove too much either way.
     #[command(visible_alias = "run")]
     Sync {
         /// Only these synchronizers (`name` or `namespace/name`).
@@ -239,6 +241,10 @@ enum Command {
         /// One pass of each synchronizer, then exit.
         #[arg(long)]
         once: bool,
+        /// Carry out the held destructive plan with this hash (shown by the
+        /// pass that held it and by `trellis status`).
+        #[arg(long, value_name = "HASH")]
+        approve: Option<String>,
         #[arg(short, long, value_enum, default_value_t = OutputFormat::Text)]
         output: OutputFormat,
     },
@@ -588,6 +594,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     last_pass: state.last_pass,
                     held: store.held_issues(&id)?.len(),
                     stopped: state.stopped.is_some(),
+                    held_plan: state.held_plan.map(|p| p.hash),
                 };
                 views.insert(id, view);
             }
@@ -601,8 +608,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             synchronizers,
             files,
             once,
+            approve,
             output,
-        } => sync::sync(&cli.state, &files.files, &synchronizers, once, output).await,
+        } => {
+            let run = sync::Run {
+                files: &files.files,
+                names: &synchronizers,
+                once,
+                approval: approve.as_deref(),
+                output,
+            };
+            sync::sync(&cli.state, run).await
+        }
         Command::Troubleshoot {
             synchronizer,
             files,

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::engine::{HistoryEntry, Section};
 use crate::model::{Forest, RowId, RowItem, Snapshot};
-use crate::plan::{PlanSet, StructureOp, StructurePlan, TrackerOp, render_outline, visible};
+use crate::plan::{PlanSet, StructurePlan, TrackerOp, render_outline, visible};
 use crate::spec::Catalog;
 use crate::store::{JobRecord, JobState};
 
@@ -48,25 +48,7 @@ fn paint(text: &str, code: &str, colour: bool) -> String {
 
 /// The operations that need approval, one line each, for listing first.
 pub(super) fn destructive(plan: &StructurePlan) -> Vec<String> {
-    let rows = plan.units.iter().flat_map(|u| &u.structure_ops);
-    let issues = plan.units.iter().flat_map(|u| &u.tracker_ops);
-    rows.filter(|op| op.is_destructive())
-        .map(describe_op)
-        .chain(
-            issues
-                .filter(|op| op.is_destructive())
-                .map(|op| op.to_string()),
-        )
-        .map(|line| visible(&line))
-        .collect()
-}
-
-fn describe_op(op: &StructureOp) -> String {
-    match op {
-        StructureOp::Add { row, .. } => format!("add {}", row.item),
-        StructureOp::Move { item, .. } => format!("move {item}"),
-        StructureOp::Remove { item, .. } => format!("remove {item}"),
-    }
+    plan.destructive().iter().map(|line| visible(line)).collect()
 }
 
 /// The plan for a terminal: per structure the units, the outline diff and
@@ -272,18 +254,20 @@ pub fn outline(sections: &[Section]) -> String {
     out
 }
 
-/// `trellis status`: a line per synchronizer.
 /// What `status` shows of a synchronizer's incremental sync.
 #[derive(Default)]
 pub struct SyncView {
     pub last_pass: Option<jiff::Timestamp>,
     pub held: usize,
     pub stopped: bool,
+    /// The hash of the destructive plan its passes wait on.
+    pub held_plan: Option<String>,
 }
 
 /// `trellis status`: a line per synchronizer. LAST SYNC is its last job or
 /// incremental pass, whichever is later; ERRORS the last job's failure, the
-/// issues a pass holds, or the cycle guard's stop.
+/// issues a pass holds, a destructive plan held for approval, or the cycle
+/// guard's stop.
 pub fn status_table(
     catalog: &Catalog,
     jobs: &[JobRecord],
@@ -333,6 +317,8 @@ pub fn status_table(
         if let Some(view) = view {
             if view.stopped {
                 errors = "stopped by the cycle guard (trellis troubleshoot)".into();
+            } else if let Some(hash) = &view.held_plan {
+                errors = format!("destructive plan {hash} held for approval (trellis troubleshoot)");
             } else if view.held > 0 {
                 errors = format!("{} held (trellis troubleshoot)", view.held);
             }

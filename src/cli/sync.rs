@@ -11,8 +11,9 @@ use serde::Serialize;
 
 use super::{OutputFormat, author, catalog_or_remembered};
 use crate::engine::{Engine, Pass, check_tracker, needs};
+use crate::plan::visible;
 use crate::spec::Catalog;
-use crate::store::{HeldIssue, HoldKind, Release, SqliteStore, Store};
+use crate::store::{HeldIssue, HeldPlan, HoldKind, Release, SqliteStore, Store};
 
 /// The longest sleep between looks at the declarations while running.
 const LOOK_AGAIN: std::time::Duration = std::time::Duration::from_secs(60);
@@ -48,16 +49,28 @@ fn selected(catalog: &Catalog, names: &[String]) -> anyhow::Result<Vec<String>> 
         .collect()
 }
 
+/// What `trellis sync` was asked to do.
+pub struct Run<'a> {
+    pub files: &'a [PathBuf],
+    /// The synchronizers to run (all enabled ones when empty).
+    pub names: &'a [String],
+    pub once: bool,
+    /// The hash of a held destructive plan to carry out.
+    pub approval: Option<&'a str>,
+    pub output: OutputFormat,
+}
+
 /// One pass of each selected synchronizer (`--once`), or passes on their
 /// schedules until interrupted. The declarations are read again before
 /// each round, so edits to the files take effect without a restart.
-pub async fn sync(
-    state: &Path,
-    files: &[PathBuf],
-    names: &[String],
-    once: bool,
-    output: OutputFormat,
-) -> anyhow::Result<ExitCode> {
+pub async fn sync(state: &Path, run: Run<'_>) -> anyhow::Result<ExitCode> {
+    let Run {
+        files,
+        names,
+        once,
+        approval,
+        output,
+    } = run;
     // Wrong declarations or names are refused before the store is made.
     let mut loaded = Some(Catalog::load(files)?);
     if let Some(catalog) = &loaded {
@@ -81,8 +94,18 @@ pub async fn sync(
                 next = next.min(due);
                 continue;
             }
-            match engine.sync_pass(&catalog, &id, now).await {
-                Ok(pass) => out!("{}", report(&pass, output)?),
+            match engine.sync_pass(&catalog, &id, now, approval).await {
+                Ok(pass) => {
+                    out!("{}", report(&pass, output)?);
+                    if let (Some(given), Some(held)) = (approval, &pass.held_plan)
+                        && once
+                    {
+                        bail!(
+                            "{id}: {given} is not the held plan {}; nothing of it was carried out: review the plan above, then approve its hash",
+                            held.hash
+                        );
+                    }
+                }
                 Err(e) if once => return Err(anyhow::anyhow!("{id}: {e}")),
                 // A long-running sync reports a failed pass and goes on:
                 // the next one plans from what this one left.
@@ -133,23 +156,41 @@ fn report(pass: &Pass, output: OutputFormat) -> anyhow::Result<String> {
         stopped(&mut out)?;
         return Ok(out);
     }
+    let outcome = match pass.held_plan {
+        Some(_) => format!("would do {}; {} unchanged", pass.summary, pass.structure),
+        None => format!(
+            "{}; {} at version {}",
+            pass.summary, pass.structure, pass.version
+        ),
+    };
     writeln!(
         out,
-        "{}: {} pass, {} issue(s) read ({} changed in the tracker, {} in the structure): {}; {} at version {}",
+        "{}: {} pass, {} issue(s) read ({} changed in the tracker, {} in the structure): {outcome}",
         pass.synchronizer,
         if pass.full { "full" } else { "incremental" },
         pass.issues_read,
         pass.tracker_changes,
         pass.structure_changes,
-        pass.summary,
-        pass.structure,
-        pass.version
     )?;
     for c in &pass.conflicts {
         writeln!(
             out,
             "  conflict on {}: the structure has it {}, the tracker {}; kept: {}",
             c.issue, c.structure_side, c.tracker_side, c.kept
+        )?;
+    }
+    if let Some(plan) = &pass.held_plan {
+        writeln!(
+            out,
+            "  HELD for approval (destructive, safety.destructivePasses: hold): nothing of this pass was carried out"
+        )?;
+        for line in &plan.destructive {
+            writeln!(out, "    ! {}", visible(line))?;
+        }
+        writeln!(
+            out,
+            "  plan hash: {}\n  to carry it out: `trellis sync --once {id} --approve {}` with the same -f, or `approvedPlan: {}` in the Synchronizer's spec",
+            plan.hash, plan.hash, plan.hash
         )?;
     }
     for h in &pass.held {
@@ -198,6 +239,8 @@ struct Findings {
     held: Vec<HeldIssue>,
     conflicts: Vec<crate::store::ConflictRecord>,
     stopped: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    held_plan: Option<HeldPlan>,
     last_pass: Option<jiff::Timestamp>,
 }
 
@@ -296,11 +339,13 @@ pub async fn troubleshoot(
         held: store.held_issues(id)?,
         conflicts: store.conflicts(id, 20)?,
         stopped: sync_state.stopped,
+        held_plan: sync_state.held_plan,
         last_pass: sync_state.last_pass,
     };
     let healthy = findings.checks.iter().all(|c| c.ok)
         && findings.held.iter().all(|h| h.release.is_some())
-        && findings.stopped.is_none();
+        && findings.stopped.is_none()
+        && findings.held_plan.is_none();
     match output {
         OutputFormat::Json => outln!("{}", serde_json::to_string_pretty(&findings)?),
         OutputFormat::Text => out!("{}", findings_text(&findings)?),
@@ -350,6 +395,22 @@ fn findings_text(f: &Findings) -> anyhow::Result<String> {
             out,
             "  STOPPED by the cycle guard: {reason}\n  restart with: trellis troubleshoot {} --restart",
             f.synchronizer
+        )?;
+    }
+    if let Some(plan) = &f.held_plan {
+        writeln!(
+            out,
+            "  HELD since {}: a destructive plan ({}) waits for approval; its passes carry out nothing until then:",
+            plan.since.strftime("%Y-%m-%d %H:%M:%SZ"),
+            plan.summary
+        )?;
+        for line in &plan.destructive {
+            writeln!(out, "    ! {}", visible(line))?;
+        }
+        writeln!(
+            out,
+            "  carry it out with `trellis sync --once {} --approve {}` (or `approvedPlan: {}` in its spec)",
+            f.synchronizer, plan.hash, plan.hash
         )?;
     }
     if f.held.is_empty() {

@@ -4,7 +4,9 @@
 //! listed in the status and hold only their issue. `enabled: false` stops a
 //! synchronizer after its in-flight pass; deleting one waits for that pass
 //! too (a finalizer), so a sync never outlives its declaration. Phases:
-//! Handshake (first pass) → Running | Stopped | Error | RestartRequired
+//! Handshake (first pass) → Running | AwaitingApproval (a destructive plan
+//! held under `safety.destructivePasses: hold` until `spec.approvedPlan`
+//! names its hash) | Stopped | Error | RestartRequired
 //! (the cycle guard: it kept undoing another writer; stopped until its spec
 //! changes or `trellis troubleshoot --restart`).
 
@@ -17,7 +19,10 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use super::conditions::{Health, State};
 use super::context::{Chain, Context, Error};
 use crate::engine::Pass;
-use crate::spec::{Catalog, IssueError, Synchronizer, SynchronizerStatus, resource_id};
+use crate::plan::visible;
+use crate::spec::{
+    Catalog, IssueError, PlanStatus, Synchronizer, SynchronizerStatus, resource_id,
+};
 use crate::store::Store;
 
 pub const FINALIZER: &str = "trellis.dev/stop-synchronizer";
@@ -98,7 +103,7 @@ async fn run(sync: Arc<Synchronizer>, ctx: &Context) -> Result<Action, Error> {
             .map_err(crate::engine::EngineError::from)?;
     }
     let started = jiff::Timestamp::now();
-    let outcome = engine.sync_pass(&catalog, &id, started).await;
+    let outcome = engine.sync_pass(&catalog, &id, started, None).await;
     drop(engine);
     let schedule = sync.spec.schedule().unwrap_or_default();
     let now = jiff::Timestamp::now();
@@ -121,7 +126,37 @@ async fn run(sync: Arc<Synchronizer>, ctx: &Context) -> Result<Action, Error> {
                 Action::await_change(),
             )
         }
+        Ok(Pass {
+            held_plan: Some(plan),
+            ..
+        }) => {
+            next.phase = Some("AwaitingApproval".into());
+            let stale = match sync.spec.approved_plan.as_deref() {
+                Some(approved) => format!(" (spec.approvedPlan {approved} is not this plan)"),
+                None => String::new(),
+            };
+            let message = format!(
+                "a pass's plan is destructive ({}); nothing of it was carried out: set spec.approvedPlan to {} to carry it out{stale}",
+                plan.summary, plan.hash
+            );
+            let newly_held = next.held_plan.as_ref().map(|p| &p.hash) != Some(&plan.hash);
+            if newly_held {
+                ctx.event(&*sync, false, "AwaitingApproval", "Sync", message.clone())
+                    .await;
+            }
+            next.held_plan = Some(PlanStatus {
+                hash: plan.hash,
+                summary: plan.summary,
+                destructive: true,
+                diff_excerpt: Some(excerpt(&plan.destructive)),
+            });
+            (
+                Health::new(State::Stalled, "AwaitingApproval", message),
+                Action::requeue(until(schedule.next_pass(&id, Some(started), now), now)),
+            )
+        }
         Ok(pass) => {
+            next.held_plan = None;
             ctx.metrics.count_operations(&pass.summary);
             ctx.structure_changed(&structure);
             next.phase = Some("Running".into());
@@ -176,6 +211,16 @@ fn not_due(sync: &Synchronizer) -> Option<Duration> {
         .unwrap_or_default()
         .next_pass(&id, Some(last), now);
     Some(until(due, now)).filter(|d| !d.is_zero())
+}
+
+/// The first lines of a held plan's destructive operations, for the status.
+fn excerpt(destructive: &[String]) -> String {
+    const LINES: usize = 20;
+    let mut lines: Vec<String> = destructive.iter().take(LINES).map(|l| visible(l)).collect();
+    if destructive.len() > LINES {
+        lines.push(format!("... and {} more", destructive.len() - LINES));
+    }
+    lines.join("\n")
 }
 
 /// A held issue as the status lists it.

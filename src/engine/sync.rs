@@ -31,10 +31,12 @@ use serde::Serialize;
 use super::units::{self, Searches, Selected, UnitSource};
 use super::{Engine, EngineError, Trackers, job_records};
 use crate::model::{Direction, Forest, Issue, Snapshot};
-use crate::plan::{Planned, StructureInput, Summary, TrackerOp, mass_removals, plan_structure};
-use crate::spec::{Catalog, ConflictPolicy, SynchronizerType};
+use crate::plan::{
+    Planned, StructureInput, Summary, TrackerOp, mass_removals, plan_hash, plan_structure,
+};
+use crate::spec::{Catalog, ConflictPolicy, DestructivePasses, SynchronizerType};
 use crate::store::{
-    Baseline, Change, Commit, ConflictRecord, HeldIssue, HoldKind, MirrorRead, PassCommit,
+    Baseline, Change, Commit, ConflictRecord, HeldIssue, HeldPlan, HoldKind, MirrorRead, PassCommit,
     Recorded, Release, Store, SyncState,
 };
 use crate::tracker::{Tracker, TrackerError, Watermark};
@@ -68,6 +70,10 @@ pub struct Pass {
     /// before): it makes no passes until restarted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stopped: Option<String>,
+    /// The destructive plan this pass held instead of carrying it out
+    /// (`safety.destructivePasses: hold`); `summary` is what it would do.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_plan: Option<HeldPlan>,
 }
 
 /// An issue's place on each side, as baselines record it.
@@ -91,12 +97,15 @@ enum Decision {
 
 impl<S: Store> Engine<S> {
     /// One incremental pass of `id`. `now` decides whether it is a full
-    /// read (the schedule's `fullResyncAfter`).
+    /// read (the schedule's `fullResyncAfter`). A destructive plan is
+    /// carried out only under `safety.destructivePasses: apply` or when its
+    /// hash is `approval` or the synchronizer's `spec.approvedPlan`.
     pub async fn sync_pass(
         &mut self,
         catalog: &Catalog,
         id: &str,
         now: jiff::Timestamp,
+        approval: Option<&str>,
     ) -> Result<Pass, EngineError> {
         let sync = catalog
             .synchronizer(id)
@@ -127,7 +136,7 @@ impl<S: Store> Engine<S> {
             return Ok(pass);
         }
         let result = self
-            .pass(catalog, id, &tracker_id, &mut state, &mut pass, now)
+            .pass(catalog, id, &tracker_id, &mut state, &mut pass, now, approval)
             .await;
         self.store.release_structure(&structure_id, &holder)?;
         result.map(|()| pass)
@@ -141,6 +150,7 @@ impl<S: Store> Engine<S> {
         state: &mut SyncState,
         pass: &mut Pass,
         now: jiff::Timestamp,
+        approval: Option<&str>,
     ) -> Result<(), EngineError> {
         let started = jiff::Timestamp::now();
         let sync = catalog.synchronizer(id).expect("found by the caller");
@@ -504,8 +514,53 @@ impl<S: Store> Engine<S> {
         if let Some(m) = plan.mass_removals.first() {
             return Err(EngineError::MassRemoval(vec![m.message.clone()]));
         }
+        let writes_unit = |writes: &[TrackerOp]| crate::plan::UnitPlan {
+            synchronizer: id.to_owned(),
+            kind: plan.units.first().map_or("sync", |u| u.kind),
+            direction: Direction::From,
+            round: 1,
+            structure_ops: Vec::new(),
+            tracker_ops: writes.to_vec(),
+            notes: Vec::new(),
+        };
 
-        // 5. Write the tracker: only if what it is about to change did not
+        // 5. Destructive changes wait for a person, unless declared otherwise.
+        let destructive: Vec<String> = plan
+            .destructive()
+            .into_iter()
+            .chain(
+                writes
+                    .iter()
+                    .filter(|op| op.is_destructive())
+                    .map(ToString::to_string),
+            )
+            .collect();
+        let policy = spec.safety.as_ref().map(|s| s.destructive_passes);
+        if !destructive.is_empty() && policy.unwrap_or_default() == DestructivePasses::Hold {
+            let mut units = plan.units.clone();
+            units.push(writes_unit(&writes));
+            let hash = plan_hash(&plan.base_fingerprint, &units);
+            let approved = [approval, spec.approved_plan.as_deref()];
+            if !approved.contains(&Some(hash.as_str())) {
+                let since = match &state.held_plan {
+                    Some(held) if held.hash == hash => held.since,
+                    _ => now,
+                };
+                let held = HeldPlan {
+                    hash,
+                    summary: Summary::count(&units).to_string(),
+                    destructive,
+                    since,
+                };
+                tracing::info!(synchronizer = %id, hash = %held.hash, summary = %held.summary, "destructive plan held for approval");
+                self.store.hold_plan(id, &held)?;
+                pass.summary = Summary::count(&units);
+                pass.held_plan = Some(held);
+                return Ok(());
+            }
+        }
+
+        // 6. Write the tracker: only if what it is about to change did not
         // change again since the refresh (else the next pass decides anew).
         let mut written_snapshot = snapshot.clone();
         let mut written: Vec<Issue> = Vec::new();
@@ -563,20 +618,12 @@ impl<S: Store> Engine<S> {
                 .collect();
         }
         if !writes.is_empty() {
-            plan.units.push(crate::plan::UnitPlan {
-                synchronizer: id.to_owned(),
-                kind: plan.units.first().map_or("sync", |u| u.kind),
-                direction: Direction::From,
-                round: 1,
-                structure_ops: Vec::new(),
-                tracker_ops: writes.clone(),
-                notes: Vec::new(),
-            });
+            plan.units.push(writes_unit(&writes));
         }
         plan.summary = Summary::count(&plan.units);
         pass.summary = plan.summary;
 
-        // 6. Record it all in one transaction.
+        // 7. Record it all in one transaction.
         let identity = client
             .acting_as()
             .await
@@ -680,6 +727,7 @@ impl<S: Store> Engine<S> {
             last_written: written_now,
             stopped,
             matches: searches.into_results(),
+            held_plan: None,
         };
         let jobs = job_records(
             &pass.structure,

@@ -374,6 +374,16 @@ fn replace<T: PartialEq>(field: &mut T, value: T) -> bool {
     changed
 }
 
+impl std::fmt::Display for StructureOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StructureOp::Add { row, .. } => write!(f, "add {}", row.item),
+            StructureOp::Move { item, .. } => write!(f, "move {item}"),
+            StructureOp::Remove { item, .. } => write!(f, "remove {item}"),
+        }
+    }
+}
+
 impl std::fmt::Display for TrackerOp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -513,6 +523,23 @@ pub struct StructurePlan {
     /// allow: such a plan is shown but never applied (see [`mass_removals`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub mass_removals: Vec<MassRemoval>,
+}
+
+impl StructurePlan {
+    /// The operations that need approval, one line each (tracker text as
+    /// it is: outputs escape it).
+    pub fn destructive(&self) -> Vec<String> {
+        let rows = self.units.iter().flat_map(|u| &u.structure_ops);
+        let issues = self.units.iter().flat_map(|u| &u.tracker_ops);
+        rows.filter(|op| op.is_destructive())
+            .map(ToString::to_string)
+            .chain(
+                issues
+                    .filter(|op| op.is_destructive())
+                    .map(ToString::to_string),
+            )
+            .collect()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -812,7 +839,8 @@ pub fn fingerprint(forest: &Forest, snapshot: &Snapshot) -> String {
     crate::model::hex(&hasher.finalize())
 }
 
-fn plan_hash(base_fingerprint: &str, units: &[UnitPlan]) -> String {
+/// A plan's identity: what `--approve` and `approvedPlan` name.
+pub fn plan_hash(base_fingerprint: &str, units: &[UnitPlan]) -> String {
     let mut hasher = Sha256::new();
     hasher.update(base_fingerprint);
     hasher.update(serde_json::to_vec(units).expect("plans serialize"));

@@ -382,6 +382,11 @@ pub struct SynchronizerSpec {
     /// 30 s at any time of day, a full read every 24 h, when left out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<ScheduleSpec>,
+    /// The hash of a held pass plan (`status.heldPlan.hash`, or `trellis
+    /// status`) that a reviewer approved: the next pass carries it out if it
+    /// is still the plan. See `safety.destructivePasses`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_plan: Option<String>,
 }
 
 /// How a change made on both sides since the last pass is settled.
@@ -477,6 +482,30 @@ pub struct SafetySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub max_rounds: Option<u32>,
+    /// What an incremental pass does with a plan that removes rows or
+    /// clears parents and links: `hold` (the default) carries out nothing
+    /// and waits until the plan's hash is approved (`spec.approvedPlan`, or
+    /// `trellis sync --once --approve`), as `apply` would not carry it out
+    /// without review; `apply` carries it out.
+    #[serde(default, skip_serializing_if = "DestructivePasses::is_hold")]
+    pub destructive_passes: DestructivePasses,
+}
+
+/// See [`SafetySpec::destructive_passes`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum DestructivePasses {
+    /// Nothing is carried out until the plan is approved.
+    #[default]
+    Hold,
+    /// Destructive changes are carried out like any other.
+    Apply,
+}
+
+impl DestructivePasses {
+    fn is_hold(&self) -> bool {
+        *self == DestructivePasses::Hold
+    }
 }
 
 fn enabled_by_default() -> bool {
@@ -633,7 +662,7 @@ pub struct IssueError {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SynchronizerStatus {
-    /// `Running`, `Stopped`, `RestartRequired`, `Handshake` or `Error`.
+    /// `Running`, `AwaitingApproval`, `Stopped`, `RestartRequired`, `Handshake` or `Error`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
     /// RFC 3339 time of the last successful sync.
@@ -646,6 +675,10 @@ pub struct SynchronizerStatus {
     pub error_count: Option<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<IssueError>,
+    /// The destructive plan its passes wait on (`spec.safety.destructivePasses`):
+    /// set `spec.approvedPlan` to its hash to carry it out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_plan: Option<PlanStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -195,6 +195,26 @@ pub struct SyncState {
     /// the tracker only about the issues changed since.
     #[serde(default)]
     pub matches: std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+    /// The destructive plan its passes wait on, until approved or no
+    /// longer the plan (`safety.destructivePasses: hold`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_plan: Option<HeldPlan>,
+}
+
+/// A pass's plan that removes or clears something, waiting for a person:
+/// nothing of it (nor of later passes) is carried out until its hash is
+/// approved, as `apply` would not carry it out without review.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeldPlan {
+    /// What `trellis sync --approve` and `spec.approvedPlan` take.
+    pub hash: String,
+    /// The counts of the whole plan, e.g. `0 to add, 0 to move, 6 to remove; ...`.
+    pub summary: String,
+    /// The operations that need approval, one line each.
+    pub destructive: Vec<String>,
+    /// When a pass first held this plan.
+    pub since: jiff::Timestamp,
 }
 
 /// Why an issue's changes wait: a failed write, or a conflict that the
@@ -332,6 +352,10 @@ pub trait Store {
     fn mirror_changes(&self, tracker: &str, after: u64) -> Result<Vec<String>, StoreError>;
 
     fn sync_state(&self, synchronizer: &str) -> Result<SyncState, StoreError>;
+
+    /// Records the destructive plan `synchronizer`'s passes wait on; its
+    /// cursor stays, so the next pass plans the same changes again.
+    fn hold_plan(&mut self, synchronizer: &str, plan: &HeldPlan) -> Result<(), StoreError>;
 
     /// Journal entries after `version`, each with the synchronizer whose
     /// job made it (none for manual edits).

@@ -9,7 +9,7 @@ use rusqlite::{
 };
 
 use super::{
-    Baseline, Commit, ConflictRecord, HeldIssue, JobRecord, JobState, JournalEntry, Mirror,
+    Baseline, Commit, ConflictRecord, HeldIssue, HeldPlan, JobRecord, JobState, JournalEntry, Mirror,
     MirrorRead, PassCommit, Release, Store, StoreError, StoredResource, StoredStructure, SyncState,
 };
 use crate::model::{Forest, Issue, Row, RowId, RowItem};
@@ -819,6 +819,12 @@ impl Store for SqliteStore {
             .query_map(params![tracker, after], |r| r.get(0))
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
             .map_err(|e| self.error(e))
+    }
+
+    fn hold_plan(&mut self, synchronizer: &str, plan: &HeldPlan) -> Result<(), StoreError> {
+        let mut state = self.sync_state(synchronizer)?;
+        state.held_plan = Some(plan.clone());
+        self.write(|tx| write_sync_state(tx, synchronizer, &state))
     }
 
     fn sync_state(&self, synchronizer: &str) -> Result<SyncState, StoreError> {
