@@ -323,6 +323,72 @@ async fn after_a_server_restart_the_watches_list_again_and_a_deleted_synchronize
         "still ready after a relist"
     );
 
+    // PLAT-2 done: platform-epics would remove its row and the five under
+    // it. The pass holds the plan until spec.approvedPlan names its hash.
+    let issues = dir.path().join("issues.yaml");
+    let text = std::fs::read_to_string(&issues).unwrap().replacen(
+        "status: In Progress\n    rank: \"0|a00020:\"\n    updated: 2026-11-03T14:40:00Z",
+        &format!(
+            "status: Done\n    rank: \"0|a00020:\"\n    updated: {}",
+            jiff::Timestamp::now()
+        ),
+        1,
+    );
+    std::fs::write(&issues, text).unwrap();
+    let held = within(
+        Duration::from_secs(45),
+        "platform-epics awaits approval",
+        &controller,
+        || {
+            let sync = server.get("synchronizers", NS, "platform-epics")?;
+            (sync["status"]["phase"] == "AwaitingApproval")
+                .then(|| sync["status"]["heldPlan"].clone())
+        },
+    )
+    .await;
+    let hash = held["hash"].as_str().unwrap().to_owned();
+    assert!(
+        held["diffExcerpt"]
+            .as_str()
+            .unwrap()
+            .contains("remove PLAT-12"),
+        "{held}"
+    );
+    let store = SqliteStore::open(&dir.path().join("state.db")).unwrap();
+    let roadmap = format!("{NS}/roadmap");
+    let has = |key: &str| {
+        store
+            .structure(&roadmap)
+            .unwrap()
+            .forest
+            .find_issue(key)
+            .is_some()
+    };
+    assert!(has("PLAT-12"), "nothing of a held plan is carried out");
+    assert!(
+        server.all("events").iter().any(
+            |e| e["reason"] == "AwaitingApproval" && e["regarding"]["name"] == "platform-epics"
+        ),
+        "an AwaitingApproval event"
+    );
+    let mut sync = server.get("synchronizers", NS, "platform-epics").unwrap();
+    sync["spec"]["approvedPlan"] = json!(hash);
+    server.put("synchronizers", sync);
+    within(
+        Duration::from_secs(30),
+        "the approved plan is carried out",
+        &controller,
+        || {
+            let sync = server.get("synchronizers", NS, "platform-epics")?;
+            (sync["status"]["phase"] == "Running"
+                && sync["status"].get("heldPlan").is_none()
+                && !has("PLAT-2")
+                && !has("PLAT-12"))
+            .then_some(())
+        },
+    )
+    .await;
+
     // Deleted: held by its finalizer until stopped, then gone.
     server.delete("synchronizers", API, NS, "children");
     within(

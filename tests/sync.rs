@@ -135,7 +135,11 @@ fn a_pass_after_an_approved_apply_keeps_what_the_apply_removed() {
         "summary: Observability with OpenTelemetry\n    type: Epic\n    status: In Progress",
         "summary: Observability with OpenTelemetry\n    type: Epic\n    status: Done",
     );
-    let plan = ws.trellis().args(["plan", "-f", "quickstart"]).output().unwrap();
+    let plan = ws
+        .trellis()
+        .args(["plan", "-f", "quickstart"])
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&plan.stdout).into_owned();
     assert!(text.contains("6 to remove"), "{text}");
     let hash = text
@@ -210,20 +214,36 @@ fn a_destructive_pass_is_held_until_its_hash_is_approved() {
         .args(["status", "-f", "quickstart"])
         .assert()
         .success()
-        .stdout(contains(format!("destructive plan {hash} held for approval")));
+        .stdout(contains(format!(
+            "destructive plan {hash} held for approval"
+        )));
     ws.trellis()
         .args(["troubleshoot", "platform-epics", "-f", "quickstart"])
         .assert()
         .code(1)
-        .stdout(contains("a destructive plan (0 to add, 0 to move, 6 to remove"))
+        .stdout(contains(
+            "a destructive plan (0 to add, 0 to move, 6 to remove",
+        ))
         .stdout(contains(format!("--approve {hash}")));
 
     ws.trellis()
-        .args(["sync", "--once", "-f", "quickstart", "--approve", "0123456789abcdef"])
+        .args([
+            "sync",
+            "--once",
+            "-f",
+            "quickstart",
+            "--approve",
+            "0123456789abcdef",
+        ])
         .assert()
         .code(2)
-        .stderr(contains(format!("0123456789abcdef is not the held plan {hash}")));
-    assert_eq!(ws.store().structure("default/roadmap").unwrap().version, before.version);
+        .stderr(contains(format!(
+            "0123456789abcdef is not the held plan {hash}"
+        )));
+    assert_eq!(
+        ws.store().structure("default/roadmap").unwrap().version,
+        before.version
+    );
 
     let out = sync_once(&ws, &["--approve", &hash]);
     let report = String::from_utf8_lossy(&out.stdout).into_owned();

@@ -48,7 +48,10 @@ fn paint(text: &str, code: &str, colour: bool) -> String {
 
 /// The operations that need approval, one line each, for listing first.
 pub(super) fn destructive(plan: &StructurePlan) -> Vec<String> {
-    plan.destructive().iter().map(|line| visible(line)).collect()
+    plan.destructive()
+        .iter()
+        .map(|line| visible(line))
+        .collect()
 }
 
 /// The plan for a terminal: per structure the units, the outline diff and
@@ -318,7 +321,8 @@ pub fn status_table(
             if view.stopped {
                 errors = "stopped by the cycle guard (trellis troubleshoot)".into();
             } else if let Some(hash) = &view.held_plan {
-                errors = format!("destructive plan {hash} held for approval (trellis troubleshoot)");
+                errors =
+                    format!("destructive plan {hash} held for approval (trellis troubleshoot)");
             } else if view.held > 0 {
                 errors = format!("{} held (trellis troubleshoot)", view.held);
             }

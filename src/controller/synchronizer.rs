@@ -20,15 +20,16 @@ use super::conditions::{Health, State};
 use super::context::{Chain, Context, Error};
 use crate::engine::Pass;
 use crate::plan::visible;
-use crate::spec::{
-    Catalog, IssueError, PlanStatus, Synchronizer, SynchronizerStatus, resource_id,
-};
+use crate::spec::{Catalog, IssueError, PlanStatus, Synchronizer, SynchronizerStatus, resource_id};
 use crate::store::Store;
 
 pub const FINALIZER: &str = "trellis.dev/stop-synchronizer";
 /// When to look again at a synchronizer whose declaration is wrong.
 const INTERVAL: Duration = Duration::from_secs(30);
-const BUSY_RETRY: Duration = Duration::from_secs(5);
+/// When to try again while another run holds the structure: well inside the
+/// shortest interval (5 s), so that synchronizers of one structure that come
+/// due together do not lock step, one always finding the other's pass.
+const BUSY_RETRY: Duration = Duration::from_secs(1);
 
 pub async fn reconcile(sync: Arc<Synchronizer>, ctx: Arc<Context>) -> Result<Action, Error> {
     let api = ctx.api_of(&*sync);

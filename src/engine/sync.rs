@@ -36,8 +36,8 @@ use crate::plan::{
 };
 use crate::spec::{Catalog, ConflictPolicy, DestructivePasses, SynchronizerType};
 use crate::store::{
-    Baseline, Change, Commit, ConflictRecord, HeldIssue, HeldPlan, HoldKind, MirrorRead, PassCommit,
-    Recorded, Release, Store, SyncState,
+    Baseline, Change, Commit, ConflictRecord, HeldIssue, HeldPlan, HoldKind, MirrorRead,
+    PassCommit, Recorded, Release, Store, SyncState,
 };
 use crate::tracker::{Tracker, TrackerError, Watermark};
 
@@ -112,11 +112,6 @@ impl<S: Store> Engine<S> {
             .ok_or_else(|| EngineError::NotFound(format!("synchronizer {id} is not declared")))?;
         let spec = &sync.resource.spec;
         let structure_id = Catalog::referenced(&sync.resource, &spec.structure_ref.name);
-        let structure = catalog
-            .structure(&structure_id)
-            .expect("validated: synchronizers name a declared structure");
-        let tracker_id = Catalog::tracker_of(&structure.resource)
-            .expect("validated: structures with synchronizers have a tracker");
         let mut pass = Pass {
             synchronizer: id.to_owned(),
             structure: structure_id.clone(),
@@ -136,7 +131,7 @@ impl<S: Store> Engine<S> {
             return Ok(pass);
         }
         let result = self
-            .pass(catalog, id, &tracker_id, &mut state, &mut pass, now, approval)
+            .pass(catalog, id, &mut state, &mut pass, now, approval)
             .await;
         self.store.release_structure(&structure_id, &holder)?;
         result.map(|()| pass)
@@ -146,7 +141,6 @@ impl<S: Store> Engine<S> {
         &mut self,
         catalog: &Catalog,
         id: &str,
-        tracker_id: &str,
         state: &mut SyncState,
         pass: &mut Pass,
         now: jiff::Timestamp,
@@ -157,7 +151,9 @@ impl<S: Store> Engine<S> {
         let spec = &sync.resource.spec;
         let structure = catalog
             .structure(&pass.structure)
-            .expect("found by the caller");
+            .expect("validated: synchronizers name a declared structure");
+        let tracker_id = &Catalog::tracker_of(&structure.resource)
+            .expect("validated: structures with synchronizers have a tracker");
         let schedule = spec.schedule().unwrap_or_default();
         let tracker_error = |source| EngineError::Tracker {
             tracker: tracker_id.to_owned(),

@@ -9,8 +9,9 @@ use rusqlite::{
 };
 
 use super::{
-    Baseline, Commit, ConflictRecord, HeldIssue, HeldPlan, JobRecord, JobState, JournalEntry, Mirror,
-    MirrorRead, PassCommit, Release, Store, StoreError, StoredResource, StoredStructure, SyncState,
+    Baseline, Commit, ConflictRecord, HeldIssue, HeldPlan, JobRecord, JobState, JournalEntry,
+    Mirror, MirrorRead, PassCommit, Release, Store, StoreError, StoredResource, StoredStructure,
+    SyncState,
 };
 use crate::model::{Forest, Issue, Row, RowId, RowItem};
 use crate::plan::StructureOp;
@@ -658,8 +659,15 @@ impl Store for SqliteStore {
             commit_pass(&tx, pass, version).map_err(err)?;
         }
         if let Some(read) = &commit.read {
-            refresh_mirror(&tx, read.tracker, true, read.issues, read.watermark, read.at)
-                .map_err(err)?;
+            refresh_mirror(
+                &tx,
+                read.tracker,
+                true,
+                read.issues,
+                read.watermark,
+                read.at,
+            )
+            .map_err(err)?;
         }
         tx.commit().map_err(err)?;
         Ok(version)
@@ -1074,7 +1082,8 @@ fn refresh_mirror(
         "INSERT INTO mirror (tracker, key, seq, ord, issue) VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (tracker, key) DO UPDATE SET seq = ?3, issue = ?5",
     )?;
-    let mut reorder = tx.prepare_cached("UPDATE mirror SET ord = ? WHERE tracker = ? AND key = ?")?;
+    let mut reorder =
+        tx.prepare_cached("UPDATE mirror SET ord = ? WHERE tracker = ? AND key = ?")?;
     for (index, issue) in issues.iter().enumerate() {
         let body = serde_json::to_string(issue).expect("issues serialize");
         if stored.get(&issue.key).and_then(Option::as_ref) != Some(&body) {
@@ -1088,8 +1097,9 @@ fn refresh_mirror(
     if full {
         let present: std::collections::HashSet<&str> =
             issues.iter().map(|i| i.key.as_str()).collect();
-        let mut gone = tx
-            .prepare_cached("UPDATE mirror SET seq = ?, issue = NULL WHERE tracker = ? AND key = ?")?;
+        let mut gone = tx.prepare_cached(
+            "UPDATE mirror SET seq = ?, issue = NULL WHERE tracker = ? AND key = ?",
+        )?;
         for (key, body) in &stored {
             if body.is_some() && !present.contains(key.as_str()) {
                 gone.execute(params![seq, tracker, key])?;

@@ -11,7 +11,8 @@
 //!
 //! It is kinder than a real server in what it does not check: no
 //! authentication or authorization, no schema validation, no field
-//! ownership (apply merges), no admission. Tests that need those run
+//! ownership (an apply merges, except that the status's apply replaces it,
+//! as a real server does for its only manager), no admission. Tests that need those run
 //! against a real kube-apiserver (tests/cluster.rs).
 
 use std::collections::BTreeMap;
@@ -462,6 +463,10 @@ impl ApiServer {
             if let Err(message) = json_patch(&mut next, &patch) {
                 return status(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", &message);
             }
+        } else if apply && path.subresource.as_deref() == Some("status") {
+            // The controller is the status's only manager: what its apply
+            // leaves out it no longer owns, and a real server removes it.
+            next["status"] = patch["status"].clone();
         } else {
             merge(&mut next, &patch);
         }
