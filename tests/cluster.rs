@@ -1,175 +1,860 @@
 //! Opt-in: the controller against a real cluster, whichever KUBECONFIG
-//! names (kind, k3d, a shared dev cluster). Ignored by default, since no
-//! cluster can run on the build machines; run it with
+//! names (kind, k3d, a real one, or a bare kube-apiserver with etcd).
+//! Ignored by default, since no cluster runs on the build machines; run it
+//! with an admin kubeconfig and `kubectl` on the PATH:
 //!
 //! ```sh
-//! cargo test --test cluster -- --ignored
+//! KUBECONFIG=~/.kube/config cargo test --test cluster -- --ignored
 //! ```
 //!
-//! It installs the CRDs, runs `trellis controller` as a child process on
-//! this machine (so the local tracker's file is readable), and walks a
-//! destructive Resync from AwaitingApproval to Succeeded in a namespace of
-//! its own, which it deletes at the end.
+//! Setup is what a user does: `kubectl apply -k deploy/` (CRDs, namespace,
+//! RBAC; the Deployment is scaled to 0 so that no pod competes for the
+//! work), then a token for deploy/'s ServiceAccount from `kubectl create
+//! token`. Each test runs `trellis controller` on this machine as that
+//! ServiceAccount — exactly deploy/'s permissions, so a missing one is a
+//! real 403 — in a namespace of its own with a Lease of its own, and
+//! deletes the namespace at the end. The Redmine test needs the suite's
+//! Redmine (`sudo scripts/redmine.sh setup`; `TRELLIS_REDMINE_URL` and
+//! `TRELLIS_REDMINE_API_KEY` name another).
 
-use std::process::{Child, Command};
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use kube::{Api, Client, CustomResourceExt};
-use serde_json::json;
-use trellis::spec::{Resync, Structure, Synchronizer, Tracker};
+use serde_json::{Value, json};
+use trellis::store::{SqliteStore, Store};
 
-const MANAGER: &str = "trellis-cluster-test";
+const LEASE_NAMESPACE: &str = "trellis-system";
+const SERVICE_ACCOUNT: &str = "trellis-controller";
 
-/// Stops the controller however the test ends.
-struct Controller(Child);
+/// `kubectl ARGS` (with `stdin`), its stdout; panics with its stderr.
+fn kubectl(args: &[&str], stdin: Option<&str>) -> String {
+    let mut child = Command::new("kubectl")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl on the PATH");
+    if let Some(text) = stdin {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// deploy/ applied once per run; the path of a kubeconfig that acts as its
+/// ServiceAccount.
+fn service_account_kubeconfig() -> &'static Path {
+    static KUBECONFIG: OnceLock<PathBuf> = OnceLock::new();
+    KUBECONFIG.get_or_init(|| {
+        std::env::var("KUBECONFIG").expect("KUBECONFIG names the cluster's admin kubeconfig");
+        kubectl(&["apply", "-k", "deploy/"], None);
+        kubectl(
+            &[
+                "scale",
+                "deployment/trellis-controller",
+                "-n",
+                LEASE_NAMESPACE,
+                "--replicas=0",
+            ],
+            None,
+        );
+        kubectl(
+            &[
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                "crd/trackers.trellis.dev",
+                "crd/structures.trellis.dev",
+                "crd/synchronizers.trellis.dev",
+                "crd/resyncs.trellis.dev",
+            ],
+            None,
+        );
+        // The token controller may take a moment to see a new ServiceAccount.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let token = loop {
+            let out = Command::new("kubectl")
+                .args(["create", "token", SERVICE_ACCOUNT, "-n", LEASE_NAMESPACE])
+                .args(["--duration", "2h"])
+                .output()
+                .unwrap();
+            if out.status.success() {
+                break String::from_utf8(out.stdout).unwrap().trim().to_owned();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "kubectl create token: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        };
+        let admin: Value = serde_json::from_str(&kubectl(
+            &["config", "view", "--minify", "--flatten", "-o", "json"],
+            None,
+        ))
+        .unwrap();
+        let cluster = &admin["clusters"][0]["cluster"];
+        let config = json!({
+            "apiVersion": "v1", "kind": "Config",
+            "clusters": [{"name": "cluster", "cluster": cluster}],
+            "users": [{"name": SERVICE_ACCOUNT, "user": {"token": token}}],
+            "contexts": [{"name": "sa", "context": {"cluster": "cluster", "user": SERVICE_ACCOUNT}}],
+            "current-context": "sa",
+        });
+        let path = std::env::temp_dir().join(format!(
+            "trellis-cluster-test-{}.kubeconfig",
+            std::process::id()
+        ));
+        std::fs::write(&path, serde_json::to_string(&config).unwrap()).unwrap();
+        path
+    })
+}
+
+/// One test's namespace, directory (tracker files, store, logs) and Lease.
+struct Test {
+    namespace: String,
+    dir: tempfile::TempDir,
+}
+
+/// A `trellis controller` child process; killed however the test ends.
+struct Controller {
+    child: Child,
+    log: PathBuf,
+    listen: String,
+}
 
 impl Drop for Controller {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
-async fn apply<K>(api: &Api<K>, name: &str, object: serde_json::Value)
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    api.patch(
-        name,
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(&object),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("apply {name}: {e}"));
+impl Controller {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn passes(&self) -> usize {
+        self.log().matches("incremental pass").count()
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
 }
 
-/// Polls a Resync until its phase is `phase` (at most a minute).
-async fn wait_for(api: &Api<Resync>, phase: &str) -> Resync {
-    for _ in 0..120 {
-        let resync = api.get("export").await.unwrap();
-        if resync.status.as_ref().and_then(|s| s.phase.as_deref()) == Some(phase) {
-            return resync;
+impl Test {
+    fn new(name: &str) -> Test {
+        service_account_kubeconfig();
+        let namespace = format!("trellis-{name}-{}", std::process::id());
+        kubectl(&["create", "namespace", &namespace], None);
+        Test {
+            namespace,
+            dir: tempfile::tempdir().unwrap(),
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    panic!("the Resync did not reach {phase}");
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Starts the controller as deploy/'s ServiceAccount, watching this
+    /// test's namespace, with `identity` in the Lease.
+    fn controller(&self, identity: &str) -> Controller {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let listen = format!("127.0.0.1:{port}");
+        let log = self.path(&format!("{identity}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_trellis"))
+            .args(["controller", "--namespace", &self.namespace])
+            .args(["--lease-namespace", LEASE_NAMESPACE])
+            .args(["--lease-name", &self.namespace, "--identity", identity])
+            .args(["--listen", &listen, "--log-format", "text"])
+            .arg("--local-trackers")
+            .arg(self.dir.path())
+            .arg("--state")
+            .arg(self.path("state.db"))
+            .env("KUBECONFIG", service_account_kubeconfig())
+            .env("RUST_LOG", "info,kube=warn")
+            .env_remove("POD_NAMESPACE")
+            .env_remove("POD_NAME")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Controller { child, log, listen }
+    }
+
+    /// `kubectl apply` of YAML or JSON in this namespace, as its user would.
+    fn apply(&self, manifest: &str) {
+        kubectl(&["apply", "-n", &self.namespace, "-f", "-"], Some(manifest));
+    }
+
+    fn kubectl(&self, args: &[&str]) -> String {
+        let mut all = args.to_vec();
+        all.extend(["-n", &self.namespace]);
+        kubectl(&all, None)
+    }
+
+    /// The object, or `None` when it does not exist.
+    fn get(&self, kind: &str, name: &str) -> Option<Value> {
+        let out = Command::new("kubectl")
+            .args(["get", kind, name, "-n", &self.namespace, "-o", "json"])
+            .output()
+            .unwrap();
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).unwrap())
+    }
+
+    fn status(&self, kind: &str, name: &str) -> Value {
+        self.get(kind, name)
+            .map(|o| o["status"].clone())
+            .unwrap_or(Value::Null)
+    }
+
+    fn store(&self) -> SqliteStore {
+        SqliteStore::open_read_only(&self.path("state.db")).unwrap()
+    }
+
+    fn id(&self, name: &str) -> String {
+        format!("{}/{name}", self.namespace)
+    }
+
+    /// The quickstart's objects in this namespace, its tracker file here.
+    fn quickstart(&self) {
+        let issues = self.path("issues.yaml");
+        std::fs::copy("examples/quickstart/issues.yaml", &issues).unwrap();
+        let manifest = std::fs::read_to_string("examples/quickstart/trellis.yaml")
+            .unwrap()
+            .replace(
+                "    path: issues.yaml",
+                &format!("    path: {}", issues.display()),
+            );
+        self.apply(&manifest);
+    }
+
+    /// Deletes the namespace while the controller still runs, so that its
+    /// finalizers are let go.
+    fn finish(self, controller: Controller) {
+        kubectl(
+            &["delete", "namespace", &self.namespace, "--timeout=90s"],
+            None,
+        );
+        drop(controller);
+    }
 }
 
-#[tokio::test]
-#[ignore = "needs the cluster KUBECONFIG names"]
-async fn a_destructive_resync_waits_for_approval_then_runs_in_a_cluster() {
-    let client = Client::try_default().await.expect("a cluster (KUBECONFIG)");
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in [
-        Tracker::crd(),
-        Structure::crd(),
-        Synchronizer::crd(),
-        Resync::crd(),
-    ] {
-        let name = crd.metadata.name.clone().unwrap();
-        crds.patch(
-            &name,
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .unwrap();
+/// Polls `check` every 500 ms until it gives a value, for at most `limit`.
+fn within<T>(
+    limit: Duration,
+    what: &str,
+    controller: &Controller,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{what}: not within {limit:?}; the controller's log:\n{}",
+            controller.log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let namespace = format!("trellis-test-{}", std::process::id());
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": namespace}})).unwrap(),
-        )
-        .await
-        .unwrap();
+}
 
-    let dir = tempfile::tempdir().unwrap();
-    let issues = dir.path().join("issues.yaml");
-    std::fs::write(
-        &issues,
-        "issues:\n- {key: A-1, summary: Epic, type: Epic, status: Open}\n- {key: A-2, summary: Story, type: Story, status: Open, parent: A-1}\n",
-    )
-    .unwrap();
-    let _controller = Controller(
-        Command::new(env!("CARGO_BIN_EXE_trellis"))
-            .args([
-                "controller",
-                "--namespace",
-                &namespace,
-                "--lease-namespace",
-                &namespace,
-            ])
-            .args(["--listen", "127.0.0.1:0", "--log-format", "text"])
-            .arg("--local-trackers")
-            .arg(dir.path())
-            .arg("--state")
-            .arg(dir.path().join("trellis.db"))
-            .spawn()
-            .unwrap(),
+fn ready(status: &Value) -> Option<&Value> {
+    status["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Ready")
+}
+
+/// Sets PLAT-2 Done in the quickstart's issues file (as a person would,
+/// moving `updated`): `platform-epics` would remove its row and five more.
+fn finish_plat_2(issues: &Path) {
+    let text = std::fs::read_to_string(issues).unwrap().replacen(
+        "status: In Progress\n    rank: \"0|a00020:\"\n    updated: 2026-11-03T14:40:00Z",
+        &format!(
+            "status: Done\n    rank: \"0|a00020:\"\n    updated: {}",
+            jiff::Timestamp::now()
+        ),
+        1,
+    );
+    assert!(text.contains("status: Done\n    rank: \"0|a00020:\""));
+    std::fs::write(issues, text).unwrap();
+}
+
+fn event_reasons(test: &Test) -> Vec<String> {
+    let events: Value =
+        serde_json::from_str(&test.kubectl(&["get", "events", "-o", "json"])).unwrap();
+    events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["reason"].as_str().map(str::to_owned))
+        .collect()
+}
+
+fn assert_no_forbidden(controller: &Controller) {
+    let log = controller.log();
+    assert!(
+        !log.to_lowercase().contains("forbidden"),
+        "deploy/'s ServiceAccount was refused something:\n{log}"
+    );
+}
+
+#[test]
+#[ignore = "needs the cluster KUBECONFIG names"]
+fn the_quickstart_reconciles_and_every_status_follows_its_runs() {
+    let test = Test::new("quickstart");
+    let controller = test.controller("replica-a");
+    test.quickstart();
+
+    for name in ["platform-epics", "mobile-epics", "children"] {
+        within(
+            Duration::from_secs(90),
+            &format!("{name} runs"),
+            &controller,
+            || {
+                let status = test.status("synchronizer", name);
+                let ready = ready(&status)?;
+                (status["phase"] == "Running"
+                    && ready["status"] == "True"
+                    && ready["observedGeneration"] == 1
+                    && status["lastSync"].is_string())
+                .then_some(())
+            },
+        );
+    }
+    let tracker = within(
+        Duration::from_secs(30),
+        "the tracker connects",
+        &controller,
+        || {
+            let status = test.status("tracker", "quickstart-issues");
+            (status["phase"] == "Connected").then_some(status)
+        },
+    );
+    assert!(tracker["identity"].is_string(), "{tracker}");
+
+    let roadmap = test.id("roadmap");
+    let stored = || {
+        let s = test.store().structure(&roadmap).unwrap();
+        (s.forest.walk().len() as i64, s.version as i64)
+    };
+    let shown = || {
+        let status = test.status("structure", "roadmap");
+        Some((status["rows"].as_i64()?, status["version"].as_i64()?))
+    };
+    within(
+        Duration::from_secs(30),
+        "the Structure's status shows the store's rows and version",
+        &controller,
+        || (shown() == Some(stored()) && stored().1 > 0).then_some(()),
     );
 
-    let group = "trellis.dev/v1alpha1";
-    apply(
-        &Api::<Tracker>::namespaced(client.clone(), &namespace),
-        "local",
-        json!({"apiVersion": group, "kind": "Tracker", "metadata": {"name": "local"},
-               "spec": {"type": "local", "local": {"path": issues}}}),
-    )
-    .await;
-    apply(
-        &Api::<Structure>::namespaced(client.clone(), &namespace),
-        "plan",
-        json!({"apiVersion": group, "kind": "Structure", "metadata": {"name": "plan"},
-               "spec": {"trackerRef": {"name": "local"}, "rows": [{"issue": "A-1"}, {"issue": "A-2"}]}}),
-    )
-    .await;
-    apply(
-        &Api::<Synchronizer>::namespaced(client.clone(), &namespace),
-        "children",
-        json!({"apiVersion": group, "kind": "Synchronizer", "metadata": {"name": "children"},
-               "spec": {"structureRef": {"name": "plan"}, "type": "subtasks", "enabled": false}}),
-    )
-    .await;
-    let resyncs = Api::<Resync>::namespaced(client.clone(), &namespace);
-    apply(
-        &resyncs,
-        "export",
-        json!({"apiVersion": group, "kind": "Resync", "metadata": {"name": "export"},
-               "spec": {"synchronizerRef": {"name": "children"}, "direction": "from"}}),
-    )
-    .await;
+    // The overview a user asks for.
+    let overview = kubectl(&["get", "synchronizers", "-A"], None);
+    let header = overview.lines().next().unwrap();
+    for column in [
+        "STRUCTURE",
+        "TYPE",
+        "ENABLED",
+        "STATUS",
+        "LAST SYNC",
+        "ERRORS",
+    ] {
+        assert!(header.contains(column), "{overview}");
+    }
+    let ours: Vec<&str> = overview
+        .lines()
+        .filter(|l| l.starts_with(&test.namespace))
+        .collect();
+    assert_eq!(ours.len(), 3, "{overview}");
+    for line in ours {
+        assert!(
+            line.contains("Running") && line.contains("roadmap"),
+            "{overview}"
+        );
+    }
 
-    let waiting = wait_for(&resyncs, "AwaitingApproval").await;
-    let hash = waiting.status.unwrap().plan.unwrap().hash;
+    // A destructive change waits for approval, then runs; the Structure's
+    // status follows within seconds.
+    finish_plat_2(&test.path("issues.yaml"));
+    let held = within(
+        Duration::from_secs(60),
+        "platform-epics holds the destructive plan",
+        &controller,
+        || {
+            let status = test.status("synchronizer", "platform-epics");
+            (status["phase"] == "AwaitingApproval").then(|| status["heldPlan"].clone())
+        },
+    );
+    let hash = held["hash"].as_str().unwrap().to_owned();
+    assert!(
+        test.store()
+            .structure(&roadmap)
+            .unwrap()
+            .forest
+            .find_issue("PLAT-12")
+            .is_some()
+    );
+    let reasons = event_reasons(&test);
+    assert!(
+        reasons.iter().any(|r| r == "AwaitingApproval"),
+        "{reasons:?}"
+    );
+    test.kubectl(&[
+        "patch",
+        "synchronizer",
+        "platform-epics",
+        "--type",
+        "merge",
+        "-p",
+        &json!({"spec": {"approvedPlan": hash}}).to_string(),
+    ]);
+    within(
+        Duration::from_secs(60),
+        "the approved plan runs and the Structure's status follows",
+        &controller,
+        || {
+            let status = test.status("synchronizer", "platform-epics");
+            let gone = test
+                .store()
+                .structure(&roadmap)
+                .unwrap()
+                .forest
+                .find_issue("PLAT-2")
+                .is_none();
+            (status["phase"] == "Running"
+                && status.get("heldPlan").is_none()
+                && gone
+                && shown() == Some(stored()))
+            .then_some(())
+        },
+    );
+
+    let metrics = reqwest::blocking_get(&format!("http://{}/metrics", controller.listen));
+    assert!(
+        metrics.contains("trellis_reconciles_total{kind=\"Synchronizer\"}"),
+        "{metrics}"
+    );
+    // Nothing failed: the error counter has no series yet.
+    assert!(!metrics.contains("trellis_reconcile_errors_total{"), "{metrics}");
+    // Every row added and the six the approved plan removed.
+    let rows = stored().0 as f64;
+    let counted = metrics
+        .lines()
+        .find(|l| l.starts_with("trellis_sync_operations") && l.contains("target=\"structure\""))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .unwrap_or_default();
+    assert!(
+        counted >= rows + 6.0,
+        "{counted} operations for {rows} rows: {metrics}"
+    );
+    assert_no_forbidden(&controller);
+    test.finish(controller);
+}
+
+/// reqwest without a runtime of our own: the tests are plain threads.
+mod reqwest {
+    pub fn blocking_get(url: &str) -> String {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async { ::reqwest::get(url).await.unwrap().text().await.unwrap() })
+    }
+}
+
+const SMALL: &str = "issues:\n- {key: A-1, summary: Epic, type: Epic, status: Open}\n- {key: A-2, summary: Story, type: Story, status: Open, parent: A-1}\n";
+
+fn small(test: &Test, structure_extra: &str) -> PathBuf {
+    let issues = test.path("issues.yaml");
+    std::fs::write(&issues, SMALL).unwrap();
+    test.apply(&format!(
+        "apiVersion: trellis.dev/v1alpha1\nkind: Tracker\nmetadata: {{name: local}}\nspec: {{type: local, local: {{path: {}}}}}\n---\napiVersion: trellis.dev/v1alpha1\nkind: Structure\nmetadata: {{name: plan}}\nspec: {{trackerRef: {{name: local}}, rows: [{{issue: A-1}}, {{issue: A-2}}]{structure_extra}}}\n",
+        issues.display()
+    ));
+    issues
+}
+
+#[test]
+#[ignore = "needs the cluster KUBECONFIG names"]
+fn a_destructive_resync_runs_only_with_its_hash_and_then_enables_its_synchronizer() {
+    let test = Test::new("resync");
+    let controller = test.controller("replica-a");
+    let issues = small(&test, "");
+    test.apply(
+        "apiVersion: trellis.dev/v1alpha1\nkind: Synchronizer\nmetadata: {name: children}\nspec: {structureRef: {name: plan}, type: subtasks, enabled: false}\n---\napiVersion: trellis.dev/v1alpha1\nkind: Resync\nmetadata: {name: export}\nspec: {synchronizerRef: {name: children}, direction: from, enableAfter: true, approvedPlan: 0123456789abcdef}\n",
+    );
+    let status = within(
+        Duration::from_secs(60),
+        "the Resync waits for approval",
+        &controller,
+        || {
+            let status = test.status("resync", "export");
+            (status["phase"] == "AwaitingApproval").then_some(status)
+        },
+    );
+    let hash = status["plan"]["hash"].as_str().unwrap().to_owned();
+    let message = ready(&status).unwrap()["message"].as_str().unwrap();
+    assert!(
+        message.contains("0123456789abcdef is not the current plan") && message.contains(&hash),
+        "{message}"
+    );
     assert!(
         std::fs::read_to_string(&issues)
             .unwrap()
             .contains("parent: A-1")
     );
-    resyncs
-        .patch(
-            "export",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"approvedPlan": hash}})),
-        )
-        .await
-        .unwrap();
-    let done = wait_for(&resyncs, "Succeeded").await;
-    assert_eq!(done.status.unwrap().plan.unwrap().hash, hash);
+    assert_eq!(test.status("synchronizer", "children")["phase"], "Stopped");
+
+    test.kubectl(&[
+        "patch",
+        "resync",
+        "export",
+        "--type",
+        "merge",
+        "-p",
+        &json!({"spec": {"approvedPlan": hash}}).to_string(),
+    ]);
+    within(
+        Duration::from_secs(60),
+        "the approved Resync succeeds",
+        &controller,
+        || (test.status("resync", "export")["phase"] == "Succeeded").then_some(()),
+    );
     assert!(
         !std::fs::read_to_string(&issues)
             .unwrap()
             .contains("parent: A-1")
     );
+    within(
+        Duration::from_secs(60),
+        "enableAfter enables the synchronizer",
+        &controller,
+        || {
+            let sync = test.get("synchronizer", "children")?;
+            (sync["spec"]["enabled"] == true && sync["status"]["phase"] == "Running").then_some(())
+        },
+    );
+    let reasons = event_reasons(&test);
+    for reason in ["AwaitingApproval", "ResyncStarted", "ResyncSucceeded"] {
+        assert!(reasons.iter().any(|r| r == reason), "{reasons:?}");
+    }
+    assert_no_forbidden(&controller);
+    test.finish(controller);
+}
 
-    namespaces
-        .delete(&namespace, &DeleteParams::default())
-        .await
+#[test]
+#[ignore = "needs the cluster KUBECONFIG names"]
+fn disabled_and_deleted_synchronizers_stop_and_structures_follow_their_deletion_policy() {
+    let test = Test::new("delete");
+    let controller = test.controller("replica-a");
+    small(&test, ", deletionPolicy: Delete");
+    test.apply(
+        "apiVersion: trellis.dev/v1alpha1\nkind: Structure\nmetadata: {name: kept}\nspec: {trackerRef: {name: local}, rows: [{issue: A-1}]}\n---\napiVersion: trellis.dev/v1alpha1\nkind: Synchronizer\nmetadata: {name: children}\nspec: {structureRef: {name: plan}, type: subtasks}\n---\napiVersion: trellis.dev/v1alpha1\nkind: Synchronizer\nmetadata: {name: kept-children}\nspec: {structureRef: {name: kept}, type: subtasks}\n",
+    );
+    within(
+        Duration::from_secs(60),
+        "children runs",
+        &controller,
+        || (test.status("synchronizer", "children")["phase"] == "Running").then_some(()),
+    );
+    test.kubectl(&[
+        "patch",
+        "synchronizer",
+        "children",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"enabled":false}}"#,
+    ]);
+    within(
+        Duration::from_secs(30),
+        "enabled: false stops it",
+        &controller,
+        || (test.status("synchronizer", "children")["phase"] == "Stopped").then_some(()),
+    );
+    let passes = controller.passes();
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(
+        controller.passes(),
+        passes,
+        "a stopped synchronizer makes no passes"
+    );
+
+    test.kubectl(&["delete", "synchronizer", "children", "--timeout=60s"]);
+    assert!(test.get("synchronizer", "children").is_none());
+
+    let rows = |id: &str| test.store().structure(id).unwrap().forest.len();
+    within(
+        Duration::from_secs(30),
+        "both structures have their rows",
+        &controller,
+        || (rows(&test.id("plan")) == 2 && rows(&test.id("kept")) == 2).then_some(()),
+    );
+    test.kubectl(&["delete", "structure", "plan", "kept", "--timeout=60s"]);
+    assert_eq!(
+        rows(&test.id("plan")),
+        0,
+        "deletionPolicy: Delete removes the content"
+    );
+    assert_eq!(
+        rows(&test.id("kept")),
+        2,
+        "deletionPolicy: Keep (the default) keeps it"
+    );
+    assert_no_forbidden(&controller);
+    test.finish(controller);
+}
+
+#[test]
+#[ignore = "needs the cluster KUBECONFIG names and the suite's Redmine"]
+fn a_redmine_key_is_read_only_from_a_labelled_secret() {
+    let url =
+        std::env::var("TRELLIS_REDMINE_URL").unwrap_or_else(|_| "http://127.0.0.1:3000".into());
+    let key = std::env::var("TRELLIS_REDMINE_API_KEY")
+        .unwrap_or_else(|_| "0123456789abcdef0123456789abcdef01234567".into());
+    let test = Test::new("redmine");
+    let controller = test.controller("replica-a");
+    test.kubectl(&[
+        "create",
+        "secret",
+        "generic",
+        "redmine-api-key",
+        &format!("--from-literal=apiKey={key}"),
+    ]);
+    test.apply(&format!(
+        "apiVersion: trellis.dev/v1alpha1\nkind: Tracker\nmetadata: {{name: redmine}}\nspec: {{type: redmine, url: '{url}', credentials: {{secretRef: {{name: redmine-api-key}}}}}}\n"
+    ));
+    let refused = within(
+        Duration::from_secs(60),
+        "an unlabelled Secret is refused",
+        &controller,
+        || {
+            let status = test.status("tracker", "redmine");
+            let message = ready(&status)?["message"].as_str()?.to_owned();
+            message
+                .contains("trellis.dev/credentials=true")
+                .then_some(message)
+        },
+    );
+    assert!(!refused.contains(&key), "the key never shows: {refused}");
+    let events = test.kubectl(&["get", "events", "-o", "json"]);
+    assert!(
+        events.contains("trellis.dev/credentials=true"),
+        "an event says so"
+    );
+    assert!(!events.contains(&key));
+
+    test.kubectl(&[
+        "label",
+        "secret",
+        "redmine-api-key",
+        "trellis.dev/credentials=true",
+    ]);
+    // The Tracker retries on its own; a touch makes it look now.
+    test.kubectl(&[
+        "annotate",
+        "tracker",
+        "redmine",
+        "trellis.dev/touched=1",
+        "--overwrite",
+    ]);
+    let status = within(
+        Duration::from_secs(90),
+        "the labelled Secret's key connects",
+        &controller,
+        || {
+            let status = test.status("tracker", "redmine");
+            (status["phase"] == "Connected").then_some(status)
+        },
+    );
+    assert_eq!(status["identity"], "admin", "{status}");
+    assert!(
+        !controller.log().contains(&key),
+        "the key never shows in the log"
+    );
+    assert_no_forbidden(&controller);
+    test.finish(controller);
+}
+
+/// The Lease's holder, `""` once released.
+fn holder(test: &Test) -> Option<String> {
+    let out = Command::new("kubectl")
+        .args([
+            "get",
+            "lease",
+            &test.namespace,
+            "-n",
+            LEASE_NAMESPACE,
+            "-o",
+            "json",
+        ])
+        .output()
         .unwrap();
+    let lease: Value = serde_json::from_slice(&out.stdout).ok()?;
+    lease["spec"]["holderIdentity"].as_str().map(str::to_owned)
+}
+
+/// Runs of one structure in the store, as (started, finished), in order.
+fn runs(test: &Test) -> Vec<(String, String, String)> {
+    let db = rusqlite::Connection::open(test.path("state.db")).unwrap();
+    let mut statement = db
+        .prepare("SELECT structure, started, finished FROM jobs ORDER BY structure, started")
+        .unwrap();
+    statement
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+#[test]
+#[ignore = "needs the cluster KUBECONFIG names"]
+fn of_two_replicas_only_the_leader_runs_and_the_other_takes_over_after_kill_9() {
+    let test = Test::new("failover");
+    let a = test.controller("replica-a");
+    within(
+        Duration::from_secs(30),
+        "replica-a holds the Lease",
+        &a,
+        || (holder(&test).as_deref() == Some("replica-a")).then_some(()),
+    );
+    let b = test.controller("replica-b");
+    test.quickstart();
+    within(
+        Duration::from_secs(90),
+        "the leader runs the synchronizers",
+        &a,
+        || (test.status("synchronizer", "children")["phase"] == "Running").then_some(()),
+    );
+    std::thread::sleep(Duration::from_secs(10));
+    assert!(a.passes() > 0);
+    assert_eq!(
+        b.passes(),
+        0,
+        "the other replica runs nothing:\n{}",
+        b.log()
+    );
+
+    a.signal("-KILL");
+    let killed = Instant::now();
+    within(
+        Duration::from_secs(40),
+        "replica-b takes the Lease",
+        &b,
+        || (holder(&test).as_deref() == Some("replica-b")).then_some(()),
+    );
+    let leading = killed.elapsed();
+    within(Duration::from_secs(40), "replica-b runs a pass", &b, || {
+        (b.passes() > 0).then_some(())
+    });
+    let running = killed.elapsed();
+    eprintln!(
+        "failover after kill -9: Lease taken in {:.1} s, first pass in {:.1} s",
+        leading.as_secs_f64(),
+        running.as_secs_f64()
+    );
+    assert!(
+        leading <= Duration::from_secs(25),
+        "within the 15 s lease and a renewal"
+    );
+
+    // No structure was ever run by both: its runs do not overlap.
+    let runs = runs(&test);
+    assert!(!runs.is_empty());
+    for pair in runs.windows(2) {
+        let ((s1, _, finished), (s2, started, _)) = (&pair[0], &pair[1]);
+        if s1 == s2 {
+            let finished: jiff::Timestamp = finished.parse().unwrap();
+            let started: jiff::Timestamp = started.parse().unwrap();
+            assert!(started >= finished, "runs of {s1} overlap: {pair:?}");
+        }
+    }
+    assert_no_forbidden(&b);
+    drop(a);
+    test.finish(b);
+}
+
+#[test]
+#[ignore = "needs the cluster KUBECONFIG names"]
+fn sigterm_lets_the_in_flight_run_finish_and_releases_the_lease() {
+    let test = Test::new("sigterm");
+    let controller = test.controller("replica-a");
+    // Big enough that the first pass is still running when SIGTERM comes.
+    let mut text = String::from("issues:\n");
+    for i in 1..=20_000 {
+        text.push_str(&format!(
+            "- {{key: B-{i}, summary: Issue {i}, type: Story, status: Open}}\n"
+        ));
+    }
+    let issues = test.path("issues.yaml");
+    std::fs::write(&issues, text).unwrap();
+    test.apply(&format!(
+        "apiVersion: trellis.dev/v1alpha1\nkind: Tracker\nmetadata: {{name: local}}\nspec: {{type: local, local: {{path: {}}}}}\n---\napiVersion: trellis.dev/v1alpha1\nkind: Structure\nmetadata: {{name: plan}}\nspec: {{trackerRef: {{name: local}}}}\n---\napiVersion: trellis.dev/v1alpha1\nkind: Synchronizer\nmetadata: {{name: stories}}\nspec: {{structureRef: {{name: plan}}, type: filter, filter: {{query: type = Story}}}}\n",
+        issues.display()
+    ));
+    within(
+        Duration::from_secs(60),
+        "the first pass starts",
+        &controller,
+        || (test.status("synchronizer", "stories")["phase"] == "Handshake").then_some(()),
+    );
+    controller.signal("-TERM");
+    let mut controller = controller;
+    let exit = controller.child.wait().unwrap();
+    assert!(
+        exit.success(),
+        "exits 0 after SIGTERM:\n{}",
+        controller.log()
+    );
+    let state = test.store().sync_state(&test.id("stories")).unwrap();
+    assert!(
+        state.last_pass.is_some(),
+        "the in-flight pass finished:\n{}",
+        controller.log()
+    );
+    assert_eq!(
+        test.store()
+            .structure(&test.id("plan"))
+            .unwrap()
+            .forest
+            .len(),
+        20_000
+    );
+    assert_eq!(holder(&test).as_deref(), Some(""), "the Lease is released");
+    assert_no_forbidden(&controller);
+    // A new controller lets the namespace's finalizers go.
+    let next = test.controller("replica-b");
+    test.finish(next);
 }
