@@ -299,7 +299,11 @@ impl Workspace {
 
     /// One incremental pass of `hierarchy` (see [`SUBTASKS`]), as JSON.
     fn pass(&self) -> Value {
-        let (code, stdout, stderr) = self.run(&[
+        self.pass_with(&[])
+    }
+
+    fn pass_with(&self, extra: &[&str]) -> Value {
+        let mut args = vec![
             "sync",
             "--once",
             "-f",
@@ -307,7 +311,9 @@ impl Workspace {
             "hierarchy",
             "-o",
             "json",
-        ]);
+        ];
+        args.extend(extra);
+        let (code, stdout, stderr) = self.run(&args);
         assert_eq!(code, 0, "{stdout}{stderr}");
         serde_json::from_str(&stdout).unwrap()
     }
@@ -921,7 +927,18 @@ async fn incremental_passes_carry_changes_both_ways_on_a_real_redmine() {
         .await;
     let (code, _, stderr) = ws.run(&["move", "plan", &bug, "--top"]);
     assert_eq!(code, 0, "{stderr}");
-    let report = ws.pass();
+    // Clearing the bug's parent is destructive: held until approved.
+    let held = ws.pass();
+    let hash = held["heldPlan"]["hash"].as_str().expect("a held plan").to_owned();
+    assert!(
+        held["heldPlan"]["destructive"][0]
+            .as_str()
+            .unwrap()
+            .contains(&format!("{bug}: parent {story}")),
+        "{held}"
+    );
+    assert_eq!(redmine.parent_of(&bug).await, Some(story.clone()), "not written yet");
+    let report = ws.pass_with(&["--approve", &hash]);
     assert_eq!(report["full"], false);
     assert_eq!(report["structureChanges"], 1);
     // Changed issues are read with an overlap window (the four made a

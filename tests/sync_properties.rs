@@ -133,7 +133,8 @@ spec:
   type: subtasks
   directions: [into, from]
   conflictPolicy: {}
-  safety: {{maxRemovalRatio: 1}}
+  # What passes converge to is the property here, not who approves them.
+  safety: {{maxRemovalRatio: 1, destructivePasses: apply}}
 ",
         policy.name()
     )
