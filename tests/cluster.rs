@@ -467,7 +467,10 @@ fn the_quickstart_reconciles_and_every_status_follows_its_runs() {
         "{metrics}"
     );
     // Nothing failed: the error counter has no series yet.
-    assert!(!metrics.contains("trellis_reconcile_errors_total{"), "{metrics}");
+    assert!(
+        !metrics.contains("trellis_reconcile_errors_total{"),
+        "{metrics}"
+    );
     // Every row added and the six the approved plan removed.
     let rows = stored().0 as f64;
     let counted = metrics

@@ -929,7 +929,10 @@ async fn incremental_passes_carry_changes_both_ways_on_a_real_redmine() {
     assert_eq!(code, 0, "{stderr}");
     // Clearing the bug's parent is destructive: held until approved.
     let held = ws.pass();
-    let hash = held["heldPlan"]["hash"].as_str().expect("a held plan").to_owned();
+    let hash = held["heldPlan"]["hash"]
+        .as_str()
+        .expect("a held plan")
+        .to_owned();
     assert!(
         held["heldPlan"]["destructive"][0]
             .as_str()
@@ -937,7 +940,11 @@ async fn incremental_passes_carry_changes_both_ways_on_a_real_redmine() {
             .contains(&format!("{bug}: parent {story}")),
         "{held}"
     );
-    assert_eq!(redmine.parent_of(&bug).await, Some(story.clone()), "not written yet");
+    assert_eq!(
+        redmine.parent_of(&bug).await,
+        Some(story.clone()),
+        "not written yet"
+    );
     let report = ws.pass_with(&["--approve", &hash]);
     assert_eq!(report["full"], false);
     assert_eq!(report["structureChanges"], 1);

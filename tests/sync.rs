@@ -304,7 +304,18 @@ fn a_structure_change_goes_to_the_tracker_once_and_does_not_come_back() {
         .success()
         .stdout(contains("alice"))
         .stdout(contains("default/children as alice"))
-        .stdout(contains("incremental sync default/children"));
+        .stdout(contains(
+            "incremental sync default/children (subtasks, from)",
+        ));
+    // The pass's job says which way it carried changes.
+    let job = ws
+        .store()
+        .last_jobs()
+        .unwrap()
+        .into_iter()
+        .find(|j| j.synchronizer.as_deref() == Some("default/children"))
+        .unwrap();
+    assert_eq!(job.direction.as_deref(), Some("from"), "{job:?}");
 }
 
 fn with_policy(ws: &Workspace, policy: &str) {

@@ -302,7 +302,7 @@ pub fn status_table(
         let (last_sync, mut errors) = match last {
             Some(job) if job.state == JobState::Failed => (
                 format!("failed {}", time(job.finished)),
-                job.error.clone().unwrap_or_default(),
+                brief(job.error.as_deref().unwrap_or_default()),
             ),
             Some(job) if pass.is_none_or(|p| p < job.finished) => (
                 format!(
@@ -337,6 +337,18 @@ pub fn status_table(
         ]);
     }
     table(&rows)
+}
+
+/// A failure as a table cell: its first line, cut at a width a terminal
+/// shows (the run that failed printed it whole).
+fn brief(error: &str) -> String {
+    const WIDTH: usize = 120;
+    let line = visible(error.lines().next().unwrap_or_default());
+    match line.char_indices().nth(WIDTH) {
+        Some((end, _)) => format!("{}…", &line[..end]),
+        None if error.lines().nth(1).is_some() => format!("{line}…"),
+        None => line,
+    }
 }
 
 /// `trellis history`: a line per journal entry, oldest first.
@@ -391,5 +403,18 @@ mod tests {
         assert!(colour_allowed_by(None));
         assert!(colour_allowed_by(Some("".as_ref())), "NO_COLOR= is unset");
         assert!(!colour_allowed_by(Some("1".as_ref())));
+    }
+
+    #[test]
+    fn a_long_failure_is_one_short_line_in_the_status_table() {
+        let huge = format!(
+            "tracker t: 500 Internal Server Error: {}",
+            "<html>".repeat(9000)
+        );
+        let cell = brief(&huge);
+        assert_eq!(cell.chars().count(), 121, "{cell}");
+        assert!(cell.starts_with("tracker t: 500") && cell.ends_with('…'));
+        assert_eq!(brief("first\nsecond"), "first…");
+        assert_eq!(brief("short"), "short");
     }
 }

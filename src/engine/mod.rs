@@ -712,7 +712,7 @@ fn job_records(
                 structure: structure.to_owned(),
                 synchronizer: Some(synchronizer.to_owned()),
                 resync: source.resync().map(str::to_owned),
-                direction: runs.first().map(|u| u.direction.to_string()),
+                direction: job_direction(&runs),
                 author: author.to_owned(),
                 plan_hash: Some(plan.hash.clone()),
                 state: if error.is_some() {
@@ -720,7 +720,12 @@ fn job_records(
                 } else {
                     JobState::Succeeded
                 },
-                summary: runs_summary(&runs),
+                // A failed job carried out none of it (or not all: the
+                // error says what was written).
+                summary: match error {
+                    Some(_) => format!("planned {}", runs_summary(&runs)),
+                    None => runs_summary(&runs),
+                },
                 error: error.map(str::to_owned),
                 started,
                 finished: jiff::Timestamp::now(),
@@ -729,15 +734,36 @@ fn job_records(
         .collect()
 }
 
+/// The directions a job carried changes in (`into`, `from`, or `into, from`
+/// for a two-way pass that wrote both sides); its first run's when none.
+fn job_direction(runs: &[&UnitPlan]) -> Option<String> {
+    let mut directions: Vec<String> = Vec::new();
+    for unit in runs.iter().filter(|u| !u.is_empty()) {
+        let direction = unit.direction.to_string();
+        if !directions.contains(&direction) {
+            directions.push(direction);
+        }
+    }
+    if directions.is_empty() {
+        return runs.first().map(|u| u.direction.to_string());
+    }
+    Some(directions.join(", "))
+}
+
 fn runs_summary(runs: &[&UnitPlan]) -> String {
     let ops = || runs.iter().flat_map(|u| &u.structure_ops);
     let count = |f: fn(&StructureOp) -> bool| ops().filter(|op| f(op)).count();
+    let tracker_updates = runs.iter().map(|u| u.tracker_ops.len()).sum::<usize>();
     format!(
-        "{} added, {} moved, {} removed; {} tracker updates",
+        "{} added, {} moved, {} removed; {tracker_updates} tracker {}",
         count(|op| matches!(op, StructureOp::Add { .. })),
         count(|op| matches!(op, StructureOp::Move { .. })),
         count(|op| matches!(op, StructureOp::Remove { .. })),
-        runs.iter().map(|u| u.tracker_ops.len()).sum::<usize>()
+        if tracker_updates == 1 {
+            "update"
+        } else {
+            "updates"
+        }
     )
 }
 

@@ -512,7 +512,7 @@ impl<S: Store> Engine<S> {
         }
         let writes_unit = |writes: &[TrackerOp]| crate::plan::UnitPlan {
             synchronizer: id.to_owned(),
-            kind: plan.units.first().map_or("sync", |u| u.kind),
+            kind: spec.type_.as_str(),
             direction: Direction::From,
             round: 1,
             structure_ops: Vec::new(),
