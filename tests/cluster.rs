@@ -219,6 +219,19 @@ impl Test {
         kubectl(&all, None)
     }
 
+    /// `kubectl patch KIND NAME --type merge -p PATCH`, as its user would.
+    fn patch(&self, kind: &str, name: &str, patch: Value) {
+        self.kubectl(&[
+            "patch",
+            kind,
+            name,
+            "--type",
+            "merge",
+            "-p",
+            &patch.to_string(),
+        ]);
+    }
+
     /// The object, or `None` when it does not exist.
     fn get(&self, kind: &str, name: &str) -> Option<Value> {
         let out = Command::new("kubectl")
@@ -431,15 +444,11 @@ fn the_quickstart_reconciles_and_every_status_follows_its_runs() {
         reasons.iter().any(|r| r == "AwaitingApproval"),
         "{reasons:?}"
     );
-    test.kubectl(&[
-        "patch",
+    test.patch(
         "synchronizer",
         "platform-epics",
-        "--type",
-        "merge",
-        "-p",
-        &json!({"spec": {"approvedPlan": hash}}).to_string(),
-    ]);
+        json!({"spec": {"approvedPlan": hash}}),
+    );
     within(
         Duration::from_secs(60),
         "the approved plan runs and the Structure's status follows",
@@ -540,15 +549,7 @@ fn a_destructive_resync_runs_only_with_its_hash_and_then_enables_its_synchronize
     );
     assert_eq!(test.status("synchronizer", "children")["phase"], "Stopped");
 
-    test.kubectl(&[
-        "patch",
-        "resync",
-        "export",
-        "--type",
-        "merge",
-        "-p",
-        &json!({"spec": {"approvedPlan": hash}}).to_string(),
-    ]);
+    test.patch("resync", "export", json!({"spec": {"approvedPlan": hash}}));
     within(
         Duration::from_secs(60),
         "the approved Resync succeeds",
@@ -592,15 +593,11 @@ fn disabled_and_deleted_synchronizers_stop_and_structures_follow_their_deletion_
         &controller,
         || (test.status("synchronizer", "children")["phase"] == "Running").then_some(()),
     );
-    test.kubectl(&[
-        "patch",
+    test.patch(
         "synchronizer",
         "children",
-        "--type",
-        "merge",
-        "-p",
-        r#"{"spec":{"enabled":false}}"#,
-    ]);
+        json!({"spec":{"enabled":false}}),
+    );
     within(
         Duration::from_secs(30),
         "enabled: false stops it",

@@ -184,20 +184,26 @@ fn report(pass: &Pass, output: OutputFormat) -> anyhow::Result<String> {
             out,
             "  HELD for approval (destructive, safety.destructivePasses: hold): nothing of this pass was carried out"
         )?;
-        for line in &plan.destructive {
-            writeln!(out, "    ! {}", visible(line))?;
-        }
-        writeln!(
-            out,
-            "  plan hash: {}\n  to carry it out: `trellis sync --once {id} --approve {}` with the same -f, or `approvedPlan: {}` in the Synchronizer's spec",
-            plan.hash, plan.hash, plan.hash
-        )?;
+        writeln!(out, "  plan hash: {}", plan.hash)?;
+        held_plan_text(&mut out, id, plan)?;
     }
     for h in &pass.held {
         writeln!(out, "  held: {}", describe_held(h))?;
     }
     stopped(&mut out)?;
     Ok(out)
+}
+
+/// A held plan's destructive operations and how to carry it out.
+fn held_plan_text(out: &mut String, id: &str, plan: &HeldPlan) -> std::fmt::Result {
+    for line in &plan.destructive {
+        writeln!(out, "    ! {}", visible(line))?;
+    }
+    writeln!(
+        out,
+        "  to carry it out: `trellis sync --once {id} --approve {}` with the same -f, or `approvedPlan: {}` in the Synchronizer's spec",
+        plan.hash, plan.hash
+    )
 }
 
 fn describe_held(h: &HeldIssue) -> String {
@@ -404,14 +410,7 @@ fn findings_text(f: &Findings) -> anyhow::Result<String> {
             plan.since.strftime("%Y-%m-%d %H:%M:%SZ"),
             plan.summary
         )?;
-        for line in &plan.destructive {
-            writeln!(out, "    ! {}", visible(line))?;
-        }
-        writeln!(
-            out,
-            "  carry it out with `trellis sync --once {} --approve {}` (or `approvedPlan: {}` in its spec)",
-            f.synchronizer, plan.hash, plan.hash
-        )?;
+        held_plan_text(&mut out, &f.synchronizer, plan)?;
     }
     if f.held.is_empty() {
         writeln!(out, "  no held issues")?;
