@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod controller;
 pub mod engine;
+pub mod failpoint;
 pub mod model;
 pub mod plan;
 pub mod spec;

@@ -38,6 +38,7 @@ fn client(double: &Double, token: &str) -> JiraTracker {
             attempts: 3,
             base_delay: Duration::from_millis(5),
             max_delay: Duration::from_millis(50),
+            budget: Duration::from_secs(15),
         },
     })
     .unwrap()

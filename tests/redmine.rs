@@ -7,6 +7,8 @@
 //! tests fail, with the command that starts one; `TRELLIS_SKIP_REDMINE=1`
 //! skips them loudly, except in CI (`CI=true`) where nothing is skipped.
 
+mod common;
+
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Command as Process;
@@ -383,12 +385,7 @@ async fn import_builds_the_hierarchy_and_export_writes_parents_to_redmine() {
     assert_eq!(code, 2);
     assert!(stderr.contains("destructive"), "{stderr}");
     assert_eq!(redmine.parent_of(&story).await, Some(epic.clone()));
-    let hash = stderr
-        .split("--approve ")
-        .nth(1)
-        .and_then(|s| s.split('`').next())
-        .expect("the refusal names the hash")
-        .to_owned();
+    let hash = approval_hash(&stderr);
     let (code, _, stderr) = ws.run(&[
         "export",
         "hierarchy",
@@ -843,12 +840,7 @@ spec:
         stdout.contains(&format!("! {epic}: delete link blocks → {story}")),
         "{stdout}"
     );
-    let hash = stderr
-        .split("--approve ")
-        .nth(1)
-        .and_then(|s| s.split('`').next())
-        .expect("the refusal names the hash")
-        .to_owned();
+    let hash = approval_hash(&stderr);
     let (code, stdout, stderr) = ws.run(&[
         "export",
         "blocking",
@@ -1090,4 +1082,203 @@ async fn troubleshoot_reads_the_keys_roles_and_names_a_missing_permission() {
     );
     assert!(stdout.contains("manage_subtasks"), "{stdout}");
     assert!(!stdout.contains(reporter_key) && !stderr.contains(reporter_key));
+}
+
+/// A TCP path to Redmine that vanishes: it forwards everything until the
+/// client starts its (`allowed` + 1)-th `PUT`, then drops every connection
+/// and stops listening, so that further connections are refused (a server
+/// that went down, or a network path that broke, in the middle of a run).
+fn vanishing_path(allowed: usize) -> String {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let upstream = DEFAULT_URL.trim_start_matches("http://").to_string();
+    let gone = Arc::new(AtomicBool::new(false));
+    let puts = Arc::new(AtomicUsize::new(0));
+    // Every open connection, both ends, so that vanishing can cut them all.
+    let open: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { continue };
+            if gone.load(Ordering::SeqCst) {
+                // Dropping the listener here: later connections are refused.
+                return;
+            }
+            let server = TcpStream::connect(&upstream).unwrap();
+            {
+                let mut open = open.lock().unwrap();
+                open.push(client.try_clone().unwrap());
+                open.push(server.try_clone().unwrap());
+            }
+            let (mut from_server, mut to_client) =
+                (server.try_clone().unwrap(), client.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut from_server, &mut to_client);
+            });
+            let (gone, puts, open) = (gone.clone(), puts.clone(), open.clone());
+            let (mut from_client, mut to_server) = (client, server);
+            std::thread::spawn(move || {
+                let mut buffer = vec![0; 64 * 1024];
+                while let Ok(n) = from_client.read(&mut buffer) {
+                    if n == 0 {
+                        break;
+                    }
+                    let chunk = &buffer[..n];
+                    if chunk.starts_with(b"PUT ") && puts.fetch_add(1, Ordering::SeqCst) >= allowed
+                    {
+                        gone.store(true, Ordering::SeqCst);
+                        for stream in open.lock().unwrap().drain(..) {
+                            let _ = stream.shutdown(Shutdown::Both);
+                        }
+                        // Wake the accept loop so that it drops the listener.
+                        let _ = TcpStream::connect(address);
+                        return;
+                    }
+                    if to_server.write_all(chunk).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    format!("http://{address}")
+}
+
+/// A project with one feature and `n` loose bugs, imported, and each bug
+/// moved under the feature by a person: an export writes `n` parents.
+async fn bugs_to_move(redmine: &Redmine, n: usize, url: &str) -> (Workspace, String, Vec<String>) {
+    let project = redmine.project("vanish").await;
+    let feature = redmine.issue(&project, FEATURE, "Checkout", None).await;
+    let mut bugs = Vec::new();
+    for i in 0..n {
+        bugs.push(
+            redmine
+                .issue(&project, BUG, &format!("Bug {i}"), None)
+                .await,
+        );
+    }
+    let ws = redmine.workspace(&project, SUBTASKS);
+    let declarations = std::fs::read_to_string(ws.path("trellis.yaml")).unwrap();
+    std::fs::write(
+        ws.path("trellis.yaml"),
+        declarations.replace(&redmine.url, url),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = ws.run(&["apply", "-f", "trellis.yaml"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    for bug in &bugs {
+        let (code, _, stderr) = ws.run(&["move", "plan", bug, "--under", &feature]);
+        assert_eq!(code, 0, "{stderr}");
+    }
+    (ws, feature, bugs)
+}
+
+/// The hash a refusal of a destructive plan asks to approve.
+fn approval_hash(refusal: &str) -> String {
+    refusal
+        .split("--approve ")
+        .nth(1)
+        .and_then(|s| s.split('`').next())
+        .expect("the refusal names the hash")
+        .to_owned()
+}
+
+/// The parent changes `history` journaled.
+fn journaled_parents(ws: &Workspace) -> Vec<Value> {
+    let (_, stdout, _) = ws.run(&["history", "plan", "-o", "json"]);
+    common::journaled_parents(stdout.as_bytes())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_stops_within_seconds_when_redmine_goes_away_and_the_next_run_completes_it() {
+    let Some(redmine) = redmine().await else {
+        return;
+    };
+    let path = vanishing_path(5);
+    let (ws, feature, bugs) = bugs_to_move(&redmine, 12, &path).await;
+
+    let started = std::time::Instant::now();
+    let (code, stdout, stderr) = ws.run(&["export", "hierarchy", "-f", "trellis.yaml"]);
+    let took = started.elapsed();
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(took < Duration::from_secs(30), "stopped after {took:?}");
+    assert!(stderr.contains("stopped answering"), "{stderr}");
+    assert!(
+        stderr.contains("5 write(s) were made before that and nothing more was tried"),
+        "{stderr}"
+    );
+    let mut parented = 0;
+    for bug in &bugs {
+        if redmine.parent_of(bug).await == Some(feature.clone()) {
+            parented += 1;
+        }
+    }
+    assert_eq!(parented, 5);
+
+    // Redmine is reachable again: the next run journals the 5 writes the
+    // stopped one made, and writes the other 7.
+    let declarations = std::fs::read_to_string(ws.path("trellis.yaml")).unwrap();
+    std::fs::write(
+        ws.path("trellis.yaml"),
+        declarations.replace(&path, &redmine.url),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = ws.run(&["export", "hierarchy", "-f", "trellis.yaml"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("7 tracker updates"), "{stdout}");
+    for bug in &bugs {
+        assert_eq!(redmine.parent_of(bug).await, Some(feature.clone()));
+    }
+    let journaled = journaled_parents(&ws);
+    assert_eq!(journaled.len(), 12, "each write journaled once");
+    use trellis::store::Store;
+    let store = trellis::store::SqliteStore::open_read_only(&ws.path("state/trellis.db")).unwrap();
+    let interrupted = store
+        .job(journaled[0]["job"].as_u64().unwrap())
+        .unwrap()
+        .unwrap();
+    assert!(
+        interrupted
+            .summary
+            .starts_with("5 of 12 tracker writes made"),
+        "{interrupted:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_export_killed_after_writing_redmine_is_journaled_by_the_next_run() {
+    let Some(redmine) = redmine().await else {
+        return;
+    };
+    let (ws, feature, bugs) = bugs_to_move(&redmine, 3, &redmine.url).await;
+    let output = ws
+        .trellis()
+        .env("TRELLIS_FAILPOINT", "tracker-written")
+        .args(["export", "hierarchy", "-f", "trellis.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), None, "killed: {output:?}");
+    for bug in &bugs {
+        assert_eq!(redmine.parent_of(bug).await, Some(feature.clone()));
+    }
+    assert!(journaled_parents(&ws).is_empty());
+
+    let (code, stdout, stderr) = ws.run(&["export", "hierarchy", "-f", "trellis.yaml"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("0 tracker updates"), "{stdout}");
+    let journaled = journaled_parents(&ws);
+    assert_eq!(journaled.len(), 3, "{journaled:?}");
+    // The journal can take them back (clearing parents: approved by hash).
+    let job = journaled[0]["job"].as_u64().unwrap().to_string();
+    let (code, _, stderr) = ws.run(&["undo", &job, "-f", "trellis.yaml"]);
+    assert_eq!(code, 2, "{stderr}");
+    let hash = approval_hash(&stderr);
+    let (code, stdout, stderr) = ws.run(&["undo", &job, "-f", "trellis.yaml", "--approve", &hash]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    for bug in &bugs {
+        assert_eq!(redmine.parent_of(bug).await, None);
+    }
 }

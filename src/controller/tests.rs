@@ -647,6 +647,7 @@ fn stop_by_the_cycle_guard(world: &World) {
             baselines: &[],
             pass: Some(&pass),
             read: None,
+            settles: None,
         })
         .unwrap();
 }

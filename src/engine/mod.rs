@@ -17,6 +17,7 @@ mod plan_file;
 mod remember;
 mod sync;
 mod units;
+mod writes;
 
 use std::collections::HashMap;
 
@@ -28,6 +29,7 @@ use crate::plan::{
 use crate::spec::{Catalog, Declared, SpecErrors, Structure};
 use crate::store::{
     Baseline, Change, Commit, FullRead, JobRecord, JobState, Recorded, Store, StoreError,
+    WriteIntent,
 };
 use crate::tracker::{Tracker, TrackerError, Watermark};
 
@@ -36,7 +38,7 @@ use connect::Trackers;
 pub use history::{HistoryEntry, history};
 pub use plan_file::{Base, PlanFile};
 pub use remember::{Section, remembered, structure_view};
-pub use sync::{HOLD, Pass};
+pub use sync::Pass;
 pub use units::{Scope, UnitSource, needs};
 
 #[derive(Debug, thiserror::Error)]
@@ -313,10 +315,15 @@ impl<S: Store> Engine<S> {
         // refused when planning), so one failing does not hold back the rest.
         for prepared in run.prepared {
             let structure = prepared.structure.clone();
-            if let Some(holder) = &run.resync {
-                self.wait_and_hold(&structure, holder).await?;
-            }
+            let keeper = match &run.resync {
+                Some(holder) => {
+                    self.wait_and_hold(&structure, holder).await?;
+                    Some(self.store.keep_holding(&structure, holder)?)
+                }
+                None => None,
+            };
             let result = self.apply_structure(catalog, &mut trackers, prepared).await;
+            drop(keeper);
             if let Some(holder) = &run.resync {
                 self.store.release_structure(&structure, holder)?;
             }
@@ -343,7 +350,7 @@ impl<S: Store> Engine<S> {
     async fn wait_and_hold(&mut self, structure: &str, holder: &str) -> Result<(), EngineError> {
         let deadline = jiff::Timestamp::now() + jiff::SignedDuration::from_mins(1);
         loop {
-            let until = jiff::Timestamp::now() + HOLD;
+            let until = jiff::Timestamp::now() + crate::store::HOLD_LEASE;
             match self.store.hold_structure(structure, holder, until)? {
                 None => return Ok(()),
                 Some(other) if jiff::Timestamp::now() > deadline => {
@@ -372,43 +379,9 @@ impl<S: Store> Engine<S> {
             sources,
             plan,
         } = prepared;
-        let tracker_ops: Vec<_> = plan
-            .units
-            .iter()
-            .flat_map(|u| u.tracker_ops.iter().cloned())
-            .collect();
-        if !tracker_ops.is_empty() {
-            let client = trackers.get(catalog, &tracker)?;
-            // The tracker must still be what was planned from: re-read it and
-            // compare before writing (the local tracker also refuses to
-            // overwrite a file changed since this read).
-            let now = client
-                .snapshot()
-                .await
-                .map_err(|source| EngineError::Tracker {
-                    tracker: tracker.clone(),
-                    source,
-                })?;
-            if now.digest() != snapshot.digest() {
-                return Err(EngineError::TrackerChanged { tracker });
-            }
-            if let Err(source) = client.apply(&tracker_ops).await {
-                let error = format!("tracker {tracker}: {source}");
-                let jobs = job_records(
-                    &structure,
-                    &sources,
-                    &plan,
-                    &self.author,
-                    started,
-                    Some(&error),
-                );
-                self.store.record_jobs(&jobs)?;
-                return Err(EngineError::Tracker { tracker, source });
-            }
-            for op in &tracker_ops {
-                op.apply(&mut snapshot);
-            }
-        }
+        let client = trackers.get(catalog, &tracker)?;
+        // What an earlier run on this structure wrote and did not record.
+        self.settle(client, &structure, None).await?;
         // A run planned and applied here was started by a person (at the
         // command line, or by declaring a Resync): the changes are theirs,
         // the cause names the synchronizer. Background passes act as the
@@ -427,6 +400,51 @@ impl<S: Store> Engine<S> {
                 }
             })
             .collect();
+        let mut settles = None;
+        if changes.iter().any(|c| !c.tracker_ops.is_empty()) {
+            // The tracker must still be what was planned from: re-read it and
+            // compare before writing (the local tracker also refuses to
+            // overwrite a file changed since this read).
+            let now = client
+                .snapshot()
+                .await
+                .map_err(|source| EngineError::Tracker {
+                    tracker: tracker.clone(),
+                    source,
+                })?;
+            if now.digest() != snapshot.digest() {
+                return Err(EngineError::TrackerChanged { tracker });
+            }
+            let jobs = job_records(&structure, &sources, &plan, &self.author, started, None);
+            let intent = WriteIntent {
+                id: 0,
+                structure: structure.clone(),
+                tracker: tracker.clone(),
+                changes: changes.iter().map(Change::intended).collect(),
+                jobs,
+            };
+            let written = self.write_ahead(client, &intent).await?;
+            if let Err(source) = written.result {
+                let error = format!("tracker {tracker}: {source}");
+                let jobs = job_records(
+                    &structure,
+                    &sources,
+                    &plan,
+                    &self.author,
+                    started,
+                    Some(&error),
+                );
+                self.settle_failed(client, &structure, &jobs, &source)
+                    .await?;
+                return Err(EngineError::Tracker { tracker, source });
+            }
+            for change in &changes {
+                for op in change.tracker_ops {
+                    op.apply(&mut snapshot);
+                }
+            }
+            settles = Some(written.intent);
+        }
         let synchronizers: Vec<String> = sources
             .iter()
             .filter_map(UnitSource::synchronizer)
@@ -452,6 +470,7 @@ impl<S: Store> Engine<S> {
                 watermark: &watermark,
                 at: started,
             }),
+            settles,
         })?;
         tracing::info!(structure = %structure, version, summary = %plan.summary, "applied");
         Ok((structure, version))
@@ -544,6 +563,7 @@ impl<S: Store> Engine<S> {
             baselines: &[],
             pass: None,
             read: None,
+            settles: None,
         })?;
         Ok(version)
     }

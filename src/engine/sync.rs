@@ -36,14 +36,10 @@ use crate::plan::{
 };
 use crate::spec::{Catalog, ConflictPolicy, DestructivePasses, SynchronizerType};
 use crate::store::{
-    Baseline, Change, Commit, ConflictRecord, HeldIssue, HeldPlan, HoldKind, MirrorRead,
-    PassCommit, Recorded, Release, Store, SyncState,
+    Baseline, Change, Commit, ConflictRecord, HOLD_LEASE, HeldIssue, HeldPlan, HoldKind,
+    IntendedChange, MirrorRead, PassCommit, Recorded, Release, Store, SyncState, WriteIntent,
 };
 use crate::tracker::{Tracker, TrackerError, Watermark};
-
-/// How long a pass or a resync may hold a structure read-only: long enough
-/// for the largest run, short enough that a crashed process's hold expires.
-pub const HOLD: jiff::SignedDuration = jiff::SignedDuration::from_mins(15);
 
 /// What one pass did.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -122,17 +118,19 @@ impl<S: Store> Engine<S> {
             pass.stopped = state.stopped;
             return Ok(pass);
         }
-        let holder = format!("incremental sync {id}");
-        if let Some(other) = self
-            .store
-            .hold_structure(&structure_id, &holder, now + HOLD)?
-        {
+        // The process is part of the name: two processes passing the same
+        // synchronizer must not both take the hold.
+        let holder = format!("incremental sync {id} (process {})", std::process::id());
+        let until = jiff::Timestamp::now() + HOLD_LEASE;
+        if let Some(other) = self.store.hold_structure(&structure_id, &holder, until)? {
             pass.waiting = Some(format!("{other} holds structure {structure_id}"));
             return Ok(pass);
         }
+        let keeper = self.store.keep_holding(&structure_id, &holder)?;
         let result = self
             .pass(catalog, id, &mut state, &mut pass, now, approval)
             .await;
+        drop(keeper);
         self.store.release_structure(&structure_id, &holder)?;
         result.map(|()| pass)
     }
@@ -161,6 +159,8 @@ impl<S: Store> Engine<S> {
         };
         let mut trackers = Trackers::new(self.credentials.clone());
         let client = trackers.get(catalog, tracker_id)?;
+        // What an earlier run on this structure wrote and did not record.
+        self.settle(client, &pass.structure, None).await?;
 
         // 1. The mirror, refreshed. Its issues are loaded only for an
         // incremental read: a full read replaces them.
@@ -330,6 +330,14 @@ impl<S: Store> Engine<S> {
                     _ if release == Some(Release::KeepStructure) => Decision::Push,
                     (true, false) => Decision::Push,
                     (false, _) => Decision::Pull,
+                    // Both sides made the same change (or a run that stopped
+                    // after writing it left it so): nothing to settle.
+                    (true, true)
+                        if spec.type_ == SynchronizerType::Subtasks
+                            && now_sides.row == Some(now_sides.tracker_parent.clone()) =>
+                    {
+                        Decision::Pull
+                    }
                     (true, true) => {
                         let structure_time = structure_changed.get(key).copied();
                         let tracker_time = snapshot.get(key).and_then(|i| i.updated);
@@ -558,8 +566,18 @@ impl<S: Store> Engine<S> {
 
         // 6. Write the tracker: only if what it is about to change did not
         // change again since the refresh (else the next pass decides anew).
+        let identity = client
+            .acting_as()
+            .await
+            .map_err(tracker_error)?
+            .unwrap_or_else(|| self.author.clone());
+        let author = format!("{id} as {identity}");
+        let cause = |kind: &str, direction: Direction| {
+            format!("incremental sync {id} ({kind}, {direction})")
+        };
         let mut written_snapshot = snapshot.clone();
         let mut written: Vec<Issue> = Vec::new();
+        let mut settles = None;
         if !writes.is_empty() {
             if !client.capabilities().refuses_stale_writes
                 && let Some(from) = mirror.watermark.read_from()
@@ -576,23 +594,41 @@ impl<S: Store> Engine<S> {
                     });
                 }
             }
-            let failures = match client.apply(&writes).await {
+            let sources = [source_of_pass(id)];
+            let mut intended = plan.clone();
+            intended.units.push(writes_unit(&writes));
+            let intent = WriteIntent {
+                id: 0,
+                structure: pass.structure.clone(),
+                tracker: tracker_id.clone(),
+                changes: vec![IntendedChange {
+                    cause: cause(spec.type_.as_str(), Direction::From),
+                    author: author.clone(),
+                    synchronizer: Some(id.to_owned()),
+                    ops: writes.clone(),
+                }],
+                jobs: job_records(&pass.structure, &sources, &intended, &author, started, None),
+            };
+            let outcome = self.write_ahead(client, &intent).await?;
+            let failures = match outcome.result {
                 Ok(()) => Vec::new(),
                 Err(TrackerError::Writes { failures, .. }) => failures,
                 Err(source) => {
                     let error = format!("tracker {tracker_id}: {source}");
                     let jobs = job_records(
                         &pass.structure,
-                        std::slice::from_ref(&source_of_pass(id)),
-                        &plan,
-                        &self.author,
+                        &sources,
+                        &intended,
+                        &author,
                         started,
                         Some(&error),
                     );
-                    self.store.record_jobs(&jobs)?;
+                    self.settle_failed(client, &pass.structure, &jobs, &source)
+                        .await?;
                     return Err(tracker_error(source));
                 }
             };
+            settles = Some(outcome.intent);
             let failed: HashSet<&str> = failures.iter().map(|f| f.issue.as_str()).collect();
             for failure in &failures {
                 hold(
@@ -620,18 +656,13 @@ impl<S: Store> Engine<S> {
         pass.summary = plan.summary;
 
         // 7. Record it all in one transaction.
-        let identity = client
-            .acting_as()
-            .await
-            .map_err(tracker_error)?
-            .unwrap_or_else(|| self.author.clone());
         let changes: Vec<Change> = plan
             .units
             .iter()
             .filter(|u| !u.is_empty())
             .map(|unit| Change {
-                cause: format!("incremental sync {id} ({}, {})", unit.kind, unit.direction),
-                author: format!("{id} as {identity}"),
+                cause: cause(unit.kind, unit.direction),
+                author: author.clone(),
                 ops: &unit.structure_ops,
                 tracker_ops: &unit.tracker_ops,
                 synchronizer: Some(id),
@@ -729,7 +760,7 @@ impl<S: Store> Engine<S> {
             &pass.structure,
             std::slice::from_ref(&source_of_pass(id)),
             &plan,
-            &format!("{id} as {identity}"),
+            &author,
             started,
             None,
         );
@@ -753,6 +784,7 @@ impl<S: Store> Engine<S> {
             baselines: &[],
             pass: Some(&record),
             read: None,
+            settles,
         })?;
         *state = next_state;
         pass.stopped = state.stopped.clone();

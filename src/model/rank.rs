@@ -52,6 +52,22 @@ pub fn order(snapshot: &Snapshot) -> Vec<usize> {
     order
 }
 
+/// Whether `issues` already stand right after (or before) `anchor` in
+/// rank order, in the order listed: a rank the tracker has.
+pub fn placed(snapshot: &Snapshot, issues: &[String], anchor: &RankAnchor) -> bool {
+    let keys: Vec<&str> = order(snapshot)
+        .into_iter()
+        .map(|at| snapshot.at(at).key.as_str())
+        .collect();
+    let mut expected: Vec<&str> = issues.iter().map(String::as_str).collect();
+    match anchor {
+        RankAnchor::After(key) => expected.insert(0, key),
+        RankAnchor::Before(key) => expected.push(key),
+    }
+    keys.windows(expected.len())
+        .any(|w| w == expected.as_slice())
+}
+
 /// Gives `issues` new ranks right after (or before) `anchor`, in the order
 /// listed; returns the keys whose rank changed. Issues not in the snapshot
 /// are skipped. An anchor without a rank first has every unranked issue

@@ -331,6 +331,18 @@ impl TrackerOp {
         }
     }
 
+    /// Whether the tracker, as `snapshot` shows it, has this change: what a
+    /// run that stopped mid-write is settled by (an issue that is gone has
+    /// none of them).
+    pub fn in_effect(&self, snapshot: &Snapshot) -> bool {
+        if let TrackerOp::Rank { issues, anchor, .. } = self {
+            return crate::model::rank::placed(snapshot, issues, anchor);
+        }
+        snapshot
+            .get(self.issue())
+            .is_some_and(|issue| !self.apply_to(&mut issue.clone()))
+    }
+
     /// Makes the change on `issue`; false when it already had it. A rank
     /// needs the whole order: see [`TrackerOp::apply`].
     fn apply_to(&self, issue: &mut Issue) -> bool {

@@ -69,6 +69,49 @@ pub struct Baseline {
 pub enum JobState {
     Succeeded,
     Failed,
+    /// The run stopped (a crash, a kill) after it began writing the tracker
+    /// and before it recorded what it wrote; a later run found what had
+    /// been written and journaled it.
+    Interrupted,
+}
+
+impl JobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+            JobState::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// The tracker writes a run is about to make, recorded before it makes
+/// them (write-ahead) and removed by the commit that journals them. One
+/// left behind names a run that stopped in between: the next run on its
+/// structure reads the tracker, journals the writes that were made and
+/// records the job as interrupted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WriteIntent {
+    /// Assigned by the store.
+    #[serde(default)]
+    pub id: u64,
+    pub structure: String,
+    pub tracker: String,
+    /// The writes, grouped as they would be journaled.
+    pub changes: Vec<IntendedChange>,
+    /// The jobs the run would have recorded had it finished.
+    pub jobs: Vec<JobRecord>,
+}
+
+/// One journal entry's worth of intended tracker writes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IntendedChange {
+    pub cause: String,
+    pub author: String,
+    pub synchronizer: Option<String>,
+    pub ops: Vec<TrackerOp>,
 }
 
 /// One synchronizer run (an apply, a resync) or one manual edit.
@@ -141,6 +184,9 @@ pub struct Commit<'a> {
     /// what the apply saw and cannot undo it (a change that did not move
     /// `updated` is otherwise seen by one and not the other).
     pub read: Option<FullRead<'a>>,
+    /// The write-ahead record this commit journals the writes of: removed
+    /// in the same transaction.
+    pub settles: Option<u64>,
 }
 
 /// A full read of a tracker, for [`Commit::read`].
@@ -286,6 +332,18 @@ pub struct PassCommit<'a> {
     pub written: &'a [Issue],
 }
 
+impl Change<'_> {
+    /// Its tracker writes, as a write-ahead record keeps them.
+    pub fn intended(&self) -> IntendedChange {
+        IntendedChange {
+            cause: self.cause.clone(),
+            author: self.author.clone(),
+            synchronizer: self.synchronizer.map(str::to_owned),
+            ops: self.tracker_ops.to_vec(),
+        }
+    }
+}
+
 /// A declaration as last applied from the command line, so that `show`,
 /// `status` and `move` work without `-f`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -304,6 +362,14 @@ pub trait Store {
 
     /// Records jobs that failed before anything was written.
     fn record_jobs(&mut self, jobs: &[JobRecord]) -> Result<(), StoreError>;
+
+    /// Records the tracker writes a run is about to make; returns the
+    /// record's id, for [`Commit::settles`].
+    fn intend_writes(&mut self, intent: &WriteIntent) -> Result<u64, StoreError>;
+
+    /// Write-ahead records no commit settled: runs on `structure` that
+    /// stopped between writing the tracker and recording it.
+    fn interrupted_writes(&self, structure: &str) -> Result<Vec<WriteIntent>, StoreError>;
 
     /// The most recent job of each synchronizer.
     fn last_jobs(&self) -> Result<Vec<JobRecord>, StoreError>;
@@ -399,4 +465,53 @@ pub trait Store {
 
     /// Who holds a structure read-only right now, if anyone.
     fn structure_holder(&self, structure: &str) -> Result<Option<String>, StoreError>;
+
+    /// Keeps `holder`'s hold on `structure` alive for as long as the
+    /// returned keeper lives (a heartbeat every [`HOLD_RENEWAL`]), so that a
+    /// hold outlives no process and expires under none.
+    fn keep_holding(&self, structure: &str, holder: &str) -> Result<HoldKeeper, StoreError>;
+}
+
+/// How long a structure hold lasts unless renewed: a crashed holder's
+/// hold is taken over this long after its last heartbeat.
+pub const HOLD_LEASE: jiff::SignedDuration = jiff::SignedDuration::from_secs(20);
+
+/// How often a live holder renews its hold.
+pub const HOLD_RENEWAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A heartbeat thread renewing one structure hold; dropping it stops the
+/// heartbeat (the holder then releases the hold, or it lapses).
+pub struct HoldKeeper {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl HoldKeeper {
+    /// Calls `renew` every [`HOLD_RENEWAL`] until dropped, or until `renew`
+    /// says the hold is gone.
+    pub fn start(mut renew: impl FnMut() -> bool + Send + 'static) -> HoldKeeper {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                stopped.recv_timeout(HOLD_RENEWAL)
+            {
+                if !renew() {
+                    break;
+                }
+            }
+        });
+        HoldKeeper {
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for HoldKeeper {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }

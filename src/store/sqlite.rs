@@ -9,9 +9,9 @@ use rusqlite::{
 };
 
 use super::{
-    Baseline, Commit, ConflictRecord, HeldIssue, HeldPlan, JobRecord, JobState, JournalEntry,
-    Mirror, MirrorRead, PassCommit, Release, Store, StoreError, StoredResource, StoredStructure,
-    SyncState,
+    Baseline, Commit, ConflictRecord, HOLD_LEASE, HeldIssue, HeldPlan, HoldKeeper, JobRecord,
+    JobState, JournalEntry, Mirror, MirrorRead, PassCommit, Release, Store, StoreError,
+    StoredResource, StoredStructure, SyncState, WriteIntent,
 };
 use crate::model::{Forest, Issue, Row, RowId, RowItem};
 use crate::plan::StructureOp;
@@ -121,6 +121,16 @@ CREATE TABLE structure_holds (
     holder    TEXT NOT NULL,
     until     TEXT NOT NULL
 );
+"#,
+    r#"
+-- Write-ahead records of tracker writes: each run's intended writes, kept
+-- until the commit that journals them (one left behind: an interrupted run).
+CREATE TABLE write_intents (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    structure TEXT NOT NULL,
+    body      TEXT NOT NULL
+);
+CREATE INDEX write_intents_by_structure ON write_intents (structure, id);
 "#,
 ];
 
@@ -363,10 +373,10 @@ fn job_from_row(r: &rusqlite::Row) -> rusqlite::Result<JobRecord> {
         direction: r.get("direction")?,
         author: r.get("author")?,
         plan_hash: r.get("plan_hash")?,
-        state: if state == "succeeded" {
-            JobState::Succeeded
-        } else {
-            JobState::Failed
+        state: match state.as_str() {
+            "succeeded" => JobState::Succeeded,
+            "interrupted" => JobState::Interrupted,
+            _ => JobState::Failed,
         },
         summary: r.get("summary")?,
         error: r.get("error")?,
@@ -395,10 +405,7 @@ fn insert_jobs(tx: &Transaction, jobs: &[JobRecord]) -> rusqlite::Result<Vec<u64
     )?;
     let mut ids = Vec::with_capacity(jobs.len());
     for job in jobs {
-        let state = match job.state {
-            JobState::Succeeded => "succeeded",
-            JobState::Failed => "failed",
-        };
+        let state = job.state.as_str();
         insert.execute(params![
             job.structure,
             job.synchronizer,
@@ -658,6 +665,10 @@ impl Store for SqliteStore {
         if let Some(pass) = commit.pass {
             commit_pass(&tx, pass, version).map_err(err)?;
         }
+        if let Some(intent) = commit.settles {
+            tx.execute("DELETE FROM write_intents WHERE id = ?", [intent])
+                .map_err(err)?;
+        }
         if let Some(read) = &commit.read {
             refresh_mirror(
                 &tx,
@@ -675,6 +686,34 @@ impl Store for SqliteStore {
 
     fn record_jobs(&mut self, jobs: &[JobRecord]) -> Result<(), StoreError> {
         self.write(|tx| insert_jobs(tx, jobs).map(|_| ()))
+    }
+
+    fn intend_writes(&mut self, intent: &WriteIntent) -> Result<u64, StoreError> {
+        let body = serde_json::to_string(intent).expect("write intents serialize");
+        self.write(|tx| {
+            tx.query_row(
+                "INSERT INTO write_intents (structure, body) VALUES (?, ?) RETURNING id",
+                params![intent.structure, body],
+                |r| r.get(0),
+            )
+        })
+    }
+
+    fn interrupted_writes(&self, structure: &str) -> Result<Vec<WriteIntent>, StoreError> {
+        let connection = self.connection();
+        let mut statement = connection
+            .prepare("SELECT id, body FROM write_intents WHERE structure = ? ORDER BY id")
+            .map_err(|e| self.error(e))?;
+        statement
+            .query_map([structure], |r| {
+                let intent: WriteIntent = json(r.get(1)?)?;
+                Ok(WriteIntent {
+                    id: r.get(0)?,
+                    ..intent
+                })
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| self.error(e))
     }
 
     fn last_jobs(&self) -> Result<Vec<JobRecord>, StoreError> {
@@ -967,6 +1006,30 @@ impl Store for SqliteStore {
             )?;
             Ok(())
         })
+    }
+
+    fn keep_holding(&self, structure: &str, holder: &str) -> Result<HoldKeeper, StoreError> {
+        // Its own connection: the heartbeat goes on while the engine's
+        // connection is busy in a long transaction or a long tracker write.
+        let connection = Connection::open(&self.path).map_err(|e| self.error(e))?;
+        connection
+            .busy_timeout(BUSY_TIMEOUT)
+            .map_err(|e| self.error(e))?;
+        let (structure, holder) = (structure.to_owned(), holder.to_owned());
+        Ok(HoldKeeper::start(move || {
+            let until = (jiff::Timestamp::now() + HOLD_LEASE).to_string();
+            match connection.execute(
+                "UPDATE structure_holds SET until = ? WHERE structure = ? AND holder = ?",
+                params![until, structure, holder],
+            ) {
+                Ok(renewed) => renewed == 1,
+                Err(e) => {
+                    // One missed beat is not fatal: the lease outlasts several.
+                    tracing::warn!(%structure, error = %e, "cannot renew the structure hold");
+                    true
+                }
+            }
+        }))
     }
 
     fn structure_holder(&self, structure: &str) -> Result<Option<String>, StoreError> {

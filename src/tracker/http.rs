@@ -7,6 +7,7 @@
 //! the standard credential headers on a redirect to another host, and
 //! Redmine's would travel with it.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -69,6 +70,9 @@ pub struct Retry {
     pub base_delay: Duration,
     /// The longest wait, also the cap on a server's `Retry-After`.
     pub max_delay: Duration,
+    /// No new attempt starts this long after the first one: a server that
+    /// went away stops a run within seconds, not after every backoff.
+    pub budget: Duration,
 }
 
 impl Default for Retry {
@@ -77,6 +81,7 @@ impl Default for Retry {
             attempts: 5,
             base_delay: Duration::from_millis(500),
             max_delay: Duration::from_secs(60),
+            budget: Duration::from_secs(15),
         }
     }
 }
@@ -97,9 +102,16 @@ pub struct Http {
     base: Url,
     retry: Retry,
     requests: AtomicU64,
+    /// Writes (PUT, POST, DELETE) the server accepted.
+    writes: AtomicU64,
     /// The server's name in messages (`Redmine`, `Jira`).
     server: &'static str,
     describe: Describe,
+    /// Set once a request gave up on an unreachable or failing server:
+    /// every later write of this client fails at once with it, so that a
+    /// run of many writes stops instead of retrying each one (reads still
+    /// try: a later pass with this client may find the server back).
+    gone: OnceLock<String>,
 }
 
 impl Http {
@@ -118,7 +130,7 @@ impl Http {
             .user_agent(concat!("trellis/", env!("CARGO_PKG_VERSION")))
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(60))
+            .timeout(REQUEST_TIMEOUT)
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(Http {
@@ -126,8 +138,10 @@ impl Http {
             base,
             retry,
             requests: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
             server,
             describe,
+            gone: OnceLock::new(),
         })
     }
 
@@ -140,6 +154,36 @@ impl Http {
     pub fn backoff(&self, attempt: u32) -> Duration {
         (self.retry.base_delay * 2u32.saturating_pow(attempt.saturating_sub(1)))
             .min(self.retry.max_delay)
+    }
+
+    /// Whether the server stopped answering (a request gave up after its
+    /// retries): writers stop their run instead of trying every write.
+    pub fn unreachable(&self) -> bool {
+        self.gone.get().is_some()
+    }
+
+    /// The error that ends a run of writes once the server stopped
+    /// answering: what was made, and that nothing more was tried.
+    pub fn stopped(&self) -> crate::tracker::TrackerError {
+        crate::tracker::TrackerError::Remote {
+            operation: format!("write to {}", self.server),
+            message: format!(
+                "{}; {} write(s) were made before that and nothing more was tried: the next run journals them and writes the rest",
+                self.gone
+                    .get()
+                    .map_or("the server stopped answering", String::as_str),
+                self.writes.load(Ordering::Relaxed)
+            ),
+            status: None,
+        }
+    }
+
+    fn give_up(&self, message: &str) {
+        let why = format!(
+            "{} at {} stopped answering ({message})",
+            self.server, self.base
+        );
+        let _ = self.gone.set(why);
     }
 
     /// HTTP requests sent so far, retries included.
@@ -182,19 +226,32 @@ impl Http {
     }
 
     pub async fn put(&self, path: &str, body: serde_json::Value) -> Result<(), HttpError> {
-        self.send(Method::PUT, path, &[], Some(body))
-            .await
-            .map(drop)
+        self.write(Method::PUT, path, Some(body)).await
     }
 
     pub async fn post(&self, path: &str, body: serde_json::Value) -> Result<(), HttpError> {
-        self.send(Method::POST, path, &[], Some(body))
-            .await
-            .map(drop)
+        self.write(Method::POST, path, Some(body)).await
     }
 
     pub async fn delete(&self, path: &str) -> Result<(), HttpError> {
-        self.send(Method::DELETE, path, &[], None).await.map(drop)
+        self.write(Method::DELETE, path, None).await
+    }
+
+    async fn write(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<(), HttpError> {
+        if let Some(why) = self.gone.get() {
+            return Err(HttpError {
+                status: None,
+                message: format!("{method} {path} not sent: {why}"),
+            });
+        }
+        self.send(method, path, &[], body).await?;
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Sends one request, retrying transient failures; the status and body
@@ -214,6 +271,7 @@ impl Http {
                 status: None,
                 message: format!("bad request path {path}: {e}"),
             })?;
+        let first = std::time::Instant::now();
         let mut attempt = 1;
         loop {
             let mut request = self
@@ -224,7 +282,7 @@ impl Http {
                 request = request.json(body);
             }
             self.requests.fetch_add(1, Ordering::Relaxed);
-            let gave_up = attempt >= self.retry.attempts;
+            let gave_up = attempt >= self.retry.attempts || first.elapsed() >= self.retry.budget;
             let hint = match request.send().await {
                 Ok(response) => {
                     let status = response.status();
@@ -260,12 +318,14 @@ impl Http {
                         });
                     }
                     if gave_up {
+                        let message = format!(
+                            "{} (gave up after {attempt} attempts)",
+                            (self.describe)(status, "")
+                        );
+                        self.give_up(&message);
                         return Err(HttpError {
                             status: Some(status),
-                            message: format!(
-                                "{} (gave up after {attempt} attempts)",
-                                (self.describe)(status, "")
-                            ),
+                            message,
                         });
                     }
                     let asked = retry_after(response.headers());
@@ -290,13 +350,17 @@ impl Http {
                         } else {
                             String::new()
                         };
+                        let message = format!(
+                            "{method} {path} to {server} at {}: {}{tries}; check spec.url and that the server is up",
+                            self.base,
+                            explain(&e)
+                        );
+                        if !reachable {
+                            self.give_up(&message);
+                        }
                         return Err(HttpError {
                             status: None,
-                            message: format!(
-                                "{method} {path} to {server} at {}: {}{tries}; check spec.url and that the server is up",
-                                self.base,
-                                explain(&e)
-                            ),
+                            message,
                         });
                     }
                     tracing::warn!(%method, path, attempt, error = %explain(&e), "{server} request failed; retrying");
@@ -305,12 +369,17 @@ impl Http {
             };
             let wait = hint
                 .unwrap_or(self.backoff(attempt))
-                .min(self.retry.max_delay);
+                .min(self.retry.max_delay)
+                .min(self.retry.budget.saturating_sub(first.elapsed()));
             tokio::time::sleep(wait).await;
             attempt += 1;
         }
     }
 }
+
+/// The longest a request may take: a server that accepts connections and
+/// never answers stops a run within this (with the retry budget, ~30 s).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(25);
 
 /// A transport error's causes (reqwest's own text is only "error sending
 /// request"); none of them carries a header.

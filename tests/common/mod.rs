@@ -80,3 +80,15 @@ impl Workspace {
         SqliteStore::open_read_only(&self.state()).unwrap()
     }
 }
+
+/// The parents set on the tracker that `history -o json` journaled.
+pub fn journaled_parents(history_json: &[u8]) -> Vec<serde_json::Value> {
+    let entries: serde_json::Value = serde_json::from_slice(history_json).unwrap();
+    entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["operation"]["op"] == "setParent")
+        .cloned()
+        .collect()
+}

@@ -122,6 +122,7 @@ fn commit(
         baselines,
         pass: None,
         read: None,
+        settles: None,
     })
 }
 
@@ -270,6 +271,7 @@ fn the_journal_records_each_operation_with_its_version_author_and_cause() {
         baselines: &[],
         pass: None,
         read: None,
+        settles: None,
     };
     store.commit(&first).unwrap();
     let mut removal = Edit::on(&e.forest);
@@ -294,6 +296,7 @@ fn the_journal_records_each_operation_with_its_version_author_and_cause() {
             baselines: &[],
             pass: None,
             read: None,
+            settles: None,
         })
         .unwrap();
     assert_eq!(version, 2);
@@ -394,6 +397,7 @@ fn each_commit_replaces_the_baselines_of_the_synchronizers_that_ran() {
             baselines: &[],
             pass: None,
             read: None,
+            settles: None,
         })
         .unwrap();
     assert!(store.baselines(F).unwrap().is_empty());

@@ -84,6 +84,7 @@ impl JiraTracker {
             };
             match answer {
                 Ok(()) => {}
+                Err(_) if self.http.unreachable() => return Err(self.http.stopped()),
                 Err(e) if e.status == Some(StatusCode::UNAUTHORIZED) => {
                     return Err(self.refused(op, e));
                 }

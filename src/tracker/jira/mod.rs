@@ -399,6 +399,7 @@ impl JiraTracker {
             let path = self.api(&format!("issue/{}", op.issue()));
             match self.http.put(&path, body).await {
                 Ok(()) => written.push((op, edit)),
+                Err(_) if self.http.unreachable() => return Err(self.http.stopped()),
                 Err(e) if e.status == Some(StatusCode::UNAUTHORIZED) => {
                     return Err(self.refused(op, e));
                 }

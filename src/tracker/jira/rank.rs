@@ -107,6 +107,7 @@ impl JiraTracker {
                     Ok(_) => positions.iter().for_each(|p| {
                         failed.remove(p);
                     }),
+                    Err(_) if self.http.unreachable() => return Err(self.http.stopped()),
                     Err(e) if e.status == Some(StatusCode::UNAUTHORIZED) => {
                         return Err(self.refused(op, e));
                     }

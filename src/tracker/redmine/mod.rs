@@ -501,6 +501,7 @@ impl Tracker for RedmineTracker {
             let body = json!({ "issue": { "parent_issue_id": parent } });
             match self.http.put(&format!("issues/{id}.json"), body).await {
                 Ok(()) => written.push((op, target)),
+                Err(_) if self.http.unreachable() => return Err(self.http.stopped()),
                 // A revoked key fails every write alike: stop at the first,
                 // and say which were made and which were not tried.
                 Err(e) if e.status == Some(StatusCode::UNAUTHORIZED) => {
@@ -534,7 +535,10 @@ impl Tracker for RedmineTracker {
                     operation: op.to_string(),
                     message: format!("written, but reading it back to check failed: {e}"),
                 }));
-                return Err(TrackerError::Writes { done: 0, failures });
+                return Err(TrackerError::Writes {
+                    done: written.len(),
+                    failures,
+                });
             }
         };
         for (op, target) in written {

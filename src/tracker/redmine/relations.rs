@@ -147,6 +147,7 @@ impl RedmineTracker {
         };
         match answer {
             Ok(()) => Ok(Ok(())),
+            Err(_) if self.http.unreachable() => Err(self.http.stopped()),
             Err(e) if e.status == Some(StatusCode::UNAUTHORIZED) => Err(remote(
                 &format!("{} (the key from {})", write.op, self.key_source),
                 e,

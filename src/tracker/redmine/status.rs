@@ -107,6 +107,7 @@ impl RedmineTracker {
             let body = json!({ "issue": { "status_id": status } });
             match self.http.put(&format!("issues/{id}.json"), body).await {
                 Ok(()) => written.push((op, id, to)),
+                Err(_) if self.http.unreachable() => return Err(self.http.stopped()),
                 Err(e) if e.status == Some(StatusCode::UNAUTHORIZED) => {
                     return Err(remote(&format!("update {}", op.issue()), e));
                 }

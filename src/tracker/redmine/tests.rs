@@ -59,6 +59,7 @@ pub(super) fn tracker(url: Url) -> RedmineTracker {
             attempts: 3,
             base_delay: Duration::from_millis(5),
             max_delay: Duration::from_millis(50),
+            budget: Duration::from_secs(15),
         },
     })
     .unwrap()
@@ -87,6 +88,7 @@ async fn rate_limits_and_server_errors_are_retried_with_the_servers_delay() {
                 attempts: 3,
                 base_delay: Duration::from_secs(20),
                 max_delay: Duration::from_secs(60),
+                budget: Duration::from_secs(15),
             },
             describe,
         )
