@@ -614,6 +614,18 @@ fn move_names_folders_with_a_slash_and_refuses_loops_by_key() {
         .assert()
         .code(2)
         .stderr(contains("PLAT-21 is not in structure default/roadmap"));
+    // Declared rows stay where declared: moving one is refused, not
+    // accepted and silently kept against the declaration.
+    let before = ws.trellis().args(["show", "roadmap"]).output().unwrap();
+    ws.trellis()
+        .args(["move", "roadmap", "Platform/", "--under", "MOB-1"])
+        .assert()
+        .code(2)
+        .stderr(contains(
+            "Platform/ is one of structure default/roadmap's declared rows, which stay where the Structure declares them; nothing was changed",
+        ));
+    let after = ws.trellis().args(["show", "roadmap"]).output().unwrap();
+    assert_eq!(before.stdout, after.stdout);
 }
 
 #[test]
@@ -1141,4 +1153,30 @@ fn yaml_limits_duplicate_keys_and_bad_bytes_are_told_in_our_words_with_file_and_
         &ws.path("latin1.yaml"),
         &["latin1.yaml:4: byte 12 of this line is not UTF-8 text"],
     );
+}
+
+#[test]
+fn show_prints_the_issues_as_last_read_without_the_tracker_and_refresh_reads_it() {
+    let ws = Workspace::new();
+    ws.apply();
+    // The tracker cannot be read any more (as a Redmine that is down, or a
+    // key that is unset): `show` needs only the store.
+    let text = ws.read("quickstart/issues.yaml");
+    ws.write("quickstart/issues.yaml", &format!("{text}issues: [\n"));
+    ws.trellis()
+        .args(["show", "roadmap"])
+        .assert()
+        .success()
+        .stdout(contains(
+            "Platform/\n  PLAT-1 [Epic] Billing revamp (In Progress)\n    PLAT-11 [Bug]",
+        ))
+        .stderr(contains(
+            "issues of tracker default/quickstart-issues as read 20",
+        ))
+        .stderr(contains("s ago); `--refresh` reads them now"));
+    ws.trellis()
+        .args(["show", "roadmap", "--refresh"])
+        .assert()
+        .code(2)
+        .stderr(contains("issues.yaml: line"));
 }

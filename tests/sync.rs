@@ -543,3 +543,31 @@ fn wrong_names_and_keys_change_nothing_not_even_the_store() {
         ));
     assert!(!ws.state().exists(), "no store was made");
 }
+
+#[test]
+fn a_pass_that_cannot_read_its_tracker_is_a_failed_job_in_status() {
+    let ws = Workspace::new();
+    // The file exists (the declarations check that) but cannot be read as
+    // issues: the tracker fails at the pass's read.
+    let text = ws.read("quickstart/issues.yaml");
+    ws.write("quickstart/issues.yaml", &format!("{text}issues: [\n"));
+    ws.trellis()
+        .args(["sync", "--once", "-f", "quickstart", "children"])
+        .assert()
+        .failure()
+        .stderr(contains("issues.yaml"));
+    // `status` says when and why it failed, not "never".
+    let out = ws
+        .trellis()
+        .args(["status", "-f", "quickstart"])
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&out.stdout);
+    let line = status
+        .lines()
+        .find(|l| l.contains("children"))
+        .unwrap_or_else(|| panic!("{status}"));
+    assert!(line.contains("failed 20"), "{status}");
+    assert!(line.contains("issues.yaml"), "{status}");
+    assert!(!line.contains("never"), "{status}");
+}

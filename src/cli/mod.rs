@@ -173,12 +173,16 @@ enum Command {
         #[command(flatten)]
         approve: Approve,
     },
-    /// Print a structure as a tree.
+    /// Print a structure as a tree, with its issues as the last run read them.
     Show {
         /// The structure (`name` or `namespace/name`).
         structure: String,
         #[command(flatten)]
         files: OptionalFiles,
+        /// Read the tracker now, rather than show the issues as the last
+        /// run read them (needs the tracker and its key).
+        #[arg(long)]
+        refresh: bool,
         #[arg(short, long, value_enum, default_value_t = ShowFormat::Text)]
         output: ShowFormat,
     },
@@ -522,6 +526,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Show {
             structure,
             files,
+            refresh,
             output,
         } => {
             let store = SqliteStore::open_read_only(&cli.state)?;
@@ -529,7 +534,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let id = structure_id(&catalog, &structure)?;
             let sections = {
                 let _progress = Progress::start("reading the structure and its tracker");
-                crate::engine::structure_view(&store, &catalog, &id).await?
+                crate::engine::structure_view(&store, &catalog, &id, refresh).await?
             };
             let depth = sections
                 .iter()
@@ -552,6 +557,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     "{}",
                     serde_json::to_string_pretty(&render::tree(&sections))?
                 ),
+            }
+            // After the output, on stderr: a reader that stopped early
+            // hears nothing, and stdout stays the tree alone.
+            for note in render::issues_as_read(&sections, jiff::Timestamp::now()) {
+                eprintln!("{note}");
             }
             Ok(ExitCode::SUCCESS)
         }

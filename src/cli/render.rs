@@ -304,6 +304,12 @@ pub fn status_table(
                 format!("failed {}", time(job.finished)),
                 brief(job.error.as_deref().unwrap_or_default()),
             ),
+            // Stopped between writing the tracker and recording it; a later
+            // run journaled what it wrote.
+            Some(job) if job.state == JobState::Interrupted => (
+                format!("interrupted {}", time(job.finished)),
+                brief(&job.summary),
+            ),
             Some(job) if pass.is_none_or(|p| p < job.finished) => (
                 format!(
                     "{} ({})",
@@ -394,6 +400,36 @@ fn table(rows: &[Vec<String>]) -> String {
     out
 }
 
+/// One line per tracker whose issues `show` took from the store: when they
+/// were read, and how to read them now.
+pub fn issues_as_read(sections: &[Section], now: jiff::Timestamp) -> Vec<String> {
+    let mut notes = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for section in sections {
+        let Some(at) = section.read_at else { continue };
+        if seen.insert(&section.tracker) {
+            notes.push(format!(
+                "issues of tracker {} as read {} ({} ago); `--refresh` reads them now",
+                section.tracker,
+                at.strftime("%Y-%m-%d %H:%M:%SZ"),
+                ago(now.duration_since(at))
+            ));
+        }
+    }
+    notes
+}
+
+/// A duration in its largest whole unit: "40 s", "3 min", "5 h", "2 days".
+fn ago(elapsed: jiff::SignedDuration) -> String {
+    let seconds = elapsed.as_secs().max(0);
+    match seconds {
+        0..60 => format!("{seconds} s"),
+        60..3600 => format!("{} min", seconds / 60),
+        3600..86400 => format!("{} h", seconds / 3600),
+        _ => format!("{} days", seconds / 86400),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -416,5 +452,15 @@ mod tests {
         assert!(cell.starts_with("tracker t: 500") && cell.ends_with('…'));
         assert_eq!(brief("first\nsecond"), "first…");
         assert_eq!(brief("short"), "short");
+    }
+
+    #[test]
+    fn ages_are_in_their_largest_whole_unit() {
+        let ago = |s: i64| super::ago(jiff::SignedDuration::from_secs(s));
+        assert_eq!(ago(-3), "0 s", "a clock a little behind is not the future");
+        assert_eq!(ago(59), "59 s");
+        assert_eq!(ago(60 * 59 + 59), "59 min");
+        assert_eq!(ago(3600 * 5), "5 h");
+        assert_eq!(ago(86400 * 2 + 5), "2 days");
     }
 }

@@ -537,9 +537,22 @@ impl<S: Store> Engine<S> {
         if from == to {
             return Ok(stored.version);
         }
+        // Declared rows stay where the Structure declares them (the next
+        // run would put one back): say so now rather than accept the move.
+        let item = &forest.row(row).expect("found").item;
+        let declared = remembered(&self.store)?
+            .structure(structure)
+            .is_some_and(|s| {
+                crate::plan::declared_items(&units::declared(&s.resource.spec.rows)).contains(item)
+            });
+        if declared {
+            return Err(EngineError::Invalid(format!(
+                "{key} is one of structure {structure}'s declared rows, which stay where the Structure declares them; nothing was changed: to move it, change the Structure's `rows` and apply"
+            )));
+        }
         let op = crate::plan::StructureOp::Move {
             row,
-            item: forest.row(row).expect("found").item.clone(),
+            item: item.clone(),
             from,
             to,
         };

@@ -104,64 +104,100 @@ pub struct Section {
     pub folder: Option<String>,
     pub forest: Forest,
     pub snapshot: Snapshot,
+    pub tracker: String,
+    /// When the issues were read: `None` for a read just now, else the
+    /// store's copy from that run.
+    pub read_at: Option<jiff::Timestamp>,
 }
 
 /// A structure's stored content and its tracker's issues, for display; for
 /// a portfolio, each of its structures in a section of its own (an issue
-/// may be in several of them, and their trackers' keys may overlap).
+/// may be in several of them, and their trackers' keys may overlap). The
+/// issues are the store's copy from the last run that read the tracker
+/// (so that showing a structure needs no tracker, and costs no requests),
+/// unless `refresh` asks for a read now or no run has read it yet.
 pub async fn structure_view<S: Store>(
     store: &S,
     catalog: &Catalog,
     structure: &str,
+    refresh: bool,
 ) -> Result<Vec<Section>, EngineError> {
     let declared = catalog
         .structure(structure)
         .ok_or_else(|| EngineError::NotFound(format!("structure {structure} is not declared")))?;
-    let mut snapshots: HashMap<String, Snapshot> = HashMap::new();
-    let Some(portfolio) = &declared.resource.spec.portfolio else {
-        let snapshot = tracker_snapshot(catalog, declared, &mut snapshots).await?;
-        return Ok(vec![Section {
-            folder: None,
-            forest: store.structure(structure)?.forest,
-            snapshot,
-        }]);
+    let mut issues = Issues {
+        store,
+        catalog,
+        refresh,
+        read: HashMap::new(),
+    };
+    let members = match &declared.resource.spec.portfolio {
+        None => vec![(None, structure.to_owned())],
+        Some(portfolio) => portfolio
+            .structure_refs
+            .iter()
+            .map(|r| {
+                let id = Catalog::referenced(&declared.resource, &r.name);
+                (Some(r.name.clone()), id)
+            })
+            .collect(),
     };
     let mut sections = Vec::new();
-    for reference in &portfolio.structure_refs {
-        let id = Catalog::referenced(&declared.resource, &reference.name);
+    for (folder, id) in members {
         let member = catalog
             .structure(&id)
             .ok_or_else(|| EngineError::NotFound(format!("structure {id} is not declared")))?;
+        let tracker = Catalog::tracker_of(&member.resource)
+            .expect("validated: structures that are not portfolios have a tracker");
+        let (snapshot, read_at) = issues.of(&tracker).await?;
         sections.push(Section {
-            folder: Some(reference.name.clone()),
-            snapshot: tracker_snapshot(catalog, member, &mut snapshots).await?,
+            folder,
             forest: store.structure(&id)?.forest,
+            snapshot,
+            tracker,
+            read_at,
         });
     }
     Ok(sections)
 }
 
-/// The issues of `structure`'s tracker, read once per tracker.
-async fn tracker_snapshot(
-    catalog: &Catalog,
-    structure: &Declared<Structure>,
-    snapshots: &mut HashMap<String, Snapshot>,
-) -> Result<Snapshot, EngineError> {
-    let tracker_id = Catalog::tracker_of(&structure.resource)
-        .expect("validated: structures that are not portfolios have a tracker");
-    if let Some(snapshot) = snapshots.get(&tracker_id) {
-        return Ok(snapshot.clone());
+/// Each tracker's issues, found once per tracker.
+struct Issues<'a, S> {
+    store: &'a S,
+    catalog: &'a Catalog,
+    refresh: bool,
+    read: HashMap<String, (Snapshot, Option<jiff::Timestamp>)>,
+}
+
+impl<S: Store> Issues<'_, S> {
+    async fn of(
+        &mut self,
+        tracker_id: &str,
+    ) -> Result<(Snapshot, Option<jiff::Timestamp>), EngineError> {
+        if let Some(found) = self.read.get(tracker_id) {
+            return Ok(found.clone());
+        }
+        let stored = match self.store.mirror(tracker_id)?.read_at {
+            Some(at) if !self.refresh => Some(at),
+            _ => None,
+        };
+        let snapshot = match stored {
+            Some(_) => Snapshot::new(self.store.mirror_issues(tracker_id)?),
+            None => {
+                let tracker = self.catalog.tracker(tracker_id).ok_or_else(|| {
+                    EngineError::NotFound(format!("tracker {tracker_id} is not declared"))
+                })?;
+                client(tracker, &Credentials::CommandLine)?
+                    .snapshot()
+                    .await
+                    .map_err(|source| EngineError::Tracker {
+                        tracker: tracker_id.to_owned(),
+                        source,
+                    })?
+            }
+        };
+        self.read
+            .insert(tracker_id.to_owned(), (snapshot.clone(), stored));
+        Ok((snapshot, stored))
     }
-    let tracker = catalog
-        .tracker(&tracker_id)
-        .ok_or_else(|| EngineError::NotFound(format!("tracker {tracker_id} is not declared")))?;
-    let snapshot = client(tracker, &Credentials::CommandLine)?
-        .snapshot()
-        .await
-        .map_err(|source| EngineError::Tracker {
-            tracker: tracker_id.clone(),
-            source,
-        })?;
-    snapshots.insert(tracker_id, snapshot.clone());
-    Ok(snapshot)
 }

@@ -37,9 +37,10 @@ use crate::plan::{
 use crate::spec::{Catalog, ConflictPolicy, DestructivePasses, SynchronizerType};
 use crate::store::{
     Baseline, Change, Commit, ConflictRecord, HOLD_LEASE, HeldIssue, HeldPlan, HoldKind,
-    IntendedChange, MirrorRead, PassCommit, Recorded, Release, Store, SyncState, WriteIntent,
+    IntendedChange, JobRecord, JobState, Mirror, MirrorRead, PassCommit, Recorded, Release, Store,
+    SyncState, WriteIntent,
 };
-use crate::tracker::{Tracker, TrackerError, Watermark};
+use crate::tracker::{AnyTracker, Tracker, TrackerError, Watermark};
 
 /// What one pass did.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -135,38 +136,27 @@ impl<S: Store> Engine<S> {
         result.map(|()| pass)
     }
 
-    async fn pass(
+    /// Step 1 of a pass: the tracker's mirror, refreshed from the issues
+    /// changed since its watermark, or read in full (the first pass, when
+    /// `full_due`, or when no issue carries an `updated` time). The
+    /// mirror's issues are loaded only for an incremental read: a full read
+    /// replaces them.
+    async fn read_tracker(
         &mut self,
-        catalog: &Catalog,
-        id: &str,
-        state: &mut SyncState,
+        client: &AnyTracker,
+        tracker_id: &str,
+        last_pass: Option<jiff::Timestamp>,
+        full_due: bool,
         pass: &mut Pass,
         now: jiff::Timestamp,
-        approval: Option<&str>,
-    ) -> Result<(), EngineError> {
-        let started = jiff::Timestamp::now();
-        let sync = catalog.synchronizer(id).expect("found by the caller");
-        let spec = &sync.resource.spec;
-        let structure = catalog
-            .structure(&pass.structure)
-            .expect("validated: synchronizers name a declared structure");
-        let tracker_id = &Catalog::tracker_of(&structure.resource)
-            .expect("validated: structures with synchronizers have a tracker");
-        let schedule = spec.schedule().unwrap_or_default();
+    ) -> Result<(u64, Snapshot, Mirror), EngineError> {
         let tracker_error = |source| EngineError::Tracker {
             tracker: tracker_id.to_owned(),
             source,
         };
-        let mut trackers = Trackers::new(self.credentials.clone());
-        let client = trackers.get(catalog, tracker_id)?;
-        // What an earlier run on this structure wrote and did not record.
-        self.settle(client, &pass.structure, None).await?;
-
-        // 1. The mirror, refreshed. Its issues are loaded only for an
-        // incremental read: a full read replaces them.
         let mut mirror = self.store.mirror(tracker_id)?;
-        let first = state.last_pass.is_none();
-        pass.full = first || mirror.full_read.is_none() || schedule.full_due(state.last_full, now);
+        let first = last_pass.is_none();
+        pass.full = first || mirror.full_read.is_none() || full_due;
         let (seq, snapshot) = match (pass.full, mirror.watermark.read_from()) {
             (false, Some(from)) => {
                 let changed = client.changed_since(from).await.map_err(tracker_error)?;
@@ -210,6 +200,79 @@ impl<S: Store> Engine<S> {
                     now,
                 )?;
                 (seq, snapshot)
+            }
+        };
+        Ok((seq, snapshot, mirror))
+    }
+
+    /// Records a pass that stopped before it could read its tracker as a
+    /// failed job, with the error.
+    fn record_unread(
+        &mut self,
+        id: &str,
+        pass: &Pass,
+        started: jiff::Timestamp,
+        error: &EngineError,
+    ) -> Result<(), EngineError> {
+        let job = JobRecord {
+            id: 0,
+            structure: pass.structure.clone(),
+            synchronizer: Some(id.to_owned()),
+            resync: None,
+            direction: None,
+            author: self.author.clone(),
+            plan_hash: None,
+            state: JobState::Failed,
+            summary: "nothing planned: the tracker could not be read".into(),
+            error: Some(error.to_string()),
+            started,
+            finished: jiff::Timestamp::now(),
+        };
+        self.store.record_jobs(&[job])?;
+        Ok(())
+    }
+
+    async fn pass(
+        &mut self,
+        catalog: &Catalog,
+        id: &str,
+        state: &mut SyncState,
+        pass: &mut Pass,
+        now: jiff::Timestamp,
+        approval: Option<&str>,
+    ) -> Result<(), EngineError> {
+        let started = jiff::Timestamp::now();
+        let sync = catalog.synchronizer(id).expect("found by the caller");
+        let spec = &sync.resource.spec;
+        let structure = catalog
+            .structure(&pass.structure)
+            .expect("validated: synchronizers name a declared structure");
+        let tracker_id = &Catalog::tracker_of(&structure.resource)
+            .expect("validated: structures with synchronizers have a tracker");
+        let schedule = spec.schedule().unwrap_or_default();
+        let tracker_error = |source| EngineError::Tracker {
+            tracker: tracker_id.to_owned(),
+            source,
+        };
+        let mut trackers = Trackers::new(self.credentials.clone());
+        let client = trackers.get(catalog, tracker_id)?;
+        // What an earlier run on this structure wrote and did not record,
+        // then 1. the mirror, refreshed. A pass that cannot read its tracker
+        // records a failed job: `status` shows the failure, not "never".
+        let read = match self.settle(client, &pass.structure, None).await {
+            Ok(()) => {
+                let full_due = schedule.full_due(state.last_full, now);
+                self.read_tracker(client, tracker_id, state.last_pass, full_due, pass, now)
+                    .await
+            }
+            Err(error) => Err(error),
+        };
+        let first = state.last_pass.is_none();
+        let (seq, snapshot, mirror) = match read {
+            Ok(read) => read,
+            Err(error) => {
+                self.record_unread(id, pass, started, &error)?;
+                return Err(error);
             }
         };
 

@@ -428,7 +428,7 @@ async fn links_rule(
     })
 }
 
-fn declared(rows: &[RowSpec]) -> Vec<DeclaredRow> {
+pub(super) fn declared(rows: &[RowSpec]) -> Vec<DeclaredRow> {
     rows.iter()
         .map(|r| DeclaredRow {
             item: match (&r.folder, &r.issue) {

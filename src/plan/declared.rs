@@ -1,5 +1,7 @@
-//! A structure's declared static rows: added when missing, never moved back
-//! once a person has moved them, never removed.
+//! A structure's declared static rows: added when missing, put back in
+//! their declared place when something moved them, never removed. The
+//! declaration is the truth for these rows, as a Git-declared resource is
+//! for Argo CD: a row found elsewhere is drift, and the plan shows its move.
 
 use crate::model::{Forest, ForestError, Position, Row, RowId, RowItem};
 
@@ -13,7 +15,7 @@ pub struct DeclaredRow {
 }
 
 /// Every item the declared rows name, at any depth.
-pub(super) fn items(rows: &[DeclaredRow]) -> Vec<RowItem> {
+pub fn items(rows: &[DeclaredRow]) -> Vec<RowItem> {
     rows.iter()
         .flat_map(|r| std::iter::once(r.item.clone()).chain(items(&r.rows)))
         .collect()
@@ -27,9 +29,11 @@ pub(super) fn plan(
     ensure(forest, None, rows, plan)
 }
 
-/// Adds the missing rows of `rows` under `under`, each right after the
-/// declared sibling before it (or first), so declared rows keep their
-/// declared order ahead of what synchronizers append.
+/// Adds the missing rows of `rows` under `under`, and moves back any found
+/// elsewhere, each right after the declared sibling before it (or first), so
+/// declared rows keep their declared order ahead of what synchronizers
+/// append. Parents are placed before their rows, so a row's target parent
+/// chain holds only declared rows, and the move can never close a loop.
 fn ensure(
     forest: &mut Forest,
     under: Option<RowId>,
@@ -38,24 +42,36 @@ fn ensure(
 ) -> Result<(), ForestError> {
     let mut previous: Option<RowId> = None;
     for declared in rows {
+        let at = Position {
+            under,
+            after: previous,
+        };
         let id = match forest.find(&declared.item) {
-            Some(id) => id,
+            Some(id) => {
+                let from = forest.position(id).ok_or(ForestError::NoSuchRow(id))?;
+                if from != at {
+                    let item = declared.item.clone();
+                    record(
+                        forest,
+                        plan,
+                        StructureOp::Move {
+                            row: id,
+                            item,
+                            from,
+                            to: at,
+                        },
+                    )?;
+                }
+                id
+            }
             None => {
                 let id = forest.next_id();
-                let after = previous.filter(|p| forest.parent(*p) == under && forest.contains(*p));
                 let row = Row {
                     id,
                     item: declared.item.clone(),
                     added_by: None,
                 };
-                record(
-                    forest,
-                    plan,
-                    StructureOp::Add {
-                        row,
-                        at: Position { under, after },
-                    },
-                )?;
+                record(forest, plan, StructureOp::Add { row, at })?;
                 id
             }
         };

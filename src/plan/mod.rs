@@ -37,7 +37,7 @@ use crate::model::{
     Snapshot, Workflow, rank,
 };
 
-pub use declared::DeclaredRow;
+pub use declared::{DeclaredRow, items as declared_items};
 pub use guard::{MassRemoval, RemovalLimits, mass_removals};
 pub use outline::{render_outline, visible};
 pub use schedule::{Schedule, Window};

@@ -364,21 +364,19 @@ fn a_direction_the_type_lacks_names_the_supported_ones() {
     );
 }
 
+fn declared_folder(name: &str, rows: Vec<DeclaredRow>) -> DeclaredRow {
+    DeclaredRow {
+        item: RowItem::Folder(name.into()),
+        rows,
+    }
+}
+
 #[test]
 fn declared_rows_come_first_and_in_order() {
     let f = forest(&[("P-1", None, None)]);
     let declared = vec![
-        DeclaredRow {
-            item: RowItem::Folder("A".into()),
-            rows: vec![DeclaredRow {
-                item: RowItem::Folder("A1".into()),
-                rows: vec![],
-            }],
-        },
-        DeclaredRow {
-            item: RowItem::Folder("B".into()),
-            rows: vec![],
-        },
+        declared_folder("A", vec![declared_folder("A1", vec![])]),
+        declared_folder("B", vec![]),
     ];
     let unit = Unit {
         name: "ns/r".into(),
@@ -388,6 +386,37 @@ fn declared_rows_come_first_and_in_order() {
     let p = plan(&f, &Snapshot::default(), std::slice::from_ref(&unit));
     let (after, _) = applied(&f, &Snapshot::default(), &p);
     assert_eq!(layout(&after), ["A/", "A1/@A/", "B/", "P-1"]);
+    assert!(plan(&after, &Snapshot::default(), &[unit]).summary.total() == 0);
+}
+
+#[test]
+fn declared_rows_moved_elsewhere_are_moved_back_with_what_is_under_them() {
+    // A person moved the declared folder A/ under issue P-1, and the declared
+    // B/ ahead of A/; the declaration puts both back, A/ first.
+    let f = forest(&[
+        ("P-1", None, None),
+        ("B/", None, None),
+        ("A/", Some("P-1"), None),
+        ("P-2", Some("A/"), None),
+    ]);
+    let declared = vec![declared_folder("A", vec![]), declared_folder("B", vec![])];
+    let unit = Unit {
+        name: "ns/r".into(),
+        direction: Direction::Into,
+        rule: Rule::DeclaredRows(declared),
+    };
+    let p = plan(&f, &Snapshot::default(), std::slice::from_ref(&unit));
+    assert_eq!(p.summary.total(), 2, "{:#?}", p.units);
+    assert!(
+        p.units[0]
+            .structure_ops
+            .iter()
+            .all(|op| matches!(op, StructureOp::Move { .. })),
+        "{:#?}",
+        p.units
+    );
+    let (after, _) = applied(&f, &Snapshot::default(), &p);
+    assert_eq!(layout(&after), ["A/", "P-2@A/", "B/", "P-1"]);
     assert!(plan(&after, &Snapshot::default(), &[unit]).summary.total() == 0);
 }
 

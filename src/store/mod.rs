@@ -210,6 +210,9 @@ pub struct Mirror {
     pub seq: u64,
     /// When it was last read in full.
     pub full_read: Option<jiff::Timestamp>,
+    /// When it was last read, in full or for changes (`None`: a store from
+    /// before Trellis recorded it).
+    pub read_at: Option<jiff::Timestamp>,
 }
 
 /// One refresh of a mirror.

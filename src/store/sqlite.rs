@@ -132,6 +132,11 @@ CREATE TABLE write_intents (
 );
 CREATE INDEX write_intents_by_structure ON write_intents (structure, id);
 "#,
+    r#"
+-- When each mirror was last read, in full or for changes: how old the
+-- issues are that `show` prints from it.
+ALTER TABLE mirror_state ADD COLUMN read_at TEXT;
+"#,
 ];
 
 pub struct SqliteStore {
@@ -811,27 +816,26 @@ impl Store for SqliteStore {
     }
 
     fn mirror(&self, tracker: &str) -> Result<Mirror, StoreError> {
-        let head: Option<(u64, String, Option<String>)> = self
+        type Head = (u64, String, Option<String>, Option<String>);
+        let head: Option<Head> = self
             .connection()
             .query_row(
-                "SELECT seq, watermark, full_read FROM mirror_state WHERE tracker = ?",
+                "SELECT seq, watermark, full_read, read_at FROM mirror_state WHERE tracker = ?",
                 [tracker],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .optional()
             .map_err(|e| self.error(e))?;
-        let Some((seq, watermark, full_read)) = head else {
+        let Some((seq, watermark, full_read, read_at)) = head else {
             return Ok(Mirror::default());
         };
         let watermark: Watermark = json(watermark).map_err(|e| self.error(e))?;
-        let full_read = full_read
-            .map(timestamp)
-            .transpose()
-            .map_err(|e| self.error(e))?;
+        let time = |t: Option<String>| t.map(timestamp).transpose().map_err(|e| self.error(e));
         Ok(Mirror {
             watermark,
             seq,
-            full_read,
+            full_read: time(full_read)?,
+            read_at: time(read_at)?,
         })
     }
 
@@ -1128,12 +1132,11 @@ fn refresh_mirror(
         params![watermark, tracker],
         |r| r.get(0),
     )?;
-    if full {
-        tx.execute(
-            "UPDATE mirror_state SET full_read = ? WHERE tracker = ?",
-            params![at.to_string(), tracker],
-        )?;
-    }
+    tx.execute(
+        "UPDATE mirror_state SET read_at = ?1, full_read = CASE WHEN ?2 THEN ?1 ELSE full_read END
+         WHERE tracker = ?3",
+        params![at.to_string(), full, tracker],
+    )?;
     // A full read orders every issue as the tracker lists them; an issue
     // first seen in a changed read goes last.
     let mut next: i64 = tx.query_row(
