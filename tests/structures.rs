@@ -514,8 +514,12 @@ fn agile_import_builds_the_backlog_and_export_sets_epics_and_re_ranks() {
         .stdout(contains(
             "SHOP-1 [Epic] Checkout (In Progress)\n  SHOP-3 [Story] Pay by card (In Progress)\n    SHOP-5 [Sub-task] Card form (Done)\n    SHOP-6 [Sub-task] Declined card message (To Do)\n  SHOP-4 [Story] Guest checkout (To Do)\nSHOP-2",
         ));
+    // Without --after a moved row takes its place by rank (no re-rank to
+    // write); put after SHOP-8, it is re-ranked there.
     ws.trellis()
-        .args(["move", "backlog", "SHOP-4", "--under", "SHOP-2"])
+        .args([
+            "move", "backlog", "SHOP-4", "--under", "SHOP-2", "--after", "SHOP-8",
+        ])
         .assert()
         .success();
     ws.trellis()

@@ -571,3 +571,48 @@ fn a_pass_that_cannot_read_its_tracker_is_a_failed_job_in_status() {
     assert!(line.contains("issues.yaml"), "{status}");
     assert!(!line.contains("never"), "{status}");
 }
+
+#[test]
+fn moved_rows_take_the_place_a_fresh_import_gives_them() {
+    let ws = synced();
+    // Tracker side: sub-tasks change parents; each joins among rows already
+    // there (PLAT-5 and MOB-5 rank before their new siblings).
+    set_parent(&ws, "PLAT-5", Some("PLAT-8"));
+    set_parent(&ws, "MOB-5", Some("MOB-7"));
+    set_parent(&ws, "PLAT-16", Some("PLAT-1"));
+    pass(&ws);
+    // Structure side: a person moves a row without saying where among its
+    // new siblings, and the pass exports the parent.
+    ws.trellis()
+        .args(["move", "roadmap", "PLAT-6", "--under", "PLAT-12"])
+        .assert()
+        .success();
+    pass(&ws);
+    assert_eq!(parent_in_file(&ws, "PLAT-6").as_deref(), Some("PLAT-12"));
+
+    let synced = ws.trellis().args(["show", "roadmap"]).output().unwrap();
+    let fresh_state = ws.path("fresh.db");
+    ws.trellis()
+        .env("TRELLIS_STATE", &fresh_state)
+        .args(["apply", "-f", "quickstart"])
+        .assert()
+        .success();
+    let fresh = ws
+        .trellis()
+        .env("TRELLIS_STATE", &fresh_state)
+        .args(["show", "roadmap"])
+        .output()
+        .unwrap();
+    let (synced, fresh) = (
+        String::from_utf8_lossy(&synced.stdout),
+        String::from_utf8_lossy(&fresh.stdout),
+    );
+    assert_eq!(synced, fresh, "one sibling order, whichever way rows came");
+    assert!(
+        synced.contains(
+            "PLAT-8 [Story] Prorate charges on mid-cycle plan changes (To Do)\n      PLAT-5 "
+        ),
+        "{synced}"
+    );
+    assert!(synced.contains("(In Progress)\n      PLAT-6 "), "{synced}");
+}

@@ -19,9 +19,9 @@ mod sync;
 mod units;
 mod writes;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use crate::model::{Direction, Forest, Snapshot};
+use crate::model::{Direction, Forest, Issue, Position, RowId, RowItem, Snapshot};
 use crate::plan::{
     PlanError, PlanSet, Planned, StructureInput, StructureOp, StructurePlan, UndoRule, UnitPlan,
     mass_removals, plan_structure,
@@ -478,7 +478,8 @@ impl<S: Store> Engine<S> {
 
     /// A person's edit: moves the row of `key` under `under` (an issue key or
     /// a folder name; `None` for the top level), after the row of `after`
-    /// (or last). Journaled with the person as author.
+    /// (or where the sibling order puts it: by rank, as the tracker's issues
+    /// were last read). Journaled with the person as author.
     pub fn move_row(
         &mut self,
         structure: &str,
@@ -530,9 +531,39 @@ impl<S: Store> Engine<S> {
                 }
                 Some(anchor)
             }
-            None => forest.children(under).iter().copied().rfind(|&c| c != row),
+            None => None,
         };
-        let to = crate::model::Position { under, after };
+        let catalog = remembered(&self.store)?;
+        let declared: HashSet<RowItem> = catalog
+            .structure(structure)
+            .map(|s| crate::plan::declared_items(&units::declared(&s.resource.spec.rows)))
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        let to = match after {
+            Some(after) => Position {
+                under,
+                after: Some(after),
+            },
+            None => {
+                let issues = match catalog
+                    .structure(structure)
+                    .and_then(|s| Catalog::tracker_of(&s.resource))
+                {
+                    Some(tracker) => Snapshot::new(self.store.mirror_issues(&tracker)?),
+                    None => Snapshot::default(),
+                };
+                let rank = |r: RowId| {
+                    let item = &forest.row(r).expect("rows exist").item;
+                    item.issue_key()
+                        .and_then(|k| issues.get(k))
+                        .map(Issue::order_key)
+                };
+                forest.position_by_rank(row, rank(row), under, rank, |r| {
+                    declared.contains(&forest.row(r).expect("rows exist").item)
+                })
+            }
+        };
         let from = forest.position(row).expect("found rows have a position");
         if from == to {
             return Ok(stored.version);
@@ -540,12 +571,7 @@ impl<S: Store> Engine<S> {
         // Declared rows stay where the Structure declares them (the next
         // run would put one back): say so now rather than accept the move.
         let item = &forest.row(row).expect("found").item;
-        let declared = remembered(&self.store)?
-            .structure(structure)
-            .is_some_and(|s| {
-                crate::plan::declared_items(&units::declared(&s.resource.spec.rows)).contains(item)
-            });
-        if declared {
+        if declared.contains(item) {
             return Err(EngineError::Invalid(format!(
                 "{key} is one of structure {structure}'s declared rows, which stay where the Structure declares them; nothing was changed: to move it, change the Structure's `rows` and apply"
             )));

@@ -176,6 +176,37 @@ impl Forest {
         out
     }
 
+    /// Where `row`, of rank `mine`, goes under `under` by the one
+    /// sibling-order rule: right after the last sibling that ranks before it, past the rows that
+    /// `stay_ahead` (declared rows keep their place first); right after
+    /// those when none ranks before it. Siblings without a rank (folders,
+    /// issues the tracker does not list) are passed over, and a row without
+    /// a rank goes last. The rows already there keep their order: a person's
+    /// order is never undone, and an import, a pass, an export and a move
+    /// all give a joining row the same place.
+    pub fn position_by_rank<K: Ord>(
+        &self,
+        row: RowId,
+        mine: Option<K>,
+        under: Option<RowId>,
+        rank: impl Fn(RowId) -> Option<K>,
+        stay_ahead: impl Fn(RowId) -> bool,
+    ) -> Position {
+        let mut siblings = self.children(under).iter().copied().filter(|&s| s != row);
+        let Some(mine) = mine else {
+            return Position {
+                under,
+                after: siblings.next_back(),
+            };
+        };
+        // Scanned from the end: a fresh import joins in rank order, so its
+        // rows find their place at the first look.
+        let after = siblings
+            .rev()
+            .find(|&s| stay_ahead(s) || rank(s).is_some_and(|theirs| theirs < mine));
+        Position { under, after }
+    }
+
     pub fn is_ancestor(&self, ancestor: RowId, mut id: RowId) -> bool {
         while let Some(parent) = self.parent(id) {
             if parent == ancestor {
@@ -427,5 +458,38 @@ mod tests {
         let g = Forest::from_layout(rows, children, 4).unwrap();
         assert_eq!(g.walk(), f.walk());
         assert_eq!(g.next_id(), 4);
+    }
+
+    #[test]
+    fn a_joining_row_takes_its_place_by_rank_after_the_rows_that_stay_ahead() {
+        // D/ stays ahead (declared); P-5 and P-3 are in a person's order.
+        let mut f = Forest::new();
+        let folder = Row {
+            id: 1,
+            item: RowItem::Folder("D".into()),
+            added_by: None,
+        };
+        f.insert(folder, at(None, None)).unwrap();
+        f.insert(issue_row(2, "P-5"), at(None, Some(1))).unwrap();
+        f.insert(issue_row(3, "P-3"), at(None, Some(2))).unwrap();
+        let rank = |id: RowId| match id {
+            2 => Some(5),
+            3 => Some(3),
+            _ => None,
+        };
+        let ahead = |id: RowId| id == 1;
+        let place = |mine| f.position_by_rank(9, mine, None, rank, ahead);
+        // After the last sibling that ranks before it, scanning from the end.
+        assert_eq!(place(Some(4)), at(None, Some(3)));
+        assert_eq!(place(Some(6)), at(None, Some(3)));
+        // None ranks before it: first after the rows that stay ahead.
+        assert_eq!(place(Some(1)), at(None, Some(1)));
+        // No rank: last.
+        assert_eq!(place(None), at(None, Some(3)));
+        // A row already there is placed among the others, not after itself.
+        assert_eq!(
+            f.position_by_rank(2, Some(5), None, rank, ahead),
+            at(None, Some(3))
+        );
     }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use crate::model::{Forest, ForestError, Position, Row, RowId, RowItem, Snapshot};
+use crate::model::{Forest, ForestError, Issue, Row, RowId, RowItem, Snapshot};
 
 use super::{FilterRule, Placement, StructureOp, Unit, UnitPlan, record};
 
@@ -14,6 +14,7 @@ pub(super) fn plan_into(
     unit: &Unit,
     rule: &FilterRule,
     arrangers: &HashSet<String>,
+    declared: &HashSet<RowItem>,
     plan: &mut UnitPlan,
 ) -> Result<(), ForestError> {
     let Some(placement) = placement_row(forest, &rule.under) else {
@@ -24,7 +25,7 @@ pub(super) fn plan_into(
         ));
         return Ok(());
     };
-    add_missing(forest, snapshot, unit, rule, placement, plan)?;
+    add_missing(forest, snapshot, unit, rule, placement, declared, plan)?;
     if rule.remove {
         remove_unmatched(forest, unit, rule, placement, arrangers, plan)?;
     }
@@ -49,13 +50,15 @@ fn describe(under: &Placement) -> String {
     }
 }
 
-/// Appends every matching issue that is not in the structure yet, in rank order.
+/// Adds every matching issue that is not in the structure yet, each where
+/// the sibling order puts it ([`Forest::position_by_rank`]).
 fn add_missing(
     forest: &mut Forest,
     snapshot: &Snapshot,
     unit: &Unit,
     rule: &FilterRule,
     under: Option<RowId>,
+    declared: &HashSet<RowItem>,
     plan: &mut UnitPlan,
 ) -> Result<(), ForestError> {
     let mut missing: Vec<_> = rule
@@ -65,23 +68,26 @@ fn add_missing(
         .filter_map(|key| snapshot.get(key))
         .collect();
     missing.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
-    let mut after = forest.children(under).last().copied();
     for issue in missing {
         let id = forest.next_id();
+        let at = forest.position_by_rank(
+            id,
+            Some(issue.order_key()),
+            under,
+            |s| {
+                let item = &forest.row(s).expect("siblings exist").item;
+                item.issue_key()
+                    .and_then(|k| snapshot.get(k))
+                    .map(Issue::order_key)
+            },
+            |s| declared.contains(&forest.row(s).expect("siblings exist").item),
+        );
         let row = Row {
             id,
             item: RowItem::Issue(issue.key.clone()),
             added_by: Some(unit.name.clone()),
         };
-        record(
-            forest,
-            plan,
-            StructureOp::Add {
-                row,
-                at: Position { under, after },
-            },
-        )?;
-        after = Some(id);
+        record(forest, plan, StructureOp::Add { row, at })?;
     }
     Ok(())
 }

@@ -64,8 +64,19 @@ pub(super) fn arrange(
         source,
     };
     for (id, under, new_row) in changes.placements {
-        let after = forest.children(under).iter().copied().rfind(|&c| c != id);
-        let to = Position { under, after };
+        let to = {
+            let item = match &new_row {
+                Some(row) => &row.item,
+                None => &forest.row(id).expect("placed rows exist").item,
+            };
+            forest.position_by_rank(
+                id,
+                rank_of(relation, item),
+                under,
+                |s| rank_of(relation, &forest.row(s).expect("siblings exist").item),
+                |s| declared.contains(&forest.row(s).expect("siblings exist").item),
+            )
+        };
         let op = match new_row {
             Some(row) => StructureOp::Add { row, at: to },
             None => {
@@ -99,6 +110,16 @@ pub(super) fn arrange(
         .map_err(internal)?;
     }
     Ok(())
+}
+
+/// A row's place in the sibling order: its issue's rank in the tracker.
+fn rank_of<'a>(
+    relation: &'a Snapshot,
+    item: &RowItem,
+) -> Option<(Option<&'a str>, &'a str, u64, &'a str)> {
+    item.issue_key()
+        .and_then(|key| relation.get(key))
+        .map(Issue::order_key)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -751,7 +751,8 @@ fn run(
     match (&unit.rule, unit.direction) {
         (Rule::DeclaredRows(rows), _) => declared::plan(forest, rows, plan).map_err(internal),
         (Rule::Filter(rule), _) => {
-            filter::plan_into(forest, snapshot, unit, rule, arrangers, plan).map_err(internal)
+            filter::plan_into(forest, snapshot, unit, rule, arrangers, declared, plan)
+                .map_err(internal)
         }
         (Rule::Subtasks, Direction::Into) => {
             subtasks::plan_into(forest, snapshot, &unit.name, declared, plan)
