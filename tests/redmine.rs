@@ -1282,3 +1282,83 @@ async fn an_export_killed_after_writing_redmine_is_journaled_by_the_next_run() {
         assert_eq!(redmine.parent_of(bug).await, None);
     }
 }
+
+/// Issue ids are Redmine's rank: rows that change parent in Redmine or in
+/// the structure end where a fresh import puts them, and `show` needs no
+/// Redmine.
+#[tokio::test]
+async fn rows_that_change_parent_keep_the_order_a_fresh_import_gives_on_redmine() {
+    let Some(redmine) = redmine().await else {
+        return;
+    };
+    let project = redmine.project("order").await;
+    let first = redmine.issue(&project, FEATURE, "First", None).await;
+    let mut under_first = Vec::new();
+    for i in 0..6 {
+        let bug = format!("First bug {i}");
+        under_first.push(redmine.issue(&project, BUG, &bug, Some(&first)).await);
+    }
+    let second = redmine.issue(&project, FEATURE, "Second", None).await;
+    for i in 0..3 {
+        let bug = format!("Second bug {i}");
+        redmine.issue(&project, BUG, &bug, Some(&second)).await;
+    }
+    let ws = redmine.workspace(&project, SUBTASKS);
+    let (code, _, stderr) = ws.run(&["apply", "-f", "trellis.yaml"]);
+    assert_eq!(code, 0, "{stderr}");
+    ws.pass();
+
+    // In Redmine, two of the first feature's bugs move to the second (their
+    // ids are lower than its bugs': they go first); in the structure, a
+    // person moves the lowest one there too, without saying where.
+    for bug in [&under_first[2], &under_first[4]] {
+        redmine
+            .call(
+                reqwest::Method::PUT,
+                &format!("issues/{}.json", id(bug)),
+                Some(json!({"issue": {"parent_issue_id": id(&second)}})),
+            )
+            .await;
+    }
+    ws.pass();
+    let (code, _, stderr) = ws.run(&["move", "plan", &under_first[0], "--under", &second]);
+    assert_eq!(code, 0, "{stderr}");
+    ws.pass();
+    assert_eq!(
+        redmine.parent_of(&under_first[0]).await,
+        Some(second.clone())
+    );
+
+    let (_, synced, _) = ws.run(&["show", "plan"]);
+    let fresh = ws
+        .trellis()
+        .env("TRELLIS_STATE", ws.path("fresh.db"))
+        .args(["apply", "-f", "trellis.yaml"])
+        .output()
+        .unwrap();
+    assert!(fresh.status.success(), "{fresh:?}");
+    let fresh = ws
+        .trellis()
+        .env("TRELLIS_STATE", ws.path("fresh.db"))
+        .args(["show", "plan"])
+        .output()
+        .unwrap();
+    assert_eq!(synced, String::from_utf8_lossy(&fresh.stdout));
+    let under_second = format!(
+        "{second} [Feature] Second (New)\n  {} [Bug] First bug 0 (New)\n  {} [Bug] First bug 2 (New)\n  {} [Bug] First bug 4 (New)\n",
+        under_first[0], under_first[2], under_first[4]
+    );
+    assert!(synced.contains(&under_second), "{synced}");
+
+    // Redmine unreachable: `show` prints the issues as last read.
+    let declarations = std::fs::read_to_string(ws.path("trellis.yaml")).unwrap();
+    std::fs::write(
+        ws.path("trellis.yaml"),
+        declarations.replace(&redmine.url, "http://127.0.0.1:9"),
+    )
+    .unwrap();
+    let (code, shown, stderr) = ws.run(&["show", "plan", "-f", "trellis.yaml"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(shown, synced);
+    assert!(stderr.contains("as read 20"), "{stderr}");
+}
