@@ -544,32 +544,66 @@ fn wrong_names_and_keys_change_nothing_not_even_the_store() {
     assert!(!ws.state().exists(), "no store was made");
 }
 
-#[test]
-fn a_pass_that_cannot_read_its_tracker_is_a_failed_job_in_status() {
-    let ws = Workspace::new();
-    // The file exists (the declarations check that) but cannot be read as
-    // issues: the tracker fails at the pass's read.
-    let text = ws.read("quickstart/issues.yaml");
-    ws.write("quickstart/issues.yaml", &format!("{text}issues: [\n"));
-    ws.trellis()
-        .args(["sync", "--once", "-f", "quickstart", "children"])
-        .assert()
-        .failure()
-        .stderr(contains("issues.yaml"));
-    // `status` says when and why it failed, not "never".
+/// The status line of each synchronizer, by name.
+fn status_lines(ws: &Workspace) -> Vec<String> {
     let out = ws
         .trellis()
         .args(["status", "-f", "quickstart"])
         .output()
         .unwrap();
-    let status = String::from_utf8_lossy(&out.stdout);
-    let line = status
+    String::from_utf8_lossy(&out.stdout)
         .lines()
-        .find(|l| l.contains("children"))
-        .unwrap_or_else(|| panic!("{status}"));
-    assert!(line.contains("failed 20"), "{status}");
-    assert!(line.contains("issues.yaml"), "{status}");
-    assert!(!line.contains("never"), "{status}");
+        .skip(1)
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn a_run_that_cannot_read_its_tracker_is_a_failed_job_in_status() {
+    let ws = Workspace::new();
+    // The file exists (the declarations check that) but cannot be read as
+    // issues: the tracker fails at the run's read.
+    let text = ws.read("quickstart/issues.yaml");
+    ws.write("quickstart/issues.yaml", &format!("{text}issues: [\n"));
+    // A dry run records nothing; an apply, a failed job per synchronizer.
+    ws.trellis()
+        .args(["plan", "-f", "quickstart"])
+        .assert()
+        .code(2);
+    assert!(status_lines(&ws).iter().all(|l| l.contains("never")));
+    ws.trellis()
+        .args(["apply", "-f", "quickstart"])
+        .assert()
+        .code(2)
+        .stderr(contains("issues.yaml"));
+    let lines = status_lines(&ws);
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    for line in &lines {
+        assert!(line.contains("failed 20"), "{lines:?}");
+        assert!(line.contains("issues.yaml: line"), "{lines:?}");
+    }
+    // A pass records its own failed job.
+    let children = |ws: &Workspace| {
+        ws.store()
+            .last_jobs()
+            .unwrap()
+            .into_iter()
+            .find(|j| j.synchronizer.as_deref() == Some("default/children"))
+            .unwrap()
+    };
+    let applied = children(&ws);
+    ws.trellis()
+        .args(["sync", "--once", "-f", "quickstart", "children"])
+        .assert()
+        .failure()
+        .stderr(contains("issues.yaml"));
+    let passed = children(&ws);
+    assert!(passed.id > applied.id);
+    assert_eq!(passed.state, trellis::store::JobState::Failed);
+    assert_eq!(
+        passed.summary,
+        "nothing planned: the tracker could not be read"
+    );
 }
 
 #[test]

@@ -575,7 +575,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let catalog = catalog_or_remembered(reader.store(), &files.files)?;
             let scope = reader.undo_scope(job)?;
             let mut engine = Engine::new(SqliteStore::open(&cli.state)?, author());
-            let run = plan(&engine, &catalog, &scope).await?;
+            let run = plan_to_apply(&mut engine, &catalog, &scope).await?;
             approve_and_apply(&mut engine, &catalog, run, approve.approve).await
         }
         Command::History {
@@ -685,7 +685,7 @@ async fn sync(
             carry_out(&mut engine, &catalog, resync, files).await?;
         }
     }
-    let run = plan(&engine, &catalog, &scope).await?;
+    let run = plan_to_apply(&mut engine, &catalog, &scope).await?;
     approve_and_apply(&mut engine, &catalog, run, approve).await
 }
 
@@ -721,7 +721,7 @@ async fn apply_saved(state: &std::path::Path, path: &std::path::Path) -> anyhow:
     let saved = PlanFile::read(path)?;
     let catalog = Catalog::load(&saved.files)?;
     let mut engine = Engine::new(SqliteStore::open(state)?, author());
-    let run = plan(&engine, &catalog, &Scope::Apply).await?;
+    let run = plan_to_apply(&mut engine, &catalog, &Scope::Apply).await?;
     saved.check(path, &run)?;
     out!(
         "{}",
@@ -830,6 +830,17 @@ async fn plan(
 ) -> anyhow::Result<Run> {
     let _progress = Progress::start("reading trackers and planning");
     Ok(engine.plan(catalog, scope).await?)
+}
+
+/// Plans `scope` to apply it (a tracker that cannot be read is a failed job
+/// of each synchronizer on it), with a spinner on a terminal.
+async fn plan_to_apply(
+    engine: &mut Engine<SqliteStore>,
+    catalog: &Catalog,
+    scope: &Scope,
+) -> anyhow::Result<Run> {
+    let _progress = Progress::start("reading trackers and planning");
+    Ok(engine.plan_to_apply(catalog, scope).await?)
 }
 
 /// Applies an approved run, remembers the declarations and reports the

@@ -108,7 +108,7 @@ pub async fn reconcile(resync: Arc<Resync>, ctx: Arc<Context>) -> Result<Action,
     let credentials = ctx.credentials(&catalog, &chain.tracker).await?;
     let mut engine = ctx.engine().await;
     engine.set_credentials(credentials);
-    let run = match engine.plan(&catalog, &scope).await {
+    let run = match engine.plan_to_apply(&catalog, &scope).await {
         Ok(run) => run,
         Err(e) => return held_back(&ctx, &resync, next, "PlanFailed", &e.to_string()).await,
     };

@@ -299,6 +299,40 @@ impl<S: Store> Engine<S> {
         })
     }
 
+    /// Plans `scope` to apply it: as [`Engine::plan`], and when a tracker
+    /// cannot be read, each synchronizer that was to run on it records a
+    /// failed job (a dry run records nothing).
+    pub async fn plan_to_apply(
+        &mut self,
+        catalog: &Catalog,
+        scope: &Scope,
+    ) -> Result<Run, EngineError> {
+        let started = jiff::Timestamp::now();
+        let result = self.plan(catalog, scope).await;
+        if let Err(error @ EngineError::Tracker { tracker, .. }) = &result {
+            let mut jobs = Vec::new();
+            for structure in &catalog.structures {
+                if Catalog::tracker_of(&structure.resource).as_ref() != Some(tracker) {
+                    continue;
+                }
+                for selected in units::select(catalog, structure, scope)? {
+                    if let Some(synchronizer) = selected.source.synchronizer() {
+                        jobs.push(unread_job(
+                            &structure.id(),
+                            synchronizer,
+                            selected.source.resync(),
+                            &self.author,
+                            started,
+                            error,
+                        ));
+                    }
+                }
+            }
+            self.store.record_jobs(&jobs)?;
+        }
+        result
+    }
+
     /// Applies a run's plans once approved; see [`Approval`].
     pub async fn apply(
         &mut self,
@@ -746,6 +780,32 @@ fn source_of<'s>(sources: &'s [UnitSource], unit: &UnitPlan) -> &'s UnitSource {
             UnitSource::DeclaredRows => false,
         })
         .unwrap_or(&UnitSource::DeclaredRows)
+}
+
+/// The job of a run that stopped before it could read its tracker: failed,
+/// with the error, so that `status` shows the failure rather than "never".
+fn unread_job(
+    structure: &str,
+    synchronizer: &str,
+    resync: Option<&str>,
+    author: &str,
+    started: jiff::Timestamp,
+    error: &EngineError,
+) -> JobRecord {
+    JobRecord {
+        id: 0,
+        structure: structure.to_owned(),
+        synchronizer: Some(synchronizer.to_owned()),
+        resync: resync.map(str::to_owned),
+        direction: None,
+        author: author.to_owned(),
+        plan_hash: None,
+        state: JobState::Failed,
+        summary: "nothing planned: the tracker could not be read".into(),
+        error: Some(error.to_string()),
+        started,
+        finished: jiff::Timestamp::now(),
+    }
 }
 
 /// One job per synchronizer that ran, summing its runs over all rounds.

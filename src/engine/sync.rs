@@ -29,7 +29,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use serde::Serialize;
 
 use super::units::{self, Searches, Selected, UnitSource};
-use super::{Engine, EngineError, Trackers, job_records};
+use super::{Engine, EngineError, Trackers, job_records, unread_job};
 use crate::model::{Direction, Forest, Issue, Snapshot};
 use crate::plan::{
     Planned, StructureInput, Summary, TrackerOp, mass_removals, plan_hash, plan_structure,
@@ -37,8 +37,8 @@ use crate::plan::{
 use crate::spec::{Catalog, ConflictPolicy, DestructivePasses, SynchronizerType};
 use crate::store::{
     Baseline, Change, Commit, ConflictRecord, HOLD_LEASE, HeldIssue, HeldPlan, HoldKind,
-    IntendedChange, JobRecord, JobState, Mirror, MirrorRead, PassCommit, Recorded, Release, Store,
-    SyncState, WriteIntent,
+    IntendedChange, Mirror, MirrorRead, PassCommit, Recorded, Release, Store, SyncState,
+    WriteIntent,
 };
 use crate::tracker::{AnyTracker, Tracker, TrackerError, Watermark};
 
@@ -205,33 +205,6 @@ impl<S: Store> Engine<S> {
         Ok((seq, snapshot, mirror))
     }
 
-    /// Records a pass that stopped before it could read its tracker as a
-    /// failed job, with the error.
-    fn record_unread(
-        &mut self,
-        id: &str,
-        pass: &Pass,
-        started: jiff::Timestamp,
-        error: &EngineError,
-    ) -> Result<(), EngineError> {
-        let job = JobRecord {
-            id: 0,
-            structure: pass.structure.clone(),
-            synchronizer: Some(id.to_owned()),
-            resync: None,
-            direction: None,
-            author: self.author.clone(),
-            plan_hash: None,
-            state: JobState::Failed,
-            summary: "nothing planned: the tracker could not be read".into(),
-            error: Some(error.to_string()),
-            started,
-            finished: jiff::Timestamp::now(),
-        };
-        self.store.record_jobs(&[job])?;
-        Ok(())
-    }
-
     async fn pass(
         &mut self,
         catalog: &Catalog,
@@ -271,7 +244,8 @@ impl<S: Store> Engine<S> {
         let (seq, snapshot, mirror) = match read {
             Ok(read) => read,
             Err(error) => {
-                self.record_unread(id, pass, started, &error)?;
+                let job = unread_job(&pass.structure, id, None, &self.author, started, &error);
+                self.store.record_jobs(&[job])?;
                 return Err(error);
             }
         };

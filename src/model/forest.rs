@@ -203,7 +203,7 @@ impl Forest {
         // rows find their place at the first look.
         let after = siblings
             .rev()
-            .find(|&s| stay_ahead(s) || rank(s).is_some_and(|theirs| theirs < mine));
+            .find(|&s| rank(s).is_some_and(|theirs| theirs < mine) || stay_ahead(s));
         Position { under, after }
     }
 

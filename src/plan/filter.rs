@@ -80,7 +80,10 @@ fn add_missing(
                     .and_then(|k| snapshot.get(k))
                     .map(Issue::order_key)
             },
-            |s| declared.contains(&forest.row(s).expect("siblings exist").item),
+            |s| {
+                !declared.is_empty()
+                    && declared.contains(&forest.row(s).expect("siblings exist").item)
+            },
         );
         let row = Row {
             id,

@@ -63,20 +63,22 @@ pub(super) fn arrange(
         unit: me.to_owned(),
         source,
     };
-    for (id, under, new_row) in changes.placements {
-        let to = {
-            let item = match &new_row {
-                Some(row) => &row.item,
-                None => &forest.row(id).expect("placed rows exist").item,
-            };
-            forest.position_by_rank(
-                id,
-                rank_of(relation, item),
-                under,
-                |s| rank_of(relation, &forest.row(s).expect("siblings exist").item),
-                |s| declared.contains(&forest.row(s).expect("siblings exist").item),
-            )
-        };
+    for Placing {
+        id,
+        under,
+        new_row,
+        rank,
+    } in changes.placements
+    {
+        let item = |s: RowId| &forest.row(s).expect("siblings exist").item;
+        let to = forest.position_by_rank(
+            id,
+            rank,
+            under,
+            |s| rank_of(relation, item(s)),
+            // Declared rows are few; most structures have none to pass over.
+            |s| !declared.is_empty() && declared.contains(item(s)),
+        );
         let op = match new_row {
             Some(row) => StructureOp::Add { row, at: to },
             None => {
@@ -112,11 +114,11 @@ pub(super) fn arrange(
     Ok(())
 }
 
+/// What rows are ordered by among their siblings: [`Issue::order_key`].
+type Rank<'a> = (Option<&'a str>, &'a str, u64, &'a str);
+
 /// A row's place in the sibling order: its issue's rank in the tracker.
-fn rank_of<'a>(
-    relation: &'a Snapshot,
-    item: &RowItem,
-) -> Option<(Option<&'a str>, &'a str, u64, &'a str)> {
+fn rank_of<'a>(relation: &'a Snapshot, item: &RowItem) -> Option<Rank<'a>> {
     item.issue_key()
         .and_then(|key| relation.get(key))
         .map(Issue::order_key)
@@ -269,19 +271,29 @@ fn slot(id: RowId) -> usize {
 
 /// What `into` changes: rows to place (moved, or new with their row), in an
 /// order that keeps every step valid, then rows to remove, children first.
-struct Changes {
-    placements: Vec<(RowId, Option<RowId>, Option<Row>)>,
+/// Rows to place, in the order to place them, and rows to remove.
+struct Changes<'s> {
+    placements: Vec<Placing<'s>>,
     removals: Vec<RowId>,
 }
 
-impl Changes {
+/// A row that changes place: its new parent, the row itself when it is new,
+/// and the rank it takes its place among its siblings by.
+struct Placing<'s> {
+    id: RowId,
+    under: Option<RowId>,
+    new_row: Option<Row>,
+    rank: Option<Rank<'s>>,
+}
+
+impl<'s> Changes<'s> {
     fn compute(
         forest: &Forest,
-        snapshot: &Snapshot,
+        snapshot: &'s Snapshot,
         me: &str,
         declared: &std::collections::HashSet<RowItem>,
         reach: &Reach,
-    ) -> Changes {
+    ) -> Changes<'s> {
         let walk = forest.walk();
         let view = View::new(forest, snapshot, me, declared, reach, &walk);
         let held = view.held();
@@ -364,7 +376,7 @@ impl Changes {
                 }
             }
         };
-        let issue_of = |id: RowId| -> Option<&Issue> {
+        let issue_of = |id: RowId| -> Option<&'s Issue> {
             match new_rows.get(&id) {
                 Some(row) => row.item.issue_key().and_then(|k| snapshot.get(k)),
                 None => view.issue_of(id).map(|at| snapshot.at(at)),
@@ -388,7 +400,12 @@ impl Changes {
         Changes {
             placements: placements
                 .into_iter()
-                .map(|(_, under, _, _, id)| (id, under, new_rows.remove(&id)))
+                .map(|(_, under, _, rank, id)| Placing {
+                    id,
+                    under,
+                    new_row: new_rows.remove(&id),
+                    rank,
+                })
                 .collect(),
             removals,
         }
