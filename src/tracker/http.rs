@@ -70,8 +70,9 @@ pub struct Retry {
     pub base_delay: Duration,
     /// The longest wait, also the cap on a server's `Retry-After`.
     pub max_delay: Duration,
-    /// No new attempt starts this long after the first one: a server that
-    /// went away stops a run within seconds, not after every backoff.
+    /// No new attempt starts this long after the first one, unless the
+    /// server asked for the wait (`Retry-After`): a server that went away
+    /// stops a run within seconds, not after every backoff.
     pub budget: Duration,
 }
 
@@ -273,6 +274,9 @@ impl Http {
             })?;
         let first = std::time::Instant::now();
         let mut attempt = 1;
+        // A server that says when to come back (`Retry-After`) is alive:
+        // its wait is honoured, and the budget is only for our own backoff.
+        let mut paced_by_server = false;
         loop {
             let mut request = self
                 .client
@@ -282,7 +286,8 @@ impl Http {
                 request = request.json(body);
             }
             self.requests.fetch_add(1, Ordering::Relaxed);
-            let gave_up = attempt >= self.retry.attempts || first.elapsed() >= self.retry.budget;
+            let gave_up = attempt >= self.retry.attempts
+                || (!paced_by_server && first.elapsed() >= self.retry.budget);
             let hint = match request.send().await {
                 Ok(response) => {
                     let status = response.status();
@@ -367,10 +372,14 @@ impl Http {
                     None
                 }
             };
-            let wait = hint
-                .unwrap_or(self.backoff(attempt))
-                .min(self.retry.max_delay)
-                .min(self.retry.budget.saturating_sub(first.elapsed()));
+            paced_by_server = hint.is_some();
+            let wait = match hint {
+                Some(asked) => asked.min(self.retry.max_delay),
+                None => self
+                    .backoff(attempt)
+                    .min(self.retry.max_delay)
+                    .min(self.retry.budget.saturating_sub(first.elapsed())),
+            };
             tokio::time::sleep(wait).await;
             attempt += 1;
         }

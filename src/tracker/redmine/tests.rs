@@ -115,6 +115,39 @@ async fn rate_limits_and_server_errors_are_retried_with_the_servers_delay() {
 }
 
 #[tokio::test]
+async fn a_servers_retry_after_is_honoured_beyond_the_retry_budget() {
+    let (url, _) = scripted(vec![
+        response("200 OK", "", USER),
+        response("429 Too Many Requests", "Retry-After: 2\r\n", ""),
+        response("200 OK", "", ONE_ISSUE),
+    ])
+    .await;
+    let mut redmine = tracker(url);
+    // The budget is for a server that went away; one that says when to
+    // come back is waited for, and not given up on.
+    redmine = RedmineTracker {
+        http: Http::new(
+            "Redmine",
+            redmine.http.base().clone(),
+            Auth::Header("x-redmine-api-key", &ApiKey::new(KEY)),
+            Retry {
+                attempts: 3,
+                base_delay: Duration::from_millis(10),
+                max_delay: Duration::from_secs(60),
+                budget: Duration::from_millis(500),
+            },
+            describe,
+        )
+        .unwrap(),
+        ..redmine
+    };
+    let started = std::time::Instant::now();
+    let snapshot = redmine.snapshot().await.unwrap();
+    assert!(started.elapsed() >= Duration::from_secs(2));
+    assert_eq!(snapshot.len(), 1);
+}
+
+#[tokio::test]
 async fn persistent_failures_give_up_with_a_clear_message_and_no_key() {
     let (url, _) = scripted(vec![
         response("200 OK", "", USER),
