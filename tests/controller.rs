@@ -286,12 +286,16 @@ async fn after_a_server_restart_the_watches_list_again_and_a_deleted_synchronize
     let dir = tempfile::tempdir().unwrap();
     quickstart(dir.path(), &server);
     let controller = start(dir.path(), &server);
+    // Every synchronizer has made its first pass (they take turns on one
+    // structure): platform-epics must have added PLAT-2 before it is done.
     within(
         Duration::from_secs(30),
-        "children runs",
+        "every synchronizer runs",
         &controller,
         || {
-            (phase(&server, "synchronizers", "children").as_deref() == Some("Running"))
+            ["children", "mobile-epics", "platform-epics"]
+                .iter()
+                .all(|s| phase(&server, "synchronizers", s).as_deref() == Some("Running"))
                 .then_some(())
         },
     )
