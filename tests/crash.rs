@@ -43,16 +43,6 @@ fn killed_at(ws: &Workspace, point: &str, args: &[&str]) {
     );
 }
 
-fn parent_in_file(ws: &Workspace, key: &str) -> Option<String> {
-    let text = ws.read("quickstart/issues.yaml");
-    let start = text.find(&format!("key: {key}\n"))?;
-    let block = &text[start..];
-    let block = &block[..block[4..].find("key: ").map_or(block.len(), |i| i + 4)];
-    block
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("parent: ").map(str::to_owned))
-}
-
 /// The journal's tracker changes, as `history -o json` shows them.
 fn tracker_changes(ws: &Workspace) -> Vec<serde_json::Value> {
     let out = ws
@@ -72,7 +62,7 @@ fn an_export_killed_after_writing_the_tracker_is_journaled_by_the_next_run() {
         &["export", "children", "-f", "quickstart"],
     );
     // The tracker has the writes; the store has no record of them yet.
-    assert_eq!(parent_in_file(&ws, "PLAT-9").as_deref(), Some("PLAT-4"));
+    assert_eq!(ws.parent_in_file("PLAT-9").as_deref(), Some("PLAT-4"));
     assert!(tracker_changes(&ws).is_empty());
 
     // The next run finds the interrupted one, journals its writes, and has
@@ -105,7 +95,7 @@ fn an_export_killed_after_writing_the_tracker_is_journaled_by_the_next_run() {
         .assert()
         .success()
         .stdout(contains("PLAT-9: parent PLAT-4 → PLAT-8"));
-    assert_eq!(parent_in_file(&ws, "PLAT-9").as_deref(), Some("PLAT-8"));
+    assert_eq!(ws.parent_in_file("PLAT-9").as_deref(), Some("PLAT-8"));
 }
 
 #[test]
@@ -159,26 +149,12 @@ fn a_pass_killed_after_writing_the_tracker_is_journaled_without_a_conflict() {
         "tracker-written",
         &["sync", "--once", "-f", "quickstart", "children"],
     );
-    assert_eq!(parent_in_file(&ws, "PLAT-11").as_deref(), Some("PLAT-2"));
+    assert_eq!(ws.parent_in_file("PLAT-11").as_deref(), Some("PLAT-2"));
 
     // The killed pass's hold lapses within its lease; then the next pass runs.
     let started = Instant::now();
     let pass = loop {
-        let out = ws
-            .trellis()
-            .args([
-                "sync",
-                "--once",
-                "-f",
-                "quickstart",
-                "children",
-                "-o",
-                "json",
-            ])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        let pass: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let pass = ws.pass();
         if pass.get("waiting").is_none() {
             break pass;
         }

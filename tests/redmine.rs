@@ -320,6 +320,14 @@ impl Workspace {
         serde_json::from_str(&stdout).unwrap()
     }
 
+    /// Points trellis.yaml's Redmine URL `from` at `to` (a path that
+    /// vanishes, a closed port, the real server again).
+    fn point_at(&self, from: &str, to: &str) {
+        let path = self.path("trellis.yaml");
+        let declarations = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, declarations.replace(from, to)).unwrap();
+    }
+
     fn run(&self, args: &[&str]) -> (i32, String, String) {
         let output = self.trellis().args(args).output().unwrap();
         (
@@ -1166,12 +1174,7 @@ async fn bugs_to_move(redmine: &Redmine, n: usize, url: &str) -> (Workspace, Str
         );
     }
     let ws = redmine.workspace(&project, SUBTASKS);
-    let declarations = std::fs::read_to_string(ws.path("trellis.yaml")).unwrap();
-    std::fs::write(
-        ws.path("trellis.yaml"),
-        declarations.replace(&redmine.url, url),
-    )
-    .unwrap();
+    ws.point_at(&redmine.url, url);
     let (code, stdout, stderr) = ws.run(&["apply", "-f", "trellis.yaml"]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     for bug in &bugs {
@@ -1226,12 +1229,7 @@ async fn an_export_stops_within_seconds_when_redmine_goes_away_and_the_next_run_
 
     // Redmine is reachable again: the next run journals the 5 writes the
     // stopped one made, and writes the other 7.
-    let declarations = std::fs::read_to_string(ws.path("trellis.yaml")).unwrap();
-    std::fs::write(
-        ws.path("trellis.yaml"),
-        declarations.replace(&path, &redmine.url),
-    )
-    .unwrap();
+    ws.point_at(&path, &redmine.url);
     let (code, stdout, stderr) = ws.run(&["export", "hierarchy", "-f", "trellis.yaml"]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.contains("7 tracker updates"), "{stdout}");
@@ -1357,12 +1355,7 @@ async fn rows_that_change_parent_keep_the_order_a_fresh_import_gives_on_redmine(
     assert!(synced.contains(&under_second), "{synced}");
 
     // Redmine unreachable: `show` prints the issues as last read.
-    let declarations = std::fs::read_to_string(ws.path("trellis.yaml")).unwrap();
-    std::fs::write(
-        ws.path("trellis.yaml"),
-        declarations.replace(&redmine.url, "http://127.0.0.1:9"),
-    )
-    .unwrap();
+    ws.point_at(&redmine.url, "http://127.0.0.1:9");
     let (code, shown, stderr) = ws.run(&["show", "plan", "-f", "trellis.yaml"]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(shown, synced);
@@ -1389,12 +1382,7 @@ async fn writes_that_reached_redmine_before_the_read_back_failed_are_counted_and
         assert_eq!(redmine.parent_of(bug).await, Some(feature.clone()));
     }
     // Back: the next run journals the three writes and has nothing to write.
-    let declarations = std::fs::read_to_string(ws.path("trellis.yaml")).unwrap();
-    std::fs::write(
-        ws.path("trellis.yaml"),
-        declarations.replace(&path, &redmine.url),
-    )
-    .unwrap();
+    ws.point_at(&path, &redmine.url);
     let (code, stdout, stderr) = ws.run(&["export", "hierarchy", "-f", "trellis.yaml"]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.contains("0 tracker updates"), "{stdout}");

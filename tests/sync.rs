@@ -41,40 +41,6 @@ fn set_parent(ws: &Workspace, key: &str, parent: Option<&str>) {
     );
 }
 
-/// The parent of `key` in the issues file.
-fn parent_in_file(ws: &Workspace, key: &str) -> Option<String> {
-    let text = ws.read("quickstart/issues.yaml");
-    let start = text.find(&format!("key: {key}\n"))?;
-    let block = &text[start..];
-    let block = &block[..block[4..].find("key: ").map_or(block.len(), |i| i + 4)];
-    block
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("parent: ").map(str::to_owned))
-}
-
-/// One pass of `children` (the quickstart's two-way subtasks synchronizer).
-fn pass(ws: &Workspace) -> serde_json::Value {
-    let out = ws
-        .trellis()
-        .args([
-            "sync",
-            "--once",
-            "-f",
-            "quickstart",
-            "children",
-            "-o",
-            "json",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "sync failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 fn row_parent(ws: &Workspace, key: &str) -> Option<String> {
     let forest = ws.store().structure("default/roadmap").unwrap().forest;
     let row = forest.find_issue(key).expect("the row is there");
@@ -92,7 +58,7 @@ fn state(ws: &Workspace) -> SyncState {
 fn synced() -> Workspace {
     let ws = Workspace::new();
     ws.apply();
-    let first = pass(&ws);
+    let first = ws.pass();
     assert_eq!(first["full"], true, "the first pass reads everything");
     ws
 }
@@ -101,14 +67,14 @@ fn synced() -> Workspace {
 fn a_tracker_change_comes_into_the_structure_reading_only_changed_issues() {
     let ws = synced();
     set_parent(&ws, "PLAT-11", Some("PLAT-2"));
-    let report = pass(&ws);
+    let report = ws.pass();
     assert_eq!(report["full"], false);
     assert_eq!(report["issuesRead"], 1, "only the changed issue is read");
     assert_eq!(report["trackerChanges"], 1);
     assert_eq!(report["summary"]["move"], 1);
     assert_eq!(row_parent(&ws, "PLAT-11").as_deref(), Some("PLAT-2"));
     // Nothing echoes: the next pass finds nothing to do.
-    let again = pass(&ws);
+    let again = ws.pass();
     assert_eq!(again["summary"]["move"], 0);
     assert_eq!(again["summary"]["trackerUpdates"], 0);
 }
@@ -283,17 +249,17 @@ fn a_structure_change_goes_to_the_tracker_once_and_does_not_come_back() {
         .args(["move", "roadmap", "PLAT-11", "--under", "PLAT-2"])
         .assert()
         .success();
-    let report = pass(&ws);
+    let report = ws.pass();
     assert_eq!(report["structureChanges"], 1);
     assert_eq!(report["summary"]["trackerUpdates"], 1);
-    assert_eq!(parent_in_file(&ws, "PLAT-11").as_deref(), Some("PLAT-2"));
+    assert_eq!(ws.parent_in_file("PLAT-11").as_deref(), Some("PLAT-2"));
     // The cursor moved with the commit: the person's move is behind it.
     assert_eq!(
         state(&ws).synced_version,
         report["version"].as_u64().unwrap()
     );
     // Its own write bumps `updated`: the next pass reads it and sees no change.
-    let again = pass(&ws);
+    let again = ws.pass();
     assert_eq!(again["trackerChanges"], 1);
     assert_eq!(again["summary"]["trackerUpdates"], 0);
     assert_eq!(again["summary"]["move"], 0);
@@ -334,7 +300,7 @@ fn conflict(ws: &Workspace) -> serde_json::Value {
         .assert()
         .success();
     set_parent(ws, "PLAT-11", Some("PLAT-3"));
-    pass(ws)
+    ws.pass()
 }
 
 #[test]
@@ -349,7 +315,7 @@ fn a_conflict_goes_to_the_tracker_by_default_and_is_recorded() {
     let report = conflict(&ws);
     assert_eq!(report["conflicts"][0]["issue"], "PLAT-11");
     assert_eq!(report["conflicts"][0]["kept"], "tracker");
-    assert_eq!(parent_in_file(&ws, "PLAT-11").as_deref(), Some("PLAT-3"));
+    assert_eq!(ws.parent_in_file("PLAT-11").as_deref(), Some("PLAT-3"));
     // PLAT-3 is a Done epic: not in the structure, so PLAT-11's row goes.
     let forest = ws.store().structure("default/roadmap").unwrap().forest;
     assert!(forest.find_issue("PLAT-11").is_none());
@@ -365,7 +331,7 @@ fn a_conflict_under_policy_structure_writes_the_structure_side() {
     with_policy(&ws, "structure");
     let report = conflict(&ws);
     assert_eq!(report["conflicts"][0]["kept"], "structure");
-    assert_eq!(parent_in_file(&ws, "PLAT-11").as_deref(), Some("PLAT-2"));
+    assert_eq!(ws.parent_in_file("PLAT-11").as_deref(), Some("PLAT-2"));
     assert_eq!(row_parent(&ws, "PLAT-11").as_deref(), Some("PLAT-2"));
 }
 
@@ -377,11 +343,11 @@ fn a_manual_conflict_holds_the_issue_until_a_person_settles_it() {
     assert_eq!(report["conflicts"][0]["kept"], "held");
     assert_eq!(report["held"][0]["issue"], "PLAT-11");
     // Neither side changed.
-    assert_eq!(parent_in_file(&ws, "PLAT-11").as_deref(), Some("PLAT-3"));
+    assert_eq!(ws.parent_in_file("PLAT-11").as_deref(), Some("PLAT-3"));
     assert_eq!(row_parent(&ws, "PLAT-11").as_deref(), Some("PLAT-2"));
     // Later passes leave it alone; other issues go on.
     set_parent(&ws, "PLAT-15", Some("PLAT-1"));
-    let later = pass(&ws);
+    let later = ws.pass();
     assert_eq!(later["held"][0]["issue"], "PLAT-11");
     assert_eq!(row_parent(&ws, "PLAT-15").as_deref(), Some("PLAT-1"));
     assert_eq!(row_parent(&ws, "PLAT-11").as_deref(), Some("PLAT-2"));
@@ -407,9 +373,9 @@ fn a_manual_conflict_holds_the_issue_until_a_person_settles_it() {
         ])
         .assert()
         .code(0);
-    let settled = pass(&ws);
+    let settled = ws.pass();
     assert!(settled["held"].as_array().unwrap().is_empty());
-    assert_eq!(parent_in_file(&ws, "PLAT-11").as_deref(), Some("PLAT-2"));
+    assert_eq!(ws.parent_in_file("PLAT-11").as_deref(), Some("PLAT-2"));
     assert_eq!(row_parent(&ws, "PLAT-11").as_deref(), Some("PLAT-2"));
 }
 
@@ -504,7 +470,7 @@ fn manual_edits_are_refused_while_a_resync_holds_the_structure() {
             "structure default/roadmap is read-only while resync default/export-once runs; nothing was changed",
         ));
     // An incremental pass waits for it too.
-    let report = pass(&ws);
+    let report = ws.pass();
     assert_eq!(
         report["waiting"],
         "resync default/export-once holds structure default/roadmap"
@@ -614,15 +580,15 @@ fn moved_rows_take_the_place_a_fresh_import_gives_them() {
     set_parent(&ws, "PLAT-5", Some("PLAT-8"));
     set_parent(&ws, "MOB-5", Some("MOB-7"));
     set_parent(&ws, "PLAT-16", Some("PLAT-1"));
-    pass(&ws);
+    ws.pass();
     // Structure side: a person moves a row without saying where among its
     // new siblings, and the pass exports the parent.
     ws.trellis()
         .args(["move", "roadmap", "PLAT-6", "--under", "PLAT-12"])
         .assert()
         .success();
-    pass(&ws);
-    assert_eq!(parent_in_file(&ws, "PLAT-6").as_deref(), Some("PLAT-12"));
+    ws.pass();
+    assert_eq!(ws.parent_in_file("PLAT-6").as_deref(), Some("PLAT-12"));
 
     let synced = ws.trellis().args(["show", "roadmap"]).output().unwrap();
     let fresh_state = ws.path("fresh.db");

@@ -145,7 +145,7 @@ impl<S: Store> Engine<S> {
         &mut self,
         client: &AnyTracker,
         tracker_id: &str,
-        last_pass: Option<jiff::Timestamp>,
+        first: bool,
         full_due: bool,
         pass: &mut Pass,
         now: jiff::Timestamp,
@@ -155,7 +155,6 @@ impl<S: Store> Engine<S> {
             source,
         };
         let mut mirror = self.store.mirror(tracker_id)?;
-        let first = last_pass.is_none();
         pass.full = first || mirror.full_read.is_none() || full_due;
         let (seq, snapshot) = match (pass.full, mirror.watermark.read_from()) {
             (false, Some(from)) => {
@@ -232,15 +231,15 @@ impl<S: Store> Engine<S> {
         // What an earlier run on this structure wrote and did not record,
         // then 1. the mirror, refreshed. A pass that cannot read its tracker
         // records a failed job: `status` shows the failure, not "never".
+        let first = state.last_pass.is_none();
         let read = match self.settle(client, &pass.structure, None).await {
             Ok(()) => {
                 let full_due = schedule.full_due(state.last_full, now);
-                self.read_tracker(client, tracker_id, state.last_pass, full_due, pass, now)
+                self.read_tracker(client, tracker_id, first, full_due, pass, now)
                     .await
             }
             Err(error) => Err(error),
         };
-        let first = state.last_pass.is_none();
         let (seq, snapshot, mirror) = match read {
             Ok(read) => read,
             Err(error) => {

@@ -76,6 +76,40 @@ impl Workspace {
             .success();
     }
 
+    /// One pass of `children` (the quickstart's two-way subtasks synchronizer).
+    pub fn pass(&self) -> serde_json::Value {
+        let out = self
+            .trellis()
+            .args([
+                "sync",
+                "--once",
+                "-f",
+                "quickstart",
+                "children",
+                "-o",
+                "json",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "sync failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// The parent of `key` in the quickstart's issues file.
+    pub fn parent_in_file(&self, key: &str) -> Option<String> {
+        let text = self.read("quickstart/issues.yaml");
+        let start = text.find(&format!("key: {key}\n"))?;
+        let block = &text[start..];
+        let block = &block[..block[4..].find("key: ").map_or(block.len(), |i| i + 4)];
+        block
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("parent: ").map(str::to_owned))
+    }
+
     pub fn store(&self) -> SqliteStore {
         SqliteStore::open_read_only(&self.state()).unwrap()
     }

@@ -49,18 +49,26 @@ pub(super) fn response(status: &str, headers: &str, body: &str) -> String {
 }
 
 pub(super) fn tracker(url: Url) -> RedmineTracker {
+    retrying(
+        url,
+        Retry {
+            attempts: 3,
+            base_delay: Duration::from_millis(5),
+            max_delay: Duration::from_millis(50),
+            budget: Duration::from_secs(15),
+        },
+    )
+}
+
+/// A tracker of project demo at `url` that retries as `retry` says.
+fn retrying(url: Url, retry: Retry) -> RedmineTracker {
     RedmineTracker::new(Settings {
         url,
         key: ApiKey::new(KEY),
         key_source: "environment variable TEST_KEY".into(),
         project: Some("demo".into()),
         subprojects: true,
-        retry: Retry {
-            attempts: 3,
-            base_delay: Duration::from_millis(5),
-            max_delay: Duration::from_millis(50),
-            budget: Duration::from_secs(15),
-        },
+        retry,
     })
     .unwrap()
 }
@@ -77,24 +85,16 @@ async fn rate_limits_and_server_errors_are_retried_with_the_servers_delay() {
         response("200 OK", "", ONE_ISSUE),
     ])
     .await;
-    let mut redmine = tracker(url);
     // Our own backoff would wait 20 s, then 40 s: the server's 0 s must win.
-    redmine = RedmineTracker {
-        http: Http::new(
-            "Redmine",
-            redmine.http.base().clone(),
-            Auth::Header("x-redmine-api-key", &ApiKey::new(KEY)),
-            Retry {
-                attempts: 3,
-                base_delay: Duration::from_secs(20),
-                max_delay: Duration::from_secs(60),
-                budget: Duration::from_secs(15),
-            },
-            describe,
-        )
-        .unwrap(),
-        ..redmine
-    };
+    let redmine = retrying(
+        url,
+        Retry {
+            attempts: 3,
+            base_delay: Duration::from_secs(20),
+            max_delay: Duration::from_secs(60),
+            budget: Duration::from_secs(15),
+        },
+    );
     let started = std::time::Instant::now();
     let snapshot = redmine.snapshot().await.unwrap();
     let waited = started.elapsed();
@@ -122,25 +122,17 @@ async fn a_servers_retry_after_is_honoured_beyond_the_retry_budget() {
         response("200 OK", "", ONE_ISSUE),
     ])
     .await;
-    let mut redmine = tracker(url);
     // The budget is for a server that went away; one that says when to
     // come back is waited for, and not given up on.
-    redmine = RedmineTracker {
-        http: Http::new(
-            "Redmine",
-            redmine.http.base().clone(),
-            Auth::Header("x-redmine-api-key", &ApiKey::new(KEY)),
-            Retry {
-                attempts: 3,
-                base_delay: Duration::from_millis(10),
-                max_delay: Duration::from_secs(60),
-                budget: Duration::from_millis(500),
-            },
-            describe,
-        )
-        .unwrap(),
-        ..redmine
-    };
+    let redmine = retrying(
+        url,
+        Retry {
+            attempts: 3,
+            base_delay: Duration::from_millis(10),
+            max_delay: Duration::from_secs(60),
+            budget: Duration::from_millis(500),
+        },
+    );
     let started = std::time::Instant::now();
     let snapshot = redmine.snapshot().await.unwrap();
     assert!(started.elapsed() >= Duration::from_secs(2));
