@@ -21,22 +21,42 @@ enum Action {
     Pause,
 }
 
+/// The points the code has: a name outside these would never fire.
+const POINTS: [&str; 2] = ["tracker-write-intended", "tracker-written"];
+
 fn armed() -> Option<&'static Armed> {
     static ARMED: OnceLock<Option<Armed>> = OnceLock::new();
     ARMED
         .get_or_init(|| {
             let value = std::env::var("TRELLIS_FAILPOINT").ok()?;
-            let (point, action) = match value.split_once(':') {
-                Some((point, "pause")) => (point, Action::Pause),
-                Some((point, n)) => (point, Action::Abort(n.parse().ok()?)),
-                None => (value.as_str(), Action::Abort(1)),
-            };
-            Some(Armed {
-                point: point.to_owned(),
-                action,
-            })
+            // Said once, on stderr: a test whose kill never comes would
+            // otherwise fail far from the cause.
+            parse(&value)
+                .map_err(|e| eprintln!("TRELLIS_FAILPOINT={value} is ignored: {e}"))
+                .ok()
         })
         .as_ref()
+}
+
+fn parse(value: &str) -> Result<Armed, String> {
+    let (point, action) = match value.split_once(':') {
+        Some((point, "pause")) => (point, Action::Pause),
+        Some((point, n)) => match n.parse() {
+            Ok(n) if n > 0 => (point, Action::Abort(n)),
+            _ => return Err(format!("`{n}` is not `pause` or a count from 1")),
+        },
+        None => (value, Action::Abort(1)),
+    };
+    if !POINTS.contains(&point) {
+        return Err(format!(
+            "there is no point `{point}`; the points are {}",
+            POINTS.join(", ")
+        ));
+    }
+    Ok(Armed {
+        point: point.to_owned(),
+        action,
+    })
 }
 
 /// Reaching point `name`: aborts or pauses when the environment asks for it.
@@ -57,5 +77,43 @@ pub fn reached(name: &str) {
                 std::thread::park();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failpoint_that_could_never_fire_is_named_as_such() {
+        assert!(matches!(
+            parse("tracker-written"),
+            Ok(Armed {
+                action: Action::Abort(1),
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse("tracker-written:3"),
+            Ok(Armed {
+                action: Action::Abort(3),
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse("tracker-written:pause"),
+            Ok(Armed {
+                action: Action::Pause,
+                ..
+            })
+        ));
+        assert_eq!(
+            parse("tracker-writen").err().unwrap(),
+            "there is no point `tracker-writen`; the points are tracker-write-intended, tracker-written"
+        );
+        assert_eq!(
+            parse("tracker-written:0").err().unwrap(),
+            "`0` is not `pause` or a count from 1"
+        );
     }
 }
