@@ -286,17 +286,19 @@ async fn after_a_server_restart_the_watches_list_again_and_a_deleted_synchronize
     let dir = tempfile::tempdir().unwrap();
     quickstart(dir.path(), &server);
     let controller = start(dir.path(), &server);
-    // Every synchronizer has made its first pass (they take turns on one
-    // structure): platform-epics must have added PLAT-2 before it is done.
+    // Every synchronizer has made its first pass and the structure holds
+    // all 37 rows (they take turns on it): PLAT-2 must be in it before it
+    // is done, and a later pass must not change the held plan's base.
     within(
         Duration::from_secs(30),
-        "every synchronizer runs",
+        "every synchronizer runs and the structure is complete",
         &controller,
         || {
-            ["children", "mobile-epics", "platform-epics"]
+            let running = ["children", "mobile-epics", "platform-epics"]
                 .iter()
-                .all(|s| phase(&server, "synchronizers", s).as_deref() == Some("Running"))
-                .then_some(())
+                .all(|s| phase(&server, "synchronizers", s).as_deref() == Some("Running"));
+            let rows = server.get("structures", NS, "roadmap")?["status"]["rows"].as_i64();
+            (running && rows == Some(37)).then_some(())
         },
     )
     .await;
