@@ -13,9 +13,9 @@
 
 mod connect;
 mod history;
+mod pass;
 mod plan_file;
 mod remember;
-mod sync;
 mod units;
 mod writes;
 
@@ -36,9 +36,9 @@ use crate::tracker::{Tracker, TrackerError, Watermark};
 pub use connect::Credentials;
 use connect::Trackers;
 pub use history::{HistoryEntry, history};
+pub use pass::Pass;
 pub use plan_file::{Base, PlanFile};
 pub use remember::{Section, remembered, structure_view};
-pub use sync::Pass;
 pub use units::{Scope, UnitSource, needs};
 
 #[derive(Debug, thiserror::Error)]

@@ -15,6 +15,7 @@
 //! arrangement (statusRollup).
 
 mod agile;
+pub mod decide;
 mod declared;
 mod filter;
 mod guard;

@@ -276,15 +276,8 @@ pub enum HoldKind {
 }
 
 /// What a person decided about a held issue (`trellis troubleshoot`); the
-/// next pass acts on it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum Release {
-    /// Try the issue's changes again.
-    Retry,
-    /// Carry the structure's side to the tracker.
-    KeepStructure,
-}
+/// next pass acts on it (the decision itself is the planner's).
+pub use crate::plan::decide::Release;
 
 /// An issue whose later changes wait behind a failure or a conflict
 /// (Backbone's per-issue errors).

@@ -1,0 +1,370 @@
+//! Incremental sync: one pass of one synchronizer over what changed, as
+//! named steps (`Engine::pass` reads as the list): resolve → read the
+//! tracker ([`read`]) → what changed ([`read`]) → decide (pure:
+//! [`crate::plan::decide`]) → plan ([`plan`]) → guard ([`plan`]) → write
+//! the tracker ([`write`]) → record ([`record`]). Steps that need no
+//! tracker client say so in their doc.
+//!
+//! A pass refreshes the store's mirror of the tracker with the issues
+//! changed since its watermark (a full read when none was made or the last
+//! one is older than `fullResyncAfter`), then finds what changed on each
+//! side since the synchronizer's last pass: mirror rows numbered after its
+//! cursor, and journal entries after its structure version that it did not
+//! make. Each changed issue is compared with the synchronizer's baseline:
+//!
+//! - changed in the structure only: carried to the tracker (when `from` is
+//!   one of its directions);
+//! - changed in the tracker only: carried into the structure (`into`);
+//! - changed on both sides: a conflict, settled by `conflictPolicy` and
+//!   recorded; `manual` holds the issue until a person decides.
+//!
+//! The pass then plans exactly as a resync does, from the mirror instead of
+//! a fresh full read: the tracker writes the structure won, then `into`
+//! over the tracker as those writes leave it, so everything the planner
+//! knows (folders, filters, ranks) holds here too. Held issues take part as
+//! if the structure's side had been written, so the structure keeps them as
+//! they are and nothing is written for them.
+//!
+//! Everything the pass records (content, journal, its cursor, baselines,
+//! held issues, conflicts, the written issues in the mirror) is one store
+//! transaction: its own writes never come back to it as changes.
+
+mod plan;
+mod read;
+mod record;
+mod write;
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+
+use super::units::UnitSource;
+use super::{Engine, EngineError, Trackers};
+use crate::model::Direction;
+use crate::plan::decide::{self, ConflictRule, DecideInput, Policy, Release, Sides};
+use crate::plan::{Summary, TrackerOp, UnitPlan};
+use crate::spec::{
+    Catalog, ConflictPolicy, Declared, Structure, SynchronizerSpec, SynchronizerType,
+};
+use crate::store::{ConflictRecord, HOLD_LEASE, HeldIssue, HeldPlan, HoldKind, Store, SyncState};
+use crate::tracker::{AnyTracker, TrackerError};
+
+/// What one pass did.
+#[derive(Clone, Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Pass {
+    pub synchronizer: String,
+    pub structure: String,
+    /// A full read of the tracker (the first pass, or `fullResyncAfter`).
+    pub full: bool,
+    /// Issues read from the tracker.
+    pub issues_read: usize,
+    /// Issues changed in the tracker and in the structure since the last pass.
+    pub tracker_changes: usize,
+    pub structure_changes: usize,
+    pub summary: Summary,
+    pub version: u64,
+    pub conflicts: Vec<ConflictRecord>,
+    /// Issues whose changes wait (failed writes, manual conflicts).
+    pub held: Vec<HeldIssue>,
+    /// Why the pass waited: a resync (or another pass) holds the structure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
+    /// Why the cycle guard stopped the synchronizer (at this pass or
+    /// before): it makes no passes until restarted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
+    /// The destructive plan this pass held instead of carrying it out
+    /// (`safety.destructivePasses: hold`); `summary` is what it would do.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_plan: Option<HeldPlan>,
+}
+
+/// What a pass works from, resolved once from the declarations: every step
+/// takes it instead of looking the declarations up again.
+struct Run<'a> {
+    catalog: &'a Catalog,
+    id: String,
+    spec: &'a SynchronizerSpec,
+    structure: &'a Declared<Structure>,
+    structure_id: String,
+    tracker_id: String,
+    client: &'a AnyTracker,
+    /// The pass's clock (`fullResyncAfter`, hold times) and when it began.
+    now: jiff::Timestamp,
+    started: jiff::Timestamp,
+    /// No pass was made before: no baselines to compare with.
+    first: bool,
+    /// The directions the pass carries this time: the first pass runs in
+    /// the first direction alone, as `apply` would.
+    into: bool,
+    from: bool,
+}
+
+impl Run<'_> {
+    fn tracker_error(&self, source: TrackerError) -> EngineError {
+        EngineError::Tracker {
+            tracker: self.tracker_id.clone(),
+            source,
+        }
+    }
+
+    fn source(&self) -> UnitSource {
+        UnitSource::Synchronizer {
+            id: self.id.clone(),
+            resync: None,
+        }
+    }
+
+    /// What `decide` needs of the declaration.
+    fn policy(&self) -> Policy {
+        Policy {
+            compare: self.into && self.from && !self.first,
+            parent_field: self.spec.type_ == SynchronizerType::Subtasks,
+            conflict: match self.spec.conflict_policy {
+                ConflictPolicy::Tracker => ConflictRule::Tracker,
+                ConflictPolicy::Structure => ConflictRule::Structure,
+                ConflictPolicy::Newest => ConflictRule::Newest,
+                ConflictPolicy::Manual => ConflictRule::Manual,
+            },
+        }
+    }
+
+    /// The tracker writes of a pass as one unit of its plan.
+    fn writes_unit(&self, writes: &[TrackerOp]) -> UnitPlan {
+        UnitPlan {
+            synchronizer: self.id.clone(),
+            kind: self.spec.type_.as_str(),
+            direction: Direction::From,
+            round: 1,
+            structure_ops: Vec::new(),
+            tracker_ops: writes.to_vec(),
+            notes: Vec::new(),
+        }
+    }
+
+    fn cause(&self, kind: &str, direction: Direction) -> String {
+        format!("incremental sync {} ({kind}, {direction})", self.id)
+    }
+}
+
+/// The synchronizer's held issues: those from before the pass (attempts
+/// count on from them) and those after it.
+struct Holds {
+    synchronizer: String,
+    now: jiff::Timestamp,
+    before: BTreeMap<String, HeldIssue>,
+    after: BTreeMap<String, HeldIssue>,
+}
+
+impl Holds {
+    fn new(synchronizer: &str, now: jiff::Timestamp, before: Vec<HeldIssue>) -> Holds {
+        let before: BTreeMap<String, HeldIssue> =
+            before.into_iter().map(|h| (h.issue.clone(), h)).collect();
+        // Released holds are decided again; the others stay.
+        let after = before
+            .iter()
+            .filter(|(_, h)| h.release.is_none())
+            .map(|(k, h)| (k.clone(), h.clone()))
+            .collect();
+        Holds {
+            synchronizer: synchronizer.to_owned(),
+            now,
+            before,
+            after,
+        }
+    }
+
+    /// Each held issue with a person's release, if any: what `decide` reads.
+    fn releases(&self) -> BTreeMap<String, Option<Release>> {
+        self.before
+            .iter()
+            .map(|(k, h)| (k.clone(), h.release))
+            .collect()
+    }
+
+    /// Holds an issue, counting attempts from an earlier hold of it.
+    fn hold(&mut self, key: &str, kind: HoldKind, operation: &str, message: String) {
+        let earlier = self.before.get(key);
+        let issue = HeldIssue {
+            synchronizer: self.synchronizer.clone(),
+            issue: key.to_owned(),
+            kind,
+            operation: operation.to_owned(),
+            message,
+            attempts: earlier.map_or(1, |b| b.attempts + 1),
+            first_seen: earlier.map_or(self.now, |b| b.first_seen),
+            last_seen: self.now,
+            release: None,
+        };
+        self.after.insert(key.to_owned(), issue);
+    }
+
+    fn contains(&self, key: &str) -> bool {
+        self.after.contains_key(key)
+    }
+}
+
+impl<S: Store> Engine<S> {
+    /// One incremental pass of `id`. `now` decides whether it is a full
+    /// read (the schedule's `fullResyncAfter`). A destructive plan is
+    /// carried out only under `safety.destructivePasses: apply` or when its
+    /// hash is `approval` or the synchronizer's `spec.approvedPlan`.
+    pub async fn sync_pass(
+        &mut self,
+        catalog: &Catalog,
+        id: &str,
+        now: jiff::Timestamp,
+        approval: Option<&str>,
+    ) -> Result<Pass, EngineError> {
+        let sync = catalog
+            .synchronizer(id)
+            .ok_or_else(|| EngineError::NotFound(format!("synchronizer {id} is not declared")))?;
+        let spec = &sync.resource.spec;
+        let structure_id = Catalog::referenced(&sync.resource, &spec.structure_ref.name);
+        let mut pass = Pass {
+            synchronizer: id.to_owned(),
+            structure: structure_id.clone(),
+            ..Pass::default()
+        };
+        let mut state = self.store.sync_state(id)?;
+        if state.stopped.is_some() {
+            pass.stopped = state.stopped;
+            return Ok(pass);
+        }
+        // The process is part of the name: two processes passing the same
+        // synchronizer must not both take the hold.
+        let holder = format!("incremental sync {id} (process {})", std::process::id());
+        let until = jiff::Timestamp::now() + HOLD_LEASE;
+        if let Some(other) = self.store.hold_structure(&structure_id, &holder, until)? {
+            pass.waiting = Some(format!("{other} holds structure {structure_id}"));
+            return Ok(pass);
+        }
+        let keeper = self.store.keep_holding(&structure_id, &holder)?;
+        let result = self
+            .pass(catalog, spec, &mut state, &mut pass, now, approval)
+            .await;
+        drop(keeper);
+        self.store.release_structure(&structure_id, &holder)?;
+        result.map(|()| pass)
+    }
+
+    /// The pass, one line per step.
+    async fn pass(
+        &mut self,
+        catalog: &Catalog,
+        spec: &SynchronizerSpec,
+        state: &mut SyncState,
+        pass: &mut Pass,
+        now: jiff::Timestamp,
+        approval: Option<&str>,
+    ) -> Result<(), EngineError> {
+        let mut trackers = Trackers::new(self.credentials.clone());
+        let run = resolve(catalog, spec, state, pass, now, &mut trackers)?;
+        let read = self.read_tracker(&run, state, pass).await?;
+        let changes = self.changes(&run, state, pass)?;
+        let stored = self.store.structure(&run.structure_id)?;
+        let baselines: HashMap<String, Sides> = self
+            .store
+            .baselines(&run.id)?
+            .into_iter()
+            .map(|b| {
+                let sides = Sides {
+                    row: Some(b.row_parent),
+                    tracker_parent: b.tracker_parent,
+                };
+                (b.issue, sides)
+            })
+            .collect();
+        let mut holds = Holds::new(&run.id, now, self.store.held_issues(&run.id)?);
+        let mut decisions = decide::decide(
+            &DecideInput {
+                synchronizer: &run.id,
+                baselines: &baselines,
+                held: &holds.releases(),
+                changes: &changes,
+                forest: &stored.forest,
+                snapshot: &read.snapshot,
+            },
+            &run.policy(),
+        );
+        let mut planned =
+            plan::plan_pass(&run, &stored.forest, &read, &mut decisions, &changes, state).await?;
+        for new in std::mem::take(&mut decisions.holds) {
+            holds.hold(&new.issue, HoldKind::Conflict, "conflict", new.message);
+        }
+        let rows_before = stored.forest.len();
+        if let Some((held, summary)) =
+            self.hold_destructive(&run, state, &mut planned, rows_before, approval)?
+        {
+            pass.summary = summary;
+            pass.held_plan = Some(held);
+            return Ok(());
+        }
+        let written = self
+            .write_tracker(&run, &read, &mut planned, &mut holds, pass)
+            .await?;
+        self.record(
+            &run,
+            state,
+            pass,
+            record::Outcome {
+                read,
+                changes,
+                stored,
+                baselines,
+                holds,
+                conflicts: decisions.conflicts,
+                planned,
+                written,
+            },
+        )
+    }
+}
+
+/// Resolves what the pass works from (no client call is made here:
+/// connecting only builds it).
+fn resolve<'a>(
+    catalog: &'a Catalog,
+    spec: &'a SynchronizerSpec,
+    state: &SyncState,
+    pass: &Pass,
+    now: jiff::Timestamp,
+    trackers: &'a mut Trackers,
+) -> Result<Run<'a>, EngineError> {
+    let structure = catalog
+        .structure(&pass.structure)
+        .expect("validated: synchronizers name a declared structure");
+    let tracker_id = Catalog::tracker_of(&structure.resource)
+        .expect("validated: structures with synchronizers have a tracker");
+    let client = trackers.get(catalog, &tracker_id)?;
+    let directions: Vec<Direction> = if spec.directions.is_empty() {
+        vec![super::primary_direction(spec)]
+    } else {
+        spec.directions.iter().map(|&d| d.into()).collect()
+    };
+    let primary = super::primary_direction(spec);
+    let first = state.last_pass.is_none();
+    let (into, from) = if first {
+        (primary == Direction::Into, primary == Direction::From)
+    } else {
+        (
+            directions.contains(&Direction::Into),
+            directions.contains(&Direction::From),
+        )
+    };
+    Ok(Run {
+        catalog,
+        id: pass.synchronizer.clone(),
+        spec,
+        structure,
+        structure_id: pass.structure.clone(),
+        tracker_id,
+        client,
+        now,
+        started: jiff::Timestamp::now(),
+        first,
+        into,
+        from,
+    })
+}

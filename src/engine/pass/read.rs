@@ -1,0 +1,168 @@
+//! Steps 1 and 2 of a pass: the tracker's mirror, refreshed (the only step
+//! here that calls the tracker), and what changed on each side since the
+//! synchronizer's last pass (the store alone).
+
+use std::collections::HashMap;
+
+use super::{Pass, Run};
+use crate::engine::{Engine, EngineError, unread_job};
+use crate::model::{Issue, Snapshot};
+use crate::plan::decide::Changes;
+use crate::store::{Mirror, MirrorRead, Recorded, Store, SyncState};
+use crate::tracker::{Tracker, Watermark};
+
+/// The tracker as the pass read it.
+pub(super) struct Read {
+    /// The mirror's sequence number after the refresh: the next pass's cursor.
+    pub seq: u64,
+    pub snapshot: Snapshot,
+    /// A full read (see [`Pass::full`]).
+    pub full: bool,
+    /// The mirror's watermark, for re-reading before writes.
+    pub mirror: Mirror,
+}
+
+impl<S: Store> Engine<S> {
+    /// What an earlier run on this structure wrote and did not record is
+    /// settled first; then the mirror is refreshed from the issues changed
+    /// since its watermark, or read in full (the first pass, when
+    /// `fullResyncAfter` is due, or when no issue carries an `updated`
+    /// time). The mirror's issues are loaded only for an incremental read:
+    /// a full read replaces them. A pass that cannot read its tracker
+    /// records a failed job: `status` shows the failure, not "never".
+    pub(super) async fn read_tracker(
+        &mut self,
+        run: &Run<'_>,
+        state: &SyncState,
+        pass: &mut Pass,
+    ) -> Result<Read, EngineError> {
+        let read = match self.settle(run.client, &run.structure_id, None).await {
+            Ok(()) => {
+                let full_due = run
+                    .spec
+                    .schedule()
+                    .unwrap_or_default()
+                    .full_due(state.last_full, run.now);
+                self.refresh_mirror(run, full_due, pass).await
+            }
+            Err(error) => Err(error),
+        };
+        read.or_else(|error| {
+            let job = unread_job(
+                &run.structure_id,
+                &run.id,
+                None,
+                &self.author,
+                run.started,
+                &error,
+            );
+            self.store.record_jobs(&[job])?;
+            Err(error)
+        })
+    }
+
+    async fn refresh_mirror(
+        &mut self,
+        run: &Run<'_>,
+        full_due: bool,
+        pass: &mut Pass,
+    ) -> Result<Read, EngineError> {
+        let tracker_id = &run.tracker_id;
+        let mut mirror = self.store.mirror(tracker_id)?;
+        pass.full = run.first || mirror.full_read.is_none() || full_due;
+        let (seq, snapshot) = match (pass.full, mirror.watermark.read_from()) {
+            (false, Some(from)) => {
+                let changed = run
+                    .client
+                    .changed_since(from)
+                    .await
+                    .map_err(|e| run.tracker_error(e))?;
+                pass.issues_read = changed.len();
+                let fresh = mirror.watermark.advance(changed);
+                let mut issues = self.store.mirror_issues(tracker_id)?;
+                let mut index: HashMap<String, usize> = issues
+                    .iter()
+                    .enumerate()
+                    .map(|(i, issue)| (issue.key.clone(), i))
+                    .collect();
+                for issue in &fresh {
+                    match index.get(&issue.key) {
+                        Some(&i) => issues[i] = issue.clone(),
+                        None => {
+                            index.insert(issue.key.clone(), issues.len());
+                            issues.push(issue.clone());
+                        }
+                    }
+                }
+                let seq = self.store.refresh_mirror(
+                    tracker_id,
+                    MirrorRead::Changed(fresh),
+                    &mirror.watermark,
+                    run.now,
+                )?;
+                (seq, Snapshot::new(issues))
+            }
+            // No issue carries an `updated` time yet, or a full read is due.
+            _ => {
+                pass.full = true;
+                let snapshot = run
+                    .client
+                    .snapshot()
+                    .await
+                    .map_err(|e| run.tracker_error(e))?;
+                let issues: Vec<Issue> = snapshot.issues().cloned().collect();
+                pass.issues_read = issues.len();
+                mirror.watermark = Watermark::default();
+                mirror.watermark.advance(issues.clone());
+                let seq = self.store.refresh_mirror(
+                    tracker_id,
+                    MirrorRead::Full(issues),
+                    &mirror.watermark,
+                    run.now,
+                )?;
+                (seq, snapshot)
+            }
+        };
+        Ok(Read {
+            seq,
+            snapshot,
+            full: pass.full,
+            mirror,
+        })
+    }
+
+    /// Mirror rows numbered after the synchronizer's cursor, and journal
+    /// entries after its structure version that it did not make. No
+    /// tracker call.
+    pub(super) fn changes(
+        &self,
+        run: &Run<'_>,
+        state: &SyncState,
+        pass: &mut Pass,
+    ) -> Result<Changes, EngineError> {
+        let mut changes = Changes {
+            tracker: self
+                .store
+                .mirror_changes(&run.tracker_id, state.seen_seq)?
+                .into_iter()
+                .collect(),
+            ..Changes::default()
+        };
+        for (entry, by) in self
+            .store
+            .journal_since(&run.structure_id, state.synced_version)?
+        {
+            if by.as_deref() == Some(run.id.as_str()) {
+                continue;
+            }
+            if let Recorded::Structure(op) = &entry.change
+                && let Some(key) = op.item().issue_key()
+            {
+                changes.structure.insert(key.to_owned(), entry.time);
+            }
+        }
+        pass.tracker_changes = changes.tracker.len();
+        pass.structure_changes = changes.structure.len();
+        Ok(changes)
+    }
+}

@@ -1,0 +1,154 @@
+//! Step 6 of a pass: write the tracker, write-ahead (the engine's one
+//! tracker write protocol, engine/writes.rs), and only if what it is about
+//! to change did not change again since the refresh (else the next pass
+//! decides anew).
+
+use std::collections::{BTreeSet, HashSet};
+
+use super::plan::PassPlan;
+use super::read::Read;
+use super::{Holds, Pass, Run};
+use crate::engine::{Engine, EngineError, job_records};
+use crate::model::{Direction, Issue, Snapshot};
+use crate::plan::TrackerOp;
+use crate::store::{HoldKind, IntendedChange, Store, WriteIntent};
+use crate::tracker::{Tracker, TrackerError};
+
+/// The tracker after the pass's writes.
+pub(super) struct Written {
+    /// The tracker as the writes left it (the baselines' tracker side).
+    pub snapshot: Snapshot,
+    /// The issues written, for the mirror.
+    pub issues: Vec<Issue>,
+    /// The write-ahead record the commit settles.
+    pub settles: Option<u64>,
+    /// Who the tracker says the pass acts as: the journal's author.
+    pub author: String,
+}
+
+impl<S: Store> Engine<S> {
+    /// Writes `planned.writes`; an issue whose write fails is held (its
+    /// operations leave `planned.writes`), the others are made. A failure
+    /// of the whole batch records a failed job and is the pass's error.
+    pub(super) async fn write_tracker(
+        &mut self,
+        run: &Run<'_>,
+        read: &Read,
+        planned: &mut PassPlan,
+        holds: &mut Holds,
+        pass: &mut Pass,
+    ) -> Result<Written, EngineError> {
+        let identity = run
+            .client
+            .acting_as()
+            .await
+            .map_err(|e| run.tracker_error(e))?
+            .unwrap_or_else(|| self.author.clone());
+        let mut written = Written {
+            snapshot: read.snapshot.clone(),
+            issues: Vec::new(),
+            settles: None,
+            author: format!("{} as {identity}", run.id),
+        };
+        if planned.writes.is_empty() {
+            return Ok(written);
+        }
+        self.check_unchanged(run, read, &planned.writes, pass)
+            .await?;
+        let sources = [run.source()];
+        let mut intended = planned.plan.clone();
+        intended.units.push(run.writes_unit(&planned.writes));
+        let intent = WriteIntent {
+            id: 0,
+            structure: run.structure_id.clone(),
+            tracker: run.tracker_id.clone(),
+            changes: vec![IntendedChange {
+                cause: run.cause(run.spec.type_.as_str(), Direction::From),
+                author: written.author.clone(),
+                synchronizer: Some(run.id.clone()),
+                ops: planned.writes.clone(),
+            }],
+            jobs: job_records(
+                &run.structure_id,
+                &sources,
+                &intended,
+                &written.author,
+                run.started,
+                None,
+            ),
+        };
+        let outcome = self.write_ahead(run.client, &intent).await?;
+        let failures = match outcome.result {
+            Ok(()) => Vec::new(),
+            Err(TrackerError::Writes { failures, .. }) => failures,
+            Err(source) => {
+                let error = format!("tracker {}: {source}", run.tracker_id);
+                let jobs = job_records(
+                    &run.structure_id,
+                    &sources,
+                    &intended,
+                    &written.author,
+                    run.started,
+                    Some(&error),
+                );
+                self.settle_failed(run.client, &run.structure_id, &jobs, &source)
+                    .await?;
+                return Err(run.tracker_error(source));
+            }
+        };
+        written.settles = Some(outcome.intent);
+        let failed: HashSet<&str> = failures.iter().map(|f| f.issue.as_str()).collect();
+        planned.writes.retain(|op| !failed.contains(op.issue()));
+        for failure in &failures {
+            holds.hold(
+                &failure.issue,
+                HoldKind::Error,
+                &failure.operation,
+                failure.message.clone(),
+            );
+        }
+        let mut touched = BTreeSet::new();
+        for op in &planned.writes {
+            touched.extend(op.apply(&mut written.snapshot));
+        }
+        written.issues = touched
+            .iter()
+            .filter_map(|k| written.snapshot.get(k).cloned())
+            .collect();
+        Ok(written)
+    }
+
+    /// A tracker that does not refuse stale writes itself is read again
+    /// before writing: an issue about to be written that changed since the
+    /// refresh makes the pass stop, nothing written.
+    async fn check_unchanged(
+        &self,
+        run: &Run<'_>,
+        read: &Read,
+        writes: &[TrackerOp],
+        pass: &mut Pass,
+    ) -> Result<(), EngineError> {
+        if run.client.capabilities().refuses_stale_writes {
+            return Ok(());
+        }
+        let Some(from) = read.mirror.watermark.read_from() else {
+            return Ok(());
+        };
+        let again = run
+            .client
+            .changed_since(from)
+            .await
+            .map_err(|e| run.tracker_error(e))?;
+        pass.issues_read += again.len();
+        let targets: HashSet<&str> = writes.iter().map(TrackerOp::issue).collect();
+        match again
+            .iter()
+            .find(|i| targets.contains(i.key.as_str()) && read.snapshot.get(&i.key) != Some(i))
+        {
+            Some(issue) => Err(EngineError::TrackerChanged {
+                tracker: format!("{} ({} changed during the pass)", run.tracker_id, issue.key),
+            }),
+            None => Ok(()),
+        }
+    }
+}
