@@ -25,7 +25,7 @@ use proptest::prelude::*;
 use trellis::engine::{Approval, Engine, Scope};
 use trellis::model::{Direction, Issue};
 use trellis::spec::Catalog;
-use trellis::store::{SqliteStore, Store};
+use trellis::store::{Release, SqliteStore, Store};
 
 const STRUCTURE: &str = "default/roadmap";
 const SYNC: &str = "default/children";
@@ -217,12 +217,18 @@ impl World {
     /// would make a parent loop together): `troubleshoot --skip`, keeping
     /// the tracker's side. Returns how many there were.
     fn settle_held(&mut self) -> usize {
-        let store = self.engine.store_mut();
-        let held = store.held_issues(SYNC).unwrap();
-        for h in &held {
-            assert!(store.release_issue(SYNC, &h.issue, None).unwrap());
-        }
-        held.len()
+        let held: Vec<(String, Option<Release>)> = self
+            .engine
+            .store()
+            .held_issues(SYNC)
+            .unwrap()
+            .into_iter()
+            .map(|h| (h.issue, None))
+            .collect();
+        let count = held.len();
+        let releases = self.engine.check_releases(SYNC, held, false).unwrap();
+        self.engine.release(releases).unwrap();
+        count
     }
 
     /// Sets `issue`'s parent in the file, bumping its `updated` past every

@@ -17,18 +17,19 @@ macro_rules! outln {
     }};
 }
 
+mod apply;
 mod markdown;
 mod render;
 mod sync;
 
-use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::engine::{Approval, Engine, PlanFile, Run, Scope, remembered};
+use crate::engine::{Engine, remembered};
 use crate::model::Direction;
 use crate::spec::Catalog;
 use crate::store::{SqliteStore, Store};
@@ -358,139 +359,42 @@ fn closed_pipe(error: &anyhow::Error) -> bool {
     })
 }
 
+/// One function per command, as ripgrep dispatches on its mode.
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let state = cli.state.as_path();
     match cli.command {
-        Command::Controller(args) => {
-            crate::controller::run(crate::controller::Settings {
-                state: cli.state,
-                namespace: args.namespace,
-                listen: args.listen,
-                lease: crate::controller::LeaseSettings {
-                    namespace: args.lease_namespace,
-                    name: args.lease_name,
-                    identity: args.identity,
-                    ttl: std::time::Duration::from_secs(15),
-                },
-                local_trackers: args.local_trackers,
-            })
-            .await?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Controller(args) => controller(cli.state, args).await,
         Command::Crds => {
             out!("{}", crate::spec::crds_yaml());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Validate(files) => {
-            let catalog = Catalog::load(&files.files)?;
-            outln!(
-                "valid: {} Tracker(s), {} Structure(s), {} Synchronizer(s), {} Resync(s)",
-                catalog.trackers.len(),
-                catalog.structures.len(),
-                catalog.synchronizers.len(),
-                catalog.resyncs.len()
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Validate(files) => validate(&files.files),
         Command::Plan {
             files,
             output,
             comment_dir,
             out,
-        } => {
-            let catalog = Catalog::load(&files.files)?;
-            let engine = Engine::new(SqliteStore::open_read_only(&cli.state)?, author());
-            let resyncs = plan_resyncs(&engine, &catalog).await?;
-            let run = plan(&engine, &catalog, &Scope::Apply).await?;
-            let apply = match &out {
-                Some(file) => format!("trellis apply {}", file.display()),
-                None => render::command("apply", &files.files),
-            };
-            if let Some(file) = &out {
-                std::fs::write(file, run.to_plan_file(&files.files))
-                    .with_context(|| format!("cannot write the plan to {}", file.display()))?;
-            }
-            let terminal = std::io::stdout().is_terminal();
-            let apply_files = render::command("apply", &files.files);
-            match output {
-                PlanFormat::Text => {
-                    for resync in &resyncs {
-                        out!("{}", resync.text(&apply_files, terminal));
-                    }
-                    out!("{}", render::plan_text(&run.set, Some(&apply), terminal));
-                }
-                PlanFormat::Markdown => {
-                    let replan = render::command("plan", &files.files);
-                    let mut comments = Vec::new();
-                    for resync in &resyncs {
-                        comments.extend(markdown::plan_comments(
-                            &resync.run.set,
-                            &resync.how_to_apply(&apply_files),
-                            &replan,
-                        ));
-                    }
-                    comments.extend(markdown::plan_comments(&run.set, &apply, &replan));
-                    match comment_dir {
-                        Some(dir) => write_comments(&dir, &comments)?,
-                        None => out!("{}", comments.join("\n")),
-                    }
-                }
-                PlanFormat::Json => {
-                    let output = render::PlanOutput {
-                        set: &run.set,
-                        resyncs: resyncs
-                            .iter()
-                            .map(|r| render::ResyncPlan {
-                                resync: &r.id,
-                                approved_plan: r.approved.as_deref(),
-                                plan: &r.run.set,
-                            })
-                            .collect(),
-                    };
-                    outln!("{}", serde_json::to_string_pretty(&output)?);
-                }
-            }
-            // Shown in full, but a plan that cannot be applied is an error.
-            for resync in &resyncs {
-                resync.run.check_safety()?;
-            }
-            run.check_safety()?;
-            let changes = run.set.has_changes() || resyncs.iter().any(|r| r.run.set.has_changes());
-            Ok(if changes {
-                ExitCode::from(1)
-            } else {
-                ExitCode::SUCCESS
-            })
-        }
+        } => apply::plan_command(state, &files.files, output, comment_dir, out).await,
         Command::Apply {
             plan: Some(plan), ..
-        } => apply_saved(&cli.state, &plan).await,
+        } => apply::apply_saved(state, &plan).await,
         Command::Apply {
             files,
             approve,
             allow_empty,
             ..
-        } => {
-            let catalog = Catalog::load(&files)?;
-            if catalog.structures.is_empty() && !allow_empty {
-                bail!(
-                    "{} declare{} no Structure; applying it would forget the declarations last applied (what `show`, `status` and `history` read); nothing was changed: pass the right -f PATH, or add --allow-empty if that is what you mean",
-                    render::paths(&files),
-                    if files.len() == 1 { "s" } else { "" }
-                );
-            }
-            sync(&cli.state, catalog, &files, None, approve.approve).await
-        }
+        } => apply::apply_files(state, &files, approve.approve, allow_empty).await,
         Command::Resync {
             synchronizer,
             direction,
             files,
             approve,
         } => {
-            sync(
-                &cli.state,
-                Catalog::load(&files.files)?,
+            apply::resync_command(
+                state,
                 &files.files,
-                Some((synchronizer, direction)),
+                synchronizer,
+                direction,
                 approve.approve,
             )
             .await
@@ -500,11 +404,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             files,
             approve,
         } => {
-            sync(
-                &cli.state,
-                Catalog::load(&files.files)?,
+            apply::resync_command(
+                state,
                 &files.files,
-                Some((synchronizer, Direction::Into)),
+                synchronizer,
+                Direction::Into,
                 approve.approve,
             )
             .await
@@ -514,11 +418,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             files,
             approve,
         } => {
-            sync(
-                &cli.state,
-                Catalog::load(&files.files)?,
+            apply::resync_command(
+                state,
                 &files.files,
-                Some((synchronizer, Direction::From)),
+                synchronizer,
+                Direction::From,
                 approve.approve,
             )
             .await
@@ -528,92 +432,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             files,
             refresh,
             output,
-        } => {
-            let store = SqliteStore::open_read_only(&cli.state)?;
-            let catalog = catalog_or_remembered(&store, &files.files)?;
-            let id = structure_id(&catalog, &structure)?;
-            let sections = {
-                let _progress = Progress::start("reading the structure and its tracker");
-                crate::engine::structure_view(&store, &catalog, &id, refresh).await?
-            };
-            let depth = sections
-                .iter()
-                .flat_map(|s| s.forest.walk())
-                .map(|(_, d)| d + 1)
-                .max()
-                .unwrap_or(0);
-            if !matches!(output, ShowFormat::Text) && depth > render::MAX_TREE_DEPTH {
-                bail!(
-                    "{id} is {depth} rows deep; YAML and JSON nest one level per row and stop at {}: use --output text",
-                    render::MAX_TREE_DEPTH
-                );
-            }
-            match output {
-                ShowFormat::Text => out!("{}", render::outline(&sections)),
-                ShowFormat::Yaml => {
-                    out!("{}", serde_saphyr::to_string(&render::tree(&sections))?)
-                }
-                ShowFormat::Json => outln!(
-                    "{}",
-                    serde_json::to_string_pretty(&render::tree(&sections))?
-                ),
-            }
-            // After the output, on stderr: a reader that stopped early
-            // hears nothing, and stdout stays the tree alone.
-            for note in render::issues_as_read(&sections, jiff::Timestamp::now()) {
-                eprintln!("{note}");
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        } => show(state, &structure, &files, refresh, output).await,
         Command::Undo {
             job,
             files,
             approve,
-        } => {
-            // Checked read-only first: a wrong job or store path writes nothing.
-            let reader = Engine::new(SqliteStore::open_read_only(&cli.state)?, author());
-            let catalog = catalog_or_remembered(reader.store(), &files.files)?;
-            let scope = reader.undo_scope(job)?;
-            let mut engine = Engine::new(SqliteStore::open(&cli.state)?, author());
-            let run = plan_to_apply(&mut engine, &catalog, &scope).await?;
-            approve_and_apply(&mut engine, &catalog, run, approve.approve).await
-        }
+        } => apply::undo_command(state, job, &files, approve.approve).await,
         Command::History {
             structure,
             files,
             output,
-        } => {
-            let store = SqliteStore::open_read_only(&cli.state)?;
-            let catalog = catalog_or_remembered(&store, &files.files)?;
-            let id = structure_id(&catalog, &structure)?;
-            let entries = crate::engine::history(&store, &id)?;
-            match output {
-                OutputFormat::Text => out!("{}", render::history_table(&entries)),
-                OutputFormat::Json => outln!("{}", serde_json::to_string_pretty(&entries)?),
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Status { files } => {
-            let store = SqliteStore::open_read_only(&cli.state)?;
-            let catalog = catalog_or_remembered(&store, &files.files)?;
-            let mut views = std::collections::HashMap::new();
-            for sync in &catalog.synchronizers {
-                let id = sync.id();
-                let state = store.sync_state(&id)?;
-                let view = render::SyncView {
-                    last_pass: state.last_pass,
-                    held: store.held_issues(&id)?.len(),
-                    stopped: state.stopped.is_some(),
-                    held_plan: state.held_plan.map(|p| p.hash),
-                };
-                views.insert(id, view);
-            }
-            out!(
-                "{}",
-                render::status_table(&catalog, &store.last_jobs()?, &views)
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        } => history(state, &structure, &files, output),
+        Command::Status { files } => status(state, &files),
         Command::Sync {
             synchronizers,
             files,
@@ -628,7 +458,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 approval: approve.as_deref(),
                 output,
             };
-            sync::sync(&cli.state, run).await
+            sync::sync(state, run).await
         }
         Command::Troubleshoot {
             synchronizer,
@@ -645,7 +475,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 keep_structure,
                 restart,
             };
-            sync::troubleshoot(&cli.state, &files.files, &synchronizer, actions, output).await
+            sync::troubleshoot(state, &files.files, &synchronizer, actions, output).await
         }
         Command::Move {
             structure,
@@ -653,235 +483,135 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             under,
             top: _,
             after,
-        } => {
-            let mut engine = Engine::new(SqliteStore::open(&cli.state)?, author());
-            let catalog = catalog_or_remembered(engine.store(), &[])?;
-            let id = structure_id(&catalog, &structure)?;
-            let version = engine.move_row(&id, &key, under.as_deref(), after.as_deref())?;
-            outln!("moved {key} in {id}; structure version {version}");
-            Ok(ExitCode::SUCCESS)
-        }
+        } => move_row(state, &structure, &key, under.as_deref(), after.as_deref()),
     }
 }
 
-/// Plans and applies one run, asking for confirmation at a terminal when
-/// the plan is destructive and no hash was given.
-async fn sync(
-    state: &std::path::Path,
-    catalog: Catalog,
-    files: &[PathBuf],
-    resync: Option<(String, Direction)>,
-    approve: Option<String>,
-) -> anyhow::Result<ExitCode> {
-    let scope = match &resync {
-        Some((name, direction)) => Scope::resync(&catalog, name, *direction)?,
-        None => Scope::Apply,
-    };
-    let mut engine = Engine::new(SqliteStore::open(state)?, author());
-    if scope == Scope::Apply {
-        // Pending Resyncs first, each its own run and approval, so that the
-        // synchronizers then run from what they left.
-        for resync in plan_resyncs(&engine, &catalog).await? {
-            carry_out(&mut engine, &catalog, resync, files).await?;
-        }
-    }
-    let run = plan_to_apply(&mut engine, &catalog, &scope).await?;
-    approve_and_apply(&mut engine, &catalog, run, approve).await
+async fn controller(state: PathBuf, args: ControllerArgs) -> anyhow::Result<ExitCode> {
+    crate::controller::run(crate::controller::Settings {
+        state,
+        namespace: args.namespace,
+        listen: args.listen,
+        lease: crate::controller::LeaseSettings {
+            namespace: args.lease_namespace,
+            name: args.lease_name,
+            identity: args.identity,
+            ttl: std::time::Duration::from_secs(15),
+        },
+        local_trackers: args.local_trackers,
+    })
+    .await?;
+    Ok(ExitCode::SUCCESS)
 }
 
-/// Shows a run, asks for (or checks) approval when it is destructive, and
-/// applies it. A run with nothing to change still goes through apply: it
-/// records each synchronizer's run (and completes a declared Resync).
-async fn approve_and_apply(
-    engine: &mut Engine<SqliteStore>,
-    catalog: &Catalog,
-    run: Run,
-    approve: Option<String>,
-) -> anyhow::Result<ExitCode> {
-    let terminal = std::io::stdout().is_terminal();
-    out!("{}", render::plan_text(&run.set, None, terminal));
-    run.check_safety()?;
-    let approval = match approve {
-        Some(hash) => Approval::Hash(hash),
-        None if run.set.summary.destructive > 0 && std::io::stdin().is_terminal() => {
-            if !confirm(&run.set.hash)? {
-                bail!("not applied: the plan was not confirmed");
-            }
-            Approval::Confirmed
-        }
-        None => Approval::None,
-    };
-    apply(engine, catalog, run, &approval).await
-}
-
-/// Applies a saved plan: plans again from the same declarations and applies
-/// only if that gives the saved plan (same hash), which the plan file stands
-/// approved as; otherwise says what changed.
-async fn apply_saved(state: &std::path::Path, path: &std::path::Path) -> anyhow::Result<ExitCode> {
-    let saved = PlanFile::read(path)?;
-    let catalog = Catalog::load(&saved.files)?;
-    let mut engine = Engine::new(SqliteStore::open(state)?, author());
-    let run = plan_to_apply(&mut engine, &catalog, &Scope::Apply).await?;
-    saved.check(path, &run)?;
-    out!(
-        "{}",
-        render::plan_text(&run.set, None, std::io::stdout().is_terminal())
+fn validate(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let catalog = Catalog::load(files)?;
+    outln!(
+        "valid: {} Tracker(s), {} Structure(s), {} Synchronizer(s), {} Resync(s)",
+        catalog.trackers.len(),
+        catalog.structures.len(),
+        catalog.synchronizers.len(),
+        catalog.resyncs.len()
     );
-    apply(&mut engine, &catalog, run, &Approval::Confirmed).await
+    Ok(ExitCode::SUCCESS)
 }
 
-/// A pending Resync's own run: planned alone, so that its hash is the one
-/// its `approvedPlan` names — the same as in a cluster.
-struct ResyncRun {
-    id: String,
-    approved: Option<String>,
-    run: Run,
-}
-
-impl ResyncRun {
-    fn how_to_apply(&self, apply_files: &str) -> String {
-        if self.run.set.summary.destructive > 0 {
-            format!(
-                "{apply_files} after setting `approvedPlan: {}` in Resync {}",
-                self.run.set.hash, self.id
-            )
-        } else {
-            apply_files.to_owned()
+async fn show(
+    state: &Path,
+    structure: &str,
+    files: &OptionalFiles,
+    refresh: bool,
+    output: ShowFormat,
+) -> anyhow::Result<ExitCode> {
+    let store = SqliteStore::open_read_only(state)?;
+    let catalog = catalog_or_remembered(&store, &files.files)?;
+    let id = structure_id(&catalog, structure)?;
+    let sections = {
+        let _progress = Progress::start("reading the structure and its tracker");
+        crate::engine::structure_view(&store, &catalog, &id, refresh).await?
+    };
+    let depth = sections
+        .iter()
+        .flat_map(|s| s.forest.walk())
+        .map(|(_, d)| d + 1)
+        .max()
+        .unwrap_or(0);
+    if !matches!(output, ShowFormat::Text) && depth > render::MAX_TREE_DEPTH {
+        bail!(
+            "{id} is {depth} rows deep; YAML and JSON nest one level per row and stop at {}: use --output text",
+            render::MAX_TREE_DEPTH
+        );
+    }
+    match output {
+        ShowFormat::Text => out!("{}", render::outline(&sections)),
+        ShowFormat::Yaml => {
+            out!("{}", serde_saphyr::to_string(&render::tree(&sections))?)
         }
-    }
-
-    fn text(&self, apply_files: &str, colour: bool) -> String {
-        let approved = match &self.approved {
-            Some(hash) => format!("; approvedPlan {hash}"),
-            None => String::new(),
-        };
-        format!(
-            "Resync {} (a run of its own, carried out before the synchronizers{approved})\n{}To carry it out: {}\n\n",
-            self.id,
-            render::plan_text(&self.run.set, None, colour),
-            self.how_to_apply(apply_files)
-        )
-    }
-}
-
-async fn plan_resyncs(
-    engine: &Engine<SqliteStore>,
-    catalog: &Catalog,
-) -> anyhow::Result<Vec<ResyncRun>> {
-    let mut runs = Vec::new();
-    for id in engine.pending_resyncs(catalog)? {
-        let run = plan(engine, catalog, &Scope::of_resync(catalog, &id)?).await?;
-        let approved = catalog
-            .resyncs
-            .iter()
-            .find(|r| r.id() == id)
-            .and_then(|r| r.resource.spec.approved_plan.clone());
-        runs.push(ResyncRun { id, approved, run });
-    }
-    Ok(runs)
-}
-
-/// Applies a Resync's run: exactly the plan its `approvedPlan` names, or,
-/// without one, a non-destructive plan (or one confirmed at a terminal).
-async fn carry_out(
-    engine: &mut Engine<SqliteStore>,
-    catalog: &Catalog,
-    resync: ResyncRun,
-    files: &[PathBuf],
-) -> anyhow::Result<()> {
-    let apply_files = render::command("apply", files);
-    out!(
-        "{}",
-        resync.text(&apply_files, std::io::stdout().is_terminal())
-    );
-    resync.run.check_safety()?;
-    let set = &resync.run.set;
-    let approval = match &resync.approved {
-        Some(hash) => Approval::Hash(hash.clone()),
-        None if set.summary.destructive > 0 && std::io::stdin().is_terminal() => {
-            if !confirm(&set.hash)? {
-                bail!(
-                    "not applied: the plan of Resync {} was not confirmed",
-                    resync.id
-                );
-            }
-            Approval::Confirmed
-        }
-        None if set.summary.destructive > 0 => bail!(
-            "Resync {} is destructive ({}); review its plan above, then set `approvedPlan: {}` in it; nothing was changed",
-            resync.id,
-            set.summary,
-            set.hash
+        ShowFormat::Json => outln!(
+            "{}",
+            serde_json::to_string_pretty(&render::tree(&sections))?
         ),
-        None => Approval::None,
-    };
-    let id = resync.id.clone();
-    apply(engine, catalog, resync.run, &approval)
-        .await
-        .map_err(|e| anyhow::anyhow!("Resync {id}: {e}"))?;
-    Ok(())
-}
-
-/// Plans `scope`, with a spinner on a terminal.
-async fn plan(
-    engine: &Engine<SqliteStore>,
-    catalog: &Catalog,
-    scope: &Scope,
-) -> anyhow::Result<Run> {
-    let _progress = Progress::start("reading trackers and planning");
-    Ok(engine.plan(catalog, scope).await?)
-}
-
-/// Plans `scope` to apply it (a tracker that cannot be read is a failed job
-/// of each synchronizer on it), with a spinner on a terminal.
-async fn plan_to_apply(
-    engine: &mut Engine<SqliteStore>,
-    catalog: &Catalog,
-    scope: &Scope,
-) -> anyhow::Result<Run> {
-    let _progress = Progress::start("reading trackers and planning");
-    Ok(engine.plan_to_apply(catalog, scope).await?)
-}
-
-/// Applies an approved run, remembers the declarations and reports the
-/// structures' new versions.
-async fn apply(
-    engine: &mut Engine<SqliteStore>,
-    catalog: &Catalog,
-    run: Run,
-    approval: &Approval,
-) -> anyhow::Result<ExitCode> {
-    let applied = {
-        let _progress = Progress::start("applying");
-        engine.apply(catalog, run, approval).await?
-    };
-    engine.remember(catalog)?;
-    for (structure, version) in applied.structures {
-        outln!("applied: {structure} is at version {version}");
+    }
+    // After the output, on stderr: a reader that stopped early
+    // hears nothing, and stdout stays the tree alone.
+    for note in render::issues_as_read(&sections, jiff::Timestamp::now()) {
+        eprintln!("{note}");
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Writes each comment to DIR/comment-N.md (replacing the files of an
-/// earlier plan) and lists them on stdout.
-fn write_comments(dir: &std::path::Path, comments: &[String]) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default();
-        if name.starts_with("comment-") && name.ends_with(".md") {
-            std::fs::remove_file(&path)?;
-        }
+fn history(
+    state: &Path,
+    structure: &str,
+    files: &OptionalFiles,
+    output: OutputFormat,
+) -> anyhow::Result<ExitCode> {
+    let store = SqliteStore::open_read_only(state)?;
+    let catalog = catalog_or_remembered(&store, &files.files)?;
+    let id = structure_id(&catalog, structure)?;
+    let entries = crate::engine::history(&store, &id)?;
+    match output {
+        OutputFormat::Text => out!("{}", render::history_table(&entries)),
+        OutputFormat::Json => outln!("{}", serde_json::to_string_pretty(&entries)?),
     }
-    for (i, comment) in comments.iter().enumerate() {
-        let path = dir.join(format!("comment-{}.md", i + 1));
-        std::fs::write(&path, comment)?;
-        outln!("{}", path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn status(state: &Path, files: &OptionalFiles) -> anyhow::Result<ExitCode> {
+    let store = SqliteStore::open_read_only(state)?;
+    let catalog = catalog_or_remembered(&store, &files.files)?;
+    let mut views = std::collections::HashMap::new();
+    for sync in &catalog.synchronizers {
+        let id = sync.id();
+        let state = store.sync_state(&id)?;
+        let view = render::SyncView {
+            last_pass: state.last_pass,
+            held: store.held_issues(&id)?.len(),
+            stopped: state.stopped.is_some(),
+            held_plan: state.held_plan.map(|p| p.hash),
+        };
+        views.insert(id, view);
     }
-    Ok(())
+    out!(
+        "{}",
+        render::status_table(&catalog, &store.last_jobs()?, &views)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn move_row(
+    state: &Path,
+    structure: &str,
+    key: &str,
+    under: Option<&str>,
+    after: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let mut engine = Engine::new(SqliteStore::open(state)?, author());
+    let catalog = catalog_or_remembered(engine.store(), &[])?;
+    let id = structure_id(&catalog, structure)?;
+    let version = engine.move_row(&id, key, under, after)?;
+    outln!("moved {key} in {id}; structure version {version}");
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A spinner on stderr naming what Trellis is doing, shown only when stderr
@@ -905,17 +635,6 @@ impl Drop for Progress {
             bar.finish_and_clear();
         }
     }
-}
-
-fn confirm(hash: &str) -> anyhow::Result<bool> {
-    out!(
-        "This plan is destructive. Type the first 8 characters of its hash ({hash}) to apply it: "
-    );
-    std::io::stdout().flush()?;
-    let mut answer = String::new();
-    std::io::stdin().read_line(&mut answer)?;
-    let answer = answer.trim();
-    Ok(answer.len() >= 8 && hash.starts_with(answer))
 }
 
 fn catalog_or_remembered<S: Store>(store: &S, files: &[PathBuf]) -> anyhow::Result<Catalog> {

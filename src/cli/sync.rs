@@ -277,26 +277,20 @@ pub async fn troubleshoot(
     .into_iter()
     .flat_map(|(keys, release)| keys.iter().map(move |key| (key, release)))
     .collect();
-    let held = reader.held_issues(id)?;
-    if let Some((key, _)) = releases
-        .iter()
-        .find(|(k, _)| !held.iter().any(|h| &h.issue == *k))
-    {
-        bail!("{key} is not held by {id}; nothing was changed");
+    let checker = Engine::new(reader, author());
+    let checked = checker.check_releases(
+        id,
+        releases
+            .into_iter()
+            .map(|(key, release)| (key.clone(), release))
+            .collect(),
+        actions.restart,
+    )?;
+    if !checked.is_empty() {
+        let mut engine = Engine::new(SqliteStore::open(state)?, author());
+        engine.release(checked)?;
     }
-    if actions.restart && reader.sync_state(id)?.stopped.is_none() {
-        bail!("{id} was not stopped by the cycle guard; nothing was changed");
-    }
-    if !releases.is_empty() || actions.restart {
-        let mut store = SqliteStore::open(state)?;
-        for (key, release) in releases {
-            store.release_issue(id, key, release)?;
-        }
-        if actions.restart {
-            store.restart(id)?;
-        }
-    }
-    let store = reader;
+    let store = checker.store();
     let sync = catalog.synchronizer(id).expect("selected");
     let structure = Catalog::referenced(&sync.resource, &sync.resource.spec.structure_ref.name);
     let tracker = catalog

@@ -119,38 +119,25 @@ pub async fn reconcile(resync: Arc<Resync>, ctx: Arc<Context>) -> Result<Action,
         diff_excerpt: excerpt(&run),
     });
     let plan = next.plan.clone().expect("just set");
-    if let Err(refused) = run.check_safety() {
+    let approval = Approval::given(resync.spec.approved_plan.as_deref());
+    match engine.may_apply(&run, &approval) {
+        Ok(()) => {}
         // Raising the synchronizer's `safety` limits lets the next plan through.
-        return held_back(&ctx, &resync, next, "MassRemoval", &refused.to_string()).await;
-    }
-    let approval = match resync.spec.approved_plan.as_deref() {
-        Some(approved) if approved.len() < 8 => {
-            let message = format!(
-                "approvedPlan {approved}: give at least 8 characters of the plan hash {}",
-                plan.hash
-            );
-            return awaiting(&ctx, &resync, next, message).await;
+        Err(refused @ EngineError::MassRemoval(_)) => {
+            return held_back(&ctx, &resync, next, "MassRemoval", &refused.to_string()).await;
         }
-        Some(approved) if plan.hash.starts_with(approved) => Approval::Hash(approved.to_owned()),
-        Some(approved) => {
-            let message = format!(
-                "the approved plan {approved} is not the current plan {} (the tracker, the structure or the declarations changed since it was reviewed); review the current plan and approve {}",
-                plan.hash, plan.hash
-            );
-            return awaiting(&ctx, &resync, next, message).await;
-        }
-        None if plan.destructive => {
-            let message = format!(
-                "this plan is destructive ({}); review it, then approve it with `kubectl patch resync {} -n {} --type merge -p '{{\"spec\":{{\"approvedPlan\":\"{}\"}}}}'`",
-                plan.summary,
+        Err(EngineError::Refused(refusal)) => {
+            let approve = format!(
+                "approve it with `kubectl patch resync {} -n {} --type merge -p '{{\"spec\":{{\"approvedPlan\":\"{}\"}}}}'`",
                 resync.name_any(),
                 resync.namespace().unwrap_or_else(|| "default".into()),
-                plan.hash
+                refusal.hash()
             );
+            let message = refusal.explain("approvedPlan", &approve);
             return awaiting(&ctx, &resync, next, message).await;
         }
-        None => Approval::None,
-    };
+        Err(error) => return Err(error.into()),
+    }
     if !ctx.leading() {
         // Leadership passed on while planning: the new leader runs it.
         return Ok(Action::requeue(WAIT));

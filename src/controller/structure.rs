@@ -84,11 +84,7 @@ async fn delete(structure: Arc<Structure>, ctx: &Context) -> Result<Action, Erro
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         };
-        ctx.engine()
-            .await
-            .store_mut()
-            .delete_structure(&id, &synchronizers)
-            .map_err(EngineError::from)?;
+        ctx.engine().await.delete_structure(&id, &synchronizers)?;
         ctx.event(
             &*structure,
             false,

@@ -21,7 +21,6 @@ use super::context::{Chain, Context, Error};
 use crate::engine::Pass;
 use crate::plan::visible;
 use crate::spec::{Catalog, IssueError, PlanStatus, Synchronizer, SynchronizerStatus, resource_id};
-use crate::store::Store;
 
 pub const FINALIZER: &str = "trellis.dev/stop-synchronizer";
 /// When to look again at a synchronizer whose declaration is wrong.
@@ -92,16 +91,8 @@ async fn run(sync: Arc<Synchronizer>, ctx: &Context) -> Result<Action, Error> {
     // A changed spec is what a person does about a stopped synchronizer.
     let changed =
         sync.status.as_ref().and_then(|s| s.observed_generation) != sync.metadata.generation;
-    if changed
-        && engine
-            .store()
-            .sync_state(&id)
-            .is_ok_and(|s| s.stopped.is_some())
-    {
-        engine
-            .store_mut()
-            .restart(&id)
-            .map_err(crate::engine::EngineError::from)?;
+    if changed {
+        engine.restart_if_stopped(&id)?;
     }
     let started = jiff::Timestamp::now();
     let outcome = engine.sync_pass(&catalog, &id, started, None).await;

@@ -11,7 +11,9 @@
 //! - apply: tracker writes first, then one store transaction per structure
 //!   (content, journal, baselines, job records).
 
+mod approval;
 mod connect;
+mod held;
 mod history;
 mod pass;
 mod plan_file;
@@ -33,8 +35,10 @@ use crate::store::{
 };
 use crate::tracker::{Tracker, TrackerError, Watermark};
 
+pub use approval::{APPROVAL_PREFIX, Approval, Refusal};
 pub use connect::Credentials;
 use connect::Trackers;
+pub use held::Releases;
 pub use history::{HistoryEntry, history};
 pub use pass::Pass;
 pub use plan_file::{Base, PlanFile};
@@ -61,20 +65,13 @@ pub enum EngineError {
         "tracker {tracker} changed between planning and applying; nothing was written: run the command again to plan from its current state"
     )]
     TrackerChanged { tracker: String },
-    #[error(
-        "this plan is destructive ({summary}); review the plan shown above, then approve it with `--approve {hash}`"
-    )]
-    NeedsApproval { hash: String, summary: String },
+    /// A destructive plan without (the right) approval.
+    #[error("{0}")]
+    Refused(Refusal),
     /// A synchronizer would remove more rows than its safety limits allow;
     /// no approval overrides this, only a raised limit in its spec.
     #[error("{}", .0.join("\n"))]
     MassRemoval(Vec<String>),
-    #[error("--approve {given}: give at least 8 characters of the plan hash ({hash})")]
-    ShortApproval { given: String, hash: String },
-    #[error(
-        "the approved plan {approved} is not the current plan {current} (the tracker, the structure or the declarations changed since it was reviewed); nothing was changed: review the current plan and approve {current}"
-    )]
-    StaleApproval { approved: String, current: String },
     #[error("{}", partly_applied(.applied, .failed))]
     PartlyApplied {
         applied: Vec<(String, u64)>,
@@ -84,17 +81,6 @@ pub enum EngineError {
     NotFound(String),
     #[error("{0}")]
     Invalid(String),
-}
-
-/// How a run was approved.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Approval {
-    /// No approval given: only non-destructive plans apply.
-    None,
-    /// `--approve HASH`: applies only if the current plan has this hash.
-    Hash(String),
-    /// A person confirmed this very plan at a terminal.
-    Confirmed,
 }
 
 /// One structure's plan and what is needed to apply it.
@@ -147,10 +133,6 @@ impl<S: Store> Engine<S> {
         self.credentials = credentials;
     }
 
-    pub fn store_mut(&mut self) -> &mut S {
-        &mut self.store
-    }
-
     pub fn store(&self) -> &S {
         &self.store
     }
@@ -193,8 +175,10 @@ impl<S: Store> Engine<S> {
         })
     }
 
-    /// The declared Resyncs not carried out yet, by id.
-    pub fn pending_resyncs(&self, catalog: &Catalog) -> Result<Vec<String>, EngineError> {
+    /// The runs `trellis apply` makes, in order: each pending Resync alone,
+    /// so that its hash is the one its `approvedPlan` names (in files as in
+    /// a cluster), then every synchronizer, from what the Resyncs left.
+    pub fn apply_order(&self, catalog: &Catalog) -> Result<Vec<Scope>, EngineError> {
         let mut pending = Vec::new();
         for resync in &catalog.resyncs {
             if !self.store.resync_done(&resync.id())? {
@@ -202,7 +186,12 @@ impl<S: Store> Engine<S> {
             }
         }
         pending.sort();
-        Ok(pending)
+        let mut order = pending
+            .iter()
+            .map(|id| Scope::of_resync(catalog, id))
+            .collect::<Result<Vec<_>, _>>()?;
+        order.push(Scope::Apply);
+        Ok(order)
     }
 
     /// Plans every structure that `scope` touches.
@@ -340,8 +329,7 @@ impl<S: Store> Engine<S> {
         run: Run,
         approval: &Approval,
     ) -> Result<Applied, EngineError> {
-        run.check_safety()?;
-        check_approval(&run.set, approval)?;
+        self.may_apply(&run, approval)?;
         let mut trackers = run.trackers;
         let mut applied = Applied::default();
         let mut failed = Vec::new();
@@ -724,26 +712,6 @@ fn refuse_two_exports_to_one_tracker(prepared: &[Prepared]) -> Result<(), Engine
         }
     }
     Ok(())
-}
-
-fn check_approval(set: &PlanSet, approval: &Approval) -> Result<(), EngineError> {
-    match approval {
-        Approval::Hash(given) if given.len() < 8 => Err(EngineError::ShortApproval {
-            given: given.clone(),
-            hash: set.hash.clone(),
-        }),
-        Approval::Hash(given) if !set.hash.starts_with(given.as_str()) => {
-            Err(EngineError::StaleApproval {
-                approved: given.clone(),
-                current: set.hash.clone(),
-            })
-        }
-        Approval::None if set.summary.destructive > 0 => Err(EngineError::NeedsApproval {
-            hash: set.hash.clone(),
-            summary: set.summary.to_string(),
-        }),
-        _ => Ok(()),
-    }
 }
 
 /// The synced state of every issue row, for each synchronizer that ran.

@@ -7,6 +7,7 @@
 
 use super::Run;
 use super::read::Read;
+use crate::engine::approval::approves;
 use crate::engine::units::{self, Searches, Selected, UnitSource};
 use crate::engine::{Engine, EngineError};
 use crate::model::{Direction, Forest, Snapshot};
@@ -138,7 +139,11 @@ impl<S: Store> Engine<S> {
         units.push(run.writes_unit(&planned.writes));
         let hash = plan_hash(&plan.base_fingerprint, &units);
         let approved = [approval, run.spec.approved_plan.as_deref()];
-        if approved.contains(&Some(hash.as_str())) {
+        if approved
+            .into_iter()
+            .flatten()
+            .any(|given| approves(given, &hash).is_ok())
+        {
             return Ok(None);
         }
         let since = match &state.held_plan {
