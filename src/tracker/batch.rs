@@ -124,11 +124,21 @@ impl<'a> WriteBatch<'a> {
 
     /// The result of reading back the operations `written` (positions),
     /// or `None` when it failed: then each stays done and is reported as
-    /// unchecked.
+    /// unchecked, and a refused key ends the batch. (A server gone does
+    /// not: every write was answered, and the next write fails at once.)
     pub fn checked<T>(&mut self, written: &[usize], read: Result<T, TrackerError>) -> Option<T> {
         match read {
             Ok(found) => Some(found),
             Err(e) => {
+                if let TrackerError::Remote {
+                    message,
+                    status: Some(401),
+                    ..
+                } = &e
+                    && self.http.is_some()
+                {
+                    self.end = Some(End::Refused(message.clone()));
+                }
                 for &at in written {
                     let op = &self.ops[at];
                     self.failures.push(IssueFailure {
