@@ -570,6 +570,96 @@ async fn write_failures_name_the_issue_the_operation_and_the_permission() {
     double.assert_conformant();
 }
 
+/// A token revoked after three writes: what was made counts once, the
+/// failure before stays, and what is left fails as not written, with nothing
+/// more sent; the next batch, refused before writing anything, is the
+/// refusal alone. The same on Cloud and Data Center, as on Redmine.
+#[tokio::test]
+async fn a_token_revoked_after_writes_fails_what_is_left_and_keeps_earlier_failures() {
+    for flavor in [Flavor::Cloud, Flavor::DataCenter] {
+        let double = small(flavor);
+        let jira = client(&double, TOKEN);
+        jira.snapshot().await.unwrap();
+        double.fail("PUT", "/rest/agile/1.0/issue/rank", 403, None, 1);
+        double.revoke_after(3);
+        let error = jira
+            .apply(&[
+                TrackerOp::SetStatus {
+                    issue: "PLAT-2".into(),
+                    from: "To Do".into(),
+                    to: "In Progress".into(),
+                },
+                TrackerOp::AddLink {
+                    issue: "PLAT-2".into(),
+                    link_type: "Blocks".into(),
+                    target: "PLAT-4".into(),
+                },
+                rank(&["PLAT-4"], RankAnchor::Before("PLAT-1".into())),
+                TrackerOp::SetEpic {
+                    issue: "PLAT-4".into(),
+                    from: None,
+                    to: Some("PLAT-1".into()),
+                },
+                TrackerOp::SetParent {
+                    issue: "PLAT-3".into(),
+                    from: Some("PLAT-2".into()),
+                    to: "PLAT-4".into(),
+                },
+                TrackerOp::ClearParent {
+                    issue: "PLAT-2".into(),
+                    from: "PLAT-1".into(),
+                },
+            ])
+            .await
+            .unwrap_err();
+        let TrackerError::Writes { done, .. } = &error else {
+            panic!("{flavor:?}: {error}")
+        };
+        assert_eq!(*done, 3, "{flavor:?}: {error}");
+        let not_written = "not written: Jira refused the credentials (401 Unauthorized) (the token from environment variable JIRA_API_TOKEN stopped working; nothing more was sent)";
+        assert_eq!(
+            writes_failed(error),
+            [
+                "PLAT-4: rank PLAT-4 before PLAT-1: Jira answered 403 Forbidden: You do not have permission to perform this operation.; the account needs Jira's “Schedule Issues” permission in the issue's project".to_owned(),
+                format!("PLAT-3: PLAT-3: parent PLAT-2 → PLAT-4: {not_written}"),
+                format!("PLAT-2: PLAT-2: parent PLAT-1 → (none): {not_written}"),
+            ],
+            "{flavor:?}"
+        );
+        let api = match flavor {
+            Flavor::Cloud => "/rest/api/3",
+            Flavor::DataCenter => "/rest/api/2",
+        };
+        assert_eq!(double.count(&format!("PUT {api}/issue/PLAT-2")), 0);
+        assert_eq!(
+            double.count(&format!("POST {api}/issue/bulkfetch"))
+                + double.count(&format!("POST {api}/search")),
+            1,
+            "{flavor:?}: only the snapshot searched; nothing was read back"
+        );
+        assert_eq!(double.state().issues["PLAT-2"].status, "In Progress");
+
+        let error = jira
+            .apply(&[TrackerOp::ClearParent {
+                issue: "PLAT-2".into(),
+                from: "PLAT-1".into(),
+            }])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                error,
+                TrackerError::Remote {
+                    status: Some(401),
+                    ..
+                }
+            ),
+            "{flavor:?}: {error}"
+        );
+        double.assert_conformant();
+    }
+}
+
 #[tokio::test]
 async fn rate_limits_and_server_errors_are_retried_and_removed_apis_explained() {
     let double = small(Flavor::Cloud);

@@ -1,6 +1,7 @@
 //! Trackers behind one trait: what the engine asks of Jira, Redmine or the
 //! embedded local tracker.
 
+mod batch;
 pub mod http;
 pub mod jira;
 pub mod local;
@@ -40,7 +41,8 @@ pub enum TrackerError {
         /// The HTTP status, when the server answered: what callers decide on.
         status: Option<u16>,
     },
-    /// Some writes failed; the others were made.
+    /// Some writes failed; the others were made (`done` of them). After a
+    /// key refused part-way, the operations not tried are failures too.
     #[error("{}", writes_failed(*.done, .failures))]
     Writes {
         done: usize,
@@ -185,6 +187,8 @@ pub trait Tracker: Send + Sync {
 
     /// Applies operations to issues. Each failed operation is reported
     /// against its issue ([`TrackerError::Writes`]); the others are made.
+    /// A key refused part-way ends the batch the same way on every tracker
+    /// (see `batch.rs`).
     fn apply(&self, ops: &[TrackerOp]) -> impl Future<Output = Result<(), TrackerError>> + Send;
 
     /// Issues whose `updated` time is at or after `from` (an inclusive

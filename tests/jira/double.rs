@@ -4,7 +4,7 @@
 //! Cloud, offset paging with a server-capped `maxResults` on Data Center,
 //! `ErrorCollection` error bodies, 207 rank answers, 410 for the removed
 //! `/rest/api/3/search`, and failures injected on demand (429 with
-//! Retry-After, 5xx, 401, 403, 404, 409).
+//! Retry-After, 5xx, 401, 403, 404, 409; a token revoked after N writes).
 //!
 //! Every request is checked against Atlassian's OpenAPI document (path,
 //! method, query parameters, body) and every answer against the documented
@@ -87,6 +87,10 @@ pub struct State {
     pub workflow: BTreeMap<String, Vec<String>>,
     /// Permission keys the account lacks (`mypermissions`).
     pub denied: Vec<String>,
+    /// Writes answered with success so far (searches and bulkfetch read).
+    writes_made: usize,
+    /// The token is refused (401) once this many writes were made.
+    revoked_after: Option<usize>,
 }
 
 impl State {
@@ -134,6 +138,8 @@ impl Double {
             rank_failures: HashMap::new(),
             workflow,
             denied: Vec::new(),
+            writes_made: 0,
+            revoked_after: None,
         }));
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
@@ -221,6 +227,12 @@ impl Double {
         });
     }
 
+    /// Refuses the token (401 to every request) once `writes` writes were
+    /// made: a token revoked in the middle of a run.
+    pub fn revoke_after(&self, writes: usize) {
+        self.state().revoked_after = Some(writes);
+    }
+
     /// Requests whose `METHOD path` starts with `prefix`.
     pub fn count(&self, prefix: &str) -> usize {
         self.state()
@@ -283,6 +295,12 @@ async fn serve(state: &Arc<Mutex<State>>, request: Request<Incoming>) -> Respons
     }
     let (status, headers, answer) =
         answer(&mut state, &method, &path, &query, body, &authorization);
+    let reads = ["/search", "/search/jql", "/issue/bulkfetch"];
+    let write = matches!(method.as_str(), "PUT" | "DELETE")
+        || (method == "POST" && !reads.iter().any(|r| path.ends_with(r)));
+    if write && status < 300 {
+        state.writes_made += 1;
+    }
     if let Ok(op) = &operation {
         let found = op.check_response(status, answer.as_ref());
         state
@@ -358,7 +376,10 @@ fn answer(
         ),
         Flavor::DataCenter => format!("Bearer {TOKEN}"),
     };
-    if authorization != expected {
+    let revoked = state
+        .revoked_after
+        .is_some_and(|writes| state.writes_made >= writes);
+    if authorization != expected || revoked {
         return error(
             401,
             "You are not authenticated. Authentication required to perform this operation.",

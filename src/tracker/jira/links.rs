@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::wire::WireLink;
-use super::{IssueFailure, JiraTracker, TrackerError, remote};
+use super::{HttpError, JiraTracker, WriteBatch};
 use crate::plan::TrackerOp;
 
 #[derive(Deserialize)]
@@ -44,14 +44,13 @@ struct NamedType {
 }
 
 impl JiraTracker {
-    /// Writes the link changes among `ops` in order (the others are not
-    /// looked at); returns the changes Jira refused.
-    pub(super) async fn write_links(
-        &self,
-        ops: &[TrackerOp],
-    ) -> Result<Vec<IssueFailure>, TrackerError> {
-        let mut failures = Vec::new();
-        for op in ops {
+    /// Writes the link changes of `batch` in order (the other operations
+    /// are not looked at).
+    pub(super) async fn write_links(&self, batch: &mut WriteBatch<'_>) {
+        for (at, op) in batch.ops() {
+            if batch.ended() {
+                return;
+            }
             let answer = match op {
                 TrackerOp::AddLink {
                     issue,
@@ -69,34 +68,46 @@ impl JiraTracker {
                     issue,
                     link_type,
                     target,
-                } => match self.find(issue, link_type, target).await? {
-                    None => Ok(()),
-                    Some(id) => match self
-                        .http
-                        .delete(&self.api(&format!("issueLink/{id}")))
-                        .await
-                    {
-                        Err(e) if e.status == Some(StatusCode::NOT_FOUND) => Ok(()),
-                        other => other,
-                    },
-                },
+                } => self.remove_link(issue, link_type, target).await,
                 _ => continue,
             };
             match answer {
-                Ok(()) => {}
-                Err(_) if self.http.unreachable() => return Err(self.http.stopped()),
-                Err(e) if e.status == Some(StatusCode::UNAUTHORIZED) => {
-                    return Err(self.refused(op, e));
-                }
+                Ok(()) => batch.made(at),
+                Err(e) if batch.ends(&e) => return,
                 Err(e) if e.status == Some(StatusCode::NOT_FOUND) => {
                     let mut failure = self.failure(op, op.issue(), e);
-                    failure.message = self.explain_missing(op, failure.message).await?;
-                    failures.push(failure);
+                    match self.explain_missing(op, failure.message).await {
+                        Ok(message) => failure.message = message,
+                        Err((message, e)) => {
+                            failure.message = message;
+                            batch.ends(&e);
+                        }
+                    }
+                    batch.fail(at, failure);
                 }
-                Err(e) => failures.push(self.failure(op, op.issue(), e)),
+                Err(e) => batch.fail(at, self.failure(op, op.issue(), e)),
             }
         }
-        Ok(failures)
+    }
+
+    /// Deletes the link `issue link_type target`, if Jira has it.
+    async fn remove_link(
+        &self,
+        issue: &str,
+        link_type: &str,
+        target: &str,
+    ) -> Result<(), HttpError> {
+        let Some(id) = self.find(issue, link_type, target).await? else {
+            return Ok(());
+        };
+        match self
+            .http
+            .delete(&self.api(&format!("issueLink/{id}")))
+            .await
+        {
+            Err(e) if e.status == Some(StatusCode::NOT_FOUND) => Ok(()),
+            other => other,
+        }
     }
 
     /// The id of the link `issue link_type target`, if Jira has it.
@@ -105,13 +116,13 @@ impl JiraTracker {
         issue: &str,
         link_type: &str,
         target: &str,
-    ) -> Result<Option<String>, TrackerError> {
+    ) -> Result<Option<String>, HttpError> {
         let path = self.api(&format!("issue/{issue}"));
         let linked: Linked = match self.http.get(&path, &[("fields", "issuelinks")]).await {
             Ok(linked) => linked,
             // The issue is gone, and its links with it.
             Err(e) if e.status == Some(StatusCode::NOT_FOUND) => return Ok(None),
-            Err(e) => return Err(remote(&format!("read the links of {issue}"), e)),
+            Err(e) => return Err(e),
         };
         Ok(linked
             .fields
@@ -125,19 +136,19 @@ impl JiraTracker {
     }
 
     /// A 404 on a link: an unknown type is the likeliest cause to name.
+    /// When the types cannot be listed, the message as it was, with why.
     async fn explain_missing(
         &self,
         op: &TrackerOp,
         message: String,
-    ) -> Result<String, TrackerError> {
+    ) -> Result<String, (String, HttpError)> {
         let TrackerOp::AddLink { link_type, .. } = op else {
             return Ok(message);
         };
-        let types: LinkTypes = self
-            .http
-            .get(&self.api("issueLinkType"), &[])
-            .await
-            .map_err(|e| remote("list Jira's issue link types", e))?;
+        let types: LinkTypes = match self.http.get(&self.api("issueLinkType"), &[]).await {
+            Ok(types) => types,
+            Err(e) => return Err((message, e)),
+        };
         let names: Vec<String> = types.issue_link_types.into_iter().map(|t| t.name).collect();
         if names.contains(link_type) {
             return Ok(format!(

@@ -24,8 +24,9 @@
 //!   read in UTC; a quoted date would be read in the account's time zone),
 //!   floored to the minute, as JQL compares minutes; callers keep an
 //!   overlap and dedupe ([`super::Watermark`]).
-//! - Writes are reported per issue with Jira's messages and what to do, and
-//!   parent / epic edits are read back (bulkfetch on Cloud, 100 keys a
+//! - Writes are reported per issue with Jira's messages and what to do (a
+//!   token refused part-way ends the batch as on every tracker, see
+//!   `super::batch`), and parent / epic edits are read back (bulkfetch on Cloud, 100 keys a
 //!   request), since Jira has been seen to accept a parent edit it did not
 //!   make.
 
@@ -41,6 +42,7 @@ use reqwest::{StatusCode, Url};
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 
+use super::batch::WriteBatch;
 use super::http::{ApiKey, Auth, Http, HttpError, Retry};
 use super::{Allowance, Capabilities, IssueFailure, Need, Tracker, TrackerError};
 use crate::model::{Issue, Snapshot, Workflow};
@@ -362,51 +364,76 @@ impl JiraTracker {
         }
     }
 
-    /// A write the token could not make at all: every later one would fail alike.
-    fn refused(&self, op: &TrackerOp, e: HttpError) -> TrackerError {
-        remote(
-            &format!("{op} (with the token from {})", self.token_source),
-            e,
-        )
-    }
-
-    /// Writes the parent and epic changes among `ops`; returns what failed
-    /// and what was written, to read back.
-    async fn write_edits<'a>(
-        &self,
-        ops: &'a [TrackerOp],
-        failures: &mut Vec<IssueFailure>,
-    ) -> Result<Vec<(&'a TrackerOp, Edit)>, TrackerError> {
+    /// Writes the parent and epic changes of `batch`, then reads them back:
+    /// Jira has been seen to accept a parent edit it did not make.
+    async fn write_edits(&self, batch: &mut WriteBatch<'_>, custom: &CustomFields) {
         let mut written = Vec::new();
-        for op in ops {
+        for (at, op) in batch.ops() {
+            if batch.ended() {
+                return;
+            }
             let edit = match op {
                 TrackerOp::SetParent { to, .. } => Edit::Parent(Some(to.clone())),
                 TrackerOp::ClearParent { .. } => Edit::Parent(None),
                 TrackerOp::SetEpic { to, .. } => Edit::Epic(to.clone()),
                 _ => continue,
             };
-            let body = match self.edit_body(op, &edit).await? {
-                Ok(body) => body,
-                Err(message) => {
-                    failures.push(IssueFailure {
-                        issue: op.issue().to_owned(),
-                        operation: op.to_string(),
-                        message,
-                    });
+            let body = match self.edit_body(op, &edit, custom).await {
+                Ok(Ok(body)) => body,
+                Ok(Err(message)) => {
+                    batch.fail(
+                        at,
+                        IssueFailure {
+                            issue: op.issue().to_owned(),
+                            operation: op.to_string(),
+                            message,
+                        },
+                    );
+                    continue;
+                }
+                Err(e) if batch.ends(&e) => return,
+                Err(e) => {
+                    batch.fail(at, self.failure(op, op.issue(), e));
                     continue;
                 }
             };
             let path = self.api(&format!("issue/{}", op.issue()));
             match self.http.put(&path, body).await {
-                Ok(()) => written.push((op, edit)),
-                Err(_) if self.http.unreachable() => return Err(self.http.stopped()),
-                Err(e) if e.status == Some(StatusCode::UNAUTHORIZED) => {
-                    return Err(self.refused(op, e));
+                Ok(()) => {
+                    batch.made(at);
+                    written.push((at, op, edit));
                 }
-                Err(e) => failures.push(self.failure(op, op.issue(), e)),
+                Err(e) if batch.ends(&e) => return,
+                Err(e) => batch.fail(at, self.failure(op, op.issue(), e)),
             }
         }
-        Ok(written)
+        let keys: Vec<&str> = written.iter().map(|(_, op, _)| op.issue()).collect();
+        let positions: Vec<usize> = written.iter().map(|(at, ..)| *at).collect();
+        let Some(now) = batch.checked(&positions, self.read_back(&keys).await) else {
+            return;
+        };
+        for (at, op, edit) in written {
+            let message = match (now.get(op.issue()), &edit) {
+                (None, _) => {
+                    "written, but the issue is gone now (deleted or no longer visible to the account)"
+                }
+                (Some(issue), Edit::Parent(to)) if issue.parent != *to => {
+                    "Jira accepted the change but did not make it: the Parent field must be on the issue's edit screen, and the new parent must be a valid parent for its type"
+                }
+                (Some(issue), Edit::Epic(to)) if issue.epic != *to => {
+                    "Jira accepted the change but did not make it: the epic field must be on the issue's edit screen, and the epic must be in a project the issue can belong to"
+                }
+                _ => continue,
+            };
+            batch.fail(
+                at,
+                IssueFailure {
+                    issue: op.issue().to_owned(),
+                    operation: op.to_string(),
+                    message: message.into(),
+                },
+            );
+        }
     }
 
     /// The `PUT issue` body of an edit, or why it cannot be made here.
@@ -414,7 +441,8 @@ impl JiraTracker {
         &self,
         op: &TrackerOp,
         edit: &Edit,
-    ) -> Result<Result<Value, String>, TrackerError> {
+        custom: &CustomFields,
+    ) -> Result<Result<Value, String>, HttpError> {
         let parent = |to: &Option<String>| match to {
             Some(key) => json!({ "fields": { "parent": { "key": key } } }),
             // Jira's documented way to remove a standard issue's parent.
@@ -425,7 +453,7 @@ impl JiraTracker {
             return Ok(Ok(parent(to)));
         }
         match edit {
-            Edit::Epic(to) => Ok(match &self.custom_fields().await?.epic_link {
+            Edit::Epic(to) => Ok(match &custom.epic_link {
                 Some(field) => Ok(json!({ "fields": { field.as_str(): to } })),
                 None => Err("this Jira has no Epic Link field (no field of type com.pyxis.greenhopper.jira:gh-epic-link in /rest/api/2/field): Jira Software is not installed, or the field is hidden from the account".into()),
             }),
@@ -443,7 +471,7 @@ impl JiraTracker {
 
     /// Whether an issue is a sub-task (Data Center parent writes); `None`
     /// when Jira does not show it.
-    async fn is_subtask(&self, key: &str) -> Result<Option<bool>, TrackerError> {
+    async fn is_subtask(&self, key: &str) -> Result<Option<bool>, HttpError> {
         #[derive(serde::Deserialize)]
         struct Typed {
             fields: wire::TypeOnly,
@@ -456,7 +484,7 @@ impl JiraTracker {
         {
             Ok(issue) => Ok(Some(issue.fields.issuetype.is_some_and(|t| t.subtask))),
             Err(e) if e.status == Some(StatusCode::NOT_FOUND) => Ok(None),
-            Err(e) => Err(remote(&format!("read the issue type of {key}"), e)),
+            Err(e) => Err(e),
         }
     }
 }
@@ -583,41 +611,18 @@ impl Tracker for JiraTracker {
         if ops.is_empty() {
             return Ok(());
         }
-        self.handshake().await?;
-        let mut failures = self.write_statuses(ops).await?;
-        failures.extend(self.write_links(ops).await?);
-        failures.extend(self.write_ranks(ops).await?);
-        let written = self.write_edits(ops, &mut failures).await?;
-        let keys: Vec<&str> = written.iter().map(|(op, _)| op.issue()).collect();
-        let now = self.read_back(&keys).await?;
-        for (op, edit) in written {
-            let message = match (now.get(op.issue()), &edit) {
-                (None, _) => {
-                    "written, but the issue is gone now (deleted or no longer visible to the account)"
-                }
-                (Some(issue), Edit::Parent(to)) if issue.parent != *to => {
-                    "Jira accepted the change but did not make it: the Parent field must be on the issue's edit screen, and the new parent must be a valid parent for its type"
-                }
-                (Some(issue), Edit::Epic(to)) if issue.epic != *to => {
-                    "Jira accepted the change but did not make it: the epic field must be on the issue's edit screen, and the epic must be in a project the issue can belong to"
-                }
-                _ => continue,
-            };
-            failures.push(IssueFailure {
-                issue: op.issue().to_owned(),
-                operation: op.to_string(),
-                message: message.into(),
-            });
-        }
-        if failures.is_empty() {
-            return Ok(());
-        }
-        let failed: HashSet<&str> = failures.iter().map(|f| f.issue.as_str()).collect();
-        let done = ops
-            .iter()
-            .filter(|op| op.issues().iter().all(|i| !failed.contains(i)))
-            .count();
-        Err(TrackerError::Writes { done, failures })
+        // Read before any write, so that a refusal here is the whole answer.
+        let custom = self.custom_fields().await?;
+        let mut batch = WriteBatch::over(
+            &self.http,
+            format!("the token from {}", self.token_source),
+            ops,
+        );
+        self.write_statuses(&mut batch).await;
+        self.write_links(&mut batch).await;
+        self.write_ranks(&mut batch).await;
+        self.write_edits(&mut batch, custom).await;
+        batch.finish()
     }
 
     async fn changed_since(&self, from: jiff::Timestamp) -> Result<Vec<Issue>, TrackerError> {

@@ -15,7 +15,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use super::wire::RankResults;
-use super::{IssueFailure, JiraTracker, TrackerError};
+use super::{IssueFailure, JiraTracker, WriteBatch};
 use crate::model::RankAnchor;
 use crate::plan::{RANK_BATCH, TrackerOp};
 
@@ -25,48 +25,70 @@ const ROUNDS: u32 = 3;
 const RANK_PATH: &str = "rest/agile/1.0/issue/rank";
 
 impl JiraTracker {
-    /// Writes the rank changes among `ops` (the others are not looked at);
-    /// returns the issues that did not move.
-    pub(super) async fn write_ranks(
-        &self,
-        ops: &[TrackerOp],
-    ) -> Result<Vec<IssueFailure>, TrackerError> {
-        let mut failures = Vec::new();
-        for op in ops {
+    /// Writes the rank changes of `batch` (the other operations are not
+    /// looked at); an issue that did not move fails.
+    pub(super) async fn write_ranks(&self, batch: &mut WriteBatch<'_>) {
+        for (at, op) in batch.ops() {
+            if batch.ended() {
+                return;
+            }
             let TrackerOp::Rank { issues, anchor, .. } = op else {
                 continue;
             };
             // A hand-edited plan may hold more than Jira takes at once:
             // each further batch follows the previous one.
             let mut anchor = anchor.clone();
-            for batch in issues.chunks(RANK_BATCH) {
-                failures.extend(self.rank_batch(op, batch, &anchor).await?);
-                anchor = RankAnchor::After(batch.last().expect("chunks are not empty").clone());
+            let mut failures = Vec::new();
+            for chunk in issues.chunks(RANK_BATCH) {
+                failures.extend(self.rank_batch(batch, op, chunk, &anchor).await);
+                if batch.ended() {
+                    break;
+                }
+                anchor = RankAnchor::After(chunk.last().expect("chunks are not empty").clone());
+            }
+            if failures.is_empty() && !batch.ended() {
+                batch.made(at);
+            }
+            for failure in failures {
+                batch.fail(at, failure);
             }
         }
-        Ok(failures)
     }
 
+    /// Ranks at most [`RANK_BATCH`] issues of `op`; the issues that did not
+    /// move (none when `batch` ended: it reports the operation itself).
     async fn rank_batch(
         &self,
+        batch: &mut WriteBatch<'_>,
         op: &TrackerOp,
-        batch: &[String],
+        chunk: &[String],
         anchor: &RankAnchor,
-    ) -> Result<Vec<IssueFailure>, TrackerError> {
-        // The issues still to move, by position in the batch, with why not yet.
+    ) -> Vec<IssueFailure> {
+        // Every issue of the chunk, failed alike.
+        let all_failed = |message: String| {
+            chunk
+                .iter()
+                .map(|issue| IssueFailure {
+                    issue: issue.clone(),
+                    operation: op.to_string(),
+                    message: message.clone(),
+                })
+                .collect()
+        };
+        // The issues still to move, by position in the chunk, with why not yet.
         let mut failed: HashMap<usize, String> = HashMap::new();
         let mut attempts: Vec<(Vec<usize>, RankAnchor)> =
-            vec![((0..batch.len()).collect(), anchor.clone())];
+            vec![((0..chunk.len()).collect(), anchor.clone())];
         for round in 0..=ROUNDS {
             if round > 0 {
                 if failed.is_empty() {
                     break;
                 }
                 tokio::time::sleep(self.http.backoff(round)).await;
-                attempts = runs(&failed, batch, anchor);
+                attempts = runs(&failed, chunk, anchor);
             }
             for (positions, against) in attempts.drain(..) {
-                let issues: Vec<&str> = positions.iter().map(|p| batch[*p].as_str()).collect();
+                let issues: Vec<&str> = positions.iter().map(|p| chunk[*p].as_str()).collect();
                 let mut body = json!({ "issues": issues });
                 match &against {
                     RankAnchor::After(key) => body["rankAfterIssue"] = json!(key),
@@ -78,18 +100,21 @@ impl JiraTracker {
                     .await
                 {
                     Ok((StatusCode::MULTI_STATUS, answer)) => {
-                        let results: RankResults = serde_json::from_slice(&answer).map_err(|e| TrackerError::Remote {
-                            operation: op.to_string(),
-                            message: format!("Jira's 207 answer to the rank request is not the documented JSON: {e}"),
-                            status: Some(207),
-                        })?;
+                        let results: RankResults = match serde_json::from_slice(&answer) {
+                            Ok(results) => results,
+                            Err(e) => {
+                                return all_failed(format!(
+                                    "Jira's 207 answer to the rank request is not the documented JSON: {e}"
+                                ));
+                            }
+                        };
                         let by_key: HashMap<&str, _> = results
                             .entries
                             .iter()
                             .map(|e| (e.issue_key.as_str(), e))
                             .collect();
                         for p in positions {
-                            match by_key.get(batch[p].as_str()) {
+                            match by_key.get(chunk[p].as_str()) {
                                 Some(entry) if entry.status >= 300 => {
                                     let why = if entry.errors.is_empty() {
                                         format!("Jira answered {} for this issue", entry.status)
@@ -107,38 +132,26 @@ impl JiraTracker {
                     Ok(_) => positions.iter().for_each(|p| {
                         failed.remove(p);
                     }),
-                    Err(_) if self.http.unreachable() => return Err(self.http.stopped()),
-                    Err(e) if e.status == Some(StatusCode::UNAUTHORIZED) => {
-                        return Err(self.refused(op, e));
-                    }
+                    Err(e) if batch.ends(&e) => return Vec::new(),
                     // Refused as a whole (403: no “Schedule Issues”, or no
                     // Jira Software licence): every issue of it fails alike.
-                    Err(e) => {
-                        let failure = self.failure(op, &batch[positions[0]], e);
-                        return Ok(batch
-                            .iter()
-                            .map(|issue| IssueFailure {
-                                issue: issue.clone(),
-                                ..failure.clone()
-                            })
-                            .collect());
-                    }
+                    Err(e) => return all_failed(self.failure(op, &chunk[positions[0]], e).message),
                 }
             }
         }
         let mut positions: Vec<usize> = failed.keys().copied().collect();
         positions.sort_unstable();
-        Ok(positions
+        positions
             .into_iter()
             .map(|p| IssueFailure {
-                issue: batch[p].clone(),
+                issue: chunk[p].clone(),
                 operation: op.to_string(),
                 message: format!(
                     "Jira did not rank it ({}), also after {ROUNDS} more tries; run again later",
                     failed[&p]
                 ),
             })
-            .collect())
+            .collect()
     }
 }
 

@@ -7,22 +7,20 @@
 //! that leads to the status; when there is none, the change fails on that
 //! issue, naming the statuses it can go to.
 
-use reqwest::StatusCode;
 use serde_json::json;
 
 use super::wire::Transitions;
-use super::{IssueFailure, JiraTracker, TrackerError};
+use super::{IssueFailure, JiraTracker, WriteBatch};
 use crate::plan::TrackerOp;
 
 impl JiraTracker {
-    /// Writes the status changes among `ops` (the others are not looked
-    /// at); returns the changes Jira refused or has no transition for.
-    pub(super) async fn write_statuses(
-        &self,
-        ops: &[TrackerOp],
-    ) -> Result<Vec<IssueFailure>, TrackerError> {
-        let mut failures = Vec::new();
-        for op in ops {
+    /// Writes the status changes of `batch` (the other operations are not
+    /// looked at); a change Jira refused or has no transition for fails.
+    pub(super) async fn write_statuses(&self, batch: &mut WriteBatch<'_>) {
+        for (at, op) in batch.ops() {
+            if batch.ended() {
+                return;
+            }
             let TrackerOp::SetStatus { issue, from, to } = op else {
                 continue;
             };
@@ -41,7 +39,7 @@ impl JiraTracker {
                             .collect();
                         allowed.sort_unstable();
                         allowed.dedup();
-                        failures.push(IssueFailure {
+                        batch.fail(at, IssueFailure {
                             issue: issue.clone(),
                             operation: op.to_string(),
                             message: format!(
@@ -55,14 +53,10 @@ impl JiraTracker {
                 Err(e) => Err(e),
             };
             match answer {
-                Ok(()) => {}
-                Err(_) if self.http.unreachable() => return Err(self.http.stopped()),
-                Err(e) if e.status == Some(StatusCode::UNAUTHORIZED) => {
-                    return Err(self.refused(op, e));
-                }
-                Err(e) => failures.push(self.failure(op, issue, e)),
+                Ok(()) => batch.made(at),
+                Err(e) if batch.ends(&e) => return,
+                Err(e) => batch.fail(at, self.failure(op, issue, e)),
             }
         }
-        Ok(failures)
     }
 }

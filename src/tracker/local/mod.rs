@@ -20,6 +20,7 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::batch::WriteBatch;
 use super::{Allowance, Capabilities, IssueFailure, Need, Tracker, TrackerError};
 use crate::model::{Issue, Snapshot, Workflow};
 use crate::plan::TrackerOp;
@@ -292,8 +293,8 @@ impl Tracker for LocalTracker {
         // Whole seconds, as trackers show them.
         let now = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second())
             .expect("the current time is in range");
-        let mut refused = Vec::new();
-        for op in ops {
+        let mut batch = WriteBatch::new(ops);
+        for (at, op) in batch.ops() {
             let mut involved = op.issues();
             if let TrackerOp::Rank { anchor, .. } = op {
                 involved.push(anchor.issue());
@@ -312,7 +313,7 @@ impl Tracker for LocalTracker {
             if let (TrackerOp::SetStatus { to, .. }, Some(workflow)) = (op, &read.workflow)
                 && !workflow.allows(&issue.status, to)
             {
-                refused.push(IssueFailure {
+                batch.fail(at, IssueFailure {
                     issue: op.issue().to_owned(),
                     operation: op.to_string(),
                     message: format!(
@@ -325,6 +326,7 @@ impl Tracker for LocalTracker {
             for key in op.apply(&mut snapshot) {
                 snapshot.update(&key, |issue| issue.updated = Some(now));
             }
+            batch.made(at);
         }
         let issues: Vec<&Issue> = snapshot.issues().collect();
         match self.write(read.digest, read.workflow.as_ref(), &issues) {
@@ -341,14 +343,7 @@ impl Tracker for LocalTracker {
                 return Err(e);
             }
         }
-        if refused.is_empty() {
-            Ok(())
-        } else {
-            Err(TrackerError::Writes {
-                done: ops.len() - refused.len(),
-                failures: refused,
-            })
-        }
+        batch.finish()
     }
 
     async fn changed_since(&self, from: jiff::Timestamp) -> Result<Vec<Issue>, TrackerError> {

@@ -17,8 +17,10 @@
 //!   [`super::Watermark`]). Creating or deleting a relation does not bump
 //!   `updated_on`, so [`Capabilities::link_changes_bump_updated`] is false.
 //! - Writes are idempotent; each failure is reported against its issue
-//!   with Redmine's message, the others go on. Redmine drops a parent change
-//!   silently when the user lacks "Manage subtasks", so writes are read back.
+//!   with Redmine's message, the others go on, and a key refused part-way
+//!   ends the batch as on every tracker (`super::batch`). Redmine drops a
+//!   parent change silently when the user lacks "Manage subtasks", so
+//!   writes are read back.
 
 mod filter;
 mod relations;
@@ -31,6 +33,7 @@ use std::sync::Mutex;
 use reqwest::{StatusCode, Url};
 use serde_json::json;
 
+use super::batch::WriteBatch;
 use super::{Allowance, Capabilities, IssueFailure, Need, Tracker, TrackerError};
 use crate::model::{Issue, Snapshot, Workflow};
 use crate::plan::TrackerOp;
@@ -338,6 +341,93 @@ impl RedmineTracker {
     }
 }
 
+impl RedmineTracker {
+    /// Writes the parent changes of `batch`, then reads them back: Redmine
+    /// drops a parent change it does not allow and still answers 204.
+    async fn write_parents(&self, batch: &mut WriteBatch<'_>) {
+        let mut written = Vec::new();
+        for (at, op) in batch.ops() {
+            if batch.ended() {
+                return;
+            }
+            let operation = op.to_string();
+            let target = match op {
+                TrackerOp::SetParent { to, .. } => Some(to.as_str()),
+                TrackerOp::ClearParent { .. } => None,
+                // Validation refuses agile synchronizers on Redmine, which
+                // has neither epics nor ranks; an operation that gets here
+                // anyway (a saved plan edited by hand) fails on its issue.
+                TrackerOp::SetEpic { .. } | TrackerOp::Rank { .. } => {
+                    batch.fail(
+                        at,
+                        IssueFailure {
+                            issue: op.issue().to_owned(),
+                            operation,
+                            message: "Redmine has no epics and no rank; nothing was written".into(),
+                        },
+                    );
+                    continue;
+                }
+                // Written before.
+                TrackerOp::SetStatus { .. }
+                | TrackerOp::AddLink { .. }
+                | TrackerOp::RemoveLink { .. } => continue,
+            };
+            let ids = issue_id(op.issue(), &operation).and_then(|id| {
+                let parent = target.map(|t| issue_id(t, &operation)).transpose()?;
+                Ok((id, parent))
+            });
+            let (id, parent) = match ids {
+                Ok(ids) => ids,
+                Err(failure) => {
+                    batch.fail(at, failure);
+                    continue;
+                }
+            };
+            let body = json!({ "issue": { "parent_issue_id": parent } });
+            match self.http.put(&format!("issues/{id}.json"), body).await {
+                Ok(()) => {
+                    batch.made(at);
+                    written.push((at, op, target));
+                }
+                Err(e) if batch.ends(&e) => return,
+                Err(e) => batch.fail(
+                    at,
+                    IssueFailure {
+                        issue: op.issue().to_owned(),
+                        operation,
+                        message: e.message,
+                    },
+                ),
+            }
+        }
+        let keys: Vec<&str> = written.iter().map(|(_, op, _)| op.issue()).collect();
+        let positions: Vec<usize> = written.iter().map(|(at, ..)| *at).collect();
+        let Some(now) = batch.checked(&positions, self.read_back(&keys).await) else {
+            return;
+        };
+        for (at, op, target) in written {
+            let message = match now.get(op.issue()) {
+                None => {
+                    "written, but the issue is gone now (deleted or no longer visible to the key)"
+                }
+                Some(issue) if issue.parent.as_deref() != target => {
+                    "Redmine accepted the change but did not make it: the API key's user needs the “Manage subtasks” permission in the issue's project, and the issue's tracker must have the “Parent task” field enabled"
+                }
+                Some(_) => continue,
+            };
+            batch.fail(
+                at,
+                IssueFailure {
+                    issue: op.issue().to_owned(),
+                    operation: op.to_string(),
+                    message: message.into(),
+                },
+            );
+        }
+    }
+}
+
 /// What a status means for a Redmine user; a 422 carries Redmine's own
 /// messages (`{"errors": [...]}`), the others have empty bodies.
 fn describe(status: StatusCode, body: &str) -> String {
@@ -463,108 +553,12 @@ impl Tracker for RedmineTracker {
             return Ok(());
         }
         self.handshake().await?;
-        let mut failures = self.write_statuses(ops).await?;
-        failures.extend(self.write_links(ops).await?);
-        let mut written = Vec::new();
-        for op in ops {
-            let operation = op.to_string();
-            let target = match op {
-                TrackerOp::SetParent { to, .. } => Some(to.as_str()),
-                TrackerOp::ClearParent { .. } => None,
-                // Validation refuses agile synchronizers on Redmine, which
-                // has neither epics nor ranks; an operation that gets here
-                // anyway (a saved plan edited by hand) fails on its issue.
-                TrackerOp::SetEpic { .. } | TrackerOp::Rank { .. } => {
-                    failures.push(IssueFailure {
-                        issue: op.issue().to_owned(),
-                        operation,
-                        message: "Redmine has no epics and no rank; nothing was written".into(),
-                    });
-                    continue;
-                }
-                // Written above.
-                TrackerOp::SetStatus { .. }
-                | TrackerOp::AddLink { .. }
-                | TrackerOp::RemoveLink { .. } => continue,
-            };
-            let ids = issue_id(op.issue(), &operation).and_then(|id| {
-                let parent = target.map(|t| issue_id(t, &operation)).transpose()?;
-                Ok((id, parent))
-            });
-            let (id, parent) = match ids {
-                Ok(ids) => ids,
-                Err(failure) => {
-                    failures.push(failure);
-                    continue;
-                }
-            };
-            let body = json!({ "issue": { "parent_issue_id": parent } });
-            match self.http.put(&format!("issues/{id}.json"), body).await {
-                Ok(()) => written.push((op, target)),
-                Err(_) if self.http.unreachable() => return Err(self.http.stopped()),
-                // A revoked key fails every write alike: stop at the first,
-                // and say which were made and which were not tried.
-                Err(e) if e.status == Some(StatusCode::UNAUTHORIZED) => {
-                    let untried = ops.iter().skip_while(|o| !std::ptr::eq(*o, op));
-                    failures.extend(untried.map(|o| IssueFailure {
-                        issue: o.issue().to_owned(),
-                        operation: o.to_string(),
-                        message: format!(
-                            "not written: {} (the key from {} stopped working)",
-                            e.message, self.key_source
-                        ),
-                    }));
-                    return Err(TrackerError::Writes {
-                        done: written.len(),
-                        failures,
-                    });
-                }
-                Err(e) => failures.push(IssueFailure {
-                    issue: op.issue().to_owned(),
-                    operation,
-                    message: e.message,
-                }),
-            }
-        }
-        let keys: Vec<&str> = written.iter().map(|(op, _)| op.issue()).collect();
-        let now = match self.read_back(&keys).await {
-            Ok(now) => now,
-            Err(e) => {
-                failures.extend(written.iter().map(|(op, _)| IssueFailure {
-                    issue: op.issue().to_owned(),
-                    operation: op.to_string(),
-                    message: format!("written, but reading it back to check failed: {e}"),
-                }));
-                return Err(TrackerError::Writes {
-                    done: written.len(),
-                    failures,
-                });
-            }
-        };
-        for (op, target) in written {
-            let message = match now.get(op.issue()) {
-                None => {
-                    "written, but the issue is gone now (deleted or no longer visible to the key)"
-                }
-                Some(issue) if issue.parent.as_deref() != target => {
-                    "Redmine accepted the change but did not make it: the API key's user needs the “Manage subtasks” permission in the issue's project, and the issue's tracker must have the “Parent task” field enabled"
-                }
-                Some(_) => continue,
-            };
-            failures.push(IssueFailure {
-                issue: op.issue().to_owned(),
-                operation: op.to_string(),
-                message: message.into(),
-            });
-        }
-        if failures.is_empty() {
-            Ok(())
-        } else {
-            Err(TrackerError::Writes {
-                done: ops.len() - failures.len(),
-                failures,
-            })
-        }
+        let mut batch =
+            WriteBatch::over(&self.http, format!("the key from {}", self.key_source), ops);
+        self.write_statuses(&mut batch).await;
+        self.write_links(&mut batch).await;
+        self.write_parents(&mut batch).await;
+        batch.finish()
     }
 
     async fn changed_since(&self, from: jiff::Timestamp) -> Result<Vec<Issue>, TrackerError> {

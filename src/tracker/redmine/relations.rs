@@ -18,7 +18,7 @@ use reqwest::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{IssueFailure, RedmineTracker, TrackerError, issue_id, remote};
+use super::{HttpError, IssueFailure, RedmineTracker, WriteBatch, issue_id};
 use crate::plan::TrackerOp;
 
 /// Relation types Redmine stores the way they are posted; the others are
@@ -51,7 +51,6 @@ struct Relation {
 
 /// One link to write, by issue ids.
 struct LinkWrite<'a> {
-    op: &'a TrackerOp,
     from: u64,
     to: u64,
     link_type: &'a str,
@@ -59,14 +58,13 @@ struct LinkWrite<'a> {
 }
 
 impl RedmineTracker {
-    /// Writes the link changes among `ops` in order (the others are not
-    /// looked at); returns the changes Redmine refused.
-    pub(super) async fn write_links(
-        &self,
-        ops: &[TrackerOp],
-    ) -> Result<Vec<IssueFailure>, TrackerError> {
-        let mut failures = Vec::new();
-        for op in ops {
+    /// Writes the link changes of `batch` in order (the other operations
+    /// are not looked at).
+    pub(super) async fn write_links(&self, batch: &mut WriteBatch<'_>) {
+        for (at, op) in batch.ops() {
+            if batch.ended() {
+                return;
+            }
             let (issue, link_type, target, create) = match op {
                 TrackerOp::AddLink {
                     issue,
@@ -86,32 +84,34 @@ impl RedmineTracker {
             let (from, to) = match ids {
                 Ok(ids) => ids,
                 Err(failure) => {
-                    failures.push(failure);
+                    batch.fail(at, failure);
                     continue;
                 }
             };
             let write = LinkWrite {
-                op,
                 from,
                 to,
                 link_type,
                 create,
             };
-            if let Err(message) = self.write_link(&write).await? {
-                failures.push(IssueFailure {
-                    issue: issue.clone(),
-                    operation,
-                    message,
-                });
+            match self.write_link(&write).await {
+                Ok(()) => batch.made(at),
+                Err(e) if batch.ends(&e) => return,
+                Err(e) => batch.fail(
+                    at,
+                    IssueFailure {
+                        issue: issue.clone(),
+                        operation,
+                        message: e.message,
+                    },
+                ),
             }
         }
-        Ok(failures)
     }
 
-    /// One link; `Ok(Err(message))` when Redmine refused it, `Err` when the
-    /// key stopped working (every later write would fail alike).
-    async fn write_link(&self, write: &LinkWrite<'_>) -> Result<Result<(), String>, TrackerError> {
-        let answer = if write.create {
+    /// One link, made or found already so.
+    async fn write_link(&self, write: &LinkWrite<'_>) -> Result<(), HttpError> {
+        if write.create {
             let body = json!({ "relation": {
                 "issue_to_id": write.to,
                 "relation_type": write.link_type,
@@ -144,25 +144,15 @@ impl RedmineTracker {
                     }
                 }
             }
-        };
-        match answer {
-            Ok(()) => Ok(Ok(())),
-            Err(_) if self.http.unreachable() => Err(self.http.stopped()),
-            Err(e) if e.status == Some(StatusCode::UNAUTHORIZED) => Err(remote(
-                &format!("{} (the key from {})", write.op, self.key_source),
-                e,
-            )),
-            Err(e) => Ok(Err(e.message)),
         }
     }
 
     /// The id of the relation `write` is about, if Redmine has it.
-    async fn find(&self, write: &LinkWrite<'_>) -> Result<Option<u64>, TrackerError> {
+    async fn find(&self, write: &LinkWrite<'_>) -> Result<Option<u64>, HttpError> {
         let relations: Relations = self
             .http
             .get(&format!("issues/{}/relations.json", write.from), &[])
-            .await
-            .map_err(|e| remote(&format!("read the relations of #{}", write.from), e))?;
+            .await?;
         Ok(relations
             .relations
             .into_iter()

@@ -12,11 +12,10 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use reqwest::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{IssueFailure, RedmineTracker, TrackerError, issue_id, remote};
+use super::{HttpError, IssueFailure, RedmineTracker, WriteBatch, issue_id};
 use crate::plan::TrackerOp;
 
 /// Status name → id, read on first use.
@@ -46,15 +45,11 @@ struct WithAllowed {
 }
 
 impl RedmineTracker {
-    async fn status_ids(&self) -> Result<&HashMap<String, u64>, TrackerError> {
+    async fn status_ids(&self) -> Result<&HashMap<String, u64>, HttpError> {
         if let Some(ids) = self.statuses.0.get() {
             return Ok(ids);
         }
-        let statuses: Statuses = self
-            .http
-            .get("issue_statuses.json", &[])
-            .await
-            .map_err(|e| remote("list Redmine's issue statuses", e))?;
+        let statuses: Statuses = self.http.get("issue_statuses.json", &[]).await?;
         let ids = statuses
             .issue_statuses
             .into_iter()
@@ -63,85 +58,106 @@ impl RedmineTracker {
         Ok(self.statuses.0.get_or_init(|| ids))
     }
 
-    /// Writes the status changes among `ops` (the others are not looked
-    /// at); returns the changes Redmine refused or did not make.
-    pub(super) async fn write_statuses(
-        &self,
-        ops: &[TrackerOp],
-    ) -> Result<Vec<IssueFailure>, TrackerError> {
-        let changes: Vec<(&TrackerOp, &str)> = ops
-            .iter()
-            .filter_map(|op| match op {
-                TrackerOp::SetStatus { to, .. } => Some((op, to.as_str())),
+    /// Writes the status changes of `batch` (the other operations are not
+    /// looked at) and reads them back; a change Redmine refused or did not
+    /// make fails with what the key's user may do instead.
+    pub(super) async fn write_statuses(&self, batch: &mut WriteBatch<'_>) {
+        let changes: Vec<(usize, &TrackerOp, &str)> = batch
+            .ops()
+            .filter_map(|(at, op)| match op {
+                TrackerOp::SetStatus { to, .. } => Some((at, op, to.as_str())),
                 _ => None,
             })
             .collect();
         if changes.is_empty() {
-            return Ok(Vec::new());
+            return;
         }
-        let ids = self.status_ids().await?;
-        let mut failures = Vec::new();
+        let failure = |op: &TrackerOp, message: String| IssueFailure {
+            issue: op.issue().to_owned(),
+            operation: op.to_string(),
+            message,
+        };
+        let ids = match self.status_ids().await {
+            Ok(ids) => ids,
+            Err(e) if batch.ends(&e) => return,
+            Err(e) => {
+                for (at, op, _) in changes {
+                    let message = format!("listing Redmine's issue statuses failed: {}", e.message);
+                    batch.fail(at, failure(op, message));
+                }
+                return;
+            }
+        };
         let mut written = Vec::new();
-        for (op, to) in changes {
-            let failure = |message: String| IssueFailure {
-                issue: op.issue().to_owned(),
-                operation: op.to_string(),
-                message,
-            };
+        for (at, op, to) in changes {
+            if batch.ended() {
+                return;
+            }
             let id = match issue_id(op.issue(), &op.to_string()) {
                 Ok(id) => id,
                 Err(e) => {
-                    failures.push(e);
+                    batch.fail(at, e);
                     continue;
                 }
             };
             let Some(status) = ids.get(to) else {
                 let mut known: Vec<&str> = ids.keys().map(String::as_str).collect();
                 known.sort_unstable();
-                failures.push(failure(format!(
+                let message = format!(
                     "Redmine has no status `{to}` (it has: {}); fix spec.statusRollup.statuses",
                     known.join(", ")
-                )));
+                );
+                batch.fail(at, failure(op, message));
                 continue;
             };
             let body = json!({ "issue": { "status_id": status } });
             match self.http.put(&format!("issues/{id}.json"), body).await {
-                Ok(()) => written.push((op, id, to)),
-                Err(_) if self.http.unreachable() => return Err(self.http.stopped()),
-                Err(e) if e.status == Some(StatusCode::UNAUTHORIZED) => {
-                    return Err(remote(&format!("update {}", op.issue()), e));
+                Ok(()) => {
+                    batch.made(at);
+                    written.push((at, op, id, to));
                 }
-                Err(e) => failures.push(failure(e.message)),
+                Err(e) if batch.ends(&e) => return,
+                Err(e) => batch.fail(at, failure(op, e.message)),
             }
         }
-        let keys: Vec<&str> = written.iter().map(|(op, ..)| op.issue()).collect();
-        let now = self.read_back(&keys).await?;
-        for (op, id, to) in written {
+        let keys: Vec<&str> = written.iter().map(|(_, op, ..)| op.issue()).collect();
+        let positions: Vec<usize> = written.iter().map(|(at, ..)| *at).collect();
+        let Some(now) = batch.checked(&positions, self.read_back(&keys).await) else {
+            return;
+        };
+        for (at, op, id, to) in written {
             let status = now.get(op.issue()).map(|i| i.status.as_str());
-            if status != Some(to) {
-                let allowed = self.allowed_statuses(id).await?;
-                failures.push(IssueFailure {
-                    issue: op.issue().to_owned(),
-                    operation: op.to_string(),
-                    message: format!(
-                        "Redmine's workflow does not let the API key's user make this change (it may change the status to: {}); allow it under Administration → Workflow for the issue's tracker and the user's role, or change the status by hand",
-                        if allowed.is_empty() { "nothing".into() } else { allowed.join(", ") }
-                    ),
-                });
+            if status == Some(to) {
+                continue;
             }
+            // Once the batch ended, nothing more is sent.
+            let allowed = if batch.ended() {
+                "unknown".into()
+            } else {
+                match self.allowed_statuses(id).await {
+                    Ok(allowed) if allowed.is_empty() => "nothing".into(),
+                    Ok(allowed) => allowed.join(", "),
+                    Err(e) => {
+                        batch.ends(&e);
+                        format!("unknown, reading it failed: {}", e.message)
+                    }
+                }
+            };
+            let message = format!(
+                "Redmine's workflow does not let the API key's user make this change (it may change the status to: {allowed}); allow it under Administration → Workflow for the issue's tracker and the user's role, or change the status by hand"
+            );
+            batch.fail(at, failure(op, message));
         }
-        Ok(failures)
     }
 
-    async fn allowed_statuses(&self, id: u64) -> Result<Vec<String>, TrackerError> {
+    async fn allowed_statuses(&self, id: u64) -> Result<Vec<String>, HttpError> {
         let answer: AllowedStatuses = self
             .http
             .get(
                 &format!("issues/{id}.json"),
                 &[("include", "allowed_statuses")],
             )
-            .await
-            .map_err(|e| remote(&format!("read the statuses #{id} may take"), e))?;
+            .await?;
         Ok(answer
             .issue
             .allowed_statuses

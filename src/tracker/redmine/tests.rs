@@ -225,3 +225,115 @@ fn validation_errors_carry_redmines_messages() {
         "Redmine refused it (422): Parent task is invalid; Subject cannot be blank"
     );
 }
+
+fn parent(issue: &str, to: Option<&str>) -> TrackerOp {
+    match to {
+        Some(to) => TrackerOp::SetParent {
+            issue: issue.into(),
+            from: None,
+            to: to.into(),
+        },
+        None => TrackerOp::ClearParent {
+            issue: issue.into(),
+            from: "#1".into(),
+        },
+    }
+}
+
+#[tokio::test]
+async fn a_key_refused_after_writes_fails_what_is_left_and_keeps_earlier_failures() {
+    let (url, seen) = scripted(vec![
+        response("200 OK", "", USER),
+        response(
+            "200 OK",
+            "",
+            r#"{"issue_statuses":[{"id":1,"name":"New"},{"id":5,"name":"Closed"}]}"#,
+        ),
+        // Write 1: the status, read back as made.
+        response("204 No Content", "", ""),
+        response(
+            "200 OK",
+            "",
+            r#"{"issues":[{"id":7,"project":{"id":1,"name":"Demo"},"tracker":{"id":1,"name":"Bug"},"status":{"id":5,"name":"Closed"},"subject":"One"}],"total_count":1,"offset":0,"limit":100}"#,
+        ),
+        // Write 2: the relation.
+        response("201 Created", "", "{}"),
+        // A failure of its own, then write 3, then the key is revoked.
+        response(
+            "422 Unprocessable Entity",
+            "",
+            r#"{"errors":["Parent task is invalid"]}"#,
+        ),
+        response("204 No Content", "", ""),
+        response("401 Unauthorized", "", ""),
+    ])
+    .await;
+    let redmine = tracker(url);
+    let error = redmine
+        .apply(&[
+            TrackerOp::SetStatus {
+                issue: "#7".into(),
+                from: "New".into(),
+                to: "Closed".into(),
+            },
+            TrackerOp::AddLink {
+                issue: "#8".into(),
+                link_type: "blocks".into(),
+                target: "#9".into(),
+            },
+            parent("#8", Some("#1")),
+            parent("#9", Some("#1")),
+            parent("#10", Some("#1")),
+            parent("#11", None),
+        ])
+        .await
+        .unwrap_err();
+    let TrackerError::Writes { done, failures } = &error else {
+        panic!("{error}")
+    };
+    assert_eq!(*done, 3, "{error}");
+    let failed: Vec<(&str, &str)> = failures
+        .iter()
+        .map(|f| (f.issue.as_str(), f.message.as_str()))
+        .collect();
+    let not_written = "not written: Redmine refused the API key (401 Unauthorized) (the key from environment variable TEST_KEY stopped working; nothing more was sent)";
+    assert_eq!(
+        failed,
+        [
+            ("#8", "Redmine refused it (422): Parent task is invalid"),
+            ("#10", not_written),
+            ("#11", not_written),
+        ]
+    );
+    assert_eq!(failures[2].operation, "#11: parent #1 → (none)");
+    // Nothing after the refusal, not even the read-back.
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 8);
+    assert!(seen[7].starts_with("PUT /issues/10.json"), "{}", seen[7]);
+}
+
+#[tokio::test]
+async fn a_key_refused_before_anything_was_written_is_the_whole_answer() {
+    let (url, _) = scripted(vec![
+        response("200 OK", "", USER),
+        response("401 Unauthorized", "", ""),
+    ])
+    .await;
+    let error = tracker(url)
+        .apply(&[parent("#8", Some("#1")), parent("#9", Some("#1"))])
+        .await
+        .unwrap_err();
+    let TrackerError::Remote {
+        operation,
+        message,
+        status: Some(401),
+    } = &error
+    else {
+        panic!("{error}")
+    };
+    assert_eq!(
+        operation,
+        "#8: parent (none) → #1 (with the key from environment variable TEST_KEY)"
+    );
+    assert_eq!(message, "Redmine refused the API key (401 Unauthorized)");
+}
