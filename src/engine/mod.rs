@@ -855,18 +855,9 @@ fn job_records(
 
 /// The directions a job carried changes in (`into`, `from`, or `into, from`
 /// for a two-way pass that wrote both sides); its first run's when none.
-fn job_direction(runs: &[&UnitPlan]) -> Option<String> {
-    let mut directions: Vec<String> = Vec::new();
-    for unit in runs.iter().filter(|u| !u.is_empty()) {
-        let direction = unit.direction.to_string();
-        if !directions.contains(&direction) {
-            directions.push(direction);
-        }
-    }
-    if directions.is_empty() {
-        return runs.first().map(|u| u.direction.to_string());
-    }
-    Some(directions.join(", "))
+fn job_direction(runs: &[&UnitPlan]) -> Option<crate::store::JobDirection> {
+    let written = runs.iter().filter(|u| !u.is_empty()).map(|u| u.direction);
+    crate::store::JobDirection::of(written).or_else(|| runs.first().map(|u| u.direction.into()))
 }
 
 fn runs_summary(runs: &[&UnitPlan]) -> String {

@@ -393,11 +393,10 @@ impl<S: Store> Engine<S> {
                             structure_side: describe_row(&now_sides.row),
                             tracker_side: describe_parent(&now_sides.tracker_parent),
                             kept: match decision {
-                                Decision::Push => "structure",
-                                Decision::Pull => "tracker",
-                                Decision::Hold => "held",
-                            }
-                            .into(),
+                                Decision::Push => crate::store::KeptSide::Structure,
+                                Decision::Pull => crate::store::KeptSide::Tracker,
+                                Decision::Hold => crate::store::KeptSide::Held,
+                            },
                         };
                         if decision == Decision::Hold {
                             hold(
