@@ -45,6 +45,13 @@ pub use units::{Scope, UnitSource, needs};
 pub enum EngineError {
     #[error("{0}")]
     Spec(#[from] SpecErrors),
+    /// A tracker's key is missing or cannot be used, said at the
+    /// tracker's declaration (where Trellis looked, never what it found).
+    #[error("{problem}")]
+    Credentials {
+        tracker: String,
+        problem: SpecErrors,
+    },
     #[error("tracker {tracker}: {source}")]
     Tracker {
         tracker: String,
