@@ -281,7 +281,7 @@ fn a_structure_change_goes_to_the_tracker_once_and_does_not_come_back() {
         .into_iter()
         .find(|j| j.synchronizer.as_deref() == Some("default/children"))
         .unwrap();
-    assert_eq!(job.direction.as_deref(), Some("from"), "{job:?}");
+    assert_eq!(job.direction.map(|d| d.as_str()), Some("from"), "{job:?}");
 }
 
 fn with_policy(ws: &Workspace, policy: &str) {

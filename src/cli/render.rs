@@ -10,7 +10,7 @@ use crate::engine::{HistoryEntry, Section};
 use crate::model::{Forest, RowId, RowItem, Snapshot};
 use crate::plan::{PlanSet, StructurePlan, TrackerOp, render_outline, visible};
 use crate::spec::Catalog;
-use crate::store::{JobRecord, JobState};
+use crate::store::{JobDirection, JobRecord, JobState};
 
 /// `trellis COMMAND -f FILE...`: the command that applies (or plans again)
 /// what `plan` just showed (without `--approve`).
@@ -314,7 +314,7 @@ pub fn status_table(
                 format!(
                     "{} ({})",
                     time(job.finished),
-                    job.direction.as_deref().unwrap_or("-")
+                    job.direction.map_or("-", JobDirection::as_str)
                 ),
                 "0".to_owned(),
             ),

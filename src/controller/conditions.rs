@@ -2,7 +2,43 @@
 //! generation it describes. A condition's `lastTransitionTime` moves only
 //! when its status changes, as Kubernetes tools expect.
 
-use crate::spec::Condition;
+use serde::Serialize;
+
+use crate::spec::{
+    Condition, Resync, ResyncStatus, Structure, StructureStatus, Synchronizer, SynchronizerStatus,
+    Tracker, TrackerStatus,
+};
+
+/// A kind whose status carries the conditions (see `Context::finish`).
+pub trait Reported {
+    type Status: Serialize;
+    /// The conditions its status has now (none without a status).
+    fn conditions(&self) -> &[Condition];
+    fn conditions_of(status: &mut Self::Status) -> &mut Vec<Condition>;
+}
+
+macro_rules! reported {
+    ($($kind:ty => $status:ty),+ $(,)?) => {$(
+        impl Reported for $kind {
+            type Status = $status;
+
+            fn conditions(&self) -> &[Condition] {
+                self.status.as_ref().map_or(&[], |s| &s.conditions[..])
+            }
+
+            fn conditions_of(status: &mut $status) -> &mut Vec<Condition> {
+                &mut status.conditions
+            }
+        }
+    )+};
+}
+
+reported! {
+    Tracker => TrackerStatus,
+    Structure => StructureStatus,
+    Synchronizer => SynchronizerStatus,
+    Resync => ResyncStatus,
+}
 
 /// Where an object stands, in kstatus terms.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -12,12 +12,14 @@ use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::conditions::{Health, Reported};
 use super::metrics::Metrics;
 use super::readiness::Readiness;
 use crate::engine::{Credentials, Engine, EngineError};
@@ -41,12 +43,19 @@ pub enum Error {
 }
 
 impl Error {
-    /// A short label for metrics.
-    pub fn label(&self) -> &'static str {
+    /// The kind of error, as the `error` label of
+    /// `trellis_reconcile_errors_total` says it: what failed inside a
+    /// finalizer's step is labelled as itself.
+    pub fn metric_label(&self) -> &'static str {
+        use kube::runtime::finalizer::Error as Finalizer;
         match self {
             Error::Kube(_) => "kube",
-            Error::Engine(_) => "engine",
-            Error::Finalizer(_) => "finalizer",
+            Error::Engine(e) => e.kind(),
+            Error::Finalizer(e) => match &**e {
+                Finalizer::ApplyFailed(e) | Finalizer::CleanupFailed(e) => e.metric_label(),
+                Finalizer::AddFinalizer(_) | Finalizer::RemoveFinalizer(_) => "kube",
+                Finalizer::UnnamedObject | Finalizer::InvalidFinalizer => "finalizer",
+            },
         }
     }
 }
@@ -341,6 +350,29 @@ impl Context {
             )
             .await?;
         Ok(())
+    }
+
+    /// Finishes a reconcile: `object`'s status becomes `next` with the
+    /// conditions `health` says (transition times kept from the previous
+    /// ones), written with server-side apply; then `action`.
+    pub async fn finish<K>(
+        &self,
+        object: &K,
+        mut next: K::Status,
+        health: Health,
+        action: Action,
+    ) -> Result<Action, Error>
+    where
+        K: Reported
+            + Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + Debug,
+    {
+        *K::conditions_of(&mut next) =
+            health.conditions(object.conditions(), object.meta().generation);
+        self.patch_status(object, &next).await?;
+        Ok(action)
     }
 
     /// Publishes an event about `object`; a failure is logged, not fatal.

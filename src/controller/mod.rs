@@ -236,13 +236,20 @@ async fn drive<K, F, Fut>(
                     result
                 }
             },
-            move |_object: Arc<K>, error: &Error, ctx: Arc<Context>| {
-                tracing::warn!(kind, error = %error, "reconcile failed");
+            move |object: Arc<K>, error: &Error, ctx: Arc<Context>| {
+                let label = error.metric_label();
+                tracing::warn!(
+                    kind,
+                    object = %crate::spec::resource_id(&*object),
+                    error.kind = label,
+                    error = %error,
+                    "reconcile failed"
+                );
                 ctx.metrics
                     .errors
                     .get_or_create(&metrics::ErrorLabels {
                         kind: kind.into(),
-                        error: error.label().into(),
+                        error: label.into(),
                     })
                     .inc();
                 Action::requeue(ERROR_RETRY)

@@ -22,7 +22,9 @@ use super::conditions::{Health, State};
 use super::context::{Chain, Context, Error};
 use crate::engine::{Approval, EngineError, Scope};
 use crate::plan::Summary;
-use crate::spec::{Catalog, PlanStatus, Resync, ResyncStatus, Synchronizer, resource_id};
+use crate::spec::{
+    Catalog, PlanStatus, Resync, ResyncPhase as Phase, ResyncStatus, Synchronizer, resource_id,
+};
 use crate::store::Store;
 use crate::tracker::TrackerError;
 
@@ -32,10 +34,11 @@ const REPLAN: Duration = Duration::from_secs(60);
 const WAIT: Duration = Duration::from_secs(5);
 const DIFF_EXCERPT_LINES: usize = 40;
 
+#[tracing::instrument(skip_all, fields(kind = "Resync", object = %resource_id(&*resync)))]
 pub async fn reconcile(resync: Arc<Resync>, ctx: Arc<Context>) -> Result<Action, Error> {
     let status = resync.status.clone().unwrap_or_default();
-    let phase = status.phase.as_deref();
-    if matches!(phase, Some("Succeeded" | "Failed")) {
+    let phase = status.phase;
+    if matches!(phase, Some(Phase::Succeeded | Phase::Failed)) {
         return Ok(Action::await_change());
     }
     let id = resource_id(&*resync);
@@ -52,19 +55,21 @@ pub async fn reconcile(resync: Arc<Resync>, ctx: Arc<Context>) -> Result<Action,
     chain.objects.push(format!("Resync {id}"));
     let problems = Context::problems(&errors, &chain.objects);
     if !problems.is_empty() || catalog.resyncs.iter().all(|r| r.id() != id) {
-        next.phase = Some("Pending".into());
+        next.phase = Some(Phase::Pending);
         let health = Health::new(State::Stalled, "InvalidSpec", problems.join("; "));
         // Objects applied together arrive in any order: look again later.
-        return finish(&ctx, &resync, next, health, Action::requeue(REPLAN)).await;
+        return ctx
+            .finish(&*resync, next, health, Action::requeue(REPLAN))
+            .await;
     }
     if ctx.store().resync_done(&job).map_err(EngineError::from)? {
-        if phase == Some("Running") {
+        if phase == Some(Phase::Running) {
             // This copy may predate the Succeeded write: the live object
             // says; if it still says Running, the run ended unrecorded
             // (a restart), and its status is completed from it.
             let live = ctx.api_of(&*resync).get(&resync.name_any()).await?;
             let live_status = live.status.clone().unwrap_or_default();
-            if live_status.phase.as_deref() != Some("Running") {
+            if live_status.phase != Some(Phase::Running) {
                 return Ok(Action::await_change());
             }
             next = ResyncStatus {
@@ -76,29 +81,33 @@ pub async fn reconcile(resync: Arc<Resync>, ctx: Arc<Context>) -> Result<Action,
         if resync.spec.enable_after {
             enable(&ctx, &resync, &chain.synchronizer).await?;
         }
-        next.phase = Some("Succeeded".into());
+        next.phase = Some(Phase::Succeeded);
         let health = Health::new(State::Ready, "Succeeded", "carried out");
-        return finish(&ctx, &resync, next, health, Action::await_change()).await;
+        return ctx
+            .finish(&*resync, next, health, Action::await_change())
+            .await;
     }
     let Some(_claim) = ctx.claim(&chain.structure) else {
-        if phase != Some("AwaitingApproval") {
-            next.phase = Some("Waiting".into());
+        if phase != Some(Phase::AwaitingApproval) {
+            next.phase = Some(Phase::Waiting);
             let message = format!("another run on structure {} is in flight", chain.structure);
             let health = Health::new(State::Reconciling, "Waiting", message);
-            finish(&ctx, &resync, next, health, Action::requeue(WAIT)).await?;
+            ctx.finish(&*resync, next, health, Action::requeue(WAIT))
+                .await?;
         }
         return Ok(Action::requeue(WAIT));
     };
     // Shown the first time only: re-plans of a held-back Resync would
     // otherwise flip its status, and each write wakes it again.
     if status.plan.is_none() {
-        next.phase = Some("Planning".into());
+        next.phase = Some(Phase::Planning);
         let health = Health::new(
             State::Reconciling,
             "Planning",
             "reading the tracker and planning",
         );
-        finish(&ctx, &resync, next.clone(), health, Action::await_change()).await?;
+        ctx.finish(&*resync, next.clone(), health, Action::await_change())
+            .await?;
     }
 
     let mut scope = Scope::of_resync(&catalog, &id)?;
@@ -144,12 +153,13 @@ pub async fn reconcile(resync: Arc<Resync>, ctx: Arc<Context>) -> Result<Action,
     }
 
     let summary = run.set.summary;
-    next.phase = Some("Running".into());
+    next.phase = Some(Phase::Running);
     next.start_time = Some(jiff::Timestamp::now().to_string());
     next.total = Some(operations(&summary));
     next.done = Some(0);
     let health = Health::new(State::Reconciling, "Running", plan.summary.clone());
-    finish(&ctx, &resync, next.clone(), health, Action::await_change()).await?;
+    ctx.finish(&*resync, next.clone(), health, Action::await_change())
+        .await?;
     ctx.event(
         &*resync,
         false,
@@ -176,11 +186,12 @@ pub async fn reconcile(resync: Arc<Resync>, ctx: Arc<Context>) -> Result<Action,
             if resync.spec.enable_after {
                 enable(&ctx, &resync, &chain.synchronizer).await?;
             }
-            next.phase = Some("Succeeded".into());
+            next.phase = Some(Phase::Succeeded);
             next.done = next.total;
             next.completion_time = Some(jiff::Timestamp::now().to_string());
             let health = Health::new(State::Ready, "Succeeded", plan.summary);
-            finish(&ctx, &resync, next, health, Action::await_change()).await
+            ctx.finish(&*resync, next, health, Action::await_change())
+                .await
         }
         Err(e) if retryable(&e) => {
             held_back(&ctx, &resync, next, "ApplyFailed", &e.to_string()).await
@@ -236,13 +247,14 @@ async fn awaiting(
     mut next: ResyncStatus,
     message: String,
 ) -> Result<Action, Error> {
-    next.phase = Some("AwaitingApproval".into());
+    next.phase = Some(Phase::AwaitingApproval);
     if stalled_message(resync) != Some(message.as_str()) {
         ctx.event(resync, false, "AwaitingApproval", "Plan", message.clone())
             .await;
     }
     let health = Health::new(State::Stalled, "AwaitingApproval", message);
-    finish(ctx, resync, next, health, Action::requeue(REPLAN)).await
+    ctx.finish(resync, next, health, Action::requeue(REPLAN))
+        .await
 }
 
 /// Not run now, tried again later.
@@ -253,13 +265,14 @@ async fn held_back(
     reason: &str,
     message: &str,
 ) -> Result<Action, Error> {
-    next.phase = Some("Pending".into());
+    next.phase = Some(Phase::Pending);
     if stalled_message(resync) != Some(message) {
         ctx.event(resync, true, reason, "Plan", message.to_owned())
             .await;
     }
     let health = Health::new(State::Stalled, reason, message);
-    finish(ctx, resync, next, health, Action::requeue(REPLAN)).await
+    ctx.finish(resync, next, health, Action::requeue(REPLAN))
+        .await
 }
 
 async fn failed(
@@ -268,13 +281,14 @@ async fn failed(
     mut next: ResyncStatus,
     message: &str,
 ) -> Result<Action, Error> {
-    next.phase = Some("Failed".into());
+    next.phase = Some(Phase::Failed);
     next.errors = message.lines().map(str::to_owned).collect();
     next.completion_time = Some(jiff::Timestamp::now().to_string());
     ctx.event(resync, true, "ResyncFailed", "Resync", message.to_owned())
         .await;
     let health = Health::new(State::Stalled, "Failed", message);
-    finish(ctx, resync, next, health, Action::await_change()).await
+    ctx.finish(resync, next, health, Action::await_change())
+        .await
 }
 
 /// "Resync and Enable": the synchronizer starts once the resync succeeded.
@@ -298,20 +312,4 @@ async fn enable(ctx: &Context, resync: &Resync, synchronizer: &str) -> Result<()
     )
     .await;
     Ok(())
-}
-
-async fn finish(
-    ctx: &Context,
-    resync: &Resync,
-    mut next: ResyncStatus,
-    health: Health,
-    action: Action,
-) -> Result<Action, Error> {
-    let previous = resync
-        .status
-        .as_ref()
-        .map_or(&[][..], |s| &s.conditions[..]);
-    next.conditions = health.conditions(previous, resync.metadata.generation);
-    ctx.patch_status(resync, &next).await?;
-    Ok(action)
 }

@@ -20,7 +20,10 @@ use super::conditions::{Health, State};
 use super::context::{Chain, Context, Error};
 use crate::engine::Pass;
 use crate::plan::visible;
-use crate::spec::{Catalog, IssueError, PlanStatus, Synchronizer, SynchronizerStatus, resource_id};
+use crate::spec::{
+    Catalog, IssueError, PlanStatus, Synchronizer, SynchronizerPhase as Phase, SynchronizerStatus,
+    resource_id,
+};
 
 pub const FINALIZER: &str = "trellis.dev/stop-synchronizer";
 /// When to look again at a synchronizer whose declaration is wrong.
@@ -30,6 +33,7 @@ const INTERVAL: Duration = Duration::from_secs(30);
 /// due together do not lock step, one always finding the other's pass.
 const BUSY_RETRY: Duration = Duration::from_secs(1);
 
+#[tracing::instrument(skip_all, fields(kind = "Synchronizer", object = %resource_id(&*sync)))]
 pub async fn reconcile(sync: Arc<Synchronizer>, ctx: Arc<Context>) -> Result<Action, Error> {
     let api = ctx.api_of(&*sync);
     finalizer(&api, FINALIZER, sync, |event| async {
@@ -57,15 +61,19 @@ async fn run(sync: Arc<Synchronizer>, ctx: &Context) -> Result<Action, Error> {
     let chain = Chain::of(&catalog, id.clone());
     let problems = Context::problems(&errors, &chain.objects);
     if !problems.is_empty() || catalog.synchronizer(&id).is_none() {
-        next.phase = Some("Error".into());
+        next.phase = Some(Phase::Error);
         let health = Health::new(State::Stalled, "InvalidSpec", problems.join("; "));
         // Objects applied together arrive in any order: look again later.
-        return finish(ctx, &sync, next, health, Action::requeue(INTERVAL)).await;
+        return ctx
+            .finish(&*sync, next, health, Action::requeue(INTERVAL))
+            .await;
     }
     if !sync.spec.enabled {
-        next.phase = Some("Stopped".into());
+        next.phase = Some(Phase::Stopped);
         let health = Health::new(State::Idle, "Stopped", "spec.enabled is false");
-        return finish(ctx, &sync, next, health, Action::await_change()).await;
+        return ctx
+            .finish(&*sync, next, health, Action::await_change())
+            .await;
     }
     // Status writes wake this reconcile too: run only when the interval
     // has passed or the spec changed since the last run.
@@ -77,13 +85,14 @@ async fn run(sync: Arc<Synchronizer>, ctx: &Context) -> Result<Action, Error> {
     };
     if next.phase.is_none() {
         // Its first run: connecting to the tracker and reading it.
-        next.phase = Some("Handshake".into());
+        next.phase = Some(Phase::Handshake);
         let health = Health::new(
             State::Reconciling,
             "Handshake",
             "first run: reading the tracker",
         );
-        finish(ctx, &sync, next.clone(), health, Action::await_change()).await?;
+        ctx.finish(&*sync, next.clone(), health, Action::await_change())
+            .await?;
     }
     let credentials = ctx.credentials(&catalog, &chain.tracker).await?;
     let mut engine = ctx.engine().await;
@@ -110,7 +119,7 @@ async fn run(sync: Arc<Synchronizer>, ctx: &Context) -> Result<Action, Error> {
             stopped: Some(reason),
             ..
         }) => {
-            next.phase = Some("RestartRequired".into());
+            next.phase = Some(Phase::RestartRequired);
             ctx.event(&*sync, true, "RestartRequired", "Sync", reason.clone())
                 .await;
             (
@@ -122,7 +131,7 @@ async fn run(sync: Arc<Synchronizer>, ctx: &Context) -> Result<Action, Error> {
             held_plan: Some(plan),
             ..
         }) => {
-            next.phase = Some("AwaitingApproval".into());
+            next.phase = Some(Phase::AwaitingApproval);
             let stale = match sync.spec.approved_plan.as_deref() {
                 Some(approved) => format!(" (spec.approvedPlan {approved} is not this plan)"),
                 None => String::new(),
@@ -151,7 +160,7 @@ async fn run(sync: Arc<Synchronizer>, ctx: &Context) -> Result<Action, Error> {
             next.held_plan = None;
             ctx.metrics.count_operations(&pass.summary);
             ctx.structure_changed(&structure);
-            next.phase = Some("Running".into());
+            next.phase = Some(Phase::Running);
             next.last_sync = Some(started.to_string());
             next.errors = pass.held.iter().map(issue_error).collect();
             let message = format!(
@@ -171,7 +180,7 @@ async fn run(sync: Arc<Synchronizer>, ctx: &Context) -> Result<Action, Error> {
             )
         }
         Err(e) => {
-            next.phase = Some("Error".into());
+            next.phase = Some(Phase::Error);
             ctx.event(&*sync, true, "SyncFailed", "Sync", e.to_string())
                 .await;
             (
@@ -181,7 +190,7 @@ async fn run(sync: Arc<Synchronizer>, ctx: &Context) -> Result<Action, Error> {
         }
     };
     next.error_count = Some(next.errors.len() as i64);
-    finish(ctx, &sync, next, health, action).await
+    ctx.finish(&*sync, next, health, action).await
 }
 
 fn until(at: jiff::Timestamp, now: jiff::Timestamp) -> Duration {
@@ -244,17 +253,4 @@ async fn stop(sync: Arc<Synchronizer>, ctx: &Context) -> Result<Action, Error> {
     )
     .await;
     Ok(Action::await_change())
-}
-
-async fn finish(
-    ctx: &Context,
-    sync: &Synchronizer,
-    mut next: SynchronizerStatus,
-    health: Health,
-    action: Action,
-) -> Result<Action, Error> {
-    let previous = sync.status.as_ref().map_or(&[][..], |s| &s.conditions[..]);
-    next.conditions = health.conditions(previous, sync.metadata.generation);
-    ctx.patch_status(sync, &next).await?;
-    Ok(action)
 }

@@ -660,7 +660,7 @@ async fn a_synchronizer_the_cycle_guard_stopped_waits_for_a_spec_change() {
     // It ran before (its status says so) and was stopped at its last pass.
     world.synchronizer.status = Some(crate::spec::SynchronizerStatus {
         observed_generation: Some(1),
-        phase: Some("Running".into()),
+        phase: Some(crate::spec::SynchronizerPhase::Running),
         last_attempt: Some("2026-01-01T00:00:00Z".into()),
         ..Default::default()
     });
@@ -712,5 +712,78 @@ async fn a_synchronizer_the_cycle_guard_stopped_waits_for_a_spec_change() {
             .unwrap()
             .stopped
             .is_none()
+    );
+}
+
+#[tokio::test]
+async fn a_structure_a_command_line_run_holds_is_read_only_until_it_lets_go() {
+    let mut world = World::new();
+    world.structure.metadata.finalizers = Some(vec![structure::FINALIZER.into()]);
+    let (ctx, mut server) = world.context(&[]);
+    // `trellis sync` on the same store, in another process: no claim of
+    // this controller's, only the store's hold.
+    let holder = "incremental sync default/children (process 4242)";
+    let mut cli = SqliteStore::open(&world.dir.path().join("trellis.db")).unwrap();
+    let until = jiff::Timestamp::now() + crate::store::HOLD_LEASE;
+    assert_eq!(
+        cli.hold_structure("default/plan", holder, until).unwrap(),
+        None
+    );
+    assert!(!ctx.is_busy("default/plan"));
+
+    let path = "/apis/trellis.dev/v1alpha1/namespaces/default/structures/plan/status";
+    let object = Arc::new(world.structure.clone());
+    let run = tokio::spawn(structure::reconcile(object.clone(), ctx.clone()));
+    let patch = expect(&mut server, "PATCH", path, Some(json!(world.structure))).await;
+    assert_eq!(patch["status"]["phase"], "ReadOnly", "{patch}");
+    let reconciling = condition(&patch["status"], "Reconciling");
+    assert_eq!(reconciling["status"], "True");
+    assert_eq!(reconciling["reason"], "ReadOnly");
+    assert_eq!(reconciling["message"], format!("held by {holder}"));
+    // Looked at again soon: nobody tells the controller when it ends.
+    assert_eq!(
+        run.await.unwrap().unwrap(),
+        Action::requeue(crate::store::HOLD_RENEWAL)
+    );
+
+    cli.release_structure("default/plan", holder).unwrap();
+    let run = tokio::spawn(structure::reconcile(object, ctx));
+    let patch = expect(&mut server, "PATCH", path, Some(json!(world.structure))).await;
+    assert_eq!(patch["status"]["phase"], "Ready", "{patch}");
+    assert_eq!(condition(&patch["status"], "Ready")["status"], "True");
+    assert_eq!(
+        run.await.unwrap().unwrap(),
+        Action::requeue(Duration::from_secs(60))
+    );
+}
+
+#[test]
+fn a_failed_reconcile_is_labelled_by_what_failed_even_inside_a_finalizer() {
+    use super::context::Error;
+    use crate::engine::EngineError;
+    use kube::runtime::finalizer::Error as Finalizer;
+    let credentials = || {
+        Error::Engine(EngineError::Credentials {
+            tracker: "default/redmine".into(),
+            problem: crate::spec::SpecErrors(Vec::new()),
+        })
+    };
+    assert_eq!(credentials().metric_label(), "credentials");
+    assert_eq!(
+        Error::Finalizer(Box::new(Finalizer::ApplyFailed(credentials()))).metric_label(),
+        "credentials"
+    );
+    assert_eq!(
+        Error::Finalizer(Box::new(Finalizer::CleanupFailed(Error::Engine(
+            EngineError::TrackerChanged {
+                tracker: "default/redmine".into()
+            }
+        ))))
+        .metric_label(),
+        "tracker"
+    );
+    assert_eq!(
+        Error::Finalizer(Box::new(Finalizer::UnnamedObject)).metric_label(),
+        "finalizer"
     );
 }

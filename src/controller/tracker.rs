@@ -10,12 +10,13 @@ use kube::runtime::controller::Action;
 use super::conditions::{Health, State};
 use super::context::{Context, Error};
 use crate::engine::{EngineError, check_tracker};
-use crate::spec::{Tracker, TrackerStatus, TrackerType, resource_id};
+use crate::spec::{Tracker, TrackerPhase as Phase, TrackerStatus, TrackerType, resource_id};
 use crate::tracker::TrackerError;
 
 const CONNECTED_REFRESH: Duration = Duration::from_secs(300);
 const RETRY: Duration = Duration::from_secs(60);
 
+#[tracing::instrument(skip_all, fields(kind = "Tracker", object = %resource_id(&*tracker)))]
 pub async fn reconcile(tracker: Arc<Tracker>, ctx: Arc<Context>) -> Result<Action, Error> {
     let id = resource_id(&*tracker);
     let (catalog, errors) = ctx.catalog();
@@ -26,7 +27,7 @@ pub async fn reconcile(tracker: Arc<Tracker>, ctx: Arc<Context>) -> Result<Actio
         ..TrackerStatus::default()
     };
     let (health, action) = if !problems.is_empty() {
-        next.phase = Some("Handshake".into());
+        next.phase = Some(Phase::Handshake);
         (
             Health::new(State::Stalled, "InvalidSpec", problems.join("; ")),
             Action::requeue(RETRY),
@@ -36,7 +37,7 @@ pub async fn reconcile(tracker: Arc<Tracker>, ctx: Arc<Context>) -> Result<Actio
         let credentials = ctx.credentials(&catalog, &id).await?;
         match check_tracker(&catalog, &id, credentials, "trellis-controller", &[]).await {
             Ok((identity, _)) => {
-                next.phase = Some("Connected".into());
+                next.phase = Some(Phase::Connected);
                 next.identity = Some(identity.clone());
                 (
                     Health::new(State::Ready, "Connected", format!("acting as {identity}")),
@@ -45,29 +46,23 @@ pub async fn reconcile(tracker: Arc<Tracker>, ctx: Arc<Context>) -> Result<Actio
             }
             Err(e) => {
                 let phase = phase_of(&e);
-                next.phase = Some(phase.into());
-                ctx.event(&*tracker, true, phase, "Handshake", e.to_string())
+                next.phase = Some(phase);
+                ctx.event(&*tracker, true, phase.as_str(), "Handshake", e.to_string())
                     .await;
                 (
-                    Health::new(State::Stalled, phase, e.to_string()),
+                    Health::new(State::Stalled, phase.as_str(), e.to_string()),
                     Action::requeue(RETRY),
                 )
             }
         }
     };
-    let previous = tracker
-        .status
-        .as_ref()
-        .map_or(&[][..], |s| &s.conditions[..]);
-    next.conditions = health.conditions(previous, tracker.metadata.generation);
-    ctx.patch_status(&*tracker, &next).await?;
-    Ok(action)
+    ctx.finish(&*tracker, next, health, action).await
 }
 
 /// A refused or missing key is `Unauthorized`; anything else `Unreachable`.
-fn phase_of(error: &EngineError) -> &'static str {
+fn phase_of(error: &EngineError) -> Phase {
     match error {
-        EngineError::Spec(_) => "Unauthorized",
+        EngineError::Credentials { .. } => Phase::Unauthorized,
         EngineError::Tracker {
             source:
                 TrackerError::Remote {
@@ -75,8 +70,8 @@ fn phase_of(error: &EngineError) -> &'static str {
                     ..
                 },
             ..
-        } => "Unauthorized",
-        _ => "Unreachable",
+        } => Phase::Unauthorized,
+        _ => Phase::Unreachable,
     }
 }
 

@@ -156,7 +156,10 @@ fn refuse(tracker: &Declared<TrackerResource>, field: &str, message: String) -> 
     let error = tracker
         .origin
         .error(field, format!("tracker {}: {message}", tracker.id()));
-    EngineError::Spec(SpecErrors(vec![error]))
+    EngineError::Credentials {
+        tracker: tracker.id(),
+        problem: SpecErrors(vec![error]),
+    }
 }
 
 /// The key from the tracker's Secret.

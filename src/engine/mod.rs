@@ -49,6 +49,13 @@ pub use units::{Scope, UnitSource, needs};
 pub enum EngineError {
     #[error("{0}")]
     Spec(#[from] SpecErrors),
+    /// A tracker's key is missing or cannot be used, said at the
+    /// tracker's declaration (where Trellis looked, never what it found).
+    #[error("{problem}")]
+    Credentials {
+        tracker: String,
+        problem: SpecErrors,
+    },
     #[error("tracker {tracker}: {source}")]
     Tracker {
         tracker: String,
@@ -81,6 +88,24 @@ pub enum EngineError {
     NotFound(String),
     #[error("{0}")]
     Invalid(String),
+}
+
+impl EngineError {
+    /// The kind of error in one word, for metrics' `error` label and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            EngineError::Spec(_) => "spec",
+            EngineError::Credentials { .. } => "credentials",
+            EngineError::Tracker { .. } | EngineError::TrackerChanged { .. } => "tracker",
+            EngineError::Store(_) => "store",
+            EngineError::Plan { .. } => "plan",
+            EngineError::Refused(_) => "approval",
+            EngineError::MassRemoval(_) => "mass_removal",
+            EngineError::PartlyApplied { .. } => "partly_applied",
+            EngineError::NotFound(_) => "not_found",
+            EngineError::Invalid(_) => "invalid",
+        }
+    }
 }
 
 /// One structure's plan and what is needed to apply it.
@@ -160,8 +185,8 @@ impl<S: Store> Engine<S> {
                 Recorded::Tracker(op) => tracker_ops.push(op),
             }
         }
-        let direction = match record.direction.as_deref() {
-            Some("from") => Direction::From,
+        let direction = match record.direction {
+            Some(crate::store::JobDirection::From) => Direction::From,
             _ => Direction::Into,
         };
         Ok(Scope::Undo {
@@ -823,18 +848,9 @@ fn job_records(
 
 /// The directions a job carried changes in (`into`, `from`, or `into, from`
 /// for a two-way pass that wrote both sides); its first run's when none.
-fn job_direction(runs: &[&UnitPlan]) -> Option<String> {
-    let mut directions: Vec<String> = Vec::new();
-    for unit in runs.iter().filter(|u| !u.is_empty()) {
-        let direction = unit.direction.to_string();
-        if !directions.contains(&direction) {
-            directions.push(direction);
-        }
-    }
-    if directions.is_empty() {
-        return runs.first().map(|u| u.direction.to_string());
-    }
-    Some(directions.join(", "))
+fn job_direction(runs: &[&UnitPlan]) -> Option<crate::store::JobDirection> {
+    let written = runs.iter().filter(|u| !u.is_empty()).map(|u| u.direction);
+    crate::store::JobDirection::of(written).or_else(|| runs.first().map(|u| u.direction.into()))
 }
 
 fn runs_summary(runs: &[&UnitPlan]) -> String {

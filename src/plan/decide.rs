@@ -68,8 +68,8 @@ pub enum ConflictRule {
 }
 
 /// Which side a settled conflict kept.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Kept {
     Structure,
     Tracker,
@@ -84,6 +84,12 @@ impl Kept {
             Kept::Tracker => "tracker",
             Kept::Held => "held",
         }
+    }
+}
+
+impl std::fmt::Display for Kept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -16,6 +16,51 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::Direction;
 
+/// Status phases: each variant is the text `status.phase` shows, and the
+/// CRD lists them.
+macro_rules! phases {
+    ($($name:ident { $($variant:ident),+ $(,)? })+) => {$(
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+        pub enum $name {
+            $($variant),+
+        }
+
+        impl $name {
+            /// The text the status shows (also a condition's reason).
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => stringify!($variant)),+
+                }
+            }
+        }
+
+        impl $name {
+            /// The schema of an optional phase: its texts, without the
+            /// `null` schemars lists for an `Option` (`nullable` says it).
+            fn optional_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                schemars::json_schema!({
+                    "type": "string",
+                    "nullable": true,
+                    "enum": [$(stringify!($variant)),+],
+                })
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    )+};
+}
+
+phases! {
+    TrackerPhase { Handshake, Connected, Unauthorized, Unreachable }
+    StructurePhase { Ready, ReadOnly }
+    SynchronizerPhase { Handshake, Running, AwaitingApproval, Stopped, RestartRequired, Error }
+    ResyncPhase { Pending, Waiting, Planning, AwaitingApproval, Running, Succeeded, Failed }
+}
+
 /// A reference to another resource in the same namespace.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -194,7 +239,8 @@ pub struct LocalTrackerSpec {
 pub struct TrackerStatus {
     /// `Handshake`, `Connected`, `Unauthorized` or `Unreachable`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phase: Option<String>,
+    #[schemars(schema_with = "TrackerPhase::optional_schema")]
+    pub phase: Option<TrackerPhase>,
     /// Who Trellis acts as in the tracker.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<String>,
@@ -306,7 +352,8 @@ pub struct StructureStatus {
     pub version: Option<i64>,
     /// `Ready` or `ReadOnly` (while a resync runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phase: Option<String>,
+    #[schemars(schema_with = "StructurePhase::optional_schema")]
+    pub phase: Option<StructurePhase>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -664,7 +711,8 @@ pub struct IssueError {
 pub struct SynchronizerStatus {
     /// `Running`, `AwaitingApproval`, `Stopped`, `RestartRequired`, `Handshake` or `Error`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phase: Option<String>,
+    #[schemars(schema_with = "SynchronizerPhase::optional_schema")]
+    pub phase: Option<SynchronizerPhase>,
     /// RFC 3339 time of the last successful sync.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync: Option<String>,
@@ -746,7 +794,8 @@ pub struct PlanStatus {
 pub struct ResyncStatus {
     /// `Pending`, `Waiting`, `Planning`, `AwaitingApproval`, `Running`, `Succeeded` or `Failed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phase: Option<String>,
+    #[schemars(schema_with = "ResyncPhase::optional_schema")]
+    pub phase: Option<ResyncPhase>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan: Option<PlanStatus>,
     /// Operations done so far, of `total`.

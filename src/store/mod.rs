@@ -5,7 +5,7 @@ mod sqlite;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Forest, Issue};
+use crate::model::{Direction, Forest, Issue};
 use crate::plan::{StructureOp, TrackerOp};
 use crate::tracker::Watermark;
 
@@ -125,7 +125,7 @@ pub struct JobRecord {
     pub synchronizer: Option<String>,
     /// The Resync declaration this job carried out, if any.
     pub resync: Option<String>,
-    pub direction: Option<String>,
+    pub direction: Option<JobDirection>,
     pub author: String,
     pub plan_hash: Option<String>,
     pub state: JobState,
@@ -133,6 +133,62 @@ pub struct JobRecord {
     pub error: Option<String>,
     pub started: jiff::Timestamp,
     pub finished: jiff::Timestamp,
+}
+
+/// The directions a job carried changes in; stored as its text (`into`,
+/// `from`, `into, from`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum JobDirection {
+    #[serde(rename = "into")]
+    Into,
+    #[serde(rename = "from")]
+    From,
+    /// A two-way pass that wrote both sides.
+    #[serde(rename = "into, from", alias = "from, into")]
+    Both,
+}
+
+impl JobDirection {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobDirection::Into => "into",
+            JobDirection::From => "from",
+            JobDirection::Both => "into, from",
+        }
+    }
+
+    /// The stored text read back (`None`: a text no version writes).
+    pub fn parse(text: &str) -> Option<JobDirection> {
+        match text {
+            "into" => Some(JobDirection::Into),
+            "from" => Some(JobDirection::From),
+            "into, from" | "from, into" => Some(JobDirection::Both),
+            _ => None,
+        }
+    }
+
+    /// The directions of a job's runs, each once (`None` for none).
+    pub fn of(directions: impl IntoIterator<Item = Direction>) -> Option<JobDirection> {
+        directions
+            .into_iter()
+            .map(JobDirection::from)
+            .reduce(|a, b| if a == b { a } else { JobDirection::Both })
+    }
+}
+
+impl From<Direction> for JobDirection {
+    fn from(direction: Direction) -> JobDirection {
+        match direction {
+            Direction::Into => JobDirection::Into,
+            Direction::From => JobDirection::From,
+        }
+    }
+}
+
+impl std::fmt::Display for JobDirection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A journal entry: one structure operation, or one change to an issue a
@@ -307,9 +363,12 @@ pub struct ConflictRecord {
     /// The structure's side (`under #3`, `top level`) and the tracker's.
     pub structure_side: String,
     pub tracker_side: String,
-    /// `tracker`, `structure` or `held` (manual).
-    pub kept: String,
+    pub kept: Kept,
 }
+
+/// Which side of a conflict was kept (decided by the planner); stored as
+/// its text.
+pub use crate::plan::decide::Kept;
 
 /// What one incremental pass of one synchronizer records.
 pub struct PassCommit<'a> {

@@ -9,8 +9,8 @@ use rusqlite::{
 };
 
 use super::{
-    Baseline, Commit, ConflictRecord, HOLD_LEASE, HeldIssue, HeldPlan, HoldKeeper, JobRecord,
-    JobState, JournalEntry, Mirror, MirrorRead, PassCommit, Release, Store, StoreError,
+    Baseline, Commit, ConflictRecord, HOLD_LEASE, HeldIssue, HeldPlan, HoldKeeper, JobDirection,
+    JobRecord, JobState, JournalEntry, Mirror, MirrorRead, PassCommit, Release, Store, StoreError,
     StoredResource, StoredStructure, SyncState, WriteIntent,
 };
 use crate::model::{Forest, Issue, Row, RowId, RowItem};
@@ -375,7 +375,18 @@ fn job_from_row(r: &rusqlite::Row) -> rusqlite::Result<JobRecord> {
         structure: r.get("structure")?,
         synchronizer: r.get("synchronizer")?,
         resync: r.get("resync")?,
-        direction: r.get("direction")?,
+        direction: r
+            .get::<_, Option<String>>("direction")?
+            .map(|text| {
+                JobDirection::parse(&text).ok_or_else(|| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        0,
+                        rusqlite::types::Type::Text,
+                        format!("unknown job direction {text:?}").into(),
+                    )
+                })
+            })
+            .transpose()?,
         author: r.get("author")?,
         plan_hash: r.get("plan_hash")?,
         state: match state.as_str() {
@@ -415,7 +426,7 @@ fn insert_jobs(tx: &Transaction, jobs: &[JobRecord]) -> rusqlite::Result<Vec<u64
             job.structure,
             job.synchronizer,
             job.resync,
-            job.direction,
+            job.direction.map(JobDirection::as_str),
             job.author,
             job.plan_hash,
             state,

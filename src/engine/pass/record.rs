@@ -141,7 +141,7 @@ impl<S: Store> Engine<S> {
                 time: run.now,
                 structure_side: c.structure_side,
                 tracker_side: c.tracker_side,
-                kept: c.kept.as_str().into(),
+                kept: c.kept,
             })
             .collect();
         let next_state = SyncState {

@@ -141,7 +141,7 @@ fn job(synchronizer: Option<&str>, resync: Option<&str>, state: JobState) -> Job
         structure: S.to_owned(),
         synchronizer: synchronizer.map(str::to_owned),
         resync: resync.map(str::to_owned),
-        direction: Some("into".to_owned()),
+        direction: Some(super::JobDirection::Into),
         author: "alice".to_owned(),
         plan_hash: Some("abc123".to_owned()),
         state,
