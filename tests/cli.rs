@@ -286,6 +286,47 @@ fn import_alias_runs_one_synchronizer_into_the_structure() {
 }
 
 #[test]
+fn every_command_finds_an_object_in_another_namespace_by_its_bare_name() {
+    let ws = Workspace::new();
+    let text = ws.read("quickstart/trellis.yaml");
+    ws.write(
+        "quickstart/trellis.yaml",
+        &text.replace("metadata:\n", "metadata:\n  namespace: team-a\n"),
+    );
+    ws.trellis()
+        .args([
+            "resync",
+            "children",
+            "--direction",
+            "into",
+            "-f",
+            "quickstart",
+        ])
+        .assert()
+        .success()
+        .stdout(contains("subtasks team-a/children (into)"));
+    ws.trellis()
+        .args(["apply", "-f", "quickstart"])
+        .assert()
+        .success();
+    for args in [
+        vec!["show", "roadmap"],
+        vec!["history", "roadmap"],
+        vec!["move", "roadmap", "PLAT-9", "--top"],
+    ] {
+        ws.trellis().args(&args).assert().success();
+    }
+    ws.trellis()
+        .args(["troubleshoot", "children"])
+        .assert()
+        .stdout(contains("Synchronizer team-a/children"));
+    ws.trellis()
+        .args(["sync", "--once", "children", "-f", "quickstart"])
+        .assert()
+        .success();
+}
+
+#[test]
 fn a_declared_resync_runs_once() {
     let ws = Workspace::new();
     ws.apply();

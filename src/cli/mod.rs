@@ -31,7 +31,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::engine::{Engine, remembered};
 use crate::model::Direction;
-use crate::spec::Catalog;
+use crate::spec::{Catalog, Kind};
 use crate::store::{SqliteStore, Store};
 
 /// Keep structures (ordered hierarchies of issues) and issue trackers in
@@ -525,7 +525,7 @@ async fn show(
 ) -> anyhow::Result<ExitCode> {
     let store = SqliteStore::open_read_only(state)?;
     let catalog = catalog_or_remembered(&store, &files.files)?;
-    let id = structure_id(&catalog, structure)?;
+    let id = catalog.resolve(Kind::Structure, structure)?;
     let sections = {
         let _progress = Progress::start("reading the structure and its tracker");
         crate::engine::structure_view(&store, &catalog, &id, refresh).await?
@@ -568,7 +568,7 @@ fn history(
 ) -> anyhow::Result<ExitCode> {
     let store = SqliteStore::open_read_only(state)?;
     let catalog = catalog_or_remembered(&store, &files.files)?;
-    let id = structure_id(&catalog, structure)?;
+    let id = catalog.resolve(Kind::Structure, structure)?;
     let entries = crate::engine::history(&store, &id)?;
     match output {
         OutputFormat::Text => out!("{}", render::history_table(&entries)),
@@ -608,7 +608,7 @@ fn move_row(
 ) -> anyhow::Result<ExitCode> {
     let mut engine = Engine::new(SqliteStore::open(state)?, author());
     let catalog = catalog_or_remembered(engine.store(), &[])?;
-    let id = structure_id(&catalog, structure)?;
+    let id = catalog.resolve(Kind::Structure, structure)?;
     let version = engine.move_row(&id, key, under, after)?;
     outln!("moved {key} in {id}; structure version {version}");
     Ok(ExitCode::SUCCESS)
@@ -648,28 +648,5 @@ fn catalog_or_remembered<S: Store>(store: &S, files: &[PathBuf]) -> anyhow::Resu
         Ok(catalog)
     } else {
         Ok(Catalog::load(files)?)
-    }
-}
-
-fn structure_id(catalog: &Catalog, name: &str) -> anyhow::Result<String> {
-    let matches: Vec<String> = catalog
-        .structures
-        .iter()
-        .map(|s| s.id())
-        .filter(|id| id == name || id.rsplit_once('/').is_some_and(|(_, n)| n == name))
-        .collect();
-    match matches.as_slice() {
-        [one] => Ok(one.clone()),
-        [] => {
-            let known: Vec<String> = catalog.structures.iter().map(|s| s.id()).collect();
-            bail!(
-                "structure {name} is not declared (declared: {})",
-                known.join(", ")
-            )
-        }
-        many => bail!(
-            "structure {name} is ambiguous: {}; use namespace/name",
-            many.join(", ")
-        ),
     }
 }

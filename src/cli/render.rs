@@ -335,7 +335,7 @@ pub fn status_table(
         }
         rows.push(vec![
             id,
-            Catalog::referenced(&sync.resource, &spec.structure_ref.name),
+            sync.resource.structure_id(),
             spec.type_.as_str().to_owned(),
             spec.enabled.to_string(),
             last_sync,

@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::{OutputFormat, author, catalog_or_remembered};
 use crate::engine::{Engine, Pass, check_tracker, needs};
 use crate::plan::visible;
-use crate::spec::Catalog;
+use crate::spec::{Catalog, Kind};
 use crate::store::{HeldIssue, HeldPlan, HoldKind, Release, SqliteStore, Store};
 
 /// The longest sleep between looks at the declarations while running.
@@ -32,18 +32,10 @@ fn selected(catalog: &Catalog, names: &[String]) -> anyhow::Result<Vec<String>> 
     names
         .iter()
         .map(|name| {
-            let id = if name.contains('/') {
-                name.clone()
-            } else {
-                format!("default/{name}")
-            };
+            let id = catalog.resolve(Kind::Synchronizer, name)?;
             match catalog.synchronizer(&id) {
                 Some(s) if s.resource.spec.enabled => Ok(id),
-                Some(_) => bail!("synchronizer {id} has `enabled: false`; it does not sync"),
-                None => bail!(
-                    "synchronizer {id} is not declared (enabled: {})",
-                    enabled.join(", ")
-                ),
+                _ => bail!("synchronizer {id} has `enabled: false`; it does not sync"),
             }
         })
         .collect()
@@ -268,7 +260,7 @@ pub async fn troubleshoot(
     // changes nothing, not even by creating the store.
     let reader = SqliteStore::open_read_only(state)?;
     let catalog = catalog_or_remembered(&reader, files)?;
-    let id = &declared(&catalog, name)?;
+    let id = &catalog.resolve(Kind::Synchronizer, name)?;
     let releases: Vec<(&String, Option<Release>)> = [
         (&actions.retry, Some(Release::Retry)),
         (&actions.skip, None),
@@ -292,10 +284,10 @@ pub async fn troubleshoot(
     }
     let store = checker.store();
     let sync = catalog.synchronizer(id).expect("selected");
-    let structure = Catalog::referenced(&sync.resource, &sync.resource.spec.structure_ref.name);
+    let structure = sync.resource.structure_id();
     let tracker = catalog
         .structure(&structure)
-        .and_then(|s| Catalog::tracker_of(&s.resource));
+        .and_then(|s| s.resource.tracker_id());
     let mut checks = vec![Check {
         check: "declaration".into(),
         ok: true,
@@ -358,22 +350,6 @@ pub async fn troubleshoot(
 }
 
 /// The id of a declared synchronizer, enabled or not.
-fn declared(catalog: &Catalog, name: &str) -> anyhow::Result<String> {
-    let id = if name.contains('/') {
-        name.to_owned()
-    } else {
-        format!("default/{name}")
-    };
-    if catalog.synchronizer(&id).is_none() {
-        let known: Vec<String> = catalog.synchronizers.iter().map(|s| s.id()).collect();
-        bail!(
-            "synchronizer {id} is not declared (declared: {})",
-            known.join(", ")
-        );
-    }
-    Ok(id)
-}
-
 fn findings_text(f: &Findings) -> anyhow::Result<String> {
     let mut out = String::new();
     writeln!(out, "Synchronizer {}", f.synchronizer)?;

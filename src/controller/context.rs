@@ -74,11 +74,11 @@ impl Chain {
     pub fn of(catalog: &Catalog, synchronizer: String) -> Chain {
         let structure = catalog
             .synchronizer(&synchronizer)
-            .map(|s| Catalog::referenced(&s.resource, &s.resource.spec.structure_ref.name))
+            .map(|s| s.resource.structure_id())
             .unwrap_or_default();
         let tracker = catalog
             .structure(&structure)
-            .and_then(|s| Catalog::tracker_of(&s.resource))
+            .and_then(|s| s.resource.tracker_id())
             .unwrap_or_default();
         let objects = vec![
             format!("Synchronizer {synchronizer}"),
@@ -196,11 +196,11 @@ impl Context {
     /// Asks for the status of structure `id` (`namespace/name`) to be
     /// reported again, after a run changed its content.
     pub fn structure_changed(&self, id: &str) {
-        if let Some((namespace, name)) = id.split_once('/') {
+        if let Some(id) = crate::spec::ObjectId::parse(id) {
             // Nobody listening (the tests) is fine: the refresh comes later.
             let _ = self
                 .changed
-                .unbounded_send(ObjectRef::new(name).within(namespace));
+                .unbounded_send(ObjectRef::new(&id.name).within(&id.namespace));
         }
     }
 

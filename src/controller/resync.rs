@@ -23,7 +23,7 @@ use super::context::{Chain, Context, Error};
 use crate::engine::{Approval, EngineError, Scope};
 use crate::plan::Summary;
 use crate::spec::{
-    Catalog, PlanStatus, Resync, ResyncPhase as Phase, ResyncStatus, Synchronizer, resource_id,
+    ObjectId, PlanStatus, Resync, ResyncPhase as Phase, ResyncStatus, Synchronizer, resource_id,
 };
 use crate::store::Store;
 use crate::tracker::TrackerError;
@@ -48,10 +48,7 @@ pub async fn reconcile(resync: Arc<Resync>, ctx: Arc<Context>) -> Result<Action,
         ..status.clone()
     };
     let (catalog, errors) = ctx.catalog();
-    let mut chain = Chain::of(
-        &catalog,
-        Catalog::referenced(&*resync, &resync.spec.synchronizer_ref.name),
-    );
+    let mut chain = Chain::of(&catalog, resync.synchronizer_id());
     chain.objects.push(format!("Resync {id}"));
     let problems = Context::problems(&errors, &chain.objects);
     if !problems.is_empty() || catalog.resyncs.iter().all(|r| r.id() != id) {
@@ -293,12 +290,12 @@ async fn failed(
 
 /// "Resync and Enable": the synchronizer starts once the resync succeeded.
 async fn enable(ctx: &Context, resync: &Resync, synchronizer: &str) -> Result<(), Error> {
-    let (namespace, name) = synchronizer
-        .split_once('/')
-        .expect("ids are namespace/name");
-    let api: Api<Synchronizer> = Api::namespaced(ctx.client.clone(), namespace);
+    let id = ObjectId::parse(synchronizer).ok_or_else(|| {
+        EngineError::Invalid(format!("{synchronizer} is not a namespace/name id"))
+    })?;
+    let api: Api<Synchronizer> = Api::namespaced(ctx.client.clone(), &id.namespace);
     api.patch(
-        name,
+        &id.name,
         &PatchParams::default(),
         &Patch::Merge(serde_json::json!({"spec": {"enabled": true}})),
     )

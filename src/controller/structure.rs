@@ -15,7 +15,7 @@ use super::conditions::{Health, State};
 use super::context::{Context, Error};
 use crate::engine::EngineError;
 use crate::spec::{
-    Catalog, DeletionPolicy, Structure, StructurePhase as Phase, StructureStatus, resource_id,
+    DeletionPolicy, Structure, StructurePhase as Phase, StructureStatus, resource_id,
 };
 use crate::store::{HOLD_RENEWAL, Store};
 
@@ -93,7 +93,7 @@ async fn delete(structure: Arc<Structure>, ctx: &Context) -> Result<Action, Erro
         let synchronizers: Vec<String> = catalog
             .synchronizers
             .iter()
-            .filter(|s| Catalog::referenced(&s.resource, &s.resource.spec.structure_ref.name) == id)
+            .filter(|s| s.resource.structure_id() == id)
             .map(|s| s.id())
             .collect();
         let _claim = loop {

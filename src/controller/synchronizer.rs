@@ -21,7 +21,7 @@ use super::context::{Chain, Context, Error};
 use crate::engine::Pass;
 use crate::plan::visible;
 use crate::spec::{
-    Catalog, IssueError, PlanStatus, Synchronizer, SynchronizerPhase as Phase, SynchronizerStatus,
+    IssueError, PlanStatus, Synchronizer, SynchronizerPhase as Phase, SynchronizerStatus,
     resource_id,
 };
 
@@ -47,7 +47,7 @@ pub async fn reconcile(sync: Arc<Synchronizer>, ctx: Arc<Context>) -> Result<Act
 }
 
 fn structure_of(sync: &Synchronizer) -> String {
-    Catalog::referenced(sync, &sync.spec.structure_ref.name)
+    sync.structure_id()
 }
 
 async fn run(sync: Arc<Synchronizer>, ctx: &Context) -> Result<Action, Error> {

@@ -232,7 +232,9 @@ impl<S: Store> Engine<S> {
             if sources.is_empty() {
                 continue;
             }
-            let tracker_id = Catalog::tracker_of(&structure.resource)
+            let tracker_id = structure
+                .resource
+                .tracker_id()
                 .expect("validated: structures with synchronizers or rows have a tracker");
             let tracker = trackers.get(catalog, &tracker_id)?;
             if !snapshots.contains_key(&tracker_id) {
@@ -326,7 +328,7 @@ impl<S: Store> Engine<S> {
         if let Err(error @ EngineError::Tracker { tracker, .. }) = &result {
             let mut jobs = Vec::new();
             for structure in &catalog.structures {
-                if Catalog::tracker_of(&structure.resource).as_ref() != Some(tracker) {
+                if structure.resource.tracker_id().as_ref() != Some(tracker) {
                     continue;
                 }
                 for selected in units::select(catalog, structure, scope)? {
@@ -595,7 +597,7 @@ impl<S: Store> Engine<S> {
             None => {
                 let issues = match catalog
                     .structure(structure)
-                    .and_then(|s| Catalog::tracker_of(&s.resource))
+                    .and_then(|s| s.resource.tracker_id())
                 {
                     Some(tracker) => Snapshot::new(self.store.mirror_issues(&tracker)?),
                     None => Snapshot::default(),

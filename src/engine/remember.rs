@@ -137,7 +137,7 @@ pub async fn structure_view<S: Store>(
             .structure_refs
             .iter()
             .map(|r| {
-                let id = Catalog::referenced(&declared.resource, &r.name);
+                let id = crate::spec::ObjectId::referenced(&declared.resource, &r.name).to_string();
                 (Some(r.name.clone()), id)
             })
             .collect(),
@@ -147,7 +147,9 @@ pub async fn structure_view<S: Store>(
         let member = catalog
             .structure(&id)
             .ok_or_else(|| EngineError::NotFound(format!("structure {id} is not declared")))?;
-        let tracker = Catalog::tracker_of(&member.resource)
+        let tracker = member
+            .resource
+            .tracker_id()
             .expect("validated: structures that are not portfolios have a tracker");
         let (snapshot, read_at) = issues.of(&tracker).await?;
         sections.push(Section {

@@ -8,7 +8,7 @@ use crate::plan::{
     Rule, StatusRollupRule, UndoRule, Unit,
 };
 use crate::spec::{
-    Catalog, Declared, LinkEndSpec, LinkScopeSpec, LinksSpec, Origin, RowSpec, Structure,
+    Catalog, Declared, Kind, LinkEndSpec, LinkScopeSpec, LinksSpec, Origin, RowSpec, Structure,
     SynchronizerType, supported, unsupported_direction,
 };
 use crate::tracker::{AnyTracker, Need, Tracker, TrackerError};
@@ -46,30 +46,22 @@ impl Scope {
         name: &str,
         direction: Direction,
     ) -> Result<Scope, EngineError> {
-        let id = if name.contains('/') {
-            name.to_owned()
-        } else {
-            format!("default/{name}")
-        };
-        let Some(sync) = catalog.synchronizer(&id) else {
-            if catalog
-                .structure(&id)
-                .is_some_and(|s| s.resource.spec.portfolio.is_some())
-            {
-                return Err(EngineError::Invalid(format!(
-                    "{id} is a portfolio structure: resync is not available on it (it has no scope of its own); resync the synchronizers of the structures it aggregates"
-                )));
-            }
-            let known: Vec<String> = catalog.synchronizers.iter().map(Declared::id).collect();
-            return Err(EngineError::NotFound(format!(
-                "synchronizer {id} is not declared in the given files (declared: {})",
-                if known.is_empty() {
-                    "none".into()
-                } else {
-                    known.join(", ")
+        let id = match catalog.resolve(Kind::Synchronizer, name) {
+            Ok(id) => id,
+            Err(missing) => {
+                if let Ok(structure) = catalog.resolve(Kind::Structure, name)
+                    && catalog
+                        .structure(&structure)
+                        .is_some_and(|s| s.resource.spec.portfolio.is_some())
+                {
+                    return Err(EngineError::Invalid(format!(
+                        "{structure} is a portfolio structure: resync is not available on it (it has no scope of its own); resync the synchronizers of the structures it aggregates"
+                    )));
                 }
-            )));
+                return Err(EngineError::NotFound(missing.to_string()));
+            }
         };
+        let sync = catalog.synchronizer(&id).expect("just resolved");
         let kind = sync.resource.spec.type_;
         if !supported(kind).contains(&direction) {
             return Err(EngineError::Invalid(format!(
@@ -94,7 +86,7 @@ impl Scope {
             .ok_or_else(|| EngineError::NotFound(format!("resync {id} is not declared")))?;
         let spec = &resync.resource.spec;
         Ok(Scope::Resync {
-            synchronizer: Catalog::referenced(&resync.resource, &spec.synchronizer_ref.name),
+            synchronizer: resync.resource.synchronizer_id(),
             direction: spec.direction.into(),
             resync: Some(id.to_owned()),
         })

@@ -129,12 +129,7 @@ impl<T: kube::Resource> Declared<T> {
 
 /// `namespace/name` of a resource (`default` when it names no namespace).
 pub fn resource_id<T: kube::Resource>(resource: &T) -> String {
-    let meta = resource.meta();
-    format!(
-        "{}/{}",
-        meta.namespace.as_deref().unwrap_or("default"),
-        meta.name.as_deref().unwrap_or_default()
-    )
+    super::ObjectId::of(resource).to_string()
 }
 
 /// Validated declarations.
@@ -254,27 +249,13 @@ impl Catalog {
         self.synchronizers.iter().find(|d| d.id() == id)
     }
 
-    /// The id of a resource referenced by name from `from`'s namespace.
-    pub fn referenced<T: kube::Resource>(from: &T, name: &str) -> String {
-        format!(
-            "{}/{name}",
-            from.meta().namespace.as_deref().unwrap_or("default")
-        )
-    }
-
-    /// The id of the tracker a structure syncs with (none for a portfolio).
-    pub fn tracker_of(structure: &Structure) -> Option<String> {
-        let tracker = structure.spec.tracker_ref.as_ref()?;
-        Some(Catalog::referenced(structure, &tracker.name))
-    }
-
     pub fn synchronizers_of<'a>(
         &'a self,
         structure: &'a str,
     ) -> impl Iterator<Item = &'a Declared<Synchronizer>> {
-        self.synchronizers.iter().filter(move |s| {
-            Catalog::referenced(&s.resource, &s.resource.spec.structure_ref.name) == structure
-        })
+        self.synchronizers
+            .iter()
+            .filter(move |s| s.resource.structure_id() == structure)
     }
 }
 

@@ -1,11 +1,13 @@
 //! Declarations: the resource kinds, and reading and checking them from files.
 
+mod id;
 mod load;
 mod resources;
 mod schedule;
 mod source;
 mod validate;
 
+pub use id::{Kind, NameError, ObjectId};
 pub use load::{
     API_VERSION, Catalog, Declared, Origin, SpecError, SpecErrors, local_issues_file, resource_id,
 };

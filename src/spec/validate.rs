@@ -31,7 +31,7 @@ pub(super) fn validate(catalog: &Catalog, references: bool) -> Vec<SpecError> {
     }
     for resync in &catalog.resyncs {
         let spec = &resync.resource.spec;
-        let id = Catalog::referenced(&resync.resource, &spec.synchronizer_ref.name);
+        let id = resync.resource.synchronizer_id();
         match catalog.synchronizer(&id) {
             None => errors.push(resync.origin.error(
                 "spec.synchronizerRef.name",
@@ -276,7 +276,7 @@ fn validate_structure(
             "a structure needs spec.trackerRef (the tracker whose issues it holds) or spec.portfolio (the structures it aggregates)",
         )),
         (Some(_), None) => {
-            let tracker = Catalog::tracker_of(&structure.resource).expect("has a trackerRef");
+            let tracker = structure.resource.tracker_id().expect("has a trackerRef");
             if catalog.tracker(&tracker).is_none() {
                 errors.push(origin.error(
                     "spec.trackerRef.name",
@@ -316,7 +316,7 @@ fn validate_portfolio(
     let mut seen = HashSet::new();
     for (i, reference) in portfolio.structure_refs.iter().enumerate() {
         let field = format!("spec.portfolio.structureRefs[{i}].name");
-        let id = Catalog::referenced(&structure.resource, &reference.name);
+        let id = super::ObjectId::referenced(&structure.resource, &reference.name).to_string();
         match catalog.structure(&id) {
             _ if !seen.insert(id.clone()) => {
                 errors.push(origin.error(&field, format!("{id} is listed twice")))
@@ -377,7 +377,7 @@ fn validate_synchronizer(
 ) {
     let spec = &sync.resource.spec;
     let origin = &sync.origin;
-    let structure_id = Catalog::referenced(&sync.resource, &spec.structure_ref.name);
+    let structure_id = sync.resource.structure_id();
     match catalog.structure(&structure_id) {
         None => errors.push(origin.error(
             "spec.structureRef.name",
@@ -395,7 +395,7 @@ fn validate_synchronizer(
                 .portfolio
                 .iter()
                 .flat_map(|p| &p.structure_refs)
-                .map(|r| Catalog::referenced(&structure.resource, &r.name))
+                .map(|r| super::ObjectId::referenced(&structure.resource, &r.name).to_string())
                 .collect();
             errors.push(origin.error(
                 "spec.structureRef.name",
@@ -500,9 +500,9 @@ fn validate_synchronizer(
 
 /// The type of the tracker behind a synchronizer's structure, if declared.
 fn tracker_type(catalog: &Catalog, sync: &Declared<Synchronizer>) -> Option<TrackerType> {
-    let structure_id = Catalog::referenced(&sync.resource, &sync.resource.spec.structure_ref.name);
+    let structure_id = sync.resource.structure_id();
     let structure = catalog.structure(&structure_id)?;
-    let tracker = Catalog::tracker_of(&structure.resource)?;
+    let tracker = structure.resource.tracker_id()?;
     catalog.tracker(&tracker).map(|t| t.resource.spec.type_)
 }
 
@@ -582,7 +582,7 @@ fn validate_filter(
     errors: &mut Vec<SpecError>,
 ) {
     let origin = &sync.origin;
-    let structure_id = Catalog::referenced(&sync.resource, &sync.resource.spec.structure_ref.name);
+    let structure_id = sync.resource.structure_id();
     let structure = catalog.structure(&structure_id);
     check_query(catalog, sync, "spec.filter.query", &filter.query, errors);
     if let Some(under) = &filter.under {

@@ -221,7 +221,7 @@ impl<S: Store> Engine<S> {
             .synchronizer(id)
             .ok_or_else(|| EngineError::NotFound(format!("synchronizer {id} is not declared")))?;
         let spec = &sync.resource.spec;
-        let structure_id = Catalog::referenced(&sync.resource, &spec.structure_ref.name);
+        let structure_id = sync.resource.structure_id();
         let mut pass = Pass {
             synchronizer: id.to_owned(),
             structure: structure_id.clone(),
@@ -335,7 +335,9 @@ fn resolve<'a>(
     let structure = catalog
         .structure(&pass.structure)
         .expect("validated: synchronizers name a declared structure");
-    let tracker_id = Catalog::tracker_of(&structure.resource)
+    let tracker_id = structure
+        .resource
+        .tracker_id()
         .expect("validated: structures with synchronizers have a tracker");
     let client = trackers.get(catalog, &tracker_id)?;
     let directions: Vec<Direction> = if spec.directions.is_empty() {
