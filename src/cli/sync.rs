@@ -78,8 +78,10 @@ pub async fn sync(state: &Path, run: Run<'_>) -> anyhow::Result<ExitCode> {
         let mut next = now + jiff::SignedDuration::try_from(LOOK_AGAIN)?;
         let mut failed = false;
         for id in selected(&catalog, names)? {
-            let spec = &catalog.synchronizer(&id).expect("selected").resource.spec;
-            let schedule = spec.schedule().unwrap_or_default();
+            let schedule = catalog
+                .resolved_synchronizer(&id)
+                .map(|r| r.schedule.clone())
+                .unwrap_or_default();
             let last = engine.store().sync_state(&id)?.last_pass;
             let due = schedule.next_pass(&id, last, now);
             if !once && due > now {

@@ -19,7 +19,7 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use super::conditions::{Health, State};
 use super::context::{Chain, Context, Error};
 use crate::engine::Pass;
-use crate::plan::visible;
+use crate::plan::{Schedule, visible};
 use crate::spec::{
     IssueError, PlanStatus, Synchronizer, SynchronizerPhase as Phase, SynchronizerStatus,
     resource_id,
@@ -60,14 +60,17 @@ async fn run(sync: Arc<Synchronizer>, ctx: &Context) -> Result<Action, Error> {
     let (catalog, errors) = ctx.catalog();
     let chain = Chain::of(&catalog, id.clone());
     let problems = Context::problems(&errors, &chain.objects);
-    if !problems.is_empty() || catalog.synchronizer(&id).is_none() {
-        next.phase = Some(Phase::Error);
-        let health = Health::new(State::Stalled, "InvalidSpec", problems.join("; "));
-        // Objects applied together arrive in any order: look again later.
-        return ctx
-            .finish(&*sync, next, health, Action::requeue(INTERVAL))
-            .await;
-    }
+    let resolved = match catalog.resolved_synchronizer(&id) {
+        Some(resolved) if problems.is_empty() => resolved.clone(),
+        _ => {
+            next.phase = Some(Phase::Error);
+            let health = Health::new(State::Stalled, "InvalidSpec", problems.join("; "));
+            // Objects applied together arrive in any order: look again later.
+            return ctx
+                .finish(&*sync, next, health, Action::requeue(INTERVAL))
+                .await;
+        }
+    };
     if !sync.spec.enabled {
         next.phase = Some(Phase::Stopped);
         let health = Health::new(State::Idle, "Stopped", "spec.enabled is false");
@@ -77,7 +80,7 @@ async fn run(sync: Arc<Synchronizer>, ctx: &Context) -> Result<Action, Error> {
     }
     // Status writes wake this reconcile too: run only when the interval
     // has passed or the spec changed since the last run.
-    if let Some(wait) = not_due(&sync) {
+    if let Some(wait) = not_due(&sync, &resolved.schedule) {
         return Ok(Action::requeue(wait));
     }
     let Some(_claim) = ctx.claim(&structure) else {
@@ -106,7 +109,7 @@ async fn run(sync: Arc<Synchronizer>, ctx: &Context) -> Result<Action, Error> {
     let started = jiff::Timestamp::now();
     let outcome = engine.sync_pass(&catalog, &id, started, None).await;
     drop(engine);
-    let schedule = sync.spec.schedule().unwrap_or_default();
+    let schedule = &resolved.schedule;
     let now = jiff::Timestamp::now();
     next.last_attempt = Some(started.to_string());
     let (health, action) = match outcome {
@@ -198,7 +201,7 @@ fn until(at: jiff::Timestamp, now: jiff::Timestamp) -> Duration {
 }
 
 /// How long until the next pass is due, if it is not due yet.
-fn not_due(sync: &Synchronizer) -> Option<Duration> {
+fn not_due(sync: &Synchronizer, schedule: &Schedule) -> Option<Duration> {
     let status = sync.status.as_ref()?;
     if status.observed_generation != sync.metadata.generation {
         return None;
@@ -206,11 +209,7 @@ fn not_due(sync: &Synchronizer) -> Option<Duration> {
     let last: jiff::Timestamp = status.last_attempt.as_deref()?.parse().ok()?;
     let id = resource_id(sync);
     let now = jiff::Timestamp::now();
-    let due = sync
-        .spec
-        .schedule()
-        .unwrap_or_default()
-        .next_pass(&id, Some(last), now);
+    let due = schedule.next_pass(&id, Some(last), now);
     Some(until(due, now)).filter(|d| !d.is_zero())
 }
 

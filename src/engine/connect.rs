@@ -8,8 +8,8 @@
 use std::collections::HashMap;
 
 use crate::spec::{
-    Catalog, Declared, JiraDeployment, SpecErrors, Tracker as TrackerResource, TrackerType,
-    local_issues_file,
+    Catalog, Connection, Declared, JiraAccess, JiraDeployment, SpecErrors,
+    Tracker as TrackerResource, TrackerType,
 };
 use crate::tracker::http::{ApiKey, Retry};
 use crate::tracker::jira::{self, Deployment, JiraTracker};
@@ -69,86 +69,68 @@ impl Trackers {
             let tracker = catalog
                 .tracker(id)
                 .ok_or_else(|| EngineError::NotFound(format!("tracker {id} is not declared")))?;
-            self.clients
-                .insert(id.to_owned(), client(tracker, &self.credentials)?);
+            let connection = catalog.connection(id).ok_or_else(|| {
+                EngineError::Invalid(format!(
+                    "tracker {id} is declared wrongly; `trellis validate` says how"
+                ))
+            })?;
+            self.clients.insert(
+                id.to_owned(),
+                client(tracker, connection, &self.credentials)?,
+            );
         }
         Ok(&self.clients[id])
     }
 }
 
-pub(super) fn client(
+fn client(
     tracker: &Declared<TrackerResource>,
+    connection: &Connection,
     credentials: &Credentials,
 ) -> Result<AnyTracker, EngineError> {
-    let spec = &tracker.resource.spec;
-    match spec.type_ {
-        TrackerType::Local => Ok(AnyTracker::Local(LocalTracker::new(
-            local_issues_file(tracker).expect("validated local trackers have a path"),
-        ))),
-        TrackerType::Redmine => {
-            let (url, key, key_source) = server(tracker, credentials)?;
-            let redmine = spec.redmine.clone().unwrap_or_default();
-            let client = RedmineTracker::new(Settings {
-                url,
-                key,
-                key_source,
-                project: redmine.project,
-                subprojects: redmine.subprojects,
-                retry: Retry::default(),
-            })
-            .map_err(|source| EngineError::Tracker {
-                tracker: tracker.id(),
-                source,
-            })?;
-            Ok(AnyTracker::Redmine(client))
-        }
-        TrackerType::Jira => {
-            let (url, key, key_source) = server(tracker, credentials)?;
-            let jira = spec
-                .jira
-                .clone()
-                .expect("validated jira trackers have spec.jira");
-            let deployment = match jira.deployment {
-                JiraDeployment::Cloud => Deployment::Cloud {
-                    email: jira.email.expect("validated Cloud trackers have an email"),
-                },
-                JiraDeployment::Datacenter => Deployment::DataCenter,
-            };
-            let client = JiraTracker::new(jira::Settings {
-                url,
-                deployment,
-                token: key,
-                token_source: key_source,
-                scope: jira.jql,
-                retry: Retry::default(),
-            })
-            .map_err(|source| EngineError::Tracker {
-                tracker: tracker.id(),
-                source,
-            })?;
-            Ok(AnyTracker::Jira(client))
-        }
-    }
-}
-
-/// A server tracker's URL, key, and where the key came from.
-fn server(
-    tracker: &Declared<TrackerResource>,
-    credentials: &Credentials,
-) -> Result<(reqwest::Url, ApiKey, String), EngineError> {
-    let url = tracker
-        .resource
-        .spec
-        .url
-        .as_deref()
-        .expect("validated server trackers have a url")
-        .parse()
-        .expect("validated URL");
-    let (key, key_source) = match credentials {
-        Credentials::CommandLine => api_key(tracker)?,
-        Credentials::Secrets(secrets) => secret_key(tracker, secrets)?,
+    let tracker_error = |source| EngineError::Tracker {
+        tracker: tracker.id(),
+        source,
     };
-    Ok((url, key, key_source))
+    let (key, key_source) = match (connection, credentials) {
+        (Connection::Local { issues }, _) => {
+            return Ok(AnyTracker::Local(LocalTracker::new(issues.clone())));
+        }
+        (_, Credentials::CommandLine) => api_key(tracker)?,
+        (_, Credentials::Secrets(secrets)) => secret_key(tracker, secrets)?,
+    };
+    match connection {
+        Connection::Local { .. } => unreachable!("returned above"),
+        Connection::Redmine {
+            url,
+            project,
+            subprojects,
+        } => RedmineTracker::new(Settings {
+            url: url.clone(),
+            key,
+            key_source,
+            project: project.clone(),
+            subprojects: *subprojects,
+            retry: Retry::default(),
+        })
+        .map(AnyTracker::Redmine)
+        .map_err(tracker_error),
+        Connection::Jira { url, access, jql } => JiraTracker::new(jira::Settings {
+            url: url.clone(),
+            deployment: match access {
+                JiraAccess::Cloud { email } => Deployment::Cloud {
+                    email: email.clone(),
+                },
+                JiraAccess::DataCenter => Deployment::DataCenter,
+            },
+            token: key,
+            token_source: key_source,
+            scope: jql.clone(),
+            retry: Retry::default(),
+        })
+        .map(AnyTracker::Jira)
+        .map_err(tracker_error),
+    }
 }
 
 /// A credentials problem, at the tracker's declaration.

@@ -232,10 +232,11 @@ impl<S: Store> Engine<S> {
             if sources.is_empty() {
                 continue;
             }
-            let tracker_id = structure
-                .resource
-                .tracker_id()
-                .expect("validated: structures with synchronizers or rows have a tracker");
+            let tracker_id = structure.resource.tracker_id().ok_or_else(|| {
+                EngineError::Invalid(format!(
+                    "structure {id} has rows or synchronizers but no spec.trackerRef; declare its tracker"
+                ))
+            })?;
             let tracker = trackers.get(catalog, &tracker_id)?;
             if !snapshots.contains_key(&tracker_id) {
                 let snapshot = tracker

@@ -14,7 +14,7 @@ use crate::spec::{
 use crate::store::{Store, StoredResource};
 use crate::tracker::Tracker as _;
 
-use super::connect::{Credentials, client};
+use super::connect::{Credentials, Trackers};
 use super::{Engine, EngineError};
 
 impl<S: Store> Engine<S> {
@@ -65,21 +65,18 @@ fn stored<T: Serialize>(kind: &str, id: &str, resource: &T) -> StoredResource {
 /// The declarations last applied, as a catalog.
 pub fn remembered<S: Store>(store: &S) -> Result<Catalog, EngineError> {
     let origin = Origin::remembered(Path::new("(declarations remembered in the store)"));
-    let mut catalog = Catalog::default();
+    let (mut trackers, mut structures, mut synchronizers, mut resyncs) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for resource in store.remembered()? {
         match resource.kind.as_str() {
-            "Tracker" => catalog.trackers.push(read::<Tracker>(&resource, &origin)?),
-            "Structure" => catalog
-                .structures
-                .push(read::<Structure>(&resource, &origin)?),
-            "Synchronizer" => catalog
-                .synchronizers
-                .push(read::<Synchronizer>(&resource, &origin)?),
-            "Resync" => catalog.resyncs.push(read::<Resync>(&resource, &origin)?),
+            "Tracker" => trackers.push(read::<Tracker>(&resource, &origin)?),
+            "Structure" => structures.push(read::<Structure>(&resource, &origin)?),
+            "Synchronizer" => synchronizers.push(read::<Synchronizer>(&resource, &origin)?),
+            "Resync" => resyncs.push(read::<Resync>(&resource, &origin)?),
             _ => {}
         }
     }
-    Ok(catalog)
+    Ok(Catalog::new(trackers, structures, synchronizers, resyncs))
 }
 
 fn read<T: DeserializeOwned>(
@@ -147,10 +144,11 @@ pub async fn structure_view<S: Store>(
         let member = catalog
             .structure(&id)
             .ok_or_else(|| EngineError::NotFound(format!("structure {id} is not declared")))?;
-        let tracker = member
-            .resource
-            .tracker_id()
-            .expect("validated: structures that are not portfolios have a tracker");
+        let tracker = member.resource.tracker_id().ok_or_else(|| {
+            EngineError::Invalid(format!(
+                "structure {id} has no spec.trackerRef: a portfolio's members each sync with a tracker"
+            ))
+        })?;
         let (snapshot, read_at) = issues.of(&tracker).await?;
         sections.push(Section {
             folder,
@@ -185,18 +183,14 @@ impl<S: Store> Issues<'_, S> {
         };
         let snapshot = match stored {
             Some(_) => Snapshot::new(self.store.mirror_issues(tracker_id)?),
-            None => {
-                let tracker = self.catalog.tracker(tracker_id).ok_or_else(|| {
-                    EngineError::NotFound(format!("tracker {tracker_id} is not declared"))
-                })?;
-                client(tracker, &Credentials::CommandLine)?
-                    .snapshot()
-                    .await
-                    .map_err(|source| EngineError::Tracker {
-                        tracker: tracker_id.to_owned(),
-                        source,
-                    })?
-            }
+            None => Trackers::new(Credentials::CommandLine)
+                .get(self.catalog, tracker_id)?
+                .snapshot()
+                .await
+                .map_err(|source| EngineError::Tracker {
+                    tracker: tracker_id.to_owned(),
+                    source,
+                })?,
         };
         self.read
             .insert(tracker_id.to_owned(), (snapshot.clone(), stored));

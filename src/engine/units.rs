@@ -9,7 +9,7 @@ use crate::plan::{
 };
 use crate::spec::{
     Catalog, Declared, Kind, LinkEndSpec, LinkScopeSpec, LinksSpec, Origin, RowSpec, Structure,
-    SynchronizerType, supported, unsupported_direction,
+    SyncKind, SynchronizerType, supported, unsupported_direction,
 };
 use crate::tracker::{AnyTracker, Need, Tracker, TrackerError};
 
@@ -319,9 +319,12 @@ pub(super) async fn build(
             UnitSource::Undo(rule) => (format!("job {}", rule.job), Rule::Undo(rule.clone())),
             UnitSource::Synchronizer { id, .. } => {
                 let declared = catalog.synchronizer(id).expect("selected from the catalog");
-                let (spec, origin) = (&declared.resource.spec, &declared.origin);
-                let rule = match (spec.type_, &spec.filter, &spec.status_rollup) {
-                    (SynchronizerType::Filter, Some(filter), _) => Rule::Filter(FilterRule {
+                let resolved = catalog
+                    .resolved_synchronizer(id)
+                    .expect("a catalog with errors does not plan");
+                let origin = &declared.origin;
+                let rule = match &resolved.kind {
+                    SyncKind::Filter(filter) => Rule::Filter(FilterRule {
                         matches: searches
                             .search(tracker, &filter.query, (origin, "spec.filter.query"))
                             .await?,
@@ -335,39 +338,21 @@ pub(super) async fn build(
                         },
                         remove: filter.remove,
                     }),
-                    (SynchronizerType::Filter, None, _) => {
-                        unreachable!("validated: filters have spec.filter")
-                    }
-                    (SynchronizerType::Subtasks, _, _) => Rule::Subtasks,
-                    (SynchronizerType::Links, _, _) => {
-                        let links = spec
-                            .links
-                            .as_ref()
-                            .expect("validated: links synchronizers have spec.links");
+                    SyncKind::Subtasks => Rule::Subtasks,
+                    SyncKind::Links(links) => {
                         Rule::Links(links_rule(links, origin, tracker, searches).await?)
                     }
-                    (SynchronizerType::Agile, _, _) => {
-                        let agile = spec
-                            .agile
-                            .as_ref()
-                            .expect("validated: agile synchronizers have spec.agile");
-                        Rule::Agile(AgileRule {
-                            matches: searches
-                                .search(tracker, &agile.query, (origin, "spec.agile.query"))
-                                .await?,
-                            subtasks: agile.subtasks,
-                        })
-                    }
-                    (SynchronizerType::StatusRollup, _, Some(rollup)) => {
-                        Rule::StatusRollup(StatusRollupRule {
-                            statuses: rollup.statuses.clone(),
-                            issue_types: rollup.issue_types.clone(),
-                            workflow: tracker.workflow().await?,
-                        })
-                    }
-                    (SynchronizerType::StatusRollup, _, None) => {
-                        unreachable!("validated: status rollups have spec.statusRollup")
-                    }
+                    SyncKind::Agile(agile) => Rule::Agile(AgileRule {
+                        matches: searches
+                            .search(tracker, &agile.query, (origin, "spec.agile.query"))
+                            .await?,
+                        subtasks: agile.subtasks,
+                    }),
+                    SyncKind::StatusRollup(rollup) => Rule::StatusRollup(StatusRollupRule {
+                        statuses: rollup.statuses.clone(),
+                        issue_types: rollup.issue_types.clone(),
+                        workflow: tracker.workflow().await?,
+                    }),
                 };
                 (id.clone(), rule)
             }

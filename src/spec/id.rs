@@ -179,16 +179,14 @@ mod tests {
 
     #[test]
     fn a_bare_name_finds_default_first_then_the_only_one_anywhere() {
-        let catalog = Catalog {
-            synchronizers: vec![
-                sync("team-a", "children"),
-                sync("default", "epics"),
-                sync("team-a", "epics"),
-                sync("team-a", "links"),
-                sync("team-b", "links"),
-            ],
-            ..Catalog::default()
-        };
+        let synchronizers = vec![
+            sync("team-a", "children"),
+            sync("default", "epics"),
+            sync("team-a", "epics"),
+            sync("team-a", "links"),
+            sync("team-b", "links"),
+        ];
+        let catalog = Catalog::new(Vec::new(), Vec::new(), synchronizers, Vec::new());
         let resolve = |name| catalog.resolve(Kind::Synchronizer, name);
         assert_eq!(resolve("children").unwrap(), "team-a/children");
         assert_eq!(resolve("epics").unwrap(), "default/epics");

@@ -139,6 +139,9 @@ pub struct Catalog {
     pub structures: Vec<Declared<Structure>>,
     pub synchronizers: Vec<Declared<Synchronizer>>,
     pub resyncs: Vec<Declared<Resync>>,
+    /// Built from the above by [`Catalog::new`], the one way to make a
+    /// catalog of declarations.
+    pub(super) resolved: super::resolved::Resolved,
 }
 
 impl Catalog {
@@ -186,19 +189,21 @@ impl Catalog {
             })
             .map(|p| normalize(&p))
             .collect();
-        let mut catalog = Catalog::default();
+        let (mut trackers, mut structures, mut synchronizers, mut resyncs) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for (file, result) in parsed {
             if data_files.contains(&normalize(&file)) {
                 continue;
             }
             match result {
-                Ok(Parsed::Tracker(d)) => catalog.trackers.push(d),
-                Ok(Parsed::Structure(d)) => catalog.structures.push(d),
-                Ok(Parsed::Synchronizer(d)) => catalog.synchronizers.push(*d),
-                Ok(Parsed::Resync(d)) => catalog.resyncs.push(d),
+                Ok(Parsed::Tracker(d)) => trackers.push(d),
+                Ok(Parsed::Structure(d)) => structures.push(d),
+                Ok(Parsed::Synchronizer(d)) => synchronizers.push(*d),
+                Ok(Parsed::Resync(d)) => resyncs.push(d),
                 Err(e) => errors.push(e),
             }
         }
+        let catalog = Catalog::new(trackers, structures, synchronizers, resyncs);
         // References are only checked when every document parsed: a
         // document that failed would show up as a dangling reference too.
         errors.extend(validate(&catalog, errors.is_empty()));
@@ -227,12 +232,12 @@ impl Catalog {
                 })
                 .collect()
         }
-        let catalog = Catalog {
-            trackers: declare(trackers),
-            structures: declare(structures),
-            synchronizers: declare(synchronizers),
-            resyncs: declare(resyncs),
-        };
+        let catalog = Catalog::new(
+            declare(trackers),
+            declare(structures),
+            declare(synchronizers),
+            declare(resyncs),
+        );
         let errors = validate(&catalog, true);
         (catalog, errors)
     }

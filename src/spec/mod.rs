@@ -2,6 +2,7 @@
 
 mod id;
 mod load;
+mod resolved;
 mod resources;
 mod schedule;
 mod source;
@@ -11,6 +12,7 @@ pub use id::{Kind, NameError, ObjectId};
 pub use load::{
     API_VERSION, Catalog, Declared, Origin, SpecError, SpecErrors, local_issues_file, resource_id,
 };
+pub use resolved::{Connection, JiraAccess, ResolvedSync, SyncKind};
 pub use resources::*;
 pub use schedule::ScheduleError;
 pub use validate::{supported, unsupported_direction};

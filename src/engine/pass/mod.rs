@@ -42,9 +42,9 @@ use super::units::UnitSource;
 use super::{Engine, EngineError, Trackers};
 use crate::model::Direction;
 use crate::plan::decide::{self, ConflictRule, DecideInput, Policy, Release, Sides};
-use crate::plan::{Summary, TrackerOp, UnitPlan};
+use crate::plan::{Schedule, Summary, TrackerOp, UnitPlan};
 use crate::spec::{
-    Catalog, ConflictPolicy, Declared, Structure, SynchronizerSpec, SynchronizerType,
+    Catalog, ConflictPolicy, Declared, ResolvedSync, Structure, SynchronizerSpec, SynchronizerType,
 };
 use crate::store::{ConflictRecord, HOLD_LEASE, HeldIssue, HeldPlan, HoldKind, Store, SyncState};
 use crate::tracker::{AnyTracker, TrackerError};
@@ -86,6 +86,7 @@ struct Run<'a> {
     catalog: &'a Catalog,
     id: String,
     spec: &'a SynchronizerSpec,
+    schedule: &'a Schedule,
     structure: &'a Declared<Structure>,
     structure_id: String,
     tracker_id: String,
@@ -221,7 +222,12 @@ impl<S: Store> Engine<S> {
             .synchronizer(id)
             .ok_or_else(|| EngineError::NotFound(format!("synchronizer {id} is not declared")))?;
         let spec = &sync.resource.spec;
-        let structure_id = sync.resource.structure_id();
+        let resolved = catalog.resolved_synchronizer(id).ok_or_else(|| {
+            EngineError::Invalid(format!(
+                "synchronizer {id} is declared wrongly; `trellis validate` says how"
+            ))
+        })?;
+        let structure_id = resolved.structure.clone();
         let mut pass = Pass {
             synchronizer: id.to_owned(),
             structure: structure_id.clone(),
@@ -242,7 +248,14 @@ impl<S: Store> Engine<S> {
         }
         let keeper = self.store.keep_holding(&structure_id, &holder)?;
         let result = self
-            .pass(catalog, spec, &mut state, &mut pass, now, approval)
+            .pass(
+                catalog,
+                (spec, resolved),
+                &mut state,
+                &mut pass,
+                now,
+                approval,
+            )
             .await;
         drop(keeper);
         self.store.release_structure(&structure_id, &holder)?;
@@ -253,14 +266,14 @@ impl<S: Store> Engine<S> {
     async fn pass(
         &mut self,
         catalog: &Catalog,
-        spec: &SynchronizerSpec,
+        declared: (&SynchronizerSpec, &ResolvedSync),
         state: &mut SyncState,
         pass: &mut Pass,
         now: jiff::Timestamp,
         approval: Option<&str>,
     ) -> Result<(), EngineError> {
         let mut trackers = Trackers::new(self.credentials.clone());
-        let run = resolve(catalog, spec, state, pass, now, &mut trackers)?;
+        let run = resolve(catalog, declared, state, pass, now, &mut trackers)?;
         let read = self.read_tracker(&run, state, pass).await?;
         let changes = self.changes(&run, state, pass)?;
         let stored = self.store.structure(&run.structure_id)?;
@@ -326,19 +339,16 @@ impl<S: Store> Engine<S> {
 /// connecting only builds it).
 fn resolve<'a>(
     catalog: &'a Catalog,
-    spec: &'a SynchronizerSpec,
+    (spec, resolved): (&'a SynchronizerSpec, &'a ResolvedSync),
     state: &SyncState,
     pass: &Pass,
     now: jiff::Timestamp,
     trackers: &'a mut Trackers,
 ) -> Result<Run<'a>, EngineError> {
-    let structure = catalog
-        .structure(&pass.structure)
-        .expect("validated: synchronizers name a declared structure");
-    let tracker_id = structure
-        .resource
-        .tracker_id()
-        .expect("validated: structures with synchronizers have a tracker");
+    let structure = catalog.structure(&resolved.structure).ok_or_else(|| {
+        EngineError::NotFound(format!("structure {} is not declared", resolved.structure))
+    })?;
+    let tracker_id = resolved.tracker.clone();
     let client = trackers.get(catalog, &tracker_id)?;
     let directions: Vec<Direction> = if spec.directions.is_empty() {
         vec![super::primary_direction(spec)]
@@ -359,6 +369,7 @@ fn resolve<'a>(
         catalog,
         id: pass.synchronizer.clone(),
         spec,
+        schedule: &resolved.schedule,
         structure,
         structure_id: pass.structure.clone(),
         tracker_id,

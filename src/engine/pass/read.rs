@@ -38,11 +38,7 @@ impl<S: Store> Engine<S> {
     ) -> Result<Read, EngineError> {
         let read = match self.settle(run.client, &run.structure_id, None).await {
             Ok(()) => {
-                let full_due = run
-                    .spec
-                    .schedule()
-                    .unwrap_or_default()
-                    .full_due(state.last_full, run.now);
+                let full_due = run.schedule.full_due(state.last_full, run.now);
                 self.refresh_mirror(run, full_due, pass).await
             }
             Err(error) => Err(error),
