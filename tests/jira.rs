@@ -612,10 +612,11 @@ async fn a_token_revoked_after_writes_fails_what_is_left_and_keeps_earlier_failu
             ])
             .await
             .unwrap_err();
-        let TrackerError::Writes { done, .. } = &error else {
+        let TrackerError::Writes { done, untried, .. } = &error else {
             panic!("{flavor:?}: {error}")
         };
         assert_eq!(*done, 3, "{flavor:?}: {error}");
+        assert_eq!(*untried, 2, "{flavor:?}: PLAT-3 and PLAT-2 were never sent");
         let not_written = "not written: Jira refused the credentials (401 Unauthorized) (the token from environment variable JIRA_API_TOKEN stopped working; nothing more was sent)";
         assert_eq!(
             writes_failed(error),
@@ -1055,6 +1056,67 @@ fn incremental_passes_read_only_changed_issues_from_jira() {
         .stdout(contains(
             "PLAT-5 [Epic] Epic PLAT-5 (To Do)\n  PLAT-4 [Story]",
         ));
+    double.assert_conformant();
+}
+
+#[test]
+fn a_pass_whose_token_is_revoked_part_way_tries_the_unsent_writes_again_by_itself() {
+    let double = small(Flavor::Cloud);
+    double.add("PLAT-5", "Epic", None, None);
+    double.add("PLAT-6", "Story", None, None);
+    let ws = workspace(&double);
+    trellis(&ws)
+        .args(["apply", "-f", "jira"])
+        .assert()
+        .success();
+    let pass = || {
+        trellis(&ws)
+            .args([
+                "sync",
+                "--once",
+                "-f",
+                "jira",
+                "sprint-backlog",
+                "-o",
+                "json",
+            ])
+            .output()
+            .unwrap()
+    };
+    assert!(pass().status.success());
+    // Two stories moved under the new epic in the structure; the token is
+    // revoked after the first write of the pass that carries them.
+    for story in ["PLAT-4", "PLAT-6"] {
+        trellis(&ws)
+            .args(["move", "backlog", story, "--under", "PLAT-5"])
+            .assert()
+            .success();
+    }
+    double.revoke_after(1);
+    let out = pass();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    let held = report["held"].as_array().unwrap();
+    assert!(!held.is_empty(), "{report}");
+    assert!(
+        held.iter()
+            .all(|h| h["release"] == "retry"
+                && h["message"].as_str().unwrap().contains("not written")),
+        "unsent writes are not a person's to settle: {report}"
+    );
+    // A new token: the next pass writes what was left, with no troubleshoot.
+    double.restore_token();
+    let report: serde_json::Value = serde_json::from_slice(&pass().stdout).unwrap();
+    assert_eq!(report["held"], serde_json::json!([]), "{report}");
+    let state = double.state();
+    for story in ["PLAT-4", "PLAT-6"] {
+        assert_eq!(
+            state.issues[story].parent.as_deref(),
+            Some("PLAT-5"),
+            "{story}: {report}"
+        );
+    }
+    drop(state);
     double.assert_conformant();
 }
 

@@ -665,7 +665,7 @@ async fn an_issue_deleted_after_planning_stops_the_saved_plan_and_fails_alone_in
         ])
         .await
         .unwrap_err();
-    let TrackerError::Writes { done, failures } = &error else {
+    let TrackerError::Writes { done, failures, .. } = &error else {
         panic!("{error}")
     };
     assert_eq!(*done, 1);
@@ -693,7 +693,10 @@ async fn redmines_validation_errors_are_reported_against_the_issue() {
         }])
         .await
         .unwrap_err();
-    let TrackerError::Writes { done: 0, failures } = &error else {
+    let TrackerError::Writes {
+        done: 0, failures, ..
+    } = &error
+    else {
         panic!("{error}")
     };
     assert_eq!(failures[0].issue, parent);
@@ -892,7 +895,10 @@ spec:
         }])
         .await
         .unwrap_err();
-    let TrackerError::Writes { done: 0, failures } = &error else {
+    let TrackerError::Writes {
+        done: 0, failures, ..
+    } = &error
+    else {
         panic!("{error}")
     };
     assert_eq!(failures[0].issue, story);

@@ -11,7 +11,8 @@
 //! - A refused key (401: revoked or expired during the run) ends the batch:
 //!   every later write would be refused alike, so nothing more is sent, not
 //!   even the read-back. The operations not made yet fail with one message
-//!   that says so; the failures collected before stay.
+//!   that says so, last, counted as `untried` (a pass tries them again by
+//!   itself); the failures collected before stay.
 //! - `done` counts each operation the tracker accepted, once, whichever step
 //!   wrote it. A write that reads back unmade fails instead; one that could
 //!   not be read back stays done and is reported as unchecked.
@@ -159,6 +160,7 @@ impl<'a> WriteBatch<'a> {
             .iter()
             .filter(|o| **o == Outcome::Made)
             .count();
+        let mut untried = 0;
         match (self.end.take(), self.http) {
             (Some(End::Unreachable), Some((http, _))) => return Err(http.stopped()),
             (Some(End::Refused(message)), Some((_, credentials))) => {
@@ -188,6 +190,7 @@ impl<'a> WriteBatch<'a> {
                         ),
                     })
                     .collect();
+                untried = failures.len();
                 self.failures.extend(failures);
             }
             _ => {}
@@ -198,6 +201,7 @@ impl<'a> WriteBatch<'a> {
             Err(TrackerError::Writes {
                 done,
                 failures: self.failures,
+                untried,
             })
         }
     }

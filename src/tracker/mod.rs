@@ -42,11 +42,15 @@ pub enum TrackerError {
         status: Option<u16>,
     },
     /// Some writes failed; the others were made (`done` of them). After a
-    /// key refused part-way, the operations not tried are failures too.
+    /// key refused part-way, the operations not tried are failures too:
+    /// the last `untried` of `failures`, which the tracker never saw (a
+    /// pass tries them again by itself, where it holds a refused one for a
+    /// person).
     #[error("{}", writes_failed(*.done, .failures))]
     Writes {
         done: usize,
         failures: Vec<IssueFailure>,
+        untried: usize,
     },
 }
 

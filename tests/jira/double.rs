@@ -227,10 +227,16 @@ impl Double {
         });
     }
 
-    /// Refuses the token (401 to every request) once `writes` writes were
-    /// made: a token revoked in the middle of a run.
+    /// Refuses the token (401 to every request) once `writes` more writes
+    /// were made: a token revoked in the middle of a run.
     pub fn revoke_after(&self, writes: usize) {
-        self.state().revoked_after = Some(writes);
+        let mut state = self.state();
+        state.revoked_after = Some(state.writes_made + writes);
+    }
+
+    /// Accepts the token again: a person issued a new one.
+    pub fn restore_token(&self) {
+        self.state().revoked_after = None;
     }
 
     /// Requests whose `METHOD path` starts with `prefix`.

@@ -201,6 +201,14 @@ impl Holds {
         self.after.insert(key.to_owned(), issue);
     }
 
+    /// Marks a hold made by this pass as released already (`Retry`: the
+    /// next pass decides the issue again, with no person needed).
+    fn release(&mut self, key: &str, release: Option<Release>) {
+        if let Some(held) = self.after.get_mut(key) {
+            held.release = release;
+        }
+    }
+
     fn contains(&self, key: &str) -> bool {
         self.after.contains_key(key)
     }

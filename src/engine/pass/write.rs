@@ -11,7 +11,7 @@ use super::{Holds, Pass, Run};
 use crate::engine::{Engine, EngineError, job_records};
 use crate::model::{Direction, Issue, Snapshot};
 use crate::plan::TrackerOp;
-use crate::store::{HoldKind, IntendedChange, Store, WriteIntent};
+use crate::store::{HoldKind, IntendedChange, Release, Store, WriteIntent};
 use crate::tracker::{Tracker, TrackerError};
 
 /// The tracker after the pass's writes.
@@ -78,9 +78,11 @@ impl<S: Store> Engine<S> {
             ),
         };
         let outcome = self.write_ahead(run.client, &intent).await?;
-        let failures = match outcome.result {
-            Ok(()) => Vec::new(),
-            Err(TrackerError::Writes { failures, .. }) => failures,
+        let (failures, untried) = match outcome.result {
+            Ok(()) => (Vec::new(), 0),
+            Err(TrackerError::Writes {
+                failures, untried, ..
+            }) => (failures, untried),
             Err(source) => {
                 let error = format!("tracker {}: {source}", run.tracker_id);
                 let jobs = job_records(
@@ -99,13 +101,21 @@ impl<S: Store> Engine<S> {
         written.settles = Some(outcome.intent);
         let failed: HashSet<&str> = failures.iter().map(|f| f.issue.as_str()).collect();
         planned.writes.retain(|op| !failed.contains(op.issue()));
-        for failure in &failures {
+        // A refused write waits for a person; one never sent (the key was
+        // refused part-way) is tried again by the next pass.
+        let (refused, not_sent) = failures.split_at(failures.len() - untried);
+        for (failure, release) in refused
+            .iter()
+            .map(|f| (f, None))
+            .chain(not_sent.iter().map(|f| (f, Some(Release::Retry))))
+        {
             holds.hold(
                 &failure.issue,
                 HoldKind::Error,
                 &failure.operation,
                 failure.message.clone(),
             );
+            holds.release(&failure.issue, release);
         }
         let mut touched = BTreeSet::new();
         for op in &planned.writes {

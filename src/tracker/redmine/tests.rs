@@ -288,10 +288,16 @@ async fn a_key_refused_after_writes_fails_what_is_left_and_keeps_earlier_failure
         ])
         .await
         .unwrap_err();
-    let TrackerError::Writes { done, failures } = &error else {
+    let TrackerError::Writes {
+        done,
+        failures,
+        untried,
+    } = &error
+    else {
         panic!("{error}")
     };
     assert_eq!(*done, 3, "{error}");
+    assert_eq!(*untried, 2, "#10 and #11 were never sent: {error}");
     let failed: Vec<(&str, &str)> = failures
         .iter()
         .map(|f| (f.issue.as_str(), f.message.as_str()))
