@@ -108,6 +108,17 @@ impl<'a> WriteBatch<'a> {
         self.failures.push(failure);
     }
 
+    /// Operation `at` read back unmade, for the reason `message`.
+    pub fn unmade(&mut self, at: usize, message: &str) {
+        let op = &self.ops[at];
+        let failure = IssueFailure {
+            issue: op.issue().to_owned(),
+            operation: op.to_string(),
+            message: message.to_owned(),
+        };
+        self.fail(at, failure);
+    }
+
     /// Whether `e` ends the batch (the credentials refused, or the server
     /// stopped answering); records the end. Any other error is the
     /// caller's, to report against its operation.

@@ -34,14 +34,14 @@ mod read;
 mod record;
 mod write;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 
 use super::units::UnitSource;
 use super::{Engine, EngineError, Trackers};
 use crate::model::Direction;
-use crate::plan::decide::{self, ConflictRule, DecideInput, Policy, Release, Sides};
+use crate::plan::decide::{ConflictRule, Policy, Release};
 use crate::plan::{Schedule, Summary, TrackerOp, UnitPlan};
 use crate::spec::{
     Catalog, ConflictPolicy, Declared, ResolvedSync, Structure, SynchronizerSpec, SynchronizerType,
@@ -283,47 +283,19 @@ impl<S: Store> Engine<S> {
         let mut trackers = Trackers::new(self.credentials.clone());
         let run = resolve(catalog, declared, state, pass, now, &mut trackers)?;
         let read = self.read_tracker(&run, state, pass).await?;
-        let changes = self.changes(&run, state, pass)?;
-        let stored = self.store.structure(&run.structure_id)?;
-        let baselines: HashMap<String, Sides> = self
-            .store
-            .baselines(&run.id)?
-            .into_iter()
-            .map(|b| {
-                let sides = Sides {
-                    row: Some(b.row_parent),
-                    tracker_parent: b.tracker_parent,
-                };
-                (b.issue, sides)
-            })
-            .collect();
-        let mut holds = Holds::new(&run.id, now, self.store.held_issues(&run.id)?);
-        let mut decisions = decide::decide(
-            &DecideInput {
-                synchronizer: &run.id,
-                baselines: &baselines,
-                held: &holds.releases(),
-                changes: &changes,
-                forest: &stored.forest,
-                snapshot: &read.snapshot,
-            },
-            &run.policy(),
-        );
-        let mut planned =
-            plan::plan_pass(&run, &stored.forest, &read, &mut decisions, &changes, state).await?;
-        for new in std::mem::take(&mut decisions.holds) {
-            holds.hold(&new.issue, HoldKind::Conflict, "conflict", new.message);
-        }
-        let rows_before = stored.forest.len();
+        let mut since = self.since_last_pass(&run, state, pass)?;
+        let mut decisions = since.decide(&run, &read);
+        let mut planned = plan::plan_pass(&run, &since, &read, &mut decisions, state).await?;
+        since.hold_conflicts(&mut decisions);
         if let Some((held, summary)) =
-            self.hold_destructive(&run, state, &mut planned, rows_before, approval)?
+            self.hold_destructive(&run, state, &mut planned, since.rows(), approval)?
         {
             pass.summary = summary;
             pass.held_plan = Some(held);
             return Ok(());
         }
         let written = self
-            .write_tracker(&run, &read, &mut planned, &mut holds, pass)
+            .write_tracker(&run, &read, &mut planned, &mut since.holds, pass)
             .await?;
         self.record(
             &run,
@@ -331,10 +303,7 @@ impl<S: Store> Engine<S> {
             pass,
             record::Outcome {
                 read,
-                changes,
-                stored,
-                baselines,
-                holds,
+                since,
                 conflicts: decisions.conflicts,
                 planned,
                 written,

@@ -6,12 +6,12 @@
 //! guards call nothing.
 
 use super::Run;
-use super::read::Read;
+use super::read::{Read, SinceLastPass};
 use crate::engine::approval::approves;
 use crate::engine::units::{self, Searches, Selected, UnitSource};
 use crate::engine::{Engine, EngineError};
 use crate::model::{Direction, Forest, Snapshot};
-use crate::plan::decide::{Changes, Decisions};
+use crate::plan::decide::Decisions;
 use crate::plan::{
     Planned, StructureInput, StructurePlan, Summary, TrackerOp, mass_removals, plan_hash,
     plan_structure,
@@ -35,13 +35,12 @@ pub(super) struct PassPlan {
 /// structure says; a two-way one only what the structure won.
 pub(super) async fn plan_pass(
     run: &Run<'_>,
-    forest: &Forest,
+    since: &SinceLastPass,
     read: &Read,
     decisions: &mut Decisions,
-    changes: &Changes,
     state: &SyncState,
 ) -> Result<PassPlan, EngineError> {
-    let snapshot = &read.snapshot;
+    let (forest, changes, snapshot) = (&since.stored.forest, &since.changes, &read.snapshot);
     let mut searches = Searches::incremental(
         state.matches.clone(),
         changes.tracker.iter().cloned().collect(),

@@ -1,14 +1,15 @@
-//! Steps 1 and 2 of a pass: the tracker's mirror, refreshed (the only step
-//! here that calls the tracker), and what changed on each side since the
-//! synchronizer's last pass (the store alone).
+//! Steps 1 to 3 of a pass: the tracker's mirror, refreshed (the only step
+//! here that calls the tracker); what changed on each side since the
+//! synchronizer's last pass (the store alone); and the decision over it
+//! (pure: `plan::decide`).
 
 use std::collections::HashMap;
 
-use super::{Pass, Run};
+use super::{Holds, Pass, Run};
 use crate::engine::{Engine, EngineError, unread_job};
 use crate::model::{Issue, Snapshot};
-use crate::plan::decide::Changes;
-use crate::store::{Mirror, MirrorRead, Recorded, Store, SyncState};
+use crate::plan::decide::{Changes, DecideInput, Decisions, Sides, decide};
+use crate::store::{HoldKind, Mirror, MirrorRead, Recorded, Store, StoredStructure, SyncState};
 use crate::tracker::{Tracker, Watermark};
 
 /// The tracker as the pass read it.
@@ -127,15 +128,15 @@ impl<S: Store> Engine<S> {
         })
     }
 
-    /// Mirror rows numbered after the synchronizer's cursor, and journal
-    /// entries after its structure version that it did not make. No
-    /// tracker call.
-    pub(super) fn changes(
+    /// Step 2, the store alone: mirror rows numbered after the
+    /// synchronizer's cursor, and journal entries after its structure
+    /// version that it did not make; and what they are compared with.
+    pub(super) fn since_last_pass(
         &self,
         run: &Run<'_>,
         state: &SyncState,
         pass: &mut Pass,
-    ) -> Result<Changes, EngineError> {
+    ) -> Result<SinceLastPass, EngineError> {
         let mut changes = Changes {
             tracker: self
                 .store
@@ -159,6 +160,64 @@ impl<S: Store> Engine<S> {
         }
         pass.tracker_changes = changes.tracker.len();
         pass.structure_changes = changes.structure.len();
-        Ok(changes)
+        let baselines = self
+            .store
+            .baselines(&run.id)?
+            .into_iter()
+            .map(|b| {
+                let sides = Sides {
+                    row: Some(b.row_parent),
+                    tracker_parent: b.tracker_parent,
+                };
+                (b.issue, sides)
+            })
+            .collect();
+        Ok(SinceLastPass {
+            changes,
+            stored: self.store.structure(&run.structure_id)?,
+            baselines,
+            holds: Holds::new(&run.id, run.now, self.store.held_issues(&run.id)?),
+        })
+    }
+}
+
+/// What changed since the synchronizer's last pass, and what the pass
+/// compares it with.
+pub(super) struct SinceLastPass {
+    pub changes: Changes,
+    /// The structure as stored (its content and version).
+    pub stored: StoredStructure,
+    /// Where each issue was on each side at the last pass.
+    pub baselines: HashMap<String, Sides>,
+    pub holds: Holds,
+}
+
+impl SinceLastPass {
+    /// Step 3, pure: [`decide`] over what changed.
+    pub fn decide(&self, run: &Run<'_>, read: &Read) -> Decisions {
+        decide(
+            &DecideInput {
+                synchronizer: &run.id,
+                baselines: &self.baselines,
+                held: &self.holds.releases(),
+                changes: &self.changes,
+                forest: &self.stored.forest,
+                snapshot: &read.snapshot,
+            },
+            &run.policy(),
+        )
+    }
+
+    /// The conflicts `decide` (and planning the exports) held.
+    pub fn hold_conflicts(&mut self, decisions: &mut Decisions) {
+        for new in std::mem::take(&mut decisions.holds) {
+            self.holds
+                .hold(&new.issue, HoldKind::Conflict, "conflict", new.message);
+        }
+    }
+
+    /// Rows in the structure before the pass (the mass-removal guard's base).
+    pub fn rows(&self) -> usize {
+        self.stored.forest.len()
     }
 }

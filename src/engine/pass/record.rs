@@ -6,23 +6,21 @@
 use std::collections::{BTreeSet, HashMap};
 
 use super::plan::PassPlan;
-use super::read::Read;
+use super::read::{Read, SinceLastPass};
 use super::write::Written;
 use super::{Holds, Pass, Run};
 use crate::engine::{Engine, EngineError, job_records};
+use crate::model::Forest;
+use crate::plan::StructurePlan;
 use crate::plan::decide::{self, Changes, Conflict, Sides};
 use crate::store::{
-    Baseline, Change, Commit, ConflictRecord, HeldIssue, PassCommit, Store, StoredStructure,
-    SyncState,
+    Baseline, Change, Commit, ConflictRecord, HeldIssue, PassCommit, Store, SyncState,
 };
 
 /// What the steps before produced, handed over to be recorded.
 pub(super) struct Outcome {
     pub read: Read,
-    pub changes: Changes,
-    pub stored: StoredStructure,
-    pub baselines: HashMap<String, Sides>,
-    pub holds: Holds,
+    pub since: SinceLastPass,
     pub conflicts: Vec<Conflict>,
     pub planned: PassPlan,
     pub written: Written,
@@ -38,10 +36,13 @@ impl<S: Store> Engine<S> {
     ) -> Result<(), EngineError> {
         let Outcome {
             read,
-            changes,
-            stored,
-            baselines,
-            holds,
+            since:
+                SinceLastPass {
+                    changes,
+                    stored,
+                    baselines,
+                    holds,
+                },
             conflicts,
             planned,
             written,
@@ -71,60 +72,10 @@ impl<S: Store> Engine<S> {
             })
             .collect();
 
-        // Baselines: the issues the pass looked at or changed, as they are
-        // now on each side (all of them after a full read); held issues
-        // keep theirs.
-        let mut settled: BTreeSet<String> = changes
-            .tracker
-            .iter()
-            .chain(changes.structure.keys())
-            .cloned()
-            .collect();
-        for unit in &plan.units {
-            for op in &unit.structure_ops {
-                settled.extend(op.item().issue_key().map(str::to_owned));
-            }
-            for op in &unit.tracker_ops {
-                settled.extend(op.issues().into_iter().map(str::to_owned));
-            }
-        }
-        if pass.full {
-            settled.extend(baselines.keys().cloned());
-            settled.extend(
-                forest
-                    .walk()
-                    .into_iter()
-                    .filter_map(|(row, _)| forest.row(row)?.item.issue_key().map(str::to_owned)),
-            );
-        }
-        let mut new_baselines = Vec::new();
-        let mut forgotten = Vec::new();
-        for key in settled.iter().filter(|k| !holds.contains(k)) {
-            match decide::row_parent(&forest, key) {
-                Some(row_parent) => new_baselines.push(Baseline {
-                    synchronizer: run.id.clone(),
-                    issue: key.clone(),
-                    row_parent,
-                    tracker_parent: written.snapshot.get(key).and_then(|i| i.parent.clone()),
-                }),
-                None if baselines.contains_key(key) => forgotten.push(key.clone()),
-                None => {}
-            }
-        }
-
-        let written_now: Vec<String> = plan
-            .units
-            .iter()
-            .flat_map(|u| {
-                u.tracker_ops.iter().map(|op| op.issue().to_owned()).chain(
-                    u.structure_ops
-                        .iter()
-                        .filter_map(|op| op.item().issue_key().map(str::to_owned)),
-                )
-            })
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        let settled = settled_issues(pass.full, &plan, &forest, &changes, &baselines);
+        let (new_baselines, forgotten) =
+            next_baselines(run, &settled, &forest, &baselines, &holds, &written);
+        let written_now = written_by(&plan);
         let rewrites = decide::cycle_guard(
             &written_now,
             &state.last_written,
@@ -202,4 +153,83 @@ impl<S: Store> Engine<S> {
         );
         Ok(())
     }
+}
+
+/// The issues a pass looked at or changed: their baselines are taken
+/// anew (all of them after a full read).
+fn settled_issues(
+    full: bool,
+    plan: &StructurePlan,
+    forest: &Forest,
+    changes: &Changes,
+    baselines: &HashMap<String, Sides>,
+) -> BTreeSet<String> {
+    let mut settled: BTreeSet<String> = changes
+        .tracker
+        .iter()
+        .chain(changes.structure.keys())
+        .cloned()
+        .collect();
+    for unit in &plan.units {
+        for op in &unit.structure_ops {
+            settled.extend(op.item().issue_key().map(str::to_owned));
+        }
+        for op in &unit.tracker_ops {
+            settled.extend(op.issues().into_iter().map(str::to_owned));
+        }
+    }
+    if full {
+        settled.extend(baselines.keys().cloned());
+        settled.extend(
+            forest
+                .walk()
+                .into_iter()
+                .filter_map(|(row, _)| forest.row(row)?.item.issue_key().map(str::to_owned)),
+        );
+    }
+    settled
+}
+
+/// The settled issues' baselines, as they are now on each side (held
+/// issues keep theirs), and the issues no longer in the structure, whose
+/// baselines go.
+fn next_baselines(
+    run: &Run<'_>,
+    settled: &BTreeSet<String>,
+    forest: &Forest,
+    baselines: &HashMap<String, Sides>,
+    holds: &Holds,
+    written: &Written,
+) -> (Vec<Baseline>, Vec<String>) {
+    let mut new_baselines = Vec::new();
+    let mut forgotten = Vec::new();
+    for key in settled.iter().filter(|k| !holds.contains(k)) {
+        match decide::row_parent(forest, key) {
+            Some(row_parent) => new_baselines.push(Baseline {
+                synchronizer: run.id.clone(),
+                issue: key.clone(),
+                row_parent,
+                tracker_parent: written.snapshot.get(key).and_then(|i| i.parent.clone()),
+            }),
+            None if baselines.contains_key(key) => forgotten.push(key.clone()),
+            None => {}
+        }
+    }
+    (new_baselines, forgotten)
+}
+
+/// The issues a pass wrote, on either side: what the cycle guard compares.
+fn written_by(plan: &StructurePlan) -> Vec<String> {
+    plan.units
+        .iter()
+        .flat_map(|u| {
+            u.tracker_ops.iter().map(|op| op.issue().to_owned()).chain(
+                u.structure_ops
+                    .iter()
+                    .filter_map(|op| op.item().issue_key().map(str::to_owned)),
+            )
+        })
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
 }

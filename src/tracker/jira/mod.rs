@@ -425,14 +425,7 @@ impl JiraTracker {
                 }
                 _ => continue,
             };
-            batch.fail(
-                at,
-                IssueFailure {
-                    issue: op.issue().to_owned(),
-                    operation: op.to_string(),
-                    message: message.into(),
-                },
-            );
+            batch.unmade(at, message);
         }
     }
 

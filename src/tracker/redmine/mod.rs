@@ -416,14 +416,7 @@ impl RedmineTracker {
                 }
                 Some(_) => continue,
             };
-            batch.fail(
-                at,
-                IssueFailure {
-                    issue: op.issue().to_owned(),
-                    operation: op.to_string(),
-                    message: message.into(),
-                },
-            );
+            batch.unmade(at, message);
         }
     }
 }
