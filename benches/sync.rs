@@ -160,7 +160,7 @@ impl Bench {
 
     fn row(&mut self, scenario: &str, run: usize, id: &str, time: Duration, pass: &Pass) {
         self.rows.push(format!(
-            "{scenario:<3} {run:>3}  {id:<17} {:>10} {:>5} {:>7} {:>8} {:>9} {:>6} {:>8}",
+            "{scenario:<3} {run:>3}  {id:<17} {:>10} {:>5} {:>7} {:>8} {:>9} {:>6} {:>8}  {:>7.0} {:>7.0} {:>7.0} {:>7.0}",
             ms(time),
             if pass.full { "yes" } else { "no" },
             pass.issues_read,
@@ -168,13 +168,17 @@ impl Bench {
             pass.structure_changes,
             pass.summary.move_,
             pass.summary.tracker_updates,
+            pass.timings.read_ms,
+            pass.timings.plan_ms,
+            pass.timings.write_ms,
+            pass.timings.commit_ms,
         ));
     }
 }
 
 fn header() -> String {
     format!(
-        "{:<3} {:>3}  {:<17} {:>10} {:>5} {:>7} {:>8} {:>9} {:>6} {:>8}",
+        "{:<3} {:>3}  {:<17} {:>10} {:>5} {:>7} {:>8} {:>9} {:>6} {:>8}  {:>7} {:>7} {:>7} {:>7}",
         "",
         "run",
         "synchronizer",
@@ -184,7 +188,11 @@ fn header() -> String {
         "tracker",
         "structure",
         "moves",
-        "written"
+        "written",
+        "read ms",
+        "plan ms",
+        "write ms",
+        "commit ms"
     )
 }
 
@@ -330,7 +338,9 @@ fn main() {
     }
     println!(
         "(read: issues returned by the tracker; tracker/structure: changed issues found on each side;\n\
-         moves: rows moved; written: parents written to the tracker. Row 0: first passes, full reads.)"
+         moves: rows moved; written: parents written to the tracker; the last four: the pass's own\n\
+         timings by step (`Pass::timings`: reading the tracker, deciding and planning, writing\n\
+         the tracker, the commit). Row 0: first passes, full reads.)"
     );
 
     println!();

@@ -72,6 +72,11 @@ fn a_tracker_change_comes_into_the_structure_reading_only_changed_issues() {
     assert_eq!(report["issuesRead"], 1, "only the changed issue is read");
     assert_eq!(report["trackerChanges"], 1);
     assert_eq!(report["summary"]["move"], 1);
+    // Where the time went, by step, for a person tuning the schedule.
+    for step in ["readMs", "planMs", "writeMs", "commitMs"] {
+        let ms = report["timings"][step].as_f64();
+        assert!(ms.is_some_and(|ms| ms >= 0.0), "{step}: {report}");
+    }
     assert_eq!(row_parent(&ws, "PLAT-11").as_deref(), Some("PLAT-2"));
     // Nothing echoes: the next pass finds nothing to do.
     let again = ws.pass();

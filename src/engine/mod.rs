@@ -40,7 +40,7 @@ pub use connect::Credentials;
 use connect::Trackers;
 pub use held::Releases;
 pub use history::{HistoryEntry, history};
-pub use pass::Pass;
+pub use pass::{Pass, Timings};
 pub use plan_file::{Base, PlanFile};
 pub use remember::{Section, remembered, structure_view};
 pub use units::{Scope, UnitSource, needs};

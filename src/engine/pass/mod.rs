@@ -78,6 +78,32 @@ pub struct Pass {
     /// (`safety.destructivePasses: hold`); `summary` is what it would do.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub held_plan: Option<HeldPlan>,
+    /// Where the pass's time went.
+    pub timings: Timings,
+}
+
+/// Where a pass's time went, in milliseconds, by step: what a person
+/// tuning a schedule weighs (a slow tracker, a large structure).
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Timings {
+    /// Settling an earlier run's writes and reading the tracker's changes
+    /// into the mirror.
+    pub read_ms: f64,
+    /// What changed, the decision and the plan (with the filter queries
+    /// the mirror cannot answer) and the guards.
+    pub plan_ms: f64,
+    /// Writing the tracker, with the re-read before it.
+    pub write_ms: f64,
+    /// The store transaction that records the pass.
+    pub commit_ms: f64,
+}
+
+/// The milliseconds since `clock`, which starts again.
+fn lap(clock: &mut std::time::Instant) -> f64 {
+    let ms = clock.elapsed().as_secs_f64() * 1000.0;
+    *clock = std::time::Instant::now();
+    ms
 }
 
 /// What a pass works from, resolved once from the declarations: every step
@@ -280,9 +306,11 @@ impl<S: Store> Engine<S> {
         now: jiff::Timestamp,
         approval: Option<&str>,
     ) -> Result<(), EngineError> {
+        let mut clock = std::time::Instant::now();
         let mut trackers = Trackers::new(self.credentials.clone());
         let run = resolve(catalog, declared, state, pass, now, &mut trackers)?;
         let read = self.read_tracker(&run, state, pass).await?;
+        pass.timings.read_ms = lap(&mut clock);
         let mut since = self.since_last_pass(&run, state, pass)?;
         let mut decisions = since.decide(&run, &read);
         let mut planned = plan::plan_pass(&run, &since, &read, &mut decisions, state).await?;
@@ -292,11 +320,14 @@ impl<S: Store> Engine<S> {
         {
             pass.summary = summary;
             pass.held_plan = Some(held);
+            pass.timings.plan_ms = lap(&mut clock);
             return Ok(());
         }
+        pass.timings.plan_ms = lap(&mut clock);
         let written = self
             .write_tracker(&run, &read, &mut planned, &mut since.holds, pass)
             .await?;
+        pass.timings.write_ms = lap(&mut clock);
         self.record(
             &run,
             state,
@@ -308,7 +339,20 @@ impl<S: Store> Engine<S> {
                 planned,
                 written,
             },
-        )
+        )?;
+        pass.timings.commit_ms = lap(&mut clock);
+        tracing::info!(
+            synchronizer = %run.id,
+            full = pass.full,
+            read = pass.issues_read,
+            summary = %pass.summary,
+            read_ms = pass.timings.read_ms,
+            plan_ms = pass.timings.plan_ms,
+            write_ms = pass.timings.write_ms,
+            commit_ms = pass.timings.commit_ms,
+            "incremental pass"
+        );
+        Ok(())
     }
 }
 

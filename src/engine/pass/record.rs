@@ -144,13 +144,6 @@ impl<S: Store> Engine<S> {
         pass.stopped = state.stopped.clone();
         pass.conflicts = conflicts;
         pass.held = held;
-        tracing::info!(
-            synchronizer = %run.id,
-            full = pass.full,
-            read = pass.issues_read,
-            summary = %pass.summary,
-            "incremental pass"
-        );
         Ok(())
     }
 }
