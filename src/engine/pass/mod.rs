@@ -99,9 +99,9 @@ pub struct Timings {
     pub commit_ms: f64,
 }
 
-/// The milliseconds since `clock`, which starts again.
+/// The milliseconds since `clock` (to the microsecond), which starts again.
 fn lap(clock: &mut std::time::Instant) -> f64 {
-    let ms = clock.elapsed().as_secs_f64() * 1000.0;
+    let ms = (clock.elapsed().as_secs_f64() * 1_000_000.0).round() / 1000.0;
     *clock = std::time::Instant::now();
     ms
 }
