@@ -149,7 +149,8 @@ pub(super) async fn undo_command(
     let scope = reader.undo_scope(job)?;
     let mut engine = Engine::new(SqliteStore::open(state)?, author());
     let run = plan_to_apply(&mut engine, &catalog, &scope).await?;
-    approve_and_apply(&mut engine, &catalog, run, approve).await
+    approve_and_apply(&mut engine, &catalog, run, approve).await?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Applies a saved plan: plans again from the same declarations and applies
@@ -165,7 +166,8 @@ pub(super) async fn apply_saved(state: &Path, path: &Path) -> anyhow::Result<Exi
         "{}",
         render::plan_text(&run.set, None, std::io::stdout().is_terminal())
     );
-    apply(&mut engine, &catalog, run, &Approval::Confirmed).await
+    apply(&mut engine, &catalog, run, &Approval::Confirmed).await?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Plans and applies: every run the engine orders for `apply` (pending
@@ -186,23 +188,17 @@ async fn sync(
         Some(scope) => vec![scope],
         None => engine.apply_order(&catalog)?,
     };
-    let mut code = ExitCode::SUCCESS;
     for scope in order {
         let run = plan_to_apply(&mut engine, &catalog, &scope).await?;
-        code = match ResyncRun::of(&catalog, &scope) {
+        match ResyncRun::of(&catalog, &scope) {
             Some((id, approved)) => {
-                carry_out(
-                    &mut engine,
-                    &catalog,
-                    ResyncRun { id, approved, run },
-                    files,
-                )
-                .await?
+                let resync = ResyncRun { id, approved, run };
+                carry_out(&mut engine, &catalog, resync, files).await?
             }
             None => approve_and_apply(&mut engine, &catalog, run, approve.clone()).await?,
-        };
+        }
     }
-    Ok(code)
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Shows a run, gets its approval (the given hash, or a person's answer at a
@@ -214,7 +210,7 @@ async fn approve_and_apply(
     catalog: &Catalog,
     run: Run,
     approve: Option<String>,
-) -> anyhow::Result<ExitCode> {
+) -> anyhow::Result<()> {
     let terminal = std::io::stdout().is_terminal();
     out!("{}", render::plan_text(&run.set, None, terminal));
     let approval = approval(engine, &run, Approval::given(approve.as_deref()), || {
@@ -316,7 +312,7 @@ async fn carry_out(
     catalog: &Catalog,
     resync: ResyncRun,
     files: &[PathBuf],
-) -> anyhow::Result<ExitCode> {
+) -> anyhow::Result<()> {
     let apply_files = render::command("apply", files);
     out!(
         "{}",
@@ -368,7 +364,7 @@ async fn apply(
     catalog: &Catalog,
     run: Run,
     approval: &Approval,
-) -> anyhow::Result<ExitCode> {
+) -> anyhow::Result<()> {
     let applied = {
         let _progress = Progress::start("applying");
         engine.apply(catalog, run, approval).await?
@@ -377,7 +373,7 @@ async fn apply(
     for (structure, version) in applied.structures {
         outln!("applied: {structure} is at version {version}");
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 /// Writes each comment to DIR/comment-N.md (replacing the files of an
 /// earlier plan) and lists them on stdout.

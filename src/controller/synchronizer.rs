@@ -61,7 +61,7 @@ async fn run(sync: Arc<Synchronizer>, ctx: &Context) -> Result<Action, Error> {
     let chain = Chain::of(&catalog, id.clone());
     let problems = Context::problems(&errors, &chain.objects);
     let resolved = match catalog.resolved_synchronizer(&id) {
-        Some(resolved) if problems.is_empty() => resolved.clone(),
+        Some(resolved) if problems.is_empty() => resolved,
         _ => {
             next.phase = Some(Phase::Error);
             let health = Health::new(State::Stalled, "InvalidSpec", problems.join("; "));

@@ -92,44 +92,48 @@ fn client(
         tracker: tracker.id(),
         source,
     };
-    let (key, key_source) = match (connection, credentials) {
-        (Connection::Local { issues }, _) => {
-            return Ok(AnyTracker::Local(LocalTracker::new(issues.clone())));
-        }
-        (_, Credentials::CommandLine) => api_key(tracker)?,
-        (_, Credentials::Secrets(secrets)) => secret_key(tracker, secrets)?,
+    // The key only for a server tracker: a local one has none to look for.
+    let key = || match credentials {
+        Credentials::CommandLine => api_key(tracker),
+        Credentials::Secrets(secrets) => secret_key(tracker, secrets),
     };
     match connection {
-        Connection::Local { .. } => unreachable!("returned above"),
+        Connection::Local { issues } => Ok(AnyTracker::Local(LocalTracker::new(issues.clone()))),
         Connection::Redmine {
             url,
             project,
             subprojects,
-        } => RedmineTracker::new(Settings {
-            url: url.clone(),
-            key,
-            key_source,
-            project: project.clone(),
-            subprojects: *subprojects,
-            retry: Retry::default(),
-        })
-        .map(AnyTracker::Redmine)
-        .map_err(tracker_error),
-        Connection::Jira { url, access, jql } => JiraTracker::new(jira::Settings {
-            url: url.clone(),
-            deployment: match access {
-                JiraAccess::Cloud { email } => Deployment::Cloud {
-                    email: email.clone(),
+        } => {
+            let (key, key_source) = key()?;
+            RedmineTracker::new(Settings {
+                url: url.clone(),
+                key,
+                key_source,
+                project: project.clone(),
+                subprojects: *subprojects,
+                retry: Retry::default(),
+            })
+            .map(AnyTracker::Redmine)
+            .map_err(tracker_error)
+        }
+        Connection::Jira { url, access, jql } => {
+            let (token, token_source) = key()?;
+            JiraTracker::new(jira::Settings {
+                url: url.clone(),
+                deployment: match access {
+                    JiraAccess::Cloud { email } => Deployment::Cloud {
+                        email: email.clone(),
+                    },
+                    JiraAccess::DataCenter => Deployment::DataCenter,
                 },
-                JiraAccess::DataCenter => Deployment::DataCenter,
-            },
-            token: key,
-            token_source: key_source,
-            scope: jql.clone(),
-            retry: Retry::default(),
-        })
-        .map(AnyTracker::Jira)
-        .map_err(tracker_error),
+                token,
+                token_source,
+                scope: jql.clone(),
+                retry: Retry::default(),
+            })
+            .map(AnyTracker::Jira)
+            .map_err(tracker_error)
+        }
     }
 }
 

@@ -126,6 +126,8 @@ struct Run<'a> {
     /// the first direction alone, as `apply` would.
     into: bool,
     from: bool,
+    /// The structure's synchronizers that arrange rows (for the planner).
+    arrangers: std::collections::HashSet<String>,
 }
 
 impl Run<'_> {
@@ -400,5 +402,6 @@ fn resolve<'a>(
         first,
         into,
         from,
+        arrangers: super::units::arrangers(catalog, &pass.structure),
     })
 }

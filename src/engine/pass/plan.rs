@@ -184,7 +184,6 @@ async fn plan_in(
     let units = units::build(run.catalog, run.structure, &selected, run.client, searches)
         .await
         .map_err(|e| run.tracker_error(e))?;
-    let arrangers = units::arrangers(run.catalog, &run.structure_id);
     plan_structure(
         forest,
         &StructureInput {
@@ -192,7 +191,7 @@ async fn plan_in(
             tracker: &run.tracker_id,
             snapshot,
             units: &units,
-            arrangers: &arrangers,
+            arrangers: &run.arrangers,
         },
     )
     .map_err(|source| EngineError::Plan {

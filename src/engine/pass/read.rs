@@ -67,7 +67,7 @@ impl<S: Store> Engine<S> {
         let tracker_id = &run.tracker_id;
         let mut mirror = self.store.mirror(tracker_id)?;
         pass.full = run.first || mirror.full_read.is_none() || full_due;
-        let (seq, snapshot) = match (pass.full, mirror.watermark.read_from()) {
+        let (read, snapshot) = match (pass.full, mirror.watermark.read_from()) {
             (false, Some(from)) => {
                 let changed = run
                     .client
@@ -91,13 +91,7 @@ impl<S: Store> Engine<S> {
                         }
                     }
                 }
-                let seq = self.store.refresh_mirror(
-                    tracker_id,
-                    MirrorRead::Changed(fresh),
-                    &mirror.watermark,
-                    run.now,
-                )?;
-                (seq, Snapshot::new(issues))
+                (MirrorRead::Changed(fresh), Snapshot::new(issues))
             }
             // No issue carries an `updated` time yet, or a full read is due.
             _ => {
@@ -111,15 +105,12 @@ impl<S: Store> Engine<S> {
                 pass.issues_read = issues.len();
                 mirror.watermark = Watermark::default();
                 mirror.watermark.advance(issues.clone());
-                let seq = self.store.refresh_mirror(
-                    tracker_id,
-                    MirrorRead::Full(issues),
-                    &mirror.watermark,
-                    run.now,
-                )?;
-                (seq, snapshot)
+                (MirrorRead::Full(issues), snapshot)
             }
         };
+        let seq = self
+            .store
+            .refresh_mirror(tracker_id, read, &mirror.watermark, run.now)?;
         Ok(Read {
             seq,
             snapshot,
