@@ -47,6 +47,7 @@ fn main() {
             project: Some(project.clone()),
             subprojects: true,
             retry: Retry::default(),
+            rate_limit: None,
         })
         .unwrap()
     };

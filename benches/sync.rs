@@ -13,10 +13,12 @@
 //!   pass of the two-way subtasks synchronizer (K rows move) and one of the
 //!   top-level filter synchronizer (nothing to do);
 //! - S: K rows moved in the structure (`Engine::move_row`), then the same
-//!   two passes (the subtasks one writes K parents to the tracker).
+//!   two passes (the subtasks one writes K parents to the tracker);
+//! - then K drags: top-level rows moved to an explicit place among all the
+//!   top-level rows. Each move is timed apart (the target: <= 5 ms).
 //!
 //! Run with `cargo bench --bench sync`; `-- --quick` (2,000 issues, 3 runs)
-//! or `TRELLIS_BENCH_ISSUES=N` picks another size. Informational: no targets.
+//! or `TRELLIS_BENCH_ISSUES=N` picks another size.
 
 mod common;
 
@@ -306,15 +308,15 @@ fn main() {
     let mut times: [Vec<Duration>; 2] = [vec![], vec![]];
     let mut move_times = vec![];
     for run in 1..=config.runs {
-        let moved = Instant::now();
         for (index, parent) in pick_changes(&issues, 0x0005_7a0c_0000 + run as u64) {
+            let moved = Instant::now();
             bench
                 .engine
                 .move_row(STRUCTURE, &key(index), Some(&parent), None)
                 .expect("the row moves");
+            move_times.push(moved.elapsed());
             issues[index].parent = Some(parent);
         }
-        move_times.push(moved.elapsed());
         let (time, pass) = bench.pass(SUBTASKS);
         assert_eq!(pass.structure_changes, CHANGES, "{pass:?}");
         assert_eq!(
@@ -330,6 +332,26 @@ fn main() {
         bench.row("S", run, FILTER, time, &pass);
     }
     let s_times = times;
+
+    // Drags at the top level: each row to an explicit place among all the
+    // top-level rows (`trellis move KEY --after OTHER`, the UI's drop).
+    let top: Vec<String> = bench
+        .engine
+        .store()
+        .children(STRUCTURE, None)
+        .expect("the top level reads")
+        .iter()
+        .filter_map(|r| r.item.issue_key().map(str::to_owned))
+        .collect();
+    let mut drag_times = vec![];
+    for i in 0..CHANGES.min(top.len() / 2) {
+        let moved = Instant::now();
+        bench
+            .engine
+            .move_row(STRUCTURE, &top[top.len() - 1 - i], None, Some(&top[i]))
+            .expect("the row moves");
+        drag_times.push(moved.elapsed());
+    }
 
     println!();
     println!("{}", header());
@@ -415,7 +437,19 @@ fn main() {
         "(setup) edit + write the issues file",
         stats(&edit_times)
     );
-    println!("{:<40} {}", "(setup) K move_row calls", stats(&move_times));
+    println!();
+    println!("manual moves (`Engine::move_row`, what `trellis move` runs; target <= 5 ms):");
+    println!("{:<40} {:>10} {:>10} {:>10}", "", "median", "min", "max");
+    println!(
+        "{:<40} {}",
+        "by rank under a parent (--under)",
+        stats(&move_times)
+    );
+    println!(
+        "{:<40} {}",
+        format!("placed among {} top-level rows", top.len()),
+        stats(&drag_times)
+    );
     println!(
         "the last changed_since found {found} issues; the rest of a pass is the store (mirror,\n\
          structure, baselines, journal) and planning from the mirror."

@@ -514,6 +514,56 @@ fn validate_checks_offline_and_reports_every_error() {
 }
 
 #[test]
+fn a_rate_limit_that_lets_nothing_through_is_refused_at_its_line() {
+    let ws = Workspace::new();
+    let tracker = "apiVersion: trellis.dev/v1alpha1
+kind: Tracker
+metadata: {name: redmine}
+spec:
+  type: redmine
+  url: http://127.0.0.1:3000
+  credentials: {env: REDMINE_API_KEY}
+  rateLimit:
+    requestsPerSecond: 0
+    concurrentRequests: 0
+";
+    std::fs::create_dir(ws.path("limits")).unwrap();
+    ws.write("limits/trackers.yaml", tracker);
+    // Named as given on the command line.
+    let place = "limits/trackers.yaml";
+    ws.trellis()
+        .args(["validate", "-f", "limits"])
+        .assert()
+        .code(2)
+        .stderr(contains(format!(
+            "{place}:9: spec.rateLimit.requestsPerSecond: 0 requests per second lets no request through"
+        )))
+        .stderr(contains(format!(
+            "{place}:10: spec.rateLimit.concurrentRequests: 0 requests at once"
+        )));
+    ws.write(
+        "limits/trackers.yaml",
+        &tracker.replace("requestsPerSecond: 0", "requestsPerSecond: fast"),
+    );
+    ws.trellis()
+        .args(["validate", "-f", "limits"])
+        .assert()
+        .code(2)
+        .stderr(contains(format!("{place}:9")))
+        .stderr(contains("requestsPerSecond"));
+    ws.edit(
+        "quickstart/trellis.yaml",
+        "path: issues.yaml",
+        "path: issues.yaml\n  rateLimit: {requestsPerSecond: 5}",
+    );
+    assert_rejected(
+        &ws,
+        &ws.path("quickstart"),
+        &["spec.rateLimit is not used by local trackers; remove it"],
+    );
+}
+
+#[test]
 fn a_missing_issues_file_or_path_is_reported() {
     let ws = Workspace::new();
     ws.edit(

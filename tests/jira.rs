@@ -40,6 +40,7 @@ fn client(double: &Double, token: &str) -> JiraTracker {
             max_delay: Duration::from_millis(50),
             budget: Duration::from_secs(15),
         },
+        rate_limit: None,
     })
     .unwrap()
 }

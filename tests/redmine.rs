@@ -208,6 +208,7 @@ impl Redmine {
             project: Some(project.into()),
             subprojects: true,
             retry: Retry::default(),
+            rate_limit: None,
         })
         .unwrap()
     }

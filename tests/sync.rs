@@ -512,7 +512,131 @@ fn wrong_names_and_keys_change_nothing_not_even_the_store() {
         .stderr(contains(
             "was not stopped by the cycle guard; nothing was changed",
         ));
+    for (flag, value) in [("--workers", "0"), ("--workers", "many")] {
+        ws.trellis()
+            .args(["sync", "--once", "-f", "quickstart", flag, value])
+            .assert()
+            .code(2)
+            .stderr(contains(format!(
+                "invalid value '{value}' for '--workers <N>'"
+            )));
+    }
+    ws.trellis()
+        .args(["sync", "--once", "-f", "quickstart"])
+        .env("TRELLIS_WORKERS", "-3")
+        .assert()
+        .code(2)
+        .stderr(contains("invalid value '-3' for '--workers <N>'"));
     assert!(!ws.state().exists(), "no store was made");
+}
+
+/// A second structure on a tracker of its own (a copy of the quickstart's
+/// issues), with two synchronizers: the epics and their children.
+const BACKLOG: &str = "\
+---
+apiVersion: trellis.dev/v1alpha1
+kind: Tracker
+metadata: {name: backlog-issues}
+spec: {type: local, local: {path: backlog.yaml}}
+---
+apiVersion: trellis.dev/v1alpha1
+kind: Structure
+metadata: {name: backlog}
+spec: {trackerRef: {name: backlog-issues}}
+---
+apiVersion: trellis.dev/v1alpha1
+kind: Synchronizer
+metadata: {name: backlog-epics}
+spec:
+  structureRef: {name: backlog}
+  type: filter
+  directions: [into]
+  filter: {query: type = Epic}
+---
+apiVersion: trellis.dev/v1alpha1
+kind: Synchronizer
+metadata: {name: backlog-children}
+spec:
+  structureRef: {name: backlog}
+  type: subtasks
+  directions: [into]
+";
+
+#[test]
+fn structures_pass_at_once_and_report_in_their_declared_order() {
+    let ws = Workspace::new();
+    let declarations = ws.read("quickstart/trellis.yaml");
+    ws.write(
+        "quickstart/trellis.yaml",
+        &format!("{declarations}{BACKLOG}"),
+    );
+    let copy = |ws: &Workspace| {
+        ws.write(
+            "quickstart/backlog.yaml",
+            &ws.read("quickstart/issues.yaml"),
+        );
+    };
+    copy(&ws);
+    ws.apply();
+    let passes = |workers: &str| -> Vec<serde_json::Value> {
+        let out = ws
+            .trellis()
+            .args(["sync", "--once", "-f", "quickstart", "-o", "json"])
+            .args(["--workers", workers])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::Deserializer::from_slice(&out.stdout)
+            .into_iter()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let order = |passes: &[serde_json::Value]| -> Vec<String> {
+        passes
+            .iter()
+            .map(|p| p["synchronizer"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let first = passes("2");
+    assert_eq!(
+        order(&first),
+        [
+            "default/platform-epics",
+            "default/mobile-epics",
+            "default/children",
+            "default/backlog-epics",
+            "default/backlog-children",
+        ]
+    );
+    // A change in both trackers reaches both structures, each from its own
+    // pass, the two committing to one store at once.
+    set_parent(&ws, "PLAT-11", Some("PLAT-2"));
+    copy(&ws);
+    let second = passes("2");
+    assert_eq!(order(&second), order(&first));
+    let moves: Vec<u64> = second
+        .iter()
+        .map(|p| p["summary"]["move"].as_u64().unwrap())
+        .collect();
+    assert_eq!(moves, [0, 0, 1, 0, 1], "{second:?}");
+    for structure in ["default/roadmap", "default/backlog"] {
+        let forest = ws.store().structure(structure).unwrap().forest;
+        let row = forest.find_issue("PLAT-11").expect("PLAT-11 is in both");
+        let parent = forest.parent(row).and_then(|p| forest.row(p));
+        assert_eq!(
+            parent.map(|r| r.item.to_string()).as_deref(),
+            Some("PLAT-2"),
+            "{structure}"
+        );
+    }
+    // One worker does the same, one structure after the other.
+    let third = passes("1");
+    assert_eq!(order(&third), order(&first));
+    assert!(third.iter().all(|p| p["summary"]["move"] == 0), "{third:?}");
 }
 
 /// The status line of each synchronizer, by name.

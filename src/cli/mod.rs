@@ -252,6 +252,11 @@ enum Command {
         approve: Option<String>,
         #[arg(short, long, value_enum, default_value_t = OutputFormat::Text)]
         output: OutputFormat,
+        /// How many structures pass at once (the synchronizers of one
+        /// structure always run one after another).
+        #[arg(long, env = "TRELLIS_WORKERS", default_value_t = 4, value_name = "N",
+              value_parser = clap::value_parser!(u16).range(1..=256))]
+        workers: u16,
     },
     /// Check a synchronizer's declaration and tracker connection, list its
     /// held issues (failed writes, manual conflicts) and recent conflicts,
@@ -450,6 +455,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             once,
             approve,
             output,
+            workers,
         } => {
             let run = sync::Run {
                 files: &files.files,
@@ -457,6 +463,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 once,
                 approval: approve.as_deref(),
                 output,
+                workers: workers.into(),
             };
             sync::sync(state, run).await
         }

@@ -5,14 +5,15 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Mutex;
 
 use anyhow::bail;
 use serde::Serialize;
 
 use super::{OutputFormat, author, catalog_or_remembered};
-use crate::engine::{Engine, Pass, check_tracker, needs};
+use crate::engine::{Engine, EngineError, Pass, check_tracker, needs};
 use crate::plan::visible;
-use crate::spec::{Catalog, Kind};
+use crate::spec::{Catalog, Connection, Kind};
 use crate::store::{HeldIssue, HeldPlan, HoldKind, Release, SqliteStore, Store};
 
 /// The longest sleep between looks at the declarations while running.
@@ -50,6 +51,8 @@ pub struct Run<'a> {
     /// The hash of a held destructive plan to carry out.
     pub approval: Option<&'a str>,
     pub output: OutputFormat,
+    /// How many structures run at once.
+    pub workers: usize,
 }
 
 /// One pass of each selected synchronizer (`--once`), or passes on their
@@ -62,6 +65,7 @@ pub async fn sync(state: &Path, run: Run<'_>) -> anyhow::Result<ExitCode> {
         once,
         approval,
         output,
+        workers,
     } = run;
     // Wrong declarations or names are refused before the store is made.
     let mut loaded = Some(Catalog::load(files)?);
@@ -76,19 +80,25 @@ pub async fn sync(state: &Path, run: Run<'_>) -> anyhow::Result<ExitCode> {
         };
         let now = jiff::Timestamp::now();
         let mut next = now + jiff::SignedDuration::try_from(LOOK_AGAIN)?;
-        let mut failed = false;
+        let mut due = Vec::new();
         for id in selected(&catalog, names)? {
-            let schedule = catalog
-                .resolved_synchronizer(&id)
-                .map(|r| r.schedule.clone())
-                .unwrap_or_default();
             let last = engine.store().sync_state(&id)?.last_pass;
-            let due = schedule.next_pass(&id, last, now);
-            if !once && due > now {
-                next = next.min(due);
-                continue;
+            let next_pass = schedule(&catalog, &id).next_pass(&id, last, now);
+            if once || next_pass <= now {
+                due.push(id);
+            } else {
+                next = next.min(next_pass);
             }
-            match engine.sync_pass(&catalog, &id, now, approval).await {
+        }
+        let round = Round {
+            state,
+            catalog: &catalog,
+            now,
+            approval,
+        };
+        let mut failed = false;
+        for (id, result) in due.iter().zip(round.run(&due, workers)) {
+            match result {
                 Ok(pass) => {
                     out!("{}", report(&pass, output)?);
                     if let (Some(given), Some(held)) = (approval, &pass.held_plan)
@@ -108,8 +118,8 @@ pub async fn sync(state: &Path, run: Run<'_>) -> anyhow::Result<ExitCode> {
                     eprintln!("error: {id}: {e}");
                 }
             }
-            let after = engine.store().sync_state(&id)?.last_pass;
-            next = next.min(schedule.next_pass(&id, after.or(Some(now)), now));
+            let after = engine.store().sync_state(id)?.last_pass;
+            next = next.min(schedule(&catalog, id).next_pass(id, after.or(Some(now)), now));
         }
         engine.remember(&catalog)?;
         if once {
@@ -125,6 +135,109 @@ pub async fn sync(state: &Path, run: Run<'_>) -> anyhow::Result<ExitCode> {
             _ = tokio::time::sleep(wait) => {}
             _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
         }
+    }
+}
+
+fn schedule(catalog: &Catalog, id: &str) -> crate::plan::Schedule {
+    catalog
+        .resolved_synchronizer(id)
+        .map(|r| r.schedule.clone())
+        .unwrap_or_default()
+}
+
+/// Passes that run one after another, on one worker.
+#[derive(PartialEq, Eq)]
+enum Unit {
+    Structure(String),
+    IssuesFile(PathBuf),
+}
+
+/// The passes due at one moment.
+struct Round<'a> {
+    state: &'a Path,
+    catalog: &'a Catalog,
+    now: jiff::Timestamp,
+    approval: Option<&'a str>,
+}
+
+impl Round<'_> {
+    /// Runs the passes of `due`, different structures at once on up to
+    /// `workers` threads (each with its own engine, store connection and
+    /// runtime, so that one structure's store work or slow tracker holds up
+    /// no other) and the synchronizers of one [`Unit`] one after another,
+    /// in their order. The results come back in the order of `due`.
+    fn run(&self, due: &[String], workers: usize) -> Vec<Result<Pass, EngineError>> {
+        let mut units: Vec<(Unit, Vec<usize>)> = Vec::new();
+        for (index, id) in due.iter().enumerate() {
+            let unit = self.unit(id);
+            match units.iter_mut().find(|(u, _)| *u == unit) {
+                Some((_, passes)) => passes.push(index),
+                None => units.push((unit, vec![index])),
+            }
+        }
+        let queue = Mutex::new(units.into_iter().map(|(_, passes)| passes));
+        let mut results: Vec<Option<Result<Pass, EngineError>>> =
+            due.iter().map(|_| None).collect();
+        std::thread::scope(|scope| {
+            let threads: Vec<_> = (0..workers.min(due.len()))
+                .map(|_| scope.spawn(|| self.work(due, &queue)))
+                .collect();
+            for thread in threads {
+                let done = thread.join().expect("a sync worker does not panic");
+                for (index, result) in done {
+                    results[index] = Some(result);
+                }
+            }
+        });
+        results
+            .into_iter()
+            .map(|r| r.expect("every due pass ran"))
+            .collect()
+    }
+
+    /// What a synchronizer's pass must not run beside: its structure, or
+    /// for a local tracker the issues file, which every write replaces
+    /// whole (two structures' passes writing it at once would make one of
+    /// them stale).
+    fn unit(&self, id: &str) -> Unit {
+        let Some(sync) = self.catalog.resolved_synchronizer(id) else {
+            return Unit::Structure(id.to_owned());
+        };
+        match self.catalog.connection(&sync.tracker) {
+            Some(Connection::Local { issues }) => Unit::IssuesFile(issues.clone()),
+            _ => Unit::Structure(sync.structure.clone()),
+        }
+    }
+
+    /// One worker: takes a structure's passes from `queue` until none are
+    /// left.
+    fn work(
+        &self,
+        due: &[String],
+        queue: &Mutex<impl Iterator<Item = Vec<usize>>>,
+    ) -> Vec<(usize, Result<Pass, EngineError>)> {
+        let mut done = Vec::new();
+        let take = || queue.lock().expect("the queue is never poisoned").next();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a worker's runtime starts");
+        let mut engine = match SqliteStore::open(self.state) {
+            Ok(store) => Engine::new(store, author()),
+            Err(e) => {
+                while let Some(passes) = take() {
+                    done.extend(passes.into_iter().map(|i| (i, Err(e.clone().into()))));
+                }
+                return done;
+            }
+        };
+        while let Some(passes) = take() {
+            for index in passes {
+                let pass = engine.sync_pass(self.catalog, &due[index], self.now, self.approval);
+                done.push((index, runtime.block_on(pass)));
+            }
+        }
+        done
     }
 }
 

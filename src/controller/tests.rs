@@ -640,7 +640,7 @@ fn stop_by_the_cycle_guard(world: &World) {
         .commit(&crate::store::Commit {
             structure: "default/plan",
             base_version: 0,
-            forest: &crate::model::Forest::new(),
+            forest: Some(&crate::model::Forest::new()),
             changes: &[],
             jobs: &[],
             synchronizers: &[],

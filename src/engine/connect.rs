@@ -112,6 +112,7 @@ fn client(
                 project: project.clone(),
                 subprojects: *subprojects,
                 retry: Retry::default(),
+                rate_limit: tracker.resource.spec.rate_limit,
             })
             .map(AnyTracker::Redmine)
             .map_err(tracker_error)
@@ -130,6 +131,7 @@ fn client(
                 token_source,
                 scope: jql.clone(),
                 retry: Retry::default(),
+                rate_limit: tracker.resource.spec.rate_limit,
             })
             .map(AnyTracker::Jira)
             .map_err(tracker_error)

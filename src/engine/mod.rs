@@ -30,8 +30,8 @@ use crate::plan::{
 };
 use crate::spec::{Catalog, Declared, SpecErrors, Structure};
 use crate::store::{
-    Baseline, Change, Commit, FullRead, JobRecord, JobState, Recorded, Store, StoreError,
-    WriteIntent,
+    Baseline, Change, Commit, FullRead, JobRecord, JobState, PlacedRow, Recorded, Store,
+    StoreError, WriteIntent,
 };
 use crate::tracker::{Tracker, TrackerError, Watermark};
 
@@ -508,7 +508,7 @@ impl<S: Store> Engine<S> {
         let version = self.store.commit(&Commit {
             structure: &structure,
             base_version,
-            forest: &forest,
+            forest: Some(&forest),
             changes: &changes,
             jobs: &jobs,
             synchronizers: &synchronizers,
@@ -542,44 +542,61 @@ impl<S: Store> Engine<S> {
                 "structure {structure} is read-only while {holder} runs; nothing was changed: make the edit again when it is done"
             )));
         }
-        let stored = self.store.structure(structure)?;
-        let forest = &stored.forest;
+        // Only the rows the move touches are read: a move on a 100,000-row
+        // structure costs what it does on a small one.
+        let version = self.store.structure_version(structure)?;
         // Rows are named as the outline shows them: an issue key, or a
         // folder name with a trailing `/` (a bare name that is no issue key
         // also finds a folder).
-        let find = |name: &str| {
-            let row = match name.strip_suffix('/') {
-                Some(folder) => forest.find_folder(folder),
-                None => forest.find_issue(name).or_else(|| forest.find_folder(name)),
+        let find = |name: &str| -> Result<PlacedRow, EngineError> {
+            let found = match name.strip_suffix('/') {
+                Some(folder) => self
+                    .store
+                    .find_row(structure, &RowItem::Folder(folder.to_owned()))?,
+                None => match self
+                    .store
+                    .find_row(structure, &RowItem::Issue(name.to_owned()))?
+                {
+                    Some(row) => Some(row),
+                    None => self
+                        .store
+                        .find_row(structure, &RowItem::Folder(name.to_owned()))?,
+                },
             };
-            row.ok_or_else(|| {
+            found.ok_or_else(|| {
                 EngineError::NotFound(format!("{name} is not in structure {structure}"))
             })
         };
-        let row = find(key)?;
+        let moved = find(key)?;
+        let row = moved.row.id;
         let under = under.map(find).transpose()?;
-        if let Some(parent) = under
-            && (parent == row || forest.is_ancestor(row, parent))
+        if let Some(parent) = &under
+            && (parent.row.id == row
+                || self
+                    .store
+                    .ancestors(structure, parent.row.id)?
+                    .contains(&row))
         {
             return Err(EngineError::Invalid(format!(
                 "cannot move {key} under {}: it is {key} itself or one of the rows under it",
-                forest.row(parent).expect("found").item
+                parent.row.item
             )));
         }
+        let under = under.map(|parent| parent.row.id);
         let after = match after {
-            Some(name) if find(name)? == row => {
-                return Err(EngineError::Invalid(format!(
-                    "--after {name}: a row cannot go after itself; name one of its future siblings"
-                )));
-            }
             Some(name) => {
                 let anchor = find(name)?;
-                if forest.parent(anchor) != under {
+                if anchor.row.id == row {
+                    return Err(EngineError::Invalid(format!(
+                        "--after {name}: a row cannot go after itself; name one of its future siblings"
+                    )));
+                }
+                if anchor.at.under != under {
                     return Err(EngineError::Invalid(format!(
                         "--after {name}: it is not a row under the target parent; name one of its rows"
                     )));
                 }
-                Some(anchor)
+                Some(anchor.row.id)
             }
             None => None,
         };
@@ -596,50 +613,62 @@ impl<S: Store> Engine<S> {
                 after: Some(after),
             },
             None => {
+                let siblings = self.store.children(structure, under)?;
+                let items: HashMap<RowId, &RowItem> =
+                    siblings.iter().map(|r| (r.id, &r.item)).collect();
+                let keys: Vec<&str> = siblings
+                    .iter()
+                    .chain([&moved.row])
+                    .filter_map(|r| r.item.issue_key())
+                    .collect();
                 let issues = match catalog
                     .structure(structure)
                     .and_then(|s| s.resource.tracker_id())
                 {
-                    Some(tracker) => Snapshot::new(self.store.mirror_issues(&tracker)?),
+                    Some(tracker) => Snapshot::new(self.store.mirror_issues_of(&tracker, &keys)?),
                     None => Snapshot::default(),
                 };
-                let rank = |r: RowId| {
-                    let item = &forest.row(r).expect("rows exist").item;
+                let rank = |item: &RowItem| {
                     item.issue_key()
                         .and_then(|k| issues.get(k))
                         .map(Issue::order_key)
                 };
-                forest.position_by_rank(row, rank(row), under, rank, |r| {
-                    declared.contains(&forest.row(r).expect("rows exist").item)
-                })
+                let ids: Vec<RowId> = siblings.iter().map(|r| r.id).collect();
+                Position {
+                    under,
+                    after: crate::model::after_by_rank(
+                        &ids,
+                        row,
+                        rank(&moved.row.item),
+                        |r| rank(items[&r]),
+                        |r| declared.contains(items[&r]),
+                    ),
+                }
             }
         };
-        let from = forest.position(row).expect("found rows have a position");
+        let from = moved.at;
         if from == to {
-            return Ok(stored.version);
+            return Ok(version);
         }
         // Declared rows stay where the Structure declares them (the next
         // run would put one back): say so now rather than accept the move.
-        let item = &forest.row(row).expect("found").item;
-        if declared.contains(item) {
+        let item = moved.row.item;
+        if declared.contains(&item) {
             return Err(EngineError::Invalid(format!(
                 "{key} is one of structure {structure}'s declared rows, which stay where the Structure declares them; nothing was changed: to move it, change the Structure's `rows` and apply"
             )));
         }
         let op = crate::plan::StructureOp::Move {
             row,
-            item: item.clone(),
+            item,
             from,
             to,
         };
-        let mut after_move = stored.forest.clone();
-        op.apply(&mut after_move)
-            .map_err(|e| EngineError::Invalid(format!("cannot move {key}: {e}")))?;
         let ops = [op];
         let version = self.store.commit(&Commit {
             structure,
-            base_version: stored.version,
-            forest: &after_move,
+            base_version: version,
+            forest: None,
             changes: &[Change {
                 cause: "manual move".into(),
                 author: self.author.clone(),

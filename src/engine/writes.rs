@@ -144,7 +144,7 @@ impl<S: Store> Engine<S> {
             self.store.commit(&Commit {
                 structure,
                 base_version: stored.version,
-                forest: &stored.forest,
+                forest: Some(&stored.forest),
                 changes: &changes,
                 jobs: &jobs,
                 synchronizers: &[],

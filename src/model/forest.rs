@@ -92,6 +92,27 @@ pub struct Forest {
     next_id: RowId,
 }
 
+/// The sibling `row` goes right after among `siblings` (in order), by
+/// [`Forest::position_by_rank`]'s rule; for callers that hold a parent's
+/// rows and not the whole forest (a manual move read from the store).
+pub fn after_by_rank<K: Ord>(
+    siblings: &[RowId],
+    row: RowId,
+    mine: Option<K>,
+    rank: impl Fn(RowId) -> Option<K>,
+    stay_ahead: impl Fn(RowId) -> bool,
+) -> Option<RowId> {
+    let mut siblings = siblings.iter().copied().filter(|&s| s != row);
+    let Some(mine) = mine else {
+        return siblings.next_back();
+    };
+    // Scanned from the end: a fresh import joins in rank order, so its
+    // rows find their place at the first look.
+    siblings
+        .rev()
+        .find(|&s| rank(s).is_some_and(|theirs| theirs < mine) || stay_ahead(s))
+}
+
 impl Forest {
     pub fn new() -> Self {
         Forest {
@@ -192,19 +213,10 @@ impl Forest {
         rank: impl Fn(RowId) -> Option<K>,
         stay_ahead: impl Fn(RowId) -> bool,
     ) -> Position {
-        let mut siblings = self.children(under).iter().copied().filter(|&s| s != row);
-        let Some(mine) = mine else {
-            return Position {
-                under,
-                after: siblings.next_back(),
-            };
-        };
-        // Scanned from the end: a fresh import joins in rank order, so its
-        // rows find their place at the first look.
-        let after = siblings
-            .rev()
-            .find(|&s| rank(s).is_some_and(|theirs| theirs < mine) || stay_ahead(s));
-        Position { under, after }
+        Position {
+            under,
+            after: after_by_rank(self.children(under), row, mine, rank, stay_ahead),
+        }
     }
 
     pub fn is_ancestor(&self, ancestor: RowId, mut id: RowId) -> bool {

@@ -7,7 +7,7 @@ pub mod rank;
 mod snapshot;
 mod workflow;
 
-pub use forest::{Forest, ForestError, Position, Row, RowId, RowItem};
+pub use forest::{Forest, ForestError, Position, Row, RowId, RowItem, after_by_rank};
 pub use issue::{Issue, Link, StatusCategory, split_key};
 pub use rank::RankAnchor;
 pub use snapshot::Snapshot;

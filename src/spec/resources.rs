@@ -138,6 +138,26 @@ pub struct TrackerSpec {
     /// Settings of a `jira` tracker.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jira: Option<JiraTrackerSpec>,
+    /// How fast Trellis may call the server (Redmine, Jira): at most this
+    /// many requests per second and at once, counted together for every
+    /// structure passing at the same time in one process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// Limits on the requests to one server, beside the pauses the server asks
+/// for itself (`Retry-After`, Jira's `X-RateLimit-*` headers), which are
+/// always honoured.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RateLimit {
+    /// Requests started per second, at most; a fraction spaces them out
+    /// further (0.5: one every 2 s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_second: Option<f64>,
+    /// Requests waiting for an answer at once, at most.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrent_requests: Option<u32>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

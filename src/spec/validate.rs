@@ -83,6 +83,7 @@ fn validate_tracker(tracker: &Declared<Tracker>, errors: &mut Vec<SpecError>) {
                 (spec.jira.is_some(), "spec.jira"),
                 (spec.url.is_some(), "spec.url"),
                 (spec.credentials.is_some(), "spec.credentials"),
+                (spec.rate_limit.is_some(), "spec.rateLimit"),
             ] {
                 if set {
                     errors.push(origin.error(
@@ -92,8 +93,12 @@ fn validate_tracker(tracker: &Declared<Tracker>, errors: &mut Vec<SpecError>) {
                 }
             }
         }
-        TrackerType::Jira => validate_jira(tracker, errors),
+        TrackerType::Jira => {
+            validate_jira(tracker, errors);
+            validate_rate_limit(tracker, errors);
+        }
         TrackerType::Redmine => {
+            validate_rate_limit(tracker, errors);
             misplaced_settings(tracker, errors);
             validate_url(tracker, errors);
             require_credentials(tracker, "REDMINE_API_KEY", errors);
@@ -167,6 +172,36 @@ fn validate_jira(tracker: &Declared<Tracker>, errors: &mut Vec<SpecError>) {
 }
 
 /// A server tracker with another type's settings block.
+/// Limits a server's requests can be held to: positive, finite numbers.
+fn validate_rate_limit(tracker: &Declared<Tracker>, errors: &mut Vec<SpecError>) {
+    let Some(limit) = &tracker.resource.spec.rate_limit else {
+        return;
+    };
+    let origin = &tracker.origin;
+    if let Some(rate) = limit.requests_per_second
+        && !(rate.is_finite() && rate > 0.0)
+    {
+        errors.push(origin.error(
+            "spec.rateLimit.requestsPerSecond",
+            format!(
+                "{rate} requests per second lets no request through; give a number above 0 (0.5: one every 2 s), or leave it out for no limit"
+            ),
+        ));
+    }
+    if limit.concurrent_requests == Some(0) {
+        errors.push(origin.error(
+            "spec.rateLimit.concurrentRequests",
+            "0 requests at once lets no request through; give 1 or more, or leave it out for no limit",
+        ));
+    }
+    if limit.requests_per_second.is_none() && limit.concurrent_requests.is_none() {
+        errors.push(origin.error(
+            "spec.rateLimit",
+            "an empty rateLimit limits nothing; give requestsPerSecond, concurrentRequests or both, or remove it",
+        ));
+    }
+}
+
 fn misplaced_settings(tracker: &Declared<Tracker>, errors: &mut Vec<SpecError>) {
     let spec = &tracker.resource.spec;
     for (set, owner) in [

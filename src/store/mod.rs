@@ -5,13 +5,13 @@ mod sqlite;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Direction, Forest, Issue};
+use crate::model::{Direction, Forest, Issue, Position, Row, RowId, RowItem};
 use crate::plan::{StructureOp, TrackerOp};
 use crate::tracker::Watermark;
 
 pub use sqlite::SqliteStore;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("store {path}: {message}")]
     Database { path: String, message: String },
@@ -30,6 +30,14 @@ pub enum StoreError {
 pub struct StoredStructure {
     pub forest: Forest,
     pub version: u64,
+}
+
+/// One row of a structure and where it sits, found without reading the
+/// structure.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlacedRow {
+    pub row: Row,
+    pub at: Position,
 }
 
 /// The operations one unit (synchronizer run or manual edit) made.
@@ -223,8 +231,10 @@ pub struct Commit<'a> {
     /// The version the plan was computed from; a different stored version
     /// means someone else wrote in between, and nothing is written.
     pub base_version: u64,
-    /// The content after the changes.
-    pub forest: &'a Forest,
+    /// The content after the changes; `None` for a manual edit made
+    /// without reading the structure, whose operations' rows are then
+    /// written one by one (the row counter stays).
+    pub forest: Option<&'a Forest>,
     pub changes: &'a [Change<'a>],
     pub jobs: &'a [JobRecord],
     /// The synchronizers that ran: each one's baselines are replaced by
@@ -412,6 +422,19 @@ pub struct StoredResource {
 pub trait Store {
     fn structure(&self, id: &str) -> Result<StoredStructure, StoreError>;
 
+    /// A structure's version (0: never written), without its content.
+    fn structure_version(&self, id: &str) -> Result<u64, StoreError>;
+
+    /// The row of `structure` showing `item`, if any. This and the next two
+    /// let a manual edit read only the rows it touches.
+    fn find_row(&self, structure: &str, item: &RowItem) -> Result<Option<PlacedRow>, StoreError>;
+
+    /// The rows above `row`, its parent first.
+    fn ancestors(&self, structure: &str, row: RowId) -> Result<Vec<RowId>, StoreError>;
+
+    /// The rows directly under `parent` (the top level for `None`), in order.
+    fn children(&self, structure: &str, parent: Option<RowId>) -> Result<Vec<Row>, StoreError>;
+
     /// Writes one apply; returns the new structure version.
     fn commit(&mut self, commit: &Commit) -> Result<u64, StoreError>;
 
@@ -458,6 +481,9 @@ pub trait Store {
 
     /// The mirror's issues, in the tracker's own order.
     fn mirror_issues(&self, tracker: &str) -> Result<Vec<Issue>, StoreError>;
+
+    /// The mirror's issues of these keys (those it has), in no set order.
+    fn mirror_issues_of(&self, tracker: &str, keys: &[&str]) -> Result<Vec<Issue>, StoreError>;
 
     /// Stores a read of the tracker and the watermark after it; returns the
     /// mirror's new `seq`. Rows whose content did not change keep theirs.

@@ -1,6 +1,6 @@
 //! The store in an embedded SQLite database, with versioned migrations.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
@@ -10,11 +10,10 @@ use rusqlite::{
 
 use super::{
     Baseline, Commit, ConflictRecord, HOLD_LEASE, HeldIssue, HeldPlan, HoldKeeper, JobDirection,
-    JobRecord, JobState, JournalEntry, Mirror, MirrorRead, PassCommit, Release, Store, StoreError,
-    StoredResource, StoredStructure, SyncState, WriteIntent,
+    JobRecord, JobState, JournalEntry, Mirror, MirrorRead, PassCommit, PlacedRow, Release, Store,
+    StoreError, StoredResource, StoredStructure, SyncState, WriteIntent,
 };
 use crate::model::{Forest, Issue, Row, RowId, RowItem};
-use crate::plan::StructureOp;
 use crate::tracker::Watermark;
 
 /// Schema migrations; `PRAGMA user_version` records how many have run.
@@ -136,6 +135,14 @@ CREATE INDEX write_intents_by_structure ON write_intents (structure, id);
 -- When each mirror was last read, in full or for changes: how old the
 -- issues are that `show` prints from it.
 ALTER TABLE mirror_state ADD COLUMN read_at TEXT;
+"#,
+    r#"
+-- Rows' positions leave gaps (rows.rs: GAP, 2^20), so that a row placed
+-- between two others is one write; rows are found by their neighbours and
+-- by what they show without reading the structure.
+UPDATE rows SET position = (position + 1) * 1048576;
+CREATE INDEX rows_by_place ON rows (structure, parent, position);
+CREATE UNIQUE INDEX rows_by_item ON rows (structure, kind, item);
 "#,
 ];
 
@@ -440,28 +447,6 @@ fn insert_jobs(tx: &Transaction, jobs: &[JobRecord]) -> rusqlite::Result<Vec<u64
     Ok(ids)
 }
 
-/// The parents whose children lists the operations changed.
-fn touched_parents(changes: &[super::Change]) -> BTreeSet<Option<RowId>> {
-    let mut parents = BTreeSet::new();
-    for change in changes {
-        for op in change.ops {
-            match op {
-                StructureOp::Add { at, .. } => {
-                    parents.insert(at.under);
-                }
-                StructureOp::Move { from, to, .. } => {
-                    parents.insert(from.under);
-                    parents.insert(to.under);
-                }
-                StructureOp::Remove { from, .. } => {
-                    parents.insert(from.under);
-                }
-            }
-        }
-    }
-    parents
-}
-
 impl Store for SqliteStore {
     fn structure(&self, id: &str) -> Result<StoredStructure, StoreError> {
         let head: Option<(u64, u64)> = self
@@ -480,31 +465,32 @@ impl Store for SqliteStore {
             });
         };
         let connection = self.connection();
+        // Read in key order and sorted here: ordering by parent and position
+        // in SQL walks the placement index, a lookup per row, which takes
+        // twice as long on a large structure.
         let mut statement = connection
-            .prepare("SELECT id, parent, kind, item, added_by FROM rows WHERE structure = ? ORDER BY parent, position")
+            .prepare(
+                "SELECT id, parent, position, kind, item, added_by FROM rows WHERE structure = ?",
+            )
             .map_err(|e| self.error(e))?;
-        let mut rows = Vec::new();
-        let mut children: HashMap<Option<RowId>, Vec<RowId>> = HashMap::new();
-        let mut query = statement.query([id]).map_err(|e| self.error(e))?;
-        while let Some(r) = query.next().map_err(|e| self.error(e))? {
-            let read = || -> rusqlite::Result<(Row, Option<RowId>)> {
-                let kind: String = r.get(2)?;
-                let item: String = r.get(3)?;
-                let item = if kind == "folder" {
-                    RowItem::Folder(item)
-                } else {
-                    RowItem::Issue(item)
-                };
+        let mut placed: Vec<(Option<RowId>, i64, Row)> = statement
+            .query_map([id], |r| {
                 Ok((
+                    r.get(1)?,
+                    r.get(2)?,
                     Row {
                         id: r.get(0)?,
-                        item,
-                        added_by: r.get(4)?,
+                        item: rows::item_of(&r.get::<_, String>(3)?, r.get(4)?),
+                        added_by: r.get(5)?,
                     },
-                    r.get(1)?,
                 ))
-            };
-            let (row, parent) = read().map_err(|e| self.error(e))?;
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<_>>())
+            .map_err(|e| self.error(e))?;
+        placed.sort_unstable_by_key(|&(parent, position, _)| (parent, position));
+        let mut rows = Vec::with_capacity(placed.len());
+        let mut children: HashMap<Option<RowId>, Vec<RowId>> = HashMap::new();
+        for (parent, _, row) in placed {
             children.entry(parent).or_default().push(row.id);
             rows.push(row);
         }
@@ -514,6 +500,28 @@ impl Store for SqliteStore {
                 message: format!("structure {id} is corrupt: {e}"),
             })?;
         Ok(StoredStructure { forest, version })
+    }
+
+    fn structure_version(&self, id: &str) -> Result<u64, StoreError> {
+        self.connection()
+            .query_row("SELECT version FROM structures WHERE id = ?", [id], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map(Option::unwrap_or_default)
+            .map_err(|e| self.error(e))
+    }
+
+    fn find_row(&self, structure: &str, item: &RowItem) -> Result<Option<PlacedRow>, StoreError> {
+        rows::find(&self.connection(), structure, item).map_err(|e| self.error(e))
+    }
+
+    fn ancestors(&self, structure: &str, row: RowId) -> Result<Vec<RowId>, StoreError> {
+        rows::ancestors(&self.connection(), structure, row).map_err(|e| self.error(e))
+    }
+
+    fn children(&self, structure: &str, parent: Option<RowId>) -> Result<Vec<Row>, StoreError> {
+        rows::children(&self.connection(), structure, parent).map_err(|e| self.error(e))
     }
 
     fn delete_structure(
@@ -577,22 +585,18 @@ impl Store for SqliteStore {
         };
         let has_ops = commit.changes.iter().any(|c| !c.ops.is_empty());
         let version = if has_ops { found + 1 } else { found };
+        // Without the content (a manual edit) the row counter stays.
         tx.execute(
-            "INSERT INTO structures (id, version, next_row) VALUES (?1, ?2, ?3)
-             ON CONFLICT (id) DO UPDATE SET version = ?2, next_row = ?3",
-            params![commit.structure, version, commit.forest.next_id()],
+            "INSERT INTO structures (id, version, next_row) VALUES (?1, ?2, coalesce(?3, 1))
+             ON CONFLICT (id) DO UPDATE SET version = ?2, next_row = coalesce(?3, next_row)",
+            params![
+                commit.structure,
+                version,
+                commit.forest.map(Forest::next_id)
+            ],
         )
         .map_err(err)?;
         {
-            let mut delete = tx
-                .prepare_cached("DELETE FROM rows WHERE structure = ? AND id = ?")
-                .map_err(err)?;
-            let mut upsert = tx
-                .prepare_cached(
-                    "INSERT INTO rows (structure, id, parent, position, kind, item, added_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                     ON CONFLICT (structure, id) DO UPDATE SET parent = ?3, position = ?4",
-                )
-                .map_err(err)?;
             let mut journal = tx
                 .prepare_cached("INSERT INTO journal (structure, version, seq, time, author, cause, change, job) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
                 .map_err(err)?;
@@ -606,14 +610,8 @@ impl Store for SqliteStore {
                     |r| r.get(0),
                 )
                 .map_err(err)?;
+            rows::write(&tx, commit.structure, commit.changes, commit.forest).map_err(err)?;
             for change in commit.changes {
-                for op in change.ops {
-                    if let StructureOp::Remove { row, .. } = op {
-                        delete
-                            .execute(params![commit.structure, row])
-                            .map_err(err)?;
-                    }
-                }
                 let bodies = change
                     .ops
                     .iter()
@@ -634,29 +632,6 @@ impl Store for SqliteStore {
                         ])
                         .map_err(err)?;
                     seq += 1;
-                }
-            }
-            for parent in touched_parents(commit.changes) {
-                if parent.is_some_and(|p| !commit.forest.contains(p)) {
-                    continue;
-                }
-                for (position, &id) in commit.forest.children(parent).iter().enumerate() {
-                    let row = commit.forest.row(id).expect("children exist");
-                    let (kind, item) = match &row.item {
-                        RowItem::Issue(key) => ("issue", key),
-                        RowItem::Folder(name) => ("folder", name),
-                    };
-                    upsert
-                        .execute(params![
-                            commit.structure,
-                            id,
-                            parent,
-                            position,
-                            kind,
-                            item,
-                            row.added_by
-                        ])
-                        .map_err(err)?;
                 }
             }
             for synchronizer in commit.synchronizers {
@@ -856,6 +831,26 @@ impl Store for SqliteStore {
             "SELECT issue FROM mirror WHERE tracker = ? AND issue IS NOT NULL ORDER BY ord",
             tracker,
         )
+    }
+
+    fn mirror_issues_of(&self, tracker: &str, keys: &[&str]) -> Result<Vec<Issue>, StoreError> {
+        let connection = self.connection();
+        let mut statement = connection
+            .prepare_cached(
+                "SELECT issue FROM mirror WHERE tracker = ? AND key = ? AND issue IS NOT NULL",
+            )
+            .map_err(|e| self.error(e))?;
+        let mut issues = Vec::new();
+        for key in keys {
+            let issue: Option<String> = statement
+                .query_row(params![tracker, key], |r| r.get(0))
+                .optional()
+                .map_err(|e| self.error(e))?;
+            if let Some(issue) = issue {
+                issues.push(json(issue).map_err(|e| self.error(e))?);
+            }
+        }
+        Ok(issues)
     }
 
     fn refresh_mirror(
@@ -1224,6 +1219,8 @@ impl SqliteStore {
             .map_err(|e| self.error(e))
     }
 }
+
+mod rows;
 
 #[cfg(test)]
 mod tests;

@@ -7,13 +7,16 @@
 //! the standard credential headers on a redirect to another host, and
 //! Redmine's would travel with it.
 
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
+
+use super::limit::{Limiter, limiter};
+use crate::spec::RateLimit;
 
 /// A secret: it has no `Display`, and its `Debug` hides it.
 #[derive(Clone)]
@@ -113,6 +116,8 @@ pub struct Http {
     /// run of many writes stops instead of retrying each one (reads still
     /// try: a later pass with this client may find the server back).
     gone: OnceLock<String>,
+    /// The server's turns, shared with every other client of it.
+    limiter: Arc<Limiter>,
 }
 
 impl Http {
@@ -121,6 +126,7 @@ impl Http {
         base: Url,
         auth: Auth<'_>,
         retry: Retry,
+        limit: Option<RateLimit>,
         describe: Describe,
     ) -> Result<Http, String> {
         let (name, value) = auth.header()?;
@@ -136,6 +142,7 @@ impl Http {
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(Http {
             client,
+            limiter: limiter(&base, limit),
             base,
             retry,
             requests: AtomicU64::new(0),
@@ -285,12 +292,20 @@ impl Http {
             if let Some(body) = &body {
                 request = request.json(body);
             }
+            let turn = self.limiter.turn().await;
             self.requests.fetch_add(1, Ordering::Relaxed);
             let gave_up = attempt >= self.retry.attempts
                 || (!paced_by_server && first.elapsed() >= self.retry.budget);
             let hint = match request.send().await {
                 Ok(response) => {
                     let status = response.status();
+                    if let Some(wait) = quota_reset(response.headers()) {
+                        tracing::warn!(
+                            wait_ms = wait.as_millis() as u64,
+                            "{server}'s rate limit is used up; every request waits for its reset"
+                        );
+                        self.limiter.pause(wait.min(self.retry.max_delay));
+                    }
                     if status.is_success() {
                         let bytes = response.bytes().await.map_err(|e| HttpError {
                             status: None,
@@ -344,6 +359,9 @@ impl Http {
                             ),
                         });
                     }
+                    if let Some(wait) = asked {
+                        self.limiter.pause(wait);
+                    }
                     tracing::warn!(%method, path, attempt, status = status.as_u16(), "{server} request failed; retrying");
                     asked
                 }
@@ -372,6 +390,7 @@ impl Http {
                     None
                 }
             };
+            drop(turn);
             paced_by_server = hint.is_some();
             let wait = match hint {
                 Some(asked) => asked.min(self.retry.max_delay),
@@ -422,9 +441,41 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     Some(Duration::try_from(wait).unwrap_or(Duration::ZERO))
 }
 
+/// How long until the server's quota is refilled, once it says none is
+/// left (Jira: `X-RateLimit-Remaining: 0` with `X-RateLimit-Reset`, an ISO
+/// 8601 time).
+fn quota_reset(headers: &HeaderMap) -> Option<Duration> {
+    let text = |name: &str| headers.get(name)?.to_str().ok().map(str::trim);
+    if text("x-ratelimit-remaining")?.parse::<u64>().ok()? != 0 {
+        return None;
+    }
+    let at: jiff::Timestamp = text("x-ratelimit-reset")?.parse().ok()?;
+    Duration::try_from(at.duration_since(jiff::Timestamp::now())).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_exhausted_quota_waits_for_its_reset() {
+        let mut headers = HeaderMap::new();
+        let reset = (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(30)).to_string();
+        headers.insert("x-ratelimit-reset", HeaderValue::from_str(&reset).unwrap());
+        headers.insert("x-ratelimit-remaining", HeaderValue::from_static("12"));
+        assert_eq!(quota_reset(&headers), None, "some quota is left");
+        headers.insert("x-ratelimit-remaining", HeaderValue::from_static("0"));
+        let wait = quota_reset(&headers).expect("none is left");
+        assert!(
+            wait > Duration::from_secs(28) && wait <= Duration::from_secs(30),
+            "{wait:?}"
+        );
+        headers.insert(
+            "x-ratelimit-reset",
+            HeaderValue::from_static("2020-01-01T00:00:00Z"),
+        );
+        assert_eq!(quota_reset(&headers), None, "a reset in the past: no wait");
+    }
 
     #[test]
     fn retry_after_reads_seconds_and_dates() {

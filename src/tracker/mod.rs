@@ -4,6 +4,7 @@
 mod batch;
 pub mod http;
 pub mod jira;
+pub mod limit;
 pub mod local;
 pub mod redmine;
 

@@ -131,7 +131,7 @@ impl<S: Store> Engine<S> {
         pass.version = self.store.commit(&Commit {
             structure: &run.structure_id,
             base_version: stored.version,
-            forest: &forest,
+            forest: Some(&forest),
             changes: &changes_made,
             jobs: if changes_made.is_empty() { &[] } else { &jobs },
             synchronizers: &[],

@@ -80,6 +80,8 @@ pub struct Settings {
     /// JQL of the tracker's issues; all visible issues when `None`.
     pub scope: Option<String>,
     pub retry: Retry,
+    /// The Tracker's `spec.rateLimit`.
+    pub rate_limit: Option<crate::spec::RateLimit>,
 }
 
 pub struct JiraTracker {
@@ -119,12 +121,18 @@ impl JiraTracker {
             },
             Deployment::DataCenter => Auth::Bearer(&settings.token),
         };
-        let http = Http::new("Jira", url, auth, settings.retry, describe).map_err(|message| {
-            TrackerError::Remote {
-                operation: format!("connect with the token from {}", settings.token_source),
-                message,
-                status: None,
-            }
+        let http = Http::new(
+            "Jira",
+            url,
+            auth,
+            settings.retry,
+            settings.rate_limit,
+            describe,
+        )
+        .map_err(|message| TrackerError::Remote {
+            operation: format!("connect with the token from {}", settings.token_source),
+            message,
+            status: None,
         })?;
         Ok(JiraTracker {
             http,

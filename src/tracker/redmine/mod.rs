@@ -59,6 +59,8 @@ pub struct Settings {
     pub project: Option<String>,
     pub subprojects: bool,
     pub retry: Retry,
+    /// The Tracker's `spec.rateLimit`.
+    pub rate_limit: Option<crate::spec::RateLimit>,
 }
 
 pub struct RedmineTracker {
@@ -80,14 +82,19 @@ impl RedmineTracker {
             url.set_path(&format!("{}/", url.path()));
         }
         let auth = Auth::Header("x-redmine-api-key", &settings.key);
-        let http =
-            Http::new("Redmine", url, auth, settings.retry, describe).map_err(|message| {
-                TrackerError::Remote {
-                    operation: format!("connect with the key from {}", settings.key_source),
-                    message,
-                    status: None,
-                }
-            })?;
+        let http = Http::new(
+            "Redmine",
+            url,
+            auth,
+            settings.retry,
+            settings.rate_limit,
+            describe,
+        )
+        .map_err(|message| TrackerError::Remote {
+            operation: format!("connect with the key from {}", settings.key_source),
+            message,
+            status: None,
+        })?;
         Ok(RedmineTracker {
             http,
             key_source: settings.key_source,

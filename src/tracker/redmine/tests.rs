@@ -62,6 +62,10 @@ pub(super) fn tracker(url: Url) -> RedmineTracker {
 
 /// A tracker of project demo at `url` that retries as `retry` says.
 fn retrying(url: Url, retry: Retry) -> RedmineTracker {
+    client(url, retry, None)
+}
+
+fn client(url: Url, retry: Retry, rate_limit: Option<crate::spec::RateLimit>) -> RedmineTracker {
     RedmineTracker::new(Settings {
         url,
         key: ApiKey::new(KEY),
@@ -69,6 +73,7 @@ fn retrying(url: Url, retry: Retry) -> RedmineTracker {
         project: Some("demo".into()),
         subprojects: true,
         retry,
+        rate_limit,
     })
     .unwrap()
 }
@@ -342,4 +347,67 @@ async fn a_key_refused_before_anything_was_written_is_the_whole_answer() {
         "#8: parent (none) → #1 (with the key from environment variable TEST_KEY)"
     );
     assert_eq!(message, "Redmine refused the API key (401 Unauthorized)");
+}
+
+/// A client of the server at `url` under `rateLimit` (as a structure's
+/// pass makes one).
+fn limited(url: Url, limit: crate::spec::RateLimit) -> RedmineTracker {
+    let retry = Retry {
+        attempts: 3,
+        base_delay: Duration::from_millis(5),
+        max_delay: Duration::from_secs(5),
+        budget: Duration::from_secs(15),
+    };
+    client(url, retry, Some(limit))
+}
+
+#[tokio::test]
+async fn clients_of_one_server_keep_its_rate_limit_together() {
+    let (url, seen) = scripted((0..4).map(|_| response("200 OK", "", USER)).collect()).await;
+    let limit = crate::spec::RateLimit {
+        requests_per_second: Some(10.0),
+        concurrent_requests: Some(1),
+    };
+    // Four structures passing at once, each with its own client.
+    let clients: Vec<RedmineTracker> = (0..4).map(|_| limited(url.clone(), limit)).collect();
+    let started = std::time::Instant::now();
+    let logins = futures::future::join_all(clients.iter().map(|c| c.acting_as())).await;
+    let waited = started.elapsed();
+    assert!(
+        logins
+            .iter()
+            .all(|l| l.as_ref().unwrap().as_deref() == Some("admin"))
+    );
+    assert_eq!(seen.lock().unwrap().len(), 4);
+    // At 10 a second the fourth starts 300 ms after the first.
+    assert!(waited >= Duration::from_millis(300), "waited {waited:?}");
+}
+
+#[tokio::test]
+async fn a_wait_the_server_asks_of_one_client_holds_its_other_clients() {
+    let (url, _) = scripted(vec![
+        response("429 Too Many Requests", "Retry-After: 1\r\n", ""),
+        response("200 OK", "", USER),
+        response("200 OK", "", USER),
+    ])
+    .await;
+    let limit = crate::spec::RateLimit {
+        requests_per_second: None,
+        concurrent_requests: Some(8),
+    };
+    let (told, other) = (limited(url.clone(), limit), limited(url, limit));
+    let started = std::time::Instant::now();
+    let first = async {
+        told.acting_as().await.unwrap();
+    };
+    // The other client asks after the 429: it waits out the same second
+    // rather than adding to the load.
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        other.acting_as().await.unwrap();
+        started.elapsed()
+    };
+    let ((), other_done) = futures::future::join(first, second).await;
+    assert!(other_done >= Duration::from_secs(1), "{other_done:?}");
+    assert_eq!(told.requests() + other.requests(), 3);
 }
