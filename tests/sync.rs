@@ -639,6 +639,47 @@ fn structures_pass_at_once_and_report_in_their_declared_order() {
     assert!(third.iter().all(|p| p["summary"]["move"] == 0), "{third:?}");
 }
 
+#[test]
+fn the_synchronizers_of_a_structure_read_their_tracker_once_a_round() {
+    let ws = Workspace::new();
+    ws.apply();
+    let round = || -> Vec<serde_json::Value> {
+        let out = ws
+            .trellis()
+            .args(["sync", "--once", "-f", "quickstart", "-o", "json"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::Deserializer::from_slice(&out.stdout)
+            .into_iter()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let read = |passes: &[serde_json::Value]| -> Vec<u64> {
+        passes
+            .iter()
+            .map(|p| p["issuesRead"].as_u64().unwrap())
+            .collect()
+    };
+    // The first pass of each is a full read: made once, by the first.
+    let first = round();
+    assert!(first.iter().all(|p| p["full"] == true), "{first:?}");
+    let issues = first[0]["issuesRead"].as_u64().unwrap();
+    assert!(issues > 10, "{first:?}");
+    assert_eq!(read(&first), [issues, 0, 0]);
+    // A change is read once, and reaches the synchronizer it concerns.
+    set_parent(&ws, "PLAT-11", Some("PLAT-2"));
+    let second = round();
+    assert_eq!(read(&second), [1, 0, 0], "{second:?}");
+    assert_eq!(second[2]["synchronizer"], "default/children");
+    assert_eq!(second[2]["summary"]["move"], 1, "{second:?}");
+    assert_eq!(row_parent(&ws, "PLAT-11").as_deref(), Some("PLAT-2"));
+}
+
 /// The status line of each synchronizer, by name.
 fn status_lines(ws: &Workspace) -> Vec<String> {
     let out = ws

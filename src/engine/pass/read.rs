@@ -28,7 +28,7 @@ impl<S: Store> Engine<S> {
     /// settled first; then the mirror is refreshed from the issues changed
     /// since its watermark, or read in full (the first pass, when
     /// `fullResyncAfter` is due, or when no issue carries an `updated`
-    /// time). The mirror's issues are loaded only for an incremental read:
+    /// time), unless another pass of the same round read it already. The mirror's issues are loaded only for an incremental read:
     /// a full read replaces them. A pass that cannot read its tracker
     /// records a failed job: `status` shows the failure, not "never".
     pub(super) async fn read_tracker(
@@ -67,6 +67,20 @@ impl<S: Store> Engine<S> {
         let tracker_id = &run.tracker_id;
         let mut mirror = self.store.mirror(tracker_id)?;
         pass.full = run.first || mirror.full_read.is_none() || full_due;
+        // Passes of one round share their `now`: one that finds the mirror
+        // read at it (in full, if it needs a full read) plans from that
+        // read, so the synchronizers of a structure read their tracker once
+        // a round. What the earlier passes wrote is in the mirror already.
+        let this_round = |at: Option<jiff::Timestamp>| at.is_some_and(|at| at >= run.now);
+        if this_round(mirror.read_at) && (!pass.full || this_round(mirror.full_read)) {
+            let snapshot = Snapshot::new(self.store.mirror_issues(tracker_id)?);
+            return Ok(Read {
+                seq: mirror.seq,
+                snapshot,
+                full: pass.full,
+                mirror,
+            });
+        }
         let (read, snapshot) = match (pass.full, mirror.watermark.read_from()) {
             (false, Some(from)) => {
                 let changed = run
