@@ -1041,8 +1041,11 @@ fn incremental_passes_read_only_changed_issues_from_jira() {
         issue.updated = jiff::Timestamp::now();
     }
     let searches = double.count("POST /rest/api/3/search/jql");
+    let requests = double.count("");
     let report = pass();
     assert_eq!(report["full"], false, "{report}");
+    // Every request the pass made is in its report.
+    assert_eq!(report["requests"], double.count("") - requests, "{report}");
     // PLAT-4, and the four others again: they all have the same `updated`,
     // inside the watermark's overlap window; deduplicated, one change is left.
     assert_eq!(report["issuesRead"], 5, "{report}");

@@ -303,6 +303,18 @@ pub enum AnyTracker {
     Jira(JiraTracker),
 }
 
+impl AnyTracker {
+    /// HTTP requests this client has sent, retries included (none for the
+    /// local tracker).
+    pub fn requests(&self) -> u64 {
+        match self {
+            AnyTracker::Local(_) => 0,
+            AnyTracker::Redmine(t) => t.requests(),
+            AnyTracker::Jira(t) => t.requests(),
+        }
+    }
+}
+
 impl Tracker for AnyTracker {
     async fn snapshot(&self) -> Result<Snapshot, TrackerError> {
         match self {

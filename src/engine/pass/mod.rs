@@ -59,6 +59,9 @@ pub struct Pass {
     pub full: bool,
     /// Issues read from the tracker.
     pub issues_read: usize,
+    /// Requests sent to the tracker (retries included; none for a local
+    /// tracker, or when the pass planned from its round's read).
+    pub requests: u64,
     /// Issues changed in the tracker and in the structure since the last pass.
     pub tracker_changes: usize,
     pub structure_changes: usize,
@@ -323,6 +326,7 @@ impl<S: Store> Engine<S> {
             pass.summary = summary;
             pass.held_plan = Some(held);
             pass.timings.plan_ms = lap(&mut clock);
+            pass.requests = run.client.requests();
             return Ok(());
         }
         pass.timings.plan_ms = lap(&mut clock);
@@ -343,10 +347,12 @@ impl<S: Store> Engine<S> {
             },
         )?;
         pass.timings.commit_ms = lap(&mut clock);
+        pass.requests = run.client.requests();
         tracing::info!(
             synchronizer = %run.id,
             full = pass.full,
             read = pass.issues_read,
+            requests = pass.requests,
             summary = %pass.summary,
             read_ms = pass.timings.read_ms,
             plan_ms = pass.timings.plan_ms,
