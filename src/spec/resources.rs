@@ -157,6 +157,7 @@ pub struct RateLimit {
     pub requests_per_second: Option<f64>,
     /// Requests waiting for an answer at once, at most.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub concurrent_requests: Option<u32>,
 }
 
