@@ -93,6 +93,11 @@ struct ControllerArgs {
     /// without it they are refused: their files are the controller's own.
     #[arg(long, value_name = "DIR")]
     local_trackers: Option<PathBuf>,
+    /// How many structures run at once (a structure's runs always take
+    /// turns).
+    #[arg(long, env = "TRELLIS_WORKERS", default_value_t = 4, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    workers: u16,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -506,6 +511,7 @@ async fn controller(state: PathBuf, args: ControllerArgs) -> anyhow::Result<Exit
             ttl: std::time::Duration::from_secs(15),
         },
         local_trackers: args.local_trackers,
+        workers: args.workers.into(),
     })
     .await?;
     Ok(ExitCode::SUCCESS)

@@ -1,6 +1,7 @@
 //! What every reconcile shares: the cluster client, the event recorder,
-//! metrics, the engine (one run at a time writes the store), the watched
-//! objects, leadership, and which structures have a run in flight.
+//! metrics, the engines (runs of different structures at once, one engine
+//! and store connection each), the watched objects, leadership, and which
+//! structures have a run in flight.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
@@ -112,8 +113,9 @@ pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
-    /// Runs go through the engine one at a time (it writes the store).
-    engine: tokio::sync::Mutex<Engine<SqliteStore>>,
+    /// Runs take an engine each: as many at once as there are engines,
+    /// never two on one structure (see [`Context::claim`]).
+    engines: Engines,
     /// A second connection for reads, which need not wait for a run.
     reader: SqliteStore,
     pub stores: Stores,
@@ -146,24 +148,63 @@ impl Drop for Claim<'_> {
     }
 }
 
+/// Engines waiting for a run, each with its own store connection.
+struct Engines {
+    idle: Mutex<Vec<Engine<SqliteStore>>>,
+    free: tokio::sync::Semaphore,
+}
+
+/// An engine lent to one run; it goes back to the pool when dropped.
+pub struct Lent<'c> {
+    engine: Option<Engine<SqliteStore>>,
+    engines: &'c Engines,
+    _turn: tokio::sync::SemaphorePermit<'c>,
+}
+
+impl std::ops::Deref for Lent<'_> {
+    type Target = Engine<SqliteStore>;
+    fn deref(&self) -> &Engine<SqliteStore> {
+        self.engine.as_ref().expect("lent until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Lent<'_> {
+    fn deref_mut(&mut self) -> &mut Engine<SqliteStore> {
+        self.engine.as_mut().expect("lent until dropped")
+    }
+}
+
+impl Drop for Lent<'_> {
+    fn drop(&mut self) {
+        if let Some(engine) = self.engine.take() {
+            self.engines.idle.lock().expect("not poisoned").push(engine);
+        }
+    }
+}
+
 impl Context {
-    /// A context on the store at `state`; not leading, not ready, and
-    /// refusing local trackers until told otherwise.
+    /// A context on the store at `state` with `workers` engines (runs of
+    /// that many structures at once); not leading, not ready, and refusing
+    /// local trackers until told otherwise.
     pub fn new(
         client: Client,
         recorder: Recorder,
         state: &Path,
         stores: Stores,
+        workers: usize,
     ) -> Result<Context, StoreError> {
         let (changed, changes) = unbounded();
+        let idle = (0..workers.max(1))
+            .map(|_| Ok(Engine::new(SqliteStore::open(state)?, "trellis-controller")))
+            .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(Context {
             client,
             recorder,
             metrics: Arc::default(),
-            engine: tokio::sync::Mutex::new(Engine::new(
-                SqliteStore::open(state)?,
-                "trellis-controller",
-            )),
+            engines: Engines {
+                free: tokio::sync::Semaphore::new(idle.len()),
+                idle: Mutex::new(idle),
+            },
             reader: SqliteStore::open(state)?,
             stores,
             leading: Arc::default(),
@@ -309,12 +350,23 @@ impl Context {
         self.busy.lock().expect("not poisoned").contains(structure)
     }
 
-    /// The engine, counted in the queue depth while waiting for it.
-    pub async fn engine(&self) -> tokio::sync::MutexGuard<'_, Engine<SqliteStore>> {
+    /// An engine for one run, counted in the queue depth while waiting
+    /// for one to be free.
+    pub async fn engine(&self) -> Lent<'_> {
         self.metrics.queue_depth.inc();
-        let engine = self.engine.lock().await;
+        let turn = self
+            .engines
+            .free
+            .acquire()
+            .await
+            .expect("the pool is never closed");
         self.metrics.queue_depth.dec();
-        engine
+        let engine = self.engines.idle.lock().expect("not poisoned").pop();
+        Lent {
+            engine: Some(engine.expect("a free turn has an idle engine")),
+            engines: &self.engines,
+            _turn: turn,
+        }
     }
 
     /// The API of `object`'s kind in its namespace.

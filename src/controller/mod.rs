@@ -50,6 +50,8 @@ pub struct Settings {
     pub lease: LeaseSettings,
     /// The folder local trackers may use (none: local trackers refused).
     pub local_trackers: Option<PathBuf>,
+    /// How many structures run at once.
+    pub workers: usize,
 }
 
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
@@ -94,7 +96,13 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             instance: Some(settings.lease.identity.clone()),
         },
     );
-    let mut context = Context::new(client.clone(), recorder, &settings.state, stores)?;
+    let mut context = Context::new(
+        client.clone(),
+        recorder,
+        &settings.state,
+        stores,
+        settings.workers,
+    )?;
     context.local_root = settings.local_trackers;
     context.ready = readiness;
     let structure_changes = context.structure_changes();

@@ -103,6 +103,7 @@ impl World {
             recorder,
             &self.dir.path().join("trellis.db"),
             stores,
+            2,
         )
         .unwrap();
         ctx.leading.store(true, Ordering::SeqCst);
@@ -786,4 +787,32 @@ fn a_failed_reconcile_is_labelled_by_what_failed_even_inside_a_finalizer() {
         Error::Finalizer(Box::new(Finalizer::UnnamedObject)).metric_label(),
         "finalizer"
     );
+}
+
+#[tokio::test]
+async fn runs_of_different_structures_each_get_an_engine_and_the_rest_wait() {
+    let world = World::new();
+    let (ctx, _server) = world.context(&[]);
+    // The test context has two engines: two runs at once, a third waits
+    // (counted in the queue depth) until one of them ends.
+    let first = ctx.engine().await;
+    let second = tokio::time::timeout(Duration::from_secs(1), ctx.engine())
+        .await
+        .expect("a second engine is free");
+    let waiting = {
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let _third = ctx.engine().await;
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!waiting.is_finished(), "no third engine");
+    assert_eq!(ctx.metrics.queue_depth.get(), 1);
+    drop(first);
+    tokio::time::timeout(Duration::from_secs(1), waiting)
+        .await
+        .expect("the engine went back to the pool")
+        .unwrap();
+    assert_eq!(ctx.metrics.queue_depth.get(), 0);
+    drop(second);
 }
