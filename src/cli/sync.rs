@@ -200,6 +200,7 @@ impl Round<'_> {
     /// whole (two structures' passes writing it at once would make one of
     /// them stale).
     fn unit(&self, id: &str) -> Unit {
+        // An invalid synchronizer passes alone: its pass says what is wrong.
         let Some(sync) = self.catalog.resolved_synchronizer(id) else {
             return Unit::Structure(id.to_owned());
         };

@@ -171,7 +171,6 @@ fn validate_jira(tracker: &Declared<Tracker>, errors: &mut Vec<SpecError>) {
     }
 }
 
-/// A server tracker with another type's settings block.
 /// Limits a server's requests can be held to: positive, finite numbers.
 fn validate_rate_limit(tracker: &Declared<Tracker>, errors: &mut Vec<SpecError>) {
     let Some(limit) = &tracker.resource.spec.rate_limit else {
@@ -202,6 +201,7 @@ fn validate_rate_limit(tracker: &Declared<Tracker>, errors: &mut Vec<SpecError>)
     }
 }
 
+/// A server tracker with another type's settings block.
 fn misplaced_settings(tracker: &Declared<Tracker>, errors: &mut Vec<SpecError>) {
     let spec = &tracker.resource.spec;
     for (set, owner) in [

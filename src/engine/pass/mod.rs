@@ -59,8 +59,8 @@ pub struct Pass {
     pub full: bool,
     /// Issues read from the tracker.
     pub issues_read: usize,
-    /// Requests sent to the tracker (retries included; none for a local
-    /// tracker, or when the pass planned from its round's read).
+    /// Requests sent to the tracker, retries included (none for a local
+    /// tracker).
     pub requests: u64,
     /// Issues changed in the tracker and in the structure since the last pass.
     pub tracker_changes: usize,
