@@ -530,6 +530,25 @@ fn wrong_names_and_keys_change_nothing_not_even_the_store() {
     assert!(!ws.state().exists(), "no store was made");
 }
 
+/// One pass of every synchronizer of the quickstart, one JSON report each.
+fn round(ws: &Workspace, extra: &[&str]) -> Vec<serde_json::Value> {
+    let out = ws
+        .trellis()
+        .args(["sync", "--once", "-f", "quickstart", "-o", "json"])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::Deserializer::from_slice(&out.stdout)
+        .into_iter()
+        .map(Result::unwrap)
+        .collect()
+}
+
 /// A second structure on a tracker of its own (a copy of the quickstart's
 /// issues), with two synchronizers: the epics and their children.
 const BACKLOG: &str = "\
@@ -578,23 +597,7 @@ fn structures_pass_at_once_and_report_in_their_declared_order() {
     };
     copy(&ws);
     ws.apply();
-    let passes = |workers: &str| -> Vec<serde_json::Value> {
-        let out = ws
-            .trellis()
-            .args(["sync", "--once", "-f", "quickstart", "-o", "json"])
-            .args(["--workers", workers])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::Deserializer::from_slice(&out.stdout)
-            .into_iter()
-            .map(Result::unwrap)
-            .collect()
-    };
+    let passes = |workers: &str| round(&ws, &["--workers", workers]);
     let order = |passes: &[serde_json::Value]| -> Vec<String> {
         passes
             .iter()
@@ -643,22 +646,6 @@ fn structures_pass_at_once_and_report_in_their_declared_order() {
 fn the_synchronizers_of_a_structure_read_their_tracker_once_a_round() {
     let ws = Workspace::new();
     ws.apply();
-    let round = || -> Vec<serde_json::Value> {
-        let out = ws
-            .trellis()
-            .args(["sync", "--once", "-f", "quickstart", "-o", "json"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::Deserializer::from_slice(&out.stdout)
-            .into_iter()
-            .map(Result::unwrap)
-            .collect()
-    };
     let read = |passes: &[serde_json::Value]| -> Vec<u64> {
         passes
             .iter()
@@ -666,14 +653,14 @@ fn the_synchronizers_of_a_structure_read_their_tracker_once_a_round() {
             .collect()
     };
     // The first pass of each is a full read: made once, by the first.
-    let first = round();
+    let first = round(&ws, &[]);
     assert!(first.iter().all(|p| p["full"] == true), "{first:?}");
     let issues = first[0]["issuesRead"].as_u64().unwrap();
     assert!(issues > 10, "{first:?}");
     assert_eq!(read(&first), [issues, 0, 0]);
     // A change is read once, and reaches the synchronizer it concerns.
     set_parent(&ws, "PLAT-11", Some("PLAT-2"));
-    let second = round();
+    let second = round(&ws, &[]);
     assert_eq!(read(&second), [1, 0, 0], "{second:?}");
     assert_eq!(second[2]["synchronizer"], "default/children");
     assert_eq!(second[2]["summary"]["move"], 1, "{second:?}");
