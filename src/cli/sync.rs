@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::{OutputFormat, author, catalog_or_remembered};
 use crate::engine::{Engine, EngineError, Pass, check_tracker, needs};
 use crate::plan::visible;
-use crate::spec::{Catalog, Connection, Kind};
+use crate::spec::{Catalog, Kind, Turn};
 use crate::store::{HeldIssue, HeldPlan, HoldKind, Release, SqliteStore, Store};
 
 /// The longest sleep between looks at the declarations while running.
@@ -145,13 +145,6 @@ fn schedule(catalog: &Catalog, id: &str) -> crate::plan::Schedule {
         .unwrap_or_default()
 }
 
-/// Passes that run one after another, on one worker.
-#[derive(PartialEq, Eq)]
-enum Unit {
-    Structure(String),
-    IssuesFile(PathBuf),
-}
-
 /// The passes due at one moment.
 struct Round<'a> {
     state: &'a Path,
@@ -164,18 +157,18 @@ impl Round<'_> {
     /// Runs the passes of `due`, different structures at once on up to
     /// `workers` threads (each with its own engine, store connection and
     /// runtime, so that one structure's store work or slow tracker holds up
-    /// no other) and the synchronizers of one [`Unit`] one after another,
+    /// no other) and the passes of one [`Turn`] one after another,
     /// in their order. The results come back in the order of `due`.
     fn run(&self, due: &[String], workers: usize) -> Vec<Result<Pass, EngineError>> {
-        let mut units: Vec<(Unit, Vec<usize>)> = Vec::new();
+        let mut turns: Vec<(Turn, Vec<usize>)> = Vec::new();
         for (index, id) in due.iter().enumerate() {
-            let unit = self.unit(id);
-            match units.iter_mut().find(|(u, _)| *u == unit) {
+            let turn = self.turn(id);
+            match turns.iter_mut().find(|(t, _)| *t == turn) {
                 Some((_, passes)) => passes.push(index),
-                None => units.push((unit, vec![index])),
+                None => turns.push((turn, vec![index])),
             }
         }
-        let queue = Mutex::new(units.into_iter().map(|(_, passes)| passes));
+        let queue = Mutex::new(turns.into_iter().map(|(_, passes)| passes));
         let mut results: Vec<Option<Result<Pass, EngineError>>> =
             due.iter().map(|_| None).collect();
         std::thread::scope(|scope| {
@@ -195,18 +188,12 @@ impl Round<'_> {
             .collect()
     }
 
-    /// What a synchronizer's pass must not run beside: its structure, or
-    /// for a local tracker the issues file, which every write replaces
-    /// whole (two structures' passes writing it at once would make one of
-    /// them stale).
-    fn unit(&self, id: &str) -> Unit {
-        // An invalid synchronizer passes alone: its pass says what is wrong.
-        let Some(sync) = self.catalog.resolved_synchronizer(id) else {
-            return Unit::Structure(id.to_owned());
-        };
-        match self.catalog.connection(&sync.tracker) {
-            Some(Connection::Local { issues }) => Unit::IssuesFile(issues.clone()),
-            _ => Unit::Structure(sync.structure.clone()),
+    /// The turn a synchronizer's pass takes; an invalid synchronizer
+    /// passes alone (its pass says what is wrong).
+    fn turn(&self, id: &str) -> Turn {
+        match self.catalog.resolved_synchronizer(id) {
+            Some(sync) => self.catalog.turn(&sync.structure),
+            None => Turn::Structure(id.to_owned()),
         }
     }
 

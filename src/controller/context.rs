@@ -25,7 +25,7 @@ use super::metrics::Metrics;
 use super::readiness::Readiness;
 use crate::engine::{Credentials, Engine, EngineError};
 use crate::spec::{
-    Catalog, Resync, SpecError, Structure, Synchronizer, Tracker, local_issues_file,
+    Catalog, Resync, SpecError, Structure, Synchronizer, Tracker, Turn, local_issues_file,
 };
 use crate::store::{SqliteStore, StoreError};
 use crate::tracker::redmine::ApiKey;
@@ -133,18 +133,19 @@ pub struct Context {
     changes: Mutex<Option<UnboundedReceiver<ObjectRef<Structure>>>>,
 }
 
-/// A structure's turn: while held, no other run touches the structure.
+/// A structure's turn: while held, no other run touches the structure (nor,
+/// on a local tracker, its issues file).
 pub struct Claim<'c> {
     busy: &'c Mutex<HashSet<String>>,
-    structure: String,
+    held: Vec<String>,
 }
 
 impl Drop for Claim<'_> {
     fn drop(&mut self) {
-        self.busy
-            .lock()
-            .expect("not poisoned")
-            .remove(&self.structure);
+        let mut busy = self.busy.lock().expect("not poisoned");
+        for key in &self.held {
+            busy.remove(key);
+        }
     }
 }
 
@@ -337,12 +338,21 @@ impl Context {
         Ok(Credentials::Secrets(keys))
     }
 
-    /// The structure's turn, unless another run holds it.
-    pub fn claim(&self, structure: &str) -> Option<Claim<'_>> {
+    /// The structure's turn ([`Catalog::turn`]), unless another run holds
+    /// it.
+    pub fn claim(&self, catalog: &Catalog, structure: &str) -> Option<Claim<'_>> {
+        let mut held = vec![structure.to_owned()];
+        if let Turn::IssuesFile(issues) = catalog.turn(structure) {
+            held.push(format!("issues file {}", issues.display()));
+        }
         let mut busy = self.busy.lock().expect("not poisoned");
-        busy.insert(structure.to_owned()).then(|| Claim {
+        if held.iter().any(|key| busy.contains(key)) {
+            return None;
+        }
+        busy.extend(held.iter().cloned());
+        Some(Claim {
             busy: &self.busy,
-            structure: structure.to_owned(),
+            held,
         })
     }
 

@@ -84,7 +84,7 @@ pub async fn reconcile(resync: Arc<Resync>, ctx: Arc<Context>) -> Result<Action,
             .finish(&*resync, next, health, Action::await_change())
             .await;
     }
-    let Some(_claim) = ctx.claim(&chain.structure) else {
+    let Some(_claim) = ctx.claim(&catalog, &chain.structure) else {
         if phase != Some(Phase::AwaitingApproval) {
             next.phase = Some(Phase::Waiting);
             let message = format!("another run on structure {} is in flight", chain.structure);

@@ -97,7 +97,7 @@ async fn delete(structure: Arc<Structure>, ctx: &Context) -> Result<Action, Erro
             .map(|s| s.id())
             .collect();
         let _claim = loop {
-            if let Some(claim) = ctx.claim(&id) {
+            if let Some(claim) = ctx.claim(&catalog, &id) {
                 break claim;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;

@@ -83,7 +83,7 @@ async fn run(sync: Arc<Synchronizer>, ctx: &Context) -> Result<Action, Error> {
     if let Some(wait) = not_due(&sync, &resolved.schedule) {
         return Ok(Action::requeue(wait));
     }
-    let Some(_claim) = ctx.claim(&structure) else {
+    let Some(_claim) = ctx.claim(&catalog, &structure) else {
         return Ok(Action::requeue(BUSY_RETRY));
     };
     if next.phase.is_none() {
@@ -237,8 +237,9 @@ fn issue_error(held: &crate::store::HeldIssue) -> IssueError {
 /// Deletion: waits for the in-flight run of its structure, then lets go.
 async fn stop(sync: Arc<Synchronizer>, ctx: &Context) -> Result<Action, Error> {
     let structure = structure_of(&sync);
+    let (catalog, _) = ctx.catalog();
     loop {
-        if let Some(_claim) = ctx.claim(&structure) {
+        if let Some(_claim) = ctx.claim(&catalog, &structure) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

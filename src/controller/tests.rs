@@ -331,7 +331,7 @@ async fn deleting_a_synchronizer_stops_it_then_lets_it_go() {
         k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now()),
     );
     // A run holds the structure: deletion waits for it.
-    let claim = ctx.claim("default/plan").unwrap();
+    let claim = ctx.claim(&ctx.catalog().0, "default/plan").unwrap();
     let run = tokio::spawn(synchronizer::reconcile(
         Arc::new(deleted.clone()),
         ctx.clone(),

@@ -12,7 +12,7 @@ pub use id::{Kind, NameError, ObjectId};
 pub use load::{
     API_VERSION, Catalog, Declared, Origin, SpecError, SpecErrors, local_issues_file, resource_id,
 };
-pub use resolved::{Connection, JiraAccess, ResolvedSync, SyncKind};
+pub use resolved::{Connection, JiraAccess, ResolvedSync, SyncKind, Turn};
 pub use resources::*;
 pub use schedule::ScheduleError;
 pub use validate::{supported, unsupported_direction};

@@ -162,4 +162,77 @@ impl Catalog {
     pub fn connection(&self, id: &str) -> Option<&Connection> {
         self.resolved.trackers.get(id)
     }
+
+    /// What runs on `structure` must take turns with: the structure, or for
+    /// a local tracker its issues file, which every write replaces whole
+    /// (two runs writing it at once would make one of them stale).
+    pub fn turn(&self, structure: &str) -> Turn {
+        let tracker = self
+            .structure(structure)
+            .and_then(|s| s.resource.tracker_id());
+        match tracker.and_then(|t| self.connection(&t)) {
+            Some(Connection::Local { issues }) => Turn::IssuesFile(issues.clone()),
+            _ => Turn::Structure(structure.to_owned()),
+        }
+    }
+}
+
+/// Runs that never overlap (see [`Catalog::turn`]).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Turn {
+    Structure(String),
+    IssuesFile(PathBuf),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn structures_on_one_issues_file_take_turns_and_others_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("issues.yaml"), "issues: []\n").unwrap();
+        let mut text = String::from(
+            "apiVersion: trellis.dev/v1alpha1
+kind: Tracker
+metadata: {name: local}
+spec: {type: local, local: {path: issues.yaml}}
+---
+apiVersion: trellis.dev/v1alpha1
+kind: Tracker
+metadata: {name: redmine}
+spec: {type: redmine, url: 'http://127.0.0.1:3000', credentials: {env: REDMINE_API_KEY}}
+",
+        );
+        for (name, tracker) in [
+            ("a", "local"),
+            ("b", "local"),
+            ("c", "redmine"),
+            ("d", "redmine"),
+        ] {
+            text.push_str(&format!(
+                "---
+apiVersion: trellis.dev/v1alpha1
+kind: Structure
+metadata: {{name: {name}}}
+spec: {{trackerRef: {{name: {tracker}}}}}
+"
+            ));
+        }
+        let file = dir.path().join("trellis.yaml");
+        std::fs::write(&file, text).unwrap();
+        let catalog = Catalog::load(&[file]).unwrap();
+        let issues = std::fs::canonicalize(dir.path().join("issues.yaml")).unwrap();
+        let on_file = |t: Turn| match t {
+            Turn::IssuesFile(path) => std::fs::canonicalize(path).unwrap() == issues,
+            Turn::Structure(_) => false,
+        };
+        assert!(on_file(catalog.turn("default/a")));
+        assert_eq!(catalog.turn("default/a"), catalog.turn("default/b"));
+        assert_eq!(
+            catalog.turn("default/c"),
+            Turn::Structure("default/c".into())
+        );
+        assert_ne!(catalog.turn("default/c"), catalog.turn("default/d"));
+    }
 }
