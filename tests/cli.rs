@@ -286,6 +286,49 @@ fn import_alias_runs_one_synchronizer_into_the_structure() {
 }
 
 #[test]
+fn a_cluster_resync_takes_no_files_and_says_when_no_cluster_answers() {
+    let ws = Workspace::new();
+    ws.trellis()
+        .args(["resync", "platform-epics", "--direction", "into"])
+        .assert()
+        .code(2)
+        .stderr(contains("--filename <PATH>"));
+    for cluster_only in [["--cluster", ""], ["--run-as", "my-key"], ["-n", "team"]] {
+        let args: Vec<&str> = cluster_only.into_iter().filter(|a| !a.is_empty()).collect();
+        ws.trellis()
+            .args([
+                "resync",
+                "platform-epics",
+                "--direction",
+                "into",
+                "-f",
+                "quickstart",
+            ])
+            .args(&args)
+            .assert()
+            .code(2)
+            .stderr(contains("cannot be used with"))
+            .stderr(contains("--filename <PATH>"));
+    }
+    ws.trellis()
+        .args([
+            "resync",
+            "platform-epics",
+            "--direction",
+            "into",
+            "--cluster",
+        ])
+        .env("KUBECONFIG", ws.path("no-such.kubeconfig"))
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .assert()
+        .code(2)
+        .stderr(contains(
+            "no cluster to ask: set KUBECONFIG, or run inside one",
+        ));
+    assert!(!ws.state().exists(), "nothing written");
+}
+
+#[test]
 fn every_command_finds_an_object_in_another_namespace_by_its_bare_name() {
     let ws = Workspace::new();
     let text = ws.read("quickstart/trellis.yaml");

@@ -30,6 +30,11 @@ const SERVICE_ACCOUNT: &str = "trellis-controller";
 
 /// `kubectl ARGS` (with `stdin`), its stdout; panics with its stderr.
 fn kubectl(args: &[&str], stdin: Option<&str>) -> String {
+    try_kubectl(args, stdin).unwrap_or_else(|stderr| panic!("kubectl {}: {stderr}", args.join(" ")))
+}
+
+/// `kubectl ARGS` (with `stdin`): its stdout, or its stderr when it fails.
+fn try_kubectl(args: &[&str], stdin: Option<&str>) -> Result<String, String> {
     let mut child = Command::new("kubectl")
         .args(args)
         .stdin(Stdio::piped())
@@ -47,13 +52,12 @@ fn kubectl(args: &[&str], stdin: Option<&str>) -> String {
             .unwrap();
     }
     let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "kubectl {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    if out.status.success() {
+        Ok(text(&out.stdout))
+    } else {
+        Err(text(&out.stderr))
+    }
 }
 
 /// deploy/ applied once per run; the path of a kubeconfig that acts as its
@@ -499,13 +503,50 @@ fn the_quickstart_reconciles_and_every_status_follows_its_runs() {
 
 /// reqwest without a runtime of our own: the tests are plain threads.
 mod reqwest {
-    pub fn blocking_get(url: &str) -> String {
-        let runtime = tokio::runtime::Builder::new_current_thread()
+    use serde_json::Value;
+
+    fn block_on<T>(work: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .unwrap();
-        runtime.block_on(async { ::reqwest::get(url).await.unwrap().text().await.unwrap() })
+            .unwrap()
+            .block_on(work)
     }
+
+    pub fn blocking_get(url: &str) -> String {
+        block_on(async { ::reqwest::get(url).await.unwrap().text().await.unwrap() })
+    }
+
+    /// A JSON `POST` to Redmine with `key`; the answer's JSON (null if none).
+    pub fn redmine_post(url: &str, key: &str, body: &Value) -> Value {
+        block_on(async {
+            let response = ::reqwest::Client::new()
+                .post(url)
+                .header("X-Redmine-API-Key", key)
+                .json(body)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            let text = response.text().await.unwrap();
+            assert!(status.is_success(), "POST {url}: {status} {text}");
+            serde_json::from_str(&text).unwrap_or(Value::Null)
+        })
+    }
+}
+
+/// The username the admin kubeconfig acts as (what the admission policy
+/// wants in `trellis.dev/requested-by`).
+fn admin_username() -> String {
+    kubectl(
+        &[
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ],
+        None,
+    )
 }
 
 const SMALL: &str = "issues:\n- {key: A-1, summary: Epic, type: Epic, status: Open}\n- {key: A-2, summary: Story, type: Story, status: Open, parent: A-1}\n";
@@ -527,7 +568,33 @@ fn a_destructive_resync_runs_only_with_its_hash_and_then_enables_its_synchronize
     let controller = test.controller("replica-a");
     let issues = small(&test, "");
     test.apply(
-        "apiVersion: trellis.dev/v1alpha1\nkind: Synchronizer\nmetadata: {name: children}\nspec: {structureRef: {name: plan}, type: subtasks, enabled: false}\n---\napiVersion: trellis.dev/v1alpha1\nkind: Resync\nmetadata: {name: export}\nspec: {synchronizerRef: {name: children}, direction: from, enableAfter: true, approvedPlan: 0123456789abcdef}\n",
+        "apiVersion: trellis.dev/v1alpha1\nkind: Synchronizer\nmetadata: {name: children}\nspec: {structureRef: {name: plan}, type: subtasks, enabled: false}\n",
+    );
+    // From the command line first: it waits for the plan, shows it, and
+    // says how to approve exactly that hash.
+    let out = Command::new(env!("CARGO_BIN_EXE_trellis"))
+        .args(["resync", "children", "--direction", "from", "--cluster"])
+        .args(["-n", &test.namespace, "--timeout", "60"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+    let hash = stdout
+        .strip_prefix("Plan ")
+        .and_then(|rest| rest.split(':').next())
+        .unwrap_or_else(|| panic!("the plan is shown: {stdout}"));
+    assert!(
+        stderr.contains("kubectl patch resync children-from-")
+            && stderr.contains(&format!(r#"{{"approvedPlan":"{hash}"}}"#)),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&format!("requested by {}", admin_username())));
+    test.kubectl(&["delete", "resyncs", "--all"]);
+    test.apply(
+        &format!("apiVersion: trellis.dev/v1alpha1\nkind: Resync\nmetadata: {{name: export, labels: {{trellis.dev/structure: plan}}, annotations: {{trellis.dev/requested-by: {}}}}}\nspec: {{synchronizerRef: {{name: children}}, direction: from, enableAfter: true, approvedPlan: 0123456789abcdef}}\n", admin_username()),
     );
     let status = within(
         Duration::from_secs(60),
@@ -710,6 +777,233 @@ fn a_redmine_key_is_read_only_from_a_labelled_secret() {
         !controller.log().contains(&key),
         "the key never shows in the log"
     );
+    assert_no_forbidden(&controller);
+    test.finish(controller);
+}
+
+/// `kubectl ARGS` in the test's namespace as `user` (impersonated by the
+/// admin), with `stdin`: its stdout, or its stderr when refused.
+fn kubectl_as(
+    test: &Test,
+    user: &str,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> Result<String, String> {
+    let mut all = args.to_vec();
+    all.extend(["-n", &test.namespace, "--as", user]);
+    try_kubectl(&all, stdin)
+}
+
+fn resync_manifest(name: &str, structure: &str, requested_by: &str, run_as: &str) -> String {
+    format!(
+        "apiVersion: trellis.dev/v1alpha1\nkind: Resync\nmetadata: {{name: {name}, labels: {{trellis.dev/structure: {structure}}}, annotations: {{trellis.dev/requested-by: {requested_by}}}}}\nspec: {{synchronizerRef: {{name: issues}}, direction: into{run_as}}}\n"
+    )
+}
+
+#[test]
+#[ignore = "needs the cluster KUBECONFIG names and the suite's Redmine"]
+fn only_control_runs_a_resync_and_it_runs_as_the_person_who_asked() {
+    let url =
+        std::env::var("TRELLIS_REDMINE_URL").unwrap_or_else(|_| "http://127.0.0.1:3000".into());
+    let admin_key = std::env::var("TRELLIS_REDMINE_API_KEY")
+        .unwrap_or_else(|_| "0123456789abcdef0123456789abcdef01234567".into());
+    let test = Test::new("permissions");
+    let controller = test.controller("replica-a");
+
+    // A project with two public issues and a private one, and a reporter
+    // who sees only the public ones.
+    let pid = std::process::id();
+    let project = format!("perm-{pid}");
+    let post = |path: &str, body: Value| {
+        reqwest::redmine_post(&format!("{url}/{path}"), &admin_key, &body)
+    };
+    post(
+        "projects.json",
+        json!({"project": {"name": project, "identifier": project}}),
+    );
+    for (subject, private) in [
+        ("Public one", false),
+        ("Public two", false),
+        ("Private", true),
+    ] {
+        post(
+            "issues.json",
+            json!({"issue": {"project_id": project, "tracker_id": 2, "subject": subject, "is_private": private}}),
+        );
+    }
+    let login = format!("reader{pid}");
+    let user = post(
+        "users.json",
+        json!({"user": {"login": login, "firstname": "Re", "lastname": "Ader", "mail": format!("{login}@example.net"), "password": "reader-pass-1"}}),
+    );
+    let reporter_role = 5;
+    post(
+        &format!("projects/{project}/memberships.json"),
+        json!({"membership": {"user_id": user["user"]["id"], "role_ids": [reporter_role]}}),
+    );
+    let reader_key = format!("{:0>40x}", u64::from(pid) * 7919);
+    let script = Command::new("bash")
+        .args(["scripts/redmine.sh", "key", &login, &reader_key])
+        .status()
+        .unwrap();
+    assert!(script.success(), "scripts/redmine.sh key");
+
+    for (secret, key) in [("redmine-api-key", &admin_key), ("reader-key", &reader_key)] {
+        test.kubectl(&[
+            "create",
+            "secret",
+            "generic",
+            secret,
+            &format!("--from-literal=apiKey={key}"),
+        ]);
+        test.kubectl(&["label", "secret", secret, "trellis.dev/credentials=true"]);
+    }
+    test.apply(&format!(
+        "apiVersion: trellis.dev/v1alpha1\nkind: Tracker\nmetadata: {{name: redmine}}\nspec: {{type: redmine, url: '{url}', credentials: {{secretRef: {{name: redmine-api-key}}}}, redmine: {{project: {project}}}}}\n---\napiVersion: trellis.dev/v1alpha1\nkind: Structure\nmetadata: {{name: plan}}\nspec: {{trackerRef: {{name: redmine}}}}\n---\napiVersion: trellis.dev/v1alpha1\nkind: Structure\nmetadata: {{name: other}}\nspec: {{trackerRef: {{name: redmine}}}}\n---\napiVersion: trellis.dev/v1alpha1\nkind: Synchronizer\nmetadata: {{name: issues}}\nspec: {{structureRef: {{name: plan}}, type: filter, enabled: false, filter: {{query: 'status_id=*'}}}}\n"
+    ));
+    // vera may view; rita may create Resyncs but control nothing; sam may
+    // control structure plan alone, and read his own key's Secret.
+    test.apply(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {name: resync-creator}\nrules:\n- {apiGroups: [trellis.dev], resources: [resyncs], verbs: [create, get]}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {name: plan-control}\nrules:\n- {apiGroups: [trellis.dev], resources: [resyncs, synchronizers], verbs: [create, get, list, patch]}\n- {apiGroups: [trellis.dev], resources: [structures], resourceNames: [plan], verbs: [control]}\n- {apiGroups: [''], resources: [secrets], resourceNames: [reader-key], verbs: [get]}\n",
+    );
+    test.kubectl(&[
+        "create",
+        "rolebinding",
+        "vera",
+        "--clusterrole=trellis-view",
+        "--user=vera",
+    ]);
+    test.kubectl(&[
+        "create",
+        "rolebinding",
+        "rita",
+        "--role=resync-creator",
+        "--user=rita",
+    ]);
+    test.kubectl(&[
+        "create",
+        "rolebinding",
+        "sam",
+        "--role=plan-control",
+        "--user=sam",
+    ]);
+
+    let can_i = |user: &str, what: &str| {
+        kubectl_as(&test, user, &["auth", "can-i", "control", what], None).is_ok()
+    };
+    assert!(can_i("sam", "structures/plan"));
+    assert!(!can_i("sam", "structures/other"));
+    assert!(!can_i("vera", "structures/plan"));
+
+    let create = |user: &str, manifest: &str| {
+        kubectl_as(&test, user, &["create", "-f", "-"], Some(manifest))
+    };
+    let refused = create("vera", &resync_manifest("by-vera", "plan", "vera", "")).unwrap_err();
+    assert!(
+        refused.contains("cannot create resource \"resyncs\""),
+        "{refused}"
+    );
+    let refused = create("rita", &resync_manifest("by-rita", "plan", "rita", "")).unwrap_err();
+    assert!(
+        refused.contains("needs the verb control on structures/plan")
+            && refused.contains("rita lacks it"),
+        "{refused}"
+    );
+    let refused = create("sam", &resync_manifest("on-other", "other", "sam", "")).unwrap_err();
+    assert!(refused.contains("control on structures/other"), "{refused}");
+    let refused = create("sam", &resync_manifest("as-vera", "plan", "vera", "")).unwrap_err();
+    assert!(
+        refused.contains("must be annotated trellis.dev/requested-by: sam"),
+        "{refused}"
+    );
+    let admins = ", runAs: {secretRef: {name: redmine-api-key}}";
+    let refused = create("sam", &resync_manifest("as-admin", "plan", "sam", admins)).unwrap_err();
+    assert!(
+        refused.contains("runs as Secret redmine-api-key, which sam may not get"),
+        "{refused}"
+    );
+    let move_to_other = r#"{"spec":{"structureRef":{"name":"other"}}}"#;
+    let patch = [
+        "patch",
+        "synchronizer",
+        "issues",
+        "--type",
+        "merge",
+        "-p",
+        move_to_other,
+    ];
+    let refused = kubectl_as(&test, "vera", &patch, None).unwrap_err();
+    assert!(refused.contains("cannot patch"), "RBAC first: {refused}");
+    let refused = kubectl_as(&test, "sam", &patch, None).unwrap_err();
+    assert!(
+        refused.contains("changing Synchronizer issues needs the verb control on structures/other"),
+        "{refused}"
+    );
+    let synchronizer = test.get("synchronizer", "issues").unwrap();
+    assert_eq!(synchronizer["spec"]["structureRef"]["name"], "plan");
+    assert!(
+        test.kubectl(&["get", "resyncs", "-o", "name"])
+            .trim()
+            .is_empty(),
+        "nothing refused was created"
+    );
+
+    // sam asks, with his own key: the import holds what he can see.
+    let admin: Value = serde_json::from_str(&kubectl(
+        &["config", "view", "--minify", "--flatten", "-o", "json"],
+        None,
+    ))
+    .unwrap();
+    let mut as_sam = admin.clone();
+    as_sam["users"][0]["user"]["as"] = json!("sam");
+    let kubeconfig = test.path("sam.kubeconfig");
+    std::fs::write(&kubeconfig, as_sam.to_string()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_trellis"))
+        .args(["resync", "issues", "--direction", "into", "--cluster"])
+        .args([
+            "-n",
+            &test.namespace,
+            "--run-as",
+            "reader-key",
+            "--timeout",
+            "120",
+        ])
+        .env("KUBECONFIG", &kubeconfig)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success(),
+        "{stdout}{stderr}\n{}",
+        controller.log()
+    );
+    assert!(stderr.contains("requested by sam"), "{stderr}");
+    assert!(
+        stdout.contains("2 to add") && stdout.contains("succeeded"),
+        "{stdout}"
+    );
+
+    let structure = test.store().structure(&test.id("plan")).unwrap();
+    assert_eq!(structure.forest.len(), 2, "only the issues the reader sees");
+    let history = test.store().journal_since(&test.id("plan"), 0).unwrap();
+    assert!(!history.is_empty());
+    assert!(
+        history.iter().all(|(entry, _)| entry.author == "sam"),
+        "the journal names who asked: {:?}",
+        history.iter().map(|(e, _)| &e.author).collect::<Vec<_>>()
+    );
+    let resync = test.kubectl(&["get", "resyncs", "-o", "json"]);
+    let resyncs: Value = serde_json::from_str(&resync).unwrap();
+    assert_eq!(
+        resyncs["items"][0]["status"]["requestedBy"], "sam",
+        "{resync}"
+    );
+    for key in [&admin_key, &reader_key] {
+        assert!(!controller.log().contains(key.as_str()) && !resync.contains(key.as_str()));
+    }
     assert_no_forbidden(&controller);
     test.finish(controller);
 }

@@ -1,8 +1,8 @@
 //! deploy/ renders with `kubectl kustomize`, and what it grants matches what
 //! the controller does: every API call it makes is allowed, the people's
-//! roles separate editing from running resyncs, and the Deployment runs
-//! the controller with its store on the volume and its probes where the
-//! server listens.
+//! roles are view, edit and control, the admission policy guards Resyncs
+//! and Synchronizers, and the Deployment runs the controller with its store
+//! on the volume and its probes where the server listens.
 
 use std::process::Command;
 
@@ -100,27 +100,70 @@ fn the_controller_may_make_every_call_it_makes_and_no_more() {
 }
 
 #[test]
-fn people_roles_separate_editing_from_running_resyncs() {
+fn people_roles_are_view_edit_and_control() {
     let Some(docs) = rendered() else { return };
-    let viewer = find(&docs, "ClusterRole", "trellis-viewer");
-    let editor = find(&docs, "ClusterRole", "trellis-editor");
-    let operator = find(&docs, "ClusterRole", "trellis-operator");
-    assert!(allows(viewer, "trellis.dev", "resyncs", "list"));
+    let view = find(&docs, "ClusterRole", "trellis-view");
+    let edit = find(&docs, "ClusterRole", "trellis-edit");
+    let control = find(&docs, "ClusterRole", "trellis-control");
+    assert!(allows(view, "trellis.dev", "resyncs", "list"));
     assert!(
-        allows(viewer, "", "events", "list"),
+        allows(view, "", "events", "list"),
         "kubectl describe shows events"
     );
-    assert!(!allows(viewer, "trellis.dev", "synchronizers", "patch"));
-    assert!(allows(editor, "trellis.dev", "synchronizers", "patch"));
-    assert!(!allows(editor, "trellis.dev", "resyncs", "create"));
+    assert!(!allows(view, "trellis.dev", "structures", "edit"));
+    assert!(allows(edit, "trellis.dev", "structures", "edit"));
+    assert!(allows(edit, "trellis.dev", "structures", "patch"));
+    assert!(!allows(edit, "trellis.dev", "structures", "control"));
+    assert!(!allows(edit, "trellis.dev", "synchronizers", "patch"));
+    assert!(!allows(edit, "trellis.dev", "resyncs", "create"));
+    assert!(allows(control, "trellis.dev", "structures", "control"));
+    assert!(allows(control, "trellis.dev", "resyncs", "create"));
     assert!(
-        !allows(editor, "trellis.dev", "resyncs", "patch"),
-        "cannot approve"
-    );
-    assert!(allows(operator, "trellis.dev", "resyncs", "create"));
-    assert!(
-        allows(operator, "trellis.dev", "resyncs", "patch"),
+        allows(control, "trellis.dev", "resyncs", "patch"),
         "approves plans"
+    );
+    // enableAfter changes a Synchronizer's spec, which the policy guards.
+    let controller = find(&docs, "ClusterRole", "trellis-controller");
+    assert!(allows(controller, "trellis.dev", "structures", "control"));
+}
+
+/// The policy's CEL runs only in an API server (tests/cluster.rs drives it
+/// against a real one); here, that it is installed, denies, and guards
+/// what it says.
+#[test]
+fn the_admission_policy_guards_resyncs_and_synchronizers() {
+    let Some(docs) = rendered() else { return };
+    let policy = find(&docs, "ValidatingAdmissionPolicy", "trellis-permissions");
+    assert_eq!(policy["apiVersion"], "admissionregistration.k8s.io/v1");
+    assert_eq!(policy["spec"]["failurePolicy"], "Fail");
+    let rules = &policy["spec"]["matchConstraints"]["resourceRules"];
+    assert_eq!(
+        rules[0]["resources"],
+        serde_json::json!(["resyncs", "synchronizers"])
+    );
+    assert_eq!(
+        rules[0]["operations"],
+        serde_json::json!(["CREATE", "UPDATE"])
+    );
+    let text = serde_json::to_string(&policy["spec"]).unwrap();
+    for needle in [
+        "check('control')",
+        "check('get')",
+        "trellis.dev/requested-by",
+        "trellis.dev/structure",
+        "request.userInfo.username",
+    ] {
+        assert!(text.contains(needle), "the policy checks {needle}");
+    }
+    let binding = find(
+        &docs,
+        "ValidatingAdmissionPolicyBinding",
+        "trellis-permissions",
+    );
+    assert_eq!(binding["spec"]["policyName"], "trellis-permissions");
+    assert_eq!(
+        binding["spec"]["validationActions"],
+        serde_json::json!(["Deny"])
     );
 }
 

@@ -18,6 +18,7 @@ macro_rules! outln {
 }
 
 mod apply;
+mod cluster;
 mod markdown;
 mod render;
 mod sync;
@@ -61,6 +62,29 @@ struct Files {
     /// Declaration files or directories (recursive; .yaml/.yml; multi-document).
     #[arg(short = 'f', long = "filename", required = true, value_name = "PATH")]
     files: Vec<PathBuf>,
+}
+
+/// `trellis resync --cluster`: ask the cluster's controller, as yourself.
+#[derive(Args)]
+struct ClusterArgs {
+    /// Create a Resync in the cluster (KUBECONFIG) for its controller to
+    /// run, with your username as `trellis.dev/requested-by` and its
+    /// structure's label, and wait for it: the cluster checks that you may
+    /// control the structure. A destructive plan prints the command that
+    /// approves it.
+    #[arg(long, conflicts_with = "files")]
+    cluster: bool,
+    /// The namespace, unless the synchronizer names it (default: the
+    /// kubeconfig's).
+    #[arg(short = 'n', long, conflicts_with = "files")]
+    namespace: Option<String>,
+    /// Run with your own tracker key, from this Secret (key `apiKey`,
+    /// labelled trellis.dev/credentials=true) rather than the Tracker's.
+    #[arg(long, value_name = "SECRET", conflicts_with = "files")]
+    run_as: Option<String>,
+    /// How long to wait for the controller's answer (10 minutes unless given).
+    #[arg(long, value_name = "SECONDS", conflicts_with = "files")]
+    timeout: Option<u64>,
 }
 
 #[derive(Args)]
@@ -151,17 +175,26 @@ enum Command {
         #[arg(long, requires = "files")]
         allow_empty: bool,
     },
-    /// Run one synchronizer once, in one direction.
+    /// Run one synchronizer once, in one direction: here with `-f`, or by
+    /// the cluster's controller with `--cluster`.
     Resync {
         /// The synchronizer (`name` or `namespace/name`).
         synchronizer: String,
         /// `into` the structure (alias `import`) or `from` it (alias `export`).
         #[arg(long, value_parser = parse_direction)]
         direction: Direction,
-        #[command(flatten)]
-        files: Files,
+        /// Declaration files or directories (recursive; .yaml/.yml; multi-document).
+        #[arg(
+            short = 'f',
+            long = "filename",
+            value_name = "PATH",
+            required_unless_present = "cluster"
+        )]
+        files: Vec<PathBuf>,
         #[command(flatten)]
         approve: Approve,
+        #[command(flatten)]
+        cluster: ClusterArgs,
     },
     /// Resync into the structure: the tracker has the final say.
     Import {
@@ -397,18 +430,27 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Resync {
             synchronizer,
             direction,
-            files,
             approve,
-        } => {
-            apply::resync_command(
-                state,
-                &files.files,
+            cluster,
+            ..
+        } if cluster.cluster => {
+            cluster::resync(cluster::ClusterResync {
                 synchronizer,
                 direction,
-                approve.approve,
-            )
+                namespace: cluster.namespace,
+                approve: approve.approve,
+                run_as: cluster.run_as,
+                timeout: std::time::Duration::from_secs(cluster.timeout.unwrap_or(600)),
+            })
             .await
         }
+        Command::Resync {
+            synchronizer,
+            direction,
+            files,
+            approve,
+            ..
+        } => apply::resync_command(state, &files, synchronizer, direction, approve.approve).await,
         Command::Import {
             synchronizer,
             files,

@@ -3,7 +3,7 @@
 //! and store connection each), the watched objects, leadership, and which
 //! structures have a run in flight.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 
+use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -23,14 +24,16 @@ use serde::de::DeserializeOwned;
 use super::conditions::{Health, Reported};
 use super::metrics::Metrics;
 use super::readiness::Readiness;
-use crate::engine::{Credentials, Engine, EngineError};
+use crate::engine::{Credentials, Engine, EngineError, PersonalKey};
 use crate::spec::{
-    Catalog, Resync, SpecError, Structure, Synchronizer, Tracker, Turn, local_issues_file,
+    Catalog, Resync, RunAs, SecretKeyRef, SpecError, Structure, Synchronizer, Tracker, Turn,
+    local_issues_file,
 };
 use crate::store::{SqliteStore, StoreError};
 use crate::tracker::redmine::ApiKey;
 
-/// The field manager of every status Trellis writes.
+/// The field manager of every status Trellis writes, and the author of
+/// what the controller's own runs change.
 pub const MANAGER: &str = "trellis-controller";
 
 #[derive(Debug, thiserror::Error)]
@@ -133,6 +136,14 @@ pub struct Context {
     changes: Mutex<Option<UnboundedReceiver<ObjectRef<Structure>>>>,
 }
 
+/// One key of a Secret's data, trimmed.
+fn value_of(data: &BTreeMap<String, ByteString>, key: &str) -> Result<String, String> {
+    match data.get(key) {
+        Some(value) => Ok(String::from_utf8_lossy(&value.0).trim().to_owned()),
+        None => Err(format!("the Secret has no key {key}")),
+    }
+}
+
 /// A structure's turn: while held, no other run touches the structure (nor,
 /// on a local tracker, its issues file).
 pub struct Claim<'c> {
@@ -176,8 +187,11 @@ impl std::ops::DerefMut for Lent<'_> {
 }
 
 impl Drop for Lent<'_> {
+    /// The engine goes back acting as the controller, whoever it ran for.
     fn drop(&mut self) {
-        if let Some(engine) = self.engine.take() {
+        if let Some(mut engine) = self.engine.take() {
+            engine.set_author(MANAGER);
+            engine.set_credentials(Credentials::default());
             self.engines.idle.lock().expect("not poisoned").push(engine);
         }
     }
@@ -196,7 +210,7 @@ impl Context {
     ) -> Result<Context, StoreError> {
         let (changed, changes) = unbounded();
         let idle = (0..workers.max(1))
-            .map(|_| Ok(Engine::new(SqliteStore::open(state)?, "trellis-controller")))
+            .map(|_| Ok(Engine::new(SqliteStore::open(state)?, MANAGER)))
             .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(Context {
             client,
@@ -319,8 +333,44 @@ impl Context {
         else {
             return Ok(Credentials::Secrets(keys));
         };
-        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &namespace);
-        let value = match secrets.get_opt(&name).await? {
+        let value = self
+            .labelled_secret(&namespace, &name)
+            .await?
+            .and_then(|data| value_of(&data, &key).map(ApiKey::new));
+        keys.insert(format!("{namespace}/{name}/{key}"), value);
+        Ok(Credentials::Secrets(keys))
+    }
+
+    /// The requester's own key that a Resync's `spec.runAs` names (in the
+    /// Resync's namespace), read now; or why it cannot be used.
+    pub async fn personal_key(
+        &self,
+        namespace: &str,
+        run_as: &RunAs,
+    ) -> Result<Result<PersonalKey, String>, Error> {
+        let SecretKeyRef { name, key } = &run_as.secret_ref;
+        let source = format!("key {key} of Secret {namespace}/{name}");
+        let data = match self.labelled_secret(namespace, name).await? {
+            Ok(data) => data,
+            Err(why) => return Ok(Err(format!("spec.runAs: {source}: {why}"))),
+        };
+        Ok(value_of(&data, key)
+            .map(|value| PersonalKey {
+                key: ApiKey::new(value),
+                email: value_of(&data, "email").ok(),
+                source: source.clone(),
+            })
+            .map_err(|why| format!("spec.runAs: {source}: {why}")))
+    }
+
+    /// A Secret's data, if it is labelled for Trellis to send to a tracker.
+    async fn labelled_secret(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Result<BTreeMap<String, ByteString>, String>, Error> {
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        Ok(match secrets.get_opt(name).await? {
             None => Err("the Secret does not exist".to_owned()),
             Some(secret)
                 if secret.labels().get(CREDENTIALS_LABEL).map(String::as_str) != Some("true") =>
@@ -329,13 +379,8 @@ impl Context {
                     "the Secret lacks the label {CREDENTIALS_LABEL}=true that lets Trellis send it to a tracker; add it with `kubectl label secret {name} -n {namespace} {CREDENTIALS_LABEL}=true`"
                 ))
             }
-            Some(secret) => match secret.data.and_then(|mut data| data.remove(&key)) {
-                Some(value) => Ok(ApiKey::new(String::from_utf8_lossy(&value.0).trim())),
-                None => Err(format!("the Secret has no key {key}")),
-            },
-        };
-        keys.insert(format!("{namespace}/{name}/{key}"), value);
-        Ok(Credentials::Secrets(keys))
+            Some(secret) => Ok(secret.data.unwrap_or_default()),
+        })
     }
 
     /// The structure's turn ([`Catalog::turn`]), unless another run holds

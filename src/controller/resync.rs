@@ -20,10 +20,11 @@ use kube::{Api, ResourceExt};
 
 use super::conditions::{Health, State};
 use super::context::{Chain, Context, Error};
-use crate::engine::{Approval, EngineError, Scope};
+use crate::engine::{Approval, Credentials, EngineError, Scope};
 use crate::plan::Summary;
 use crate::spec::{
-    ObjectId, PlanStatus, Resync, ResyncPhase as Phase, ResyncStatus, Synchronizer, resource_id,
+    ObjectId, PlanStatus, REQUESTED_BY_ANNOTATION, Resync, ResyncPhase as Phase, ResyncStatus,
+    STRUCTURE_LABEL, Synchronizer, resource_id,
 };
 use crate::store::Store;
 use crate::tracker::TrackerError;
@@ -59,6 +60,16 @@ pub async fn reconcile(resync: Arc<Resync>, ctx: Arc<Context>) -> Result<Action,
             .finish(&*resync, next, health, Action::requeue(REPLAN))
             .await;
     }
+    if let Some(message) = wrong_structure(&resync, &chain) {
+        next.phase = Some(Phase::Pending);
+        let health = Health::new(State::Stalled, "WrongStructure", message);
+        // The synchronizer may be changed back: look again later.
+        return ctx
+            .finish(&*resync, next, health, Action::requeue(REPLAN))
+            .await;
+    }
+    let requested_by = resync.annotations().get(REQUESTED_BY_ANNOTATION).cloned();
+    next.requested_by.clone_from(&requested_by);
     if ctx.store().resync_done(&job).map_err(EngineError::from)? {
         if phase == Some(Phase::Running) {
             // This copy may predate the Succeeded write: the live object
@@ -111,9 +122,21 @@ pub async fn reconcile(resync: Arc<Resync>, ctx: Arc<Context>) -> Result<Action,
     if let Scope::Resync { resync: key, .. } = &mut scope {
         *key = Some(job.clone());
     }
-    let credentials = ctx.credentials(&catalog, &chain.tracker).await?;
+    let credentials = match &resync.spec.run_as {
+        None => ctx.credentials(&catalog, &chain.tracker).await?,
+        Some(run_as) => {
+            let namespace = resync.namespace().unwrap_or_else(|| "default".into());
+            match ctx.personal_key(&namespace, run_as).await? {
+                Ok(key) => Credentials::Person(key),
+                Err(why) => return held_back(&ctx, &resync, next, "RunAsRefused", &why).await,
+            }
+        }
+    };
     let mut engine = ctx.engine().await;
     engine.set_credentials(credentials);
+    if let Some(person) = &requested_by {
+        engine.set_author(person);
+    }
     let run = match engine.plan_to_apply(&catalog, &scope).await {
         Ok(run) => run,
         Err(e) => return held_back(&ctx, &resync, next, "PlanFailed", &e.to_string()).await,
@@ -195,6 +218,19 @@ pub async fn reconcile(resync: Arc<Resync>, ctx: Arc<Context>) -> Result<Action,
         }
         Err(e) => failed(&ctx, &resync, next, &e.to_string()).await,
     }
+}
+
+/// Why a Resync labelled with another structure than its synchronizer's
+/// must not run: the admission policy checked `control` on the label's.
+fn wrong_structure(resync: &Resync, chain: &Chain) -> Option<String> {
+    let named = resync.labels().get(STRUCTURE_LABEL)?;
+    let structure = ObjectId::parse(&chain.structure)?;
+    (*named != structure.name).then(|| {
+        format!(
+            "the label {STRUCTURE_LABEL} names structure {named}, but synchronizer {} syncs structure {}: permission to run it was checked on the wrong structure; create the Resync again labelled {STRUCTURE_LABEL}={}",
+            chain.synchronizer, structure.name, structure.name
+        )
+    })
 }
 
 /// Failures that may pass by themselves: the tracker unreachable or

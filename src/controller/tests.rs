@@ -70,12 +70,15 @@ impl World {
         }
     }
 
-    /// A Resync of the synchronizer `from` the structure: its plan lays out
-    /// the declared rows and clears A-2's parent (destructive).
+    /// A Resync of the synchronizer `from` the structure, asked for by
+    /// carol: its plan lays out the declared rows and clears A-2's parent
+    /// (destructive).
     fn resync(&self, approved: Option<&str>) -> Resync {
         serde_json::from_value(json!({
             "apiVersion": "trellis.dev/v1alpha1", "kind": "Resync",
-            "metadata": {"name": "export", "namespace": "default", "generation": 1},
+            "metadata": {"name": "export", "namespace": "default", "generation": 1,
+                         "labels": {"trellis.dev/structure": "plan"},
+                         "annotations": {"trellis.dev/requested-by": "carol"}},
             "spec": {"synchronizerRef": {"name": "children"}, "direction": "from", "approvedPlan": approved}
         }))
         .unwrap()
@@ -278,14 +281,57 @@ async fn an_approved_resync_runs_exactly_that_plan_and_a_stale_approval_is_refus
     assert_eq!(succeeded["reason"], "ResyncSucceeded");
     let done = expect(&mut server, "PATCH", RESYNC_STATUS, Some(json!(approved))).await;
     assert_eq!(done["status"]["phase"], "Succeeded");
+    assert_eq!(done["status"]["requestedBy"], "carol");
     assert_eq!(condition(&done["status"], "Ready")["status"], "True");
     assert_eq!(run.await.unwrap().unwrap(), Action::await_change());
     assert!(
         !world.issues().contains("parent: A-1"),
         "A-2's parent is cleared"
     );
+    let journal = ctx.store().journal_since("default/plan", 0).unwrap();
+    assert!(!journal.is_empty());
+    for (entry, _) in &journal {
+        assert_eq!(entry.author, "carol", "who asked is the author: {entry:?}");
+    }
     // Done, keyed by the object (its uid: none in this test).
     assert!(ctx.store().resync_done("default/export#").unwrap());
+}
+
+#[tokio::test]
+async fn a_resync_labelled_with_another_structure_than_its_synchronizers_never_runs() {
+    let world = World::new();
+    let mut resync_object = world.resync(None);
+    resync_object
+        .metadata
+        .labels
+        .as_mut()
+        .unwrap()
+        .insert("trellis.dev/structure".into(), "roadmap".into());
+    let (ctx, mut server) = world.context(std::slice::from_ref(&resync_object));
+    let before = world.issues();
+    let reconcile = tokio::spawn(resync::reconcile(Arc::new(resync_object.clone()), ctx));
+    let patch = expect(
+        &mut server,
+        "PATCH",
+        RESYNC_STATUS,
+        Some(json!(resync_object)),
+    )
+    .await;
+    assert_eq!(patch["status"]["phase"], "Pending");
+    let stalled = condition(&patch["status"], "Stalled");
+    assert_eq!(stalled["reason"], "WrongStructure");
+    let message = stalled["message"].as_str().unwrap();
+    assert!(
+        message.contains("names structure roadmap")
+            && message.contains("syncs structure plan")
+            && message.contains("trellis.dev/structure=plan"),
+        "{message}"
+    );
+    assert_eq!(
+        reconcile.await.unwrap().unwrap(),
+        Action::requeue(Duration::from_secs(60))
+    );
+    assert_eq!(world.issues(), before, "nothing written");
 }
 
 #[tokio::test]

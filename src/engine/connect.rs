@@ -27,6 +27,19 @@ pub enum Credentials {
     /// `spec.credentials.secretRef`: by `namespace/name/key`, the value
     /// read from the cluster by the controller, or why it cannot be used.
     Secrets(HashMap<String, Result<ApiKey, String>>),
+    /// A Resync's `spec.runAs`: the requester's own key, used instead of
+    /// the tracker's.
+    Person(PersonalKey),
+}
+
+/// A person's key for the tracker a run uses, read from their Secret.
+#[derive(Clone, Debug)]
+pub struct PersonalKey {
+    pub key: ApiKey,
+    /// Jira Cloud's account address, which goes with an API token.
+    pub email: Option<String>,
+    /// Where it came from (`key apiKey of Secret ns/name`), for errors.
+    pub source: String,
 }
 
 impl Credentials {
@@ -96,6 +109,7 @@ fn client(
     let key = || match credentials {
         Credentials::CommandLine => api_key(tracker),
         Credentials::Secrets(secrets) => secret_key(tracker, secrets),
+        Credentials::Person(person) => Ok((person.key.clone(), person.source.clone())),
     };
     match connection {
         Connection::Local { issues } => Ok(AnyTracker::Local(LocalTracker::new(issues.clone()))),
@@ -123,7 +137,7 @@ fn client(
                 url: url.clone(),
                 deployment: match access {
                     JiraAccess::Cloud { email } => Deployment::Cloud {
-                        email: email.clone(),
+                        email: cloud_account(tracker, email, credentials)?,
                     },
                     JiraAccess::DataCenter => Deployment::DataCenter,
                 },
@@ -136,6 +150,28 @@ fn client(
             .map(AnyTracker::Jira)
             .map_err(tracker_error)
         }
+    }
+}
+
+/// The Jira Cloud account an API token belongs to: a person's own
+/// (`spec.runAs`) goes with their address, not the tracker's.
+fn cloud_account(
+    tracker: &Declared<TrackerResource>,
+    declared: &str,
+    credentials: &Credentials,
+) -> Result<String, EngineError> {
+    match credentials {
+        Credentials::Person(person) => person.email.clone().ok_or_else(|| {
+            refuse(
+                tracker,
+                "spec.credentials",
+                format!(
+                    "{} (a Resync's spec.runAs) holds a Jira Cloud API token without its account: add the address under the key `email`",
+                    person.source
+                ),
+            )
+        }),
+        _ => Ok(declared.to_owned()),
     }
 }
 
@@ -248,5 +284,55 @@ fn where_keys_come_from(tracker: &Declared<TrackerResource>) -> &'static str {
             "Jira Cloud: an API token from id.atlassian.com → Security → API tokens"
         }
         _ => "Redmine: My account → API access key",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jira_cloud() -> (tempfile::TempDir, Catalog) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("trellis.yaml");
+        std::fs::write(
+            &file,
+            "apiVersion: trellis.dev/v1alpha1\nkind: Tracker\nmetadata: {name: jira}\nspec: {type: jira, url: 'https://example.atlassian.net', credentials: {secretRef: {name: jira-token}}, jira: {deployment: cloud, email: service@example.com, jql: 'project = PLAT'}}\n",
+        )
+        .unwrap();
+        let catalog = Catalog::load(&[file]).unwrap();
+        (dir, catalog)
+    }
+
+    fn person(email: Option<&str>) -> Credentials {
+        Credentials::Person(PersonalKey {
+            key: ApiKey::new("token-of-sam"),
+            email: email.map(str::to_owned),
+            source: "key apiKey of Secret default/sam-jira".into(),
+        })
+    }
+
+    #[test]
+    fn a_persons_jira_cloud_token_goes_with_their_own_address() {
+        let (_dir, catalog) = jira_cloud();
+        let tracker = catalog.tracker("default/jira").unwrap();
+        let declared = "service@example.com";
+        assert_eq!(
+            cloud_account(tracker, declared, &Credentials::default()).unwrap(),
+            declared
+        );
+        assert_eq!(
+            cloud_account(tracker, declared, &person(Some("sam@example.com"))).unwrap(),
+            "sam@example.com"
+        );
+        let refused = cloud_account(tracker, declared, &person(None))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains("Secret default/sam-jira")
+                && refused.contains("spec.runAs")
+                && refused.contains("`email`")
+                && !refused.contains("token-of-sam"),
+            "{refused}"
+        );
     }
 }

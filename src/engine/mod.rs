@@ -36,8 +36,8 @@ use crate::store::{
 use crate::tracker::{Tracker, TrackerError, Watermark};
 
 pub use approval::{APPROVAL_PREFIX, Approval, Refusal};
-pub use connect::Credentials;
 use connect::Trackers;
+pub use connect::{Credentials, PersonalKey};
 pub use held::Releases;
 pub use history::{HistoryEntry, history};
 pub use pass::{Pass, Timings};
@@ -156,6 +156,12 @@ impl<S: Store> Engine<S> {
     /// Where tracker keys come from (the command line's by default).
     pub fn set_credentials(&mut self, credentials: Credentials) {
         self.credentials = credentials;
+    }
+
+    /// Who the changes of the next runs are journaled as (the controller
+    /// runs a Resync as the person who asked for it).
+    pub fn set_author(&mut self, author: impl Into<String>) {
+        self.author = author.into();
     }
 
     pub fn store(&self) -> &S {

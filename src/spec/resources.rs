@@ -757,6 +757,17 @@ pub struct SynchronizerStatus {
 
 // ----------------------------------------------------------------- Resync
 
+/// The annotation naming who asked for a Resync. deploy/'s admission policy
+/// refuses a Resync whose annotation is not the requester's own username;
+/// the controller journals that person as the author of its changes.
+pub const REQUESTED_BY_ANNOTATION: &str = "trellis.dev/requested-by";
+
+/// The label naming a Resync's structure: deploy/'s admission policy checks
+/// the requester's `control` on it (a policy cannot look the synchronizer
+/// up), and the controller refuses to run a Resync whose label is not its
+/// synchronizer's structure.
+pub const STRUCTURE_LABEL: &str = "trellis.dev/structure";
+
 /// A one-time full sync of one synchronizer in one direction.
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
@@ -776,6 +787,12 @@ pub struct SynchronizerStatus {
     printcolumn(name = "Direction", type_ = "string", json_path = ".spec.direction"),
     printcolumn(name = "Status", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Plan", type_ = "string", json_path = ".status.plan.hash"),
+    printcolumn(
+        name = "Requested-By",
+        type_ = "string",
+        json_path = ".status.requestedBy",
+        priority = 1
+    ),
     printcolumn(
         name = "Summary",
         type_ = "string",
@@ -798,6 +815,24 @@ pub struct ResyncSpec {
     /// Enable the synchronizer once the resync succeeds ("Resync and Enable").
     #[serde(default)]
     pub enable_after: bool,
+    /// Run as the person who asked: the tracker is read and written with
+    /// the key in this Secret (in the Resync's namespace, labelled
+    /// `trellis.dev/credentials=true`), so an import holds only the issues
+    /// that person can see. The admission policy lets it through only if
+    /// the requester may `get` the Secret. Read by the controller; the
+    /// command line acts as its user already, with the key it is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_as: Option<RunAs>,
+}
+
+/// Whose tracker credentials a Resync runs with.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RunAs {
+    /// The requester's API key (Redmine), API token (Jira Cloud, with the
+    /// account's address under the key `email`) or personal access token
+    /// (Jira Data Center).
+    pub secret_ref: SecretKeyRef,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -830,6 +865,11 @@ pub struct ResyncStatus {
     pub start_time: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_time: Option<String>,
+    /// Who asked for the resync (`trellis.dev/requested-by`, which the
+    /// admission policy checks against the requester): the author of its
+    /// changes in the journal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
