@@ -394,6 +394,22 @@ fn a_declared_resync_runs_once() {
         .stdout(contains("subtasks default/children (into)"));
 }
 
+#[test]
+fn a_declared_resync_with_run_as_runs_as_the_person_at_the_command_line() {
+    let ws = Workspace::new();
+    ws.apply();
+    ws.write(
+        "quickstart/resync.yaml",
+        &format!("{HEADER}kind: Resync\nmetadata:\n  name: import-as-me\nspec:\n  synchronizerRef: {{name: children}}\n  direction: into\n  runAs: {{secretRef: {{name: my-redmine-key}}}}\n"),
+    );
+    ws.trellis()
+        .args(["plan", "-f", "quickstart"])
+        .assert()
+        .stdout(contains(
+            "Resync default/import-as-me (a run of its own, carried out before the synchronizers; spec.runAs is read by the controller: here it runs as you, with the tracker's spec.credentials)",
+        ));
+}
+
 // ------------------------------------------------------------ bad input
 
 fn assert_rejected(ws: &Workspace, file: &Path, expected: &[&str]) {

@@ -13,7 +13,7 @@ use anyhow::{Context, bail};
 use super::{OptionalFiles, PlanFormat, Progress, author, catalog_or_remembered, markdown, render};
 use crate::engine::{APPROVAL_PREFIX, Approval, Engine, EngineError, PlanFile, Run, Scope};
 use crate::model::Direction;
-use crate::spec::Catalog;
+use crate::spec::{Catalog, Declared, Resync};
 use crate::store::SqliteStore;
 
 /// `trellis plan`: every run `apply` would make, pending Resyncs first;
@@ -31,8 +31,8 @@ pub(super) async fn plan_command(
     let mut declared = None;
     for scope in engine.apply_order(&catalog)? {
         let run = plan(&engine, &catalog, &scope).await?;
-        match ResyncRun::of(&catalog, &scope) {
-            Some((id, approved)) => resyncs.push(ResyncRun { id, approved, run }),
+        match ResyncRun::declared(&catalog, &scope) {
+            Some(resync) => resyncs.push(ResyncRun::new(resync, run)),
             None => declared = Some(run),
         }
     }
@@ -190,9 +190,9 @@ async fn sync(
     };
     for scope in order {
         let run = plan_to_apply(&mut engine, &catalog, &scope).await?;
-        match ResyncRun::of(&catalog, &scope) {
-            Some((id, approved)) => {
-                let resync = ResyncRun { id, approved, run };
+        match ResyncRun::declared(&catalog, &scope) {
+            Some(resync) => {
+                let resync = ResyncRun::new(resync, run);
                 carry_out(&mut engine, &catalog, resync, files).await?
             }
             None => approve_and_apply(&mut engine, &catalog, run, approve.clone()).await?,
@@ -260,24 +260,30 @@ fn ask(hash: &str) -> anyhow::Result<String> {
 struct ResyncRun {
     id: String,
     approved: Option<String>,
+    /// It names a Secret in `spec.runAs`, which only the controller reads.
+    runs_as_secret: bool,
     run: Run,
 }
 
 impl ResyncRun {
-    /// The declared Resync `scope` carries out, and its `approvedPlan`.
-    fn of(catalog: &Catalog, scope: &Scope) -> Option<(String, Option<String>)> {
+    /// The declared Resync `scope` carries out, if it is one.
+    fn declared<'c>(catalog: &'c Catalog, scope: &Scope) -> Option<&'c Declared<Resync>> {
         let Scope::Resync {
             resync: Some(id), ..
         } = scope
         else {
             return None;
         };
-        let approved = catalog
-            .resyncs
-            .iter()
-            .find(|r| &r.id() == id)
-            .and_then(|r| r.resource.spec.approved_plan.clone());
-        Some((id.clone(), approved))
+        catalog.resyncs.iter().find(|r| &r.id() == id)
+    }
+
+    fn new(resync: &Declared<Resync>, run: Run) -> ResyncRun {
+        ResyncRun {
+            id: resync.id(),
+            approved: resync.resource.spec.approved_plan.clone(),
+            runs_as_secret: resync.resource.spec.run_as.is_some(),
+            run,
+        }
     }
 
     fn how_to_apply(&self, apply_files: &str) -> String {
@@ -296,8 +302,15 @@ impl ResyncRun {
             Some(hash) => format!("; approvedPlan {hash}"),
             None => String::new(),
         };
+        // The command line acts as its user already: the key it is given,
+        // and the author `$TRELLIS_USER`.
+        let runs_as = if self.runs_as_secret {
+            "; spec.runAs is read by the controller: here it runs as you, with the tracker's spec.credentials"
+        } else {
+            ""
+        };
         format!(
-            "Resync {} (a run of its own, carried out before the synchronizers{approved})\n{}To carry it out: {}\n\n",
+            "Resync {} (a run of its own, carried out before the synchronizers{approved}{runs_as})\n{}To carry it out: {}\n\n",
             self.id,
             render::plan_text(&self.run.set, None, colour),
             self.how_to_apply(apply_files)
