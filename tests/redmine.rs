@@ -998,6 +998,81 @@ async fn a_filter_is_asked_only_about_the_changed_issues() {
 }
 
 #[tokio::test]
+async fn tracker_and_status_filters_are_answered_from_the_read_as_redmine_answers_them() {
+    let Some(redmine) = redmine().await else {
+        return;
+    };
+    let project = redmine.project("answered").await;
+    let bug = redmine.issue(&project, BUG, "Crash", None).await;
+    redmine.issue(&project, FEATURE, "Export", None).await;
+    let fixed = redmine.issue(&project, BUG, "Fixed long ago", None).await;
+    // Redmine's default data: Closed = 5, a closed status.
+    redmine
+        .call(
+            reqwest::Method::PUT,
+            &format!("issues/{}.json", id(&fixed)),
+            Some(json!({"issue": {"status_id": 5}})),
+        )
+        .await;
+    let queries = [
+        format!("tracker_id={BUG}"),
+        format!("tracker_id={BUG}&status_id=*"),
+        format!("tracker_id=!{BUG}&status_id=*"),
+        "status_id=closed".to_owned(),
+        "status_id=5".to_owned(),
+        "status_id=*".to_owned(),
+    ];
+    // One client asks Redmine (it read nothing); the other read the
+    // project first, and answers from that read just as Redmine does.
+    let asking = redmine.tracker(&project);
+    let reader = redmine.tracker(&project);
+    reader.snapshot().await.unwrap();
+    let read = reader.requests();
+    for query in &queries {
+        assert_eq!(
+            reader.search(query).await.unwrap(),
+            asking.search(query).await.unwrap(),
+            "{query}"
+        );
+    }
+    assert_eq!(
+        reader.requests(),
+        read + 1,
+        "no issue read twice; one request says which statuses are closed"
+    );
+    let among = reader
+        .search_among(&queries[0], &[bug.clone(), fixed.clone()])
+        .await
+        .unwrap();
+    assert_eq!(among, HashSet::from([bug.clone()]));
+    assert_eq!(reader.requests(), read + 1);
+    // A filter on anything else is Redmine's to answer.
+    let subject = format!("tracker_id={BUG}&subject=~Crash");
+    assert_eq!(
+        reader.search(&subject).await.unwrap(),
+        HashSet::from([bug.clone()])
+    );
+    assert_eq!(reader.requests(), read + 2);
+
+    // A round of first passes (a filter on every status, then subtasks):
+    // one key check and one page between them.
+    let ws = redmine.workspace(&project, SUBTASKS);
+    let (code, stdout, stderr) = ws.run(&["sync", "--once", "-f", "trellis.yaml", "-o", "json"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let passes: Vec<Value> = serde_json::Deserializer::from_str(&stdout)
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(passes.len(), 2, "{stdout}");
+    assert_eq!(passes[0]["summary"]["add"], 3, "{stdout}");
+    let requests: Vec<u64> = passes
+        .iter()
+        .map(|p| p["requests"].as_u64().unwrap())
+        .collect();
+    assert_eq!(requests, [2, 0], "{stdout}");
+}
+
+#[tokio::test]
 async fn a_refused_write_holds_its_issue_while_the_others_go_on() {
     let Some(redmine) = redmine().await else {
         return;

@@ -24,6 +24,7 @@
 
 mod filter;
 mod relations;
+mod seen;
 mod status;
 mod wire;
 
@@ -71,6 +72,8 @@ pub struct RedmineTracker {
     /// The login the key acts as, once the handshake succeeded.
     identity: Mutex<Option<String>>,
     statuses: status::StatusIds,
+    /// What this client read: filters it can answer need no request.
+    seen: seen::Seen,
 }
 
 impl RedmineTracker {
@@ -102,6 +105,7 @@ impl RedmineTracker {
             subprojects: settings.subprojects,
             identity: Mutex::new(None),
             statuses: Default::default(),
+            seen: Default::default(),
         })
     }
 
@@ -320,6 +324,43 @@ impl RedmineTracker {
         }
     }
 
+    /// A filter's matches among `keys` (the whole scope when `None`) from
+    /// what this client read, when the filter looks only at trackers and
+    /// statuses and every issue asked about was read (see seen.rs): the
+    /// issues are not read twice. At most one request, for which statuses
+    /// are closed.
+    async fn answered(
+        &self,
+        query: &str,
+        filter: &Filter,
+        keys: Option<&[String]>,
+    ) -> Result<Option<HashSet<String>>, TrackerError> {
+        let Some(answerable) = seen::Answerable::of(filter) else {
+            return Ok(None);
+        };
+        if !self.seen.covers(keys) {
+            return Ok(None);
+        }
+        let none = HashSet::new();
+        let closed = if answerable.needs_closed() {
+            let operation = format!("list Redmine's issue statuses for `{query}`");
+            self.closed_statuses()
+                .await
+                .map_err(|e| remote(&operation, e))?
+        } else {
+            &none
+        };
+        let answer = self.seen.answer(&answerable, keys, closed);
+        if let Some(found) = &answer {
+            tracing::debug!(
+                query,
+                matches = found.len(),
+                "answered from the issues read"
+            );
+        }
+        Ok(answer)
+    }
+
     /// Re-reads written issues (100 per request) to catch changes Redmine
     /// accepted with 204 but dropped.
     async fn read_back(&self, keys: &[&str]) -> Result<HashMap<String, Issue>, TrackerError> {
@@ -492,6 +533,7 @@ impl Tracker for RedmineTracker {
             requests = self.requests(),
             "read Redmine"
         );
+        self.seen.whole(&issues);
         Ok(Snapshot::new(issues.into_iter().map(WireIssue::into_issue)))
     }
 
@@ -500,6 +542,9 @@ impl Tracker for RedmineTracker {
             query: query.to_owned(),
             message: e.to_string(),
         })?;
+        if let Some(answer) = self.answered(query, &filter, None).await? {
+            return Ok(answer);
+        }
         let issues = match filter {
             Filter::SavedQuery(id) => self.list_saved(id).await?,
             Filter::Parameters(params) => {
@@ -524,6 +569,9 @@ impl Tracker for RedmineTracker {
             query: query.to_owned(),
             message: e.to_string(),
         })?;
+        if let Some(answer) = self.answered(query, &filter, Some(keys)).await? {
+            return Ok(answer);
+        }
         let Filter::Parameters(params) = filter else {
             let all = self.search(query).await?;
             return Ok(keys.iter().filter(|k| all.contains(*k)).cloned().collect());
@@ -619,7 +667,9 @@ impl Tracker for RedmineTracker {
                 _ => offset += count,
             }
         }
-        let mut issues: Vec<Issue> = issues.into_values().map(WireIssue::into_issue).collect();
+        let issues: Vec<WireIssue> = issues.into_values().collect();
+        self.seen.changed(&issues);
+        let mut issues: Vec<Issue> = issues.into_iter().map(WireIssue::into_issue).collect();
         issues.sort_by(|a, b| (a.updated, &a.key).cmp(&(b.updated, &b.key)));
         Ok(issues)
     }

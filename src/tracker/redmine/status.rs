@@ -9,7 +9,7 @@
 //! user may do instead. Reading allowed statuses for every parent at plan
 //! time would cost a request per parent on every plan; failures are rare.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
 
 use serde::Deserialize;
@@ -18,9 +18,16 @@ use serde_json::json;
 use super::{HttpError, IssueFailure, RedmineTracker, WriteBatch, issue_id};
 use crate::plan::TrackerOp;
 
-/// Status name → id, read on first use.
+/// Redmine's statuses, read on first use.
 #[derive(Default)]
-pub(super) struct StatusIds(OnceLock<HashMap<String, u64>>);
+pub(super) struct StatusIds(OnceLock<Known>);
+
+struct Known {
+    /// Name → id.
+    ids: HashMap<String, u64>,
+    /// The closed ones (what `status_id=open` leaves out).
+    closed: HashSet<u64>,
+}
 
 #[derive(Deserialize)]
 struct Statuses {
@@ -31,6 +38,8 @@ struct Statuses {
 struct Status {
     id: u64,
     name: String,
+    #[serde(default)]
+    is_closed: bool,
 }
 
 #[derive(Deserialize)]
@@ -45,17 +54,30 @@ struct WithAllowed {
 }
 
 impl RedmineTracker {
-    async fn status_ids(&self) -> Result<&HashMap<String, u64>, HttpError> {
-        if let Some(ids) = self.statuses.0.get() {
-            return Ok(ids);
+    async fn statuses(&self) -> Result<&Known, HttpError> {
+        if let Some(known) = self.statuses.0.get() {
+            return Ok(known);
         }
         let statuses: Statuses = self.http.get("issue_statuses.json", &[]).await?;
-        let ids = statuses
-            .issue_statuses
-            .into_iter()
-            .map(|s| (s.name, s.id))
-            .collect();
-        Ok(self.statuses.0.get_or_init(|| ids))
+        let known = Known {
+            closed: statuses
+                .issue_statuses
+                .iter()
+                .filter(|s| s.is_closed)
+                .map(|s| s.id)
+                .collect(),
+            ids: statuses
+                .issue_statuses
+                .into_iter()
+                .map(|s| (s.name, s.id))
+                .collect(),
+        };
+        Ok(self.statuses.0.get_or_init(|| known))
+    }
+
+    /// The ids of the closed statuses.
+    pub(super) async fn closed_statuses(&self) -> Result<&HashSet<u64>, HttpError> {
+        Ok(&self.statuses().await?.closed)
     }
 
     /// Writes the status changes of `batch` (the other operations are not
@@ -77,8 +99,8 @@ impl RedmineTracker {
             operation: op.to_string(),
             message,
         };
-        let ids = match self.status_ids().await {
-            Ok(ids) => ids,
+        let ids = match self.statuses().await {
+            Ok(known) => &known.ids,
             Err(e) if batch.ends(&e) => return,
             Err(e) => {
                 for (at, op, _) in changes {

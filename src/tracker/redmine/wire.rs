@@ -20,8 +20,8 @@ pub struct IssuePage {
 pub struct WireIssue {
     pub id: u64,
     project: Named,
-    tracker: Named,
-    status: Named,
+    pub tracker: Entity,
+    pub status: Entity,
     #[serde(default)]
     priority: Option<Named>,
     subject: String,
