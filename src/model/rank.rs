@@ -43,12 +43,9 @@ const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
 /// Issue positions in rank order.
 pub fn order(snapshot: &Snapshot) -> Vec<usize> {
     let mut order: Vec<usize> = (0..snapshot.len()).collect();
-    order.sort_by(|a, b| {
-        snapshot
-            .at(*a)
-            .order_key()
-            .cmp(&snapshot.at(*b).order_key())
-    });
+    // Keys computed once each: comparing `order_key`s would split both keys
+    // on every comparison (a fifth of planning a million issues).
+    order.sort_by_cached_key(|&at| snapshot.at(at).order_key());
     order
 }
 

@@ -67,7 +67,7 @@ fn add_missing(
         .filter(|key| forest.find_issue(key).is_none())
         .filter_map(|key| snapshot.get(key))
         .collect();
-    missing.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+    missing.sort_by_cached_key(|issue| issue.order_key());
     for issue in missing {
         let id = forest.next_id();
         let at = forest.position_by_rank(

@@ -328,12 +328,7 @@ impl<'s> Changes<'s> {
         let mut joining: Vec<usize> = (0..snapshot.len())
             .filter(|&i| held[i] && view.row_of_issue[i].is_none())
             .collect();
-        joining.sort_by(|a, b| {
-            snapshot
-                .at(*a)
-                .order_key()
-                .cmp(&snapshot.at(*b).order_key())
-        });
+        joining.sort_by_cached_key(|&at| snapshot.at(at).order_key());
         let mut target_row = view.row_of_issue.clone();
         let mut new_rows: HashMap<RowId, Row> = HashMap::with_capacity(joining.len());
         for (id, &at) in (forest.next_id()..).zip(&joining) {

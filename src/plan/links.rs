@@ -134,7 +134,7 @@ fn relation(snapshot: &Snapshot, edges: &BTreeSet<Edge>, plan: &mut UnitPlan) ->
         }
     }
     for (child, candidates) in &mut parents {
-        candidates.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+        candidates.sort_by_cached_key(|issue| issue.order_key());
         if candidates.len() > 1 {
             let keys: Vec<&str> = candidates.iter().map(|i| i.key.as_str()).collect();
             plan.notes.push(format!(
