@@ -74,7 +74,7 @@ impl<S: Store> Engine<S> {
 
         let settled = settled_issues(pass.full, &plan, &forest, &changes, &baselines);
         let (new_baselines, forgotten) =
-            next_baselines(run, &settled, &forest, &baselines, &holds, &written);
+            next_baselines(run, &settled, &forest, &baselines, &holds, &read, &written);
         let written_now = written_by(&plan);
         let rewrites = decide::cycle_guard(
             &written_now,
@@ -192,8 +192,18 @@ fn next_baselines(
     forest: &Forest,
     baselines: &HashMap<String, Sides>,
     holds: &Holds,
+    read: &Read,
     written: &Written,
 ) -> (Vec<Baseline>, Vec<String>) {
+    let written: HashMap<&str, &crate::model::Issue> =
+        written.issues.iter().map(|i| (i.key.as_str(), i)).collect();
+    let tracker_parent = |key: &str| {
+        written
+            .get(key)
+            .copied()
+            .or_else(|| read.snapshot.get(key))
+            .and_then(|i| i.parent.clone())
+    };
     let mut new_baselines = Vec::new();
     let mut forgotten = Vec::new();
     for key in settled.iter().filter(|k| !holds.contains(k)) {
@@ -202,7 +212,7 @@ fn next_baselines(
                 synchronizer: run.id.clone(),
                 issue: key.clone(),
                 row_parent,
-                tracker_parent: written.snapshot.get(key).and_then(|i| i.parent.clone()),
+                tracker_parent: tracker_parent(key),
             }),
             None if baselines.contains_key(key) => forgotten.push(key.clone()),
             None => {}

@@ -16,9 +16,8 @@ use crate::tracker::{Tracker, TrackerError};
 
 /// The tracker after the pass's writes.
 pub(super) struct Written {
-    /// The tracker as the writes left it (the baselines' tracker side).
-    pub snapshot: Snapshot,
-    /// The issues written, for the mirror.
+    /// The issues written, as the writes left them: for the mirror, and
+    /// with the read the rest of the tracker (the baselines' tracker side).
     pub issues: Vec<Issue>,
     /// The write-ahead record the commit settles.
     pub settles: Option<u64>,
@@ -52,7 +51,6 @@ impl<S: Store> Engine<S> {
                 .unwrap_or_else(|| self.author.clone())
         };
         let mut written = Written {
-            snapshot: read.snapshot.clone(),
             issues: Vec::new(),
             settles: None,
             author: format!("{} as {identity}", run.id),
@@ -124,13 +122,25 @@ impl<S: Store> Engine<S> {
             );
             holds.release(&failure.issue, release);
         }
+        // Only the written issues are copied, unless a rank write needs the
+        // whole order to place them.
+        let ranks = planned
+            .writes
+            .iter()
+            .any(|op| matches!(op, TrackerOp::Rank { .. }));
+        let mut after = if ranks {
+            read.snapshot.clone()
+        } else {
+            let keys: BTreeSet<&str> = planned.writes.iter().map(TrackerOp::issue).collect();
+            Snapshot::new(keys.into_iter().filter_map(|k| read.snapshot.get(k).cloned()))
+        };
         let mut touched = BTreeSet::new();
         for op in &planned.writes {
-            touched.extend(op.apply(&mut written.snapshot));
+            touched.extend(op.apply(&mut after));
         }
         written.issues = touched
             .iter()
-            .filter_map(|k| written.snapshot.get(k).cloned())
+            .filter_map(|k| after.get(k).cloned())
             .collect();
         Ok(written)
     }
