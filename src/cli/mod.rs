@@ -378,10 +378,15 @@ pub fn main() -> ExitCode {
     } else {
         logs.init();
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a single-threaded runtime starts");
+    // The controller runs structures at once on every core (its engines'
+    // planning is CPU work); a command runs one thing, on one thread.
+    let runtime = match &cli.command {
+        Command::Controller(_) => tokio::runtime::Builder::new_multi_thread(),
+        _ => tokio::runtime::Builder::new_current_thread(),
+    }
+    .enable_all()
+    .build()
+    .expect("the runtime starts");
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         // The reader went away (`| head`): nothing is left to tell, as ripgrep does.
