@@ -132,7 +132,10 @@ impl<S: Store> Engine<S> {
             read.snapshot.clone()
         } else {
             let keys: BTreeSet<&str> = planned.writes.iter().map(TrackerOp::issue).collect();
-            Snapshot::new(keys.into_iter().filter_map(|k| read.snapshot.get(k).cloned()))
+            Snapshot::new(
+                keys.into_iter()
+                    .filter_map(|k| read.snapshot.get(k).cloned()),
+            )
         };
         let mut touched = BTreeSet::new();
         for op in &planned.writes {
