@@ -67,10 +67,7 @@ pub async fn resync(asked: ClusterResync) -> anyhow::Result<std::process::ExitCo
             approved_plan: asked.approve.clone(),
             enable_after: false,
             run_as: asked.run_as.clone().map(|name| RunAs {
-                secret_ref: SecretKeyRef {
-                    name,
-                    key: "apiKey".into(),
-                },
+                secret_ref: SecretKeyRef::named(name),
             }),
         },
     );

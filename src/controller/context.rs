@@ -350,17 +350,17 @@ impl Context {
     ) -> Result<Result<PersonalKey, String>, Error> {
         let SecretKeyRef { name, key } = &run_as.secret_ref;
         let source = format!("key {key} of Secret {namespace}/{name}");
-        let data = match self.labelled_secret(namespace, name).await? {
-            Ok(data) => data,
-            Err(why) => return Ok(Err(format!("spec.runAs: {source}: {why}"))),
-        };
-        Ok(value_of(&data, key)
-            .map(|value| PersonalKey {
-                key: ApiKey::new(value),
-                email: value_of(&data, "email").ok(),
-                source: source.clone(),
-            })
-            .map_err(|why| format!("spec.runAs: {source}: {why}")))
+        let key = self
+            .labelled_secret(namespace, name)
+            .await?
+            .and_then(|data| {
+                Ok(PersonalKey {
+                    key: ApiKey::new(value_of(&data, key)?),
+                    email: value_of(&data, "email").ok(),
+                    source: source.clone(),
+                })
+            });
+        Ok(key.map_err(|why| format!("spec.runAs: {source}: {why}")))
     }
 
     /// A Secret's data, if it is labelled for Trellis to send to a tracker.

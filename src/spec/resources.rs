@@ -212,6 +212,16 @@ fn default_secret_key() -> String {
     "apiKey".into()
 }
 
+impl SecretKeyRef {
+    /// The Secret `name`'s default key, `apiKey`.
+    pub fn named(name: impl Into<String>) -> SecretKeyRef {
+        SecretKeyRef {
+            name: name.into(),
+            key: default_secret_key(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RedmineTrackerSpec {
