@@ -10,4 +10,5 @@ pub mod plan;
 pub mod spec;
 pub mod store;
 pub mod tracker;
+pub mod trigger;
 mod yaml;

@@ -12,44 +12,6 @@ use trellis::store::{Store, SyncState};
 
 const HEADER: &str = "apiVersion: trellis.dev/v1alpha1\n";
 
-/// Sets `key`'s parent in the quickstart's issues file (as a person editing
-/// the tracker would), bumping its `updated` time.
-fn set_parent(ws: &Workspace, key: &str, parent: Option<&str>) {
-    let text = ws.read("quickstart/issues.yaml");
-    let start = text
-        .find(&format!("  - key: {key}\n"))
-        .unwrap_or_else(|| panic!("{key} is in the issues file"));
-    let end = text[start + 4..]
-        .find("  - key: ")
-        .map_or(text.len(), |i| start + 4 + i);
-    let mut block: Vec<String> = text[start..end]
-        .lines()
-        .filter(|l| {
-            !l.trim_start().starts_with("parent:") && !l.trim_start().starts_with("updated:")
-        })
-        .map(str::to_owned)
-        .collect();
-    if let Some(parent) = parent {
-        block.insert(1, format!("    parent: {parent}"));
-    }
-    block.insert(1, format!("    updated: {}", jiff::Timestamp::now()));
-    let mut block = block.join("\n");
-    block.push('\n');
-    ws.write(
-        "quickstart/issues.yaml",
-        &format!("{}{block}{}", &text[..start], &text[end..]),
-    );
-}
-
-fn row_parent(ws: &Workspace, key: &str) -> Option<String> {
-    let forest = ws.store().structure("default/roadmap").unwrap().forest;
-    let row = forest.find_issue(key).expect("the row is there");
-    forest
-        .parent(row)
-        .and_then(|p| forest.row(p))
-        .map(|r| r.item.to_string())
-}
-
 fn state(ws: &Workspace) -> SyncState {
     ws.store().sync_state("default/children").unwrap()
 }
@@ -66,7 +28,7 @@ fn synced() -> Workspace {
 #[test]
 fn a_tracker_change_comes_into_the_structure_reading_only_changed_issues() {
     let ws = synced();
-    set_parent(&ws, "PLAT-11", Some("PLAT-2"));
+    ws.set_parent("PLAT-11", Some("PLAT-2"));
     let report = ws.pass();
     assert_eq!(report["full"], false);
     assert_eq!(report["issuesRead"], 1, "only the changed issue is read");
@@ -77,7 +39,7 @@ fn a_tracker_change_comes_into_the_structure_reading_only_changed_issues() {
         let ms = report["timings"][step].as_f64();
         assert!(ms.is_some_and(|ms| ms >= 0.0), "{step}: {report}");
     }
-    assert_eq!(row_parent(&ws, "PLAT-11").as_deref(), Some("PLAT-2"));
+    assert_eq!(ws.row_parent("PLAT-11").as_deref(), Some("PLAT-2"));
     // Nothing echoes: the next pass finds nothing to do.
     let again = ws.pass();
     assert_eq!(again["summary"]["move"], 0);
@@ -304,7 +266,7 @@ fn conflict(ws: &Workspace) -> serde_json::Value {
         .args(["move", "roadmap", "PLAT-11", "--under", "PLAT-2"])
         .assert()
         .success();
-    set_parent(ws, "PLAT-11", Some("PLAT-3"));
+    ws.set_parent("PLAT-11", Some("PLAT-3"));
     ws.pass()
 }
 
@@ -337,7 +299,7 @@ fn a_conflict_under_policy_structure_writes_the_structure_side() {
     let report = conflict(&ws);
     assert_eq!(report["conflicts"][0]["kept"], "structure");
     assert_eq!(ws.parent_in_file("PLAT-11").as_deref(), Some("PLAT-2"));
-    assert_eq!(row_parent(&ws, "PLAT-11").as_deref(), Some("PLAT-2"));
+    assert_eq!(ws.row_parent("PLAT-11").as_deref(), Some("PLAT-2"));
 }
 
 #[test]
@@ -349,13 +311,13 @@ fn a_manual_conflict_holds_the_issue_until_a_person_settles_it() {
     assert_eq!(report["held"][0]["issue"], "PLAT-11");
     // Neither side changed.
     assert_eq!(ws.parent_in_file("PLAT-11").as_deref(), Some("PLAT-3"));
-    assert_eq!(row_parent(&ws, "PLAT-11").as_deref(), Some("PLAT-2"));
+    assert_eq!(ws.row_parent("PLAT-11").as_deref(), Some("PLAT-2"));
     // Later passes leave it alone; other issues go on.
-    set_parent(&ws, "PLAT-15", Some("PLAT-1"));
+    ws.set_parent("PLAT-15", Some("PLAT-1"));
     let later = ws.pass();
     assert_eq!(later["held"][0]["issue"], "PLAT-11");
-    assert_eq!(row_parent(&ws, "PLAT-15").as_deref(), Some("PLAT-1"));
-    assert_eq!(row_parent(&ws, "PLAT-11").as_deref(), Some("PLAT-2"));
+    assert_eq!(ws.row_parent("PLAT-15").as_deref(), Some("PLAT-1"));
+    assert_eq!(ws.row_parent("PLAT-11").as_deref(), Some("PLAT-2"));
     ws.trellis()
         .args(["status", "-f", "quickstart"])
         .assert()
@@ -381,7 +343,7 @@ fn a_manual_conflict_holds_the_issue_until_a_person_settles_it() {
     let settled = ws.pass();
     assert!(settled["held"].as_array().unwrap().is_empty());
     assert_eq!(ws.parent_in_file("PLAT-11").as_deref(), Some("PLAT-2"));
-    assert_eq!(row_parent(&ws, "PLAT-11").as_deref(), Some("PLAT-2"));
+    assert_eq!(ws.row_parent("PLAT-11").as_deref(), Some("PLAT-2"));
 }
 
 #[test]
@@ -480,7 +442,7 @@ fn manual_edits_are_refused_while_a_resync_holds_the_structure() {
         report["waiting"],
         "resync default/export-once holds structure default/roadmap"
     );
-    assert_eq!(row_parent(&ws, "PLAT-11").as_deref(), Some("PLAT-1"));
+    assert_eq!(ws.row_parent("PLAT-11").as_deref(), Some("PLAT-1"));
 }
 
 #[test]
@@ -617,7 +579,7 @@ fn structures_pass_at_once_and_report_in_their_declared_order() {
     );
     // A change in both trackers reaches both structures, each from its own
     // pass, the two committing to one store at once.
-    set_parent(&ws, "PLAT-11", Some("PLAT-2"));
+    ws.set_parent("PLAT-11", Some("PLAT-2"));
     copy(&ws);
     let second = passes("2");
     assert_eq!(order(&second), order(&first));
@@ -659,12 +621,12 @@ fn the_synchronizers_of_a_structure_read_their_tracker_once_a_round() {
     assert!(issues > 10, "{first:?}");
     assert_eq!(read(&first), [issues, 0, 0]);
     // A change is read once, and reaches the synchronizer it concerns.
-    set_parent(&ws, "PLAT-11", Some("PLAT-2"));
+    ws.set_parent("PLAT-11", Some("PLAT-2"));
     let second = round(&ws, &[]);
     assert_eq!(read(&second), [1, 0, 0], "{second:?}");
     assert_eq!(second[2]["synchronizer"], "default/children");
     assert_eq!(second[2]["summary"]["move"], 1, "{second:?}");
-    assert_eq!(row_parent(&ws, "PLAT-11").as_deref(), Some("PLAT-2"));
+    assert_eq!(ws.row_parent("PLAT-11").as_deref(), Some("PLAT-2"));
 }
 
 /// The status line of each synchronizer, by name.
@@ -734,9 +696,9 @@ fn moved_rows_take_the_place_a_fresh_import_gives_them() {
     let ws = synced();
     // Tracker side: sub-tasks change parents; each joins among rows already
     // there (PLAT-5 and MOB-5 rank before their new siblings).
-    set_parent(&ws, "PLAT-5", Some("PLAT-8"));
-    set_parent(&ws, "MOB-5", Some("MOB-7"));
-    set_parent(&ws, "PLAT-16", Some("PLAT-1"));
+    ws.set_parent("PLAT-5", Some("PLAT-8"));
+    ws.set_parent("MOB-5", Some("MOB-7"));
+    ws.set_parent("PLAT-16", Some("PLAT-1"));
     ws.pass();
     // Structure side: a person moves a row without saying where among its
     // new siblings, and the pass exports the parent.

@@ -19,6 +19,7 @@ macro_rules! outln {
 
 mod apply;
 mod cluster;
+mod listen;
 mod markdown;
 mod render;
 mod sync;
@@ -122,6 +123,11 @@ struct ControllerArgs {
     #[arg(long, env = "TRELLIS_WORKERS", default_value_t = 4, value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..=256))]
     workers: u16,
+    /// Receive webhooks on this address (e.g. 0.0.0.0:8081; off unless
+    /// given): Jira's at /hooks/jira/NAMESPACE/TRACKER, anything else's at
+    /// /hooks/synchronizers/NAMESPACE/NAME.
+    #[arg(long, env = "TRELLIS_WEBHOOK_LISTEN", value_name = "ADDRESS")]
+    webhook_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -295,6 +301,18 @@ enum Command {
         #[arg(long, env = "TRELLIS_WORKERS", default_value_t = 4, value_name = "N",
               value_parser = clap::value_parser!(u16).range(1..=256))]
         workers: u16,
+        /// Receive webhooks on this address (e.g. 127.0.0.1:8081): Jira's at
+        /// /hooks/jira/NAMESPACE/TRACKER, anything else's at
+        /// /hooks/synchronizers/NAMESPACE/NAME; each makes the synchronizers
+        /// it concerns pass at once. Edits of local trackers' files and of
+        /// the structures are noticed without it.
+        #[arg(
+            long,
+            env = "TRELLIS_WEBHOOK_LISTEN",
+            value_name = "ADDRESS",
+            conflicts_with = "once"
+        )]
+        listen: Option<std::net::SocketAddr>,
     },
     /// Check a synchronizer's declaration and tracker connection, list its
     /// held issues (failed writes, manual conflicts) and recent conflicts,
@@ -379,9 +397,12 @@ pub fn main() -> ExitCode {
         logs.init();
     }
     // The controller runs structures at once on every core (its engines'
-    // planning is CPU work); a command runs one thing, on one thread.
+    // planning is CPU work), and a running sync's receiver answers while a
+    // round passes; any other command runs one thing, on one thread.
     let runtime = match &cli.command {
-        Command::Controller(_) => tokio::runtime::Builder::new_multi_thread(),
+        Command::Controller(_) | Command::Sync { once: false, .. } => {
+            tokio::runtime::Builder::new_multi_thread()
+        }
         _ => tokio::runtime::Builder::new_current_thread(),
     }
     .enable_all()
@@ -508,6 +529,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             approve,
             output,
             workers,
+            listen,
         } => {
             let run = sync::Run {
                 files: &files.files,
@@ -516,6 +538,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 approval: approve.as_deref(),
                 output,
                 workers: workers.into(),
+                listen,
             };
             sync::sync(state, run).await
         }
@@ -559,6 +582,7 @@ async fn controller(state: PathBuf, args: ControllerArgs) -> anyhow::Result<Exit
         },
         local_trackers: args.local_trackers,
         workers: args.workers.into(),
+        webhook_listen: args.webhook_listen,
     })
     .await?;
     Ok(ExitCode::SUCCESS)

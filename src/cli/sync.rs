@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use anyhow::bail;
 use serde::Serialize;
 
+use super::listen::Triggers;
 use super::{OutputFormat, author, catalog_or_remembered};
 use crate::engine::{Engine, EngineError, Pass, check_tracker, needs};
 use crate::plan::visible;
@@ -53,11 +54,15 @@ pub struct Run<'a> {
     pub output: OutputFormat,
     /// How many structures run at once.
     pub workers: usize,
+    /// Where to receive webhooks.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// One pass of each selected synchronizer (`--once`), or passes on their
-/// schedules until interrupted. The declarations are read again before
-/// each round, so edits to the files take effect without a restart.
+/// schedules until interrupted, and at once when a webhook, an edit of a
+/// local tracker's file or a person's edit of a structure asks for one
+/// ([`Triggers`]). The declarations are read again before each round, so
+/// edits to the files take effect without a restart.
 pub async fn sync(state: &Path, run: Run<'_>) -> anyhow::Result<ExitCode> {
     let Run {
         files,
@@ -66,6 +71,7 @@ pub async fn sync(state: &Path, run: Run<'_>) -> anyhow::Result<ExitCode> {
         approval,
         output,
         workers,
+        listen,
     } = run;
     // Wrong declarations or names are refused before the store is made.
     let mut loaded = Some(Catalog::load(files)?);
@@ -73,6 +79,10 @@ pub async fn sync(state: &Path, run: Run<'_>) -> anyhow::Result<ExitCode> {
         selected(catalog, names)?;
     }
     let mut engine = Engine::new(SqliteStore::open(state)?, author());
+    let mut triggers = match &loaded {
+        Some(catalog) if !once => Some(Triggers::start(state, catalog.clone(), listen).await?),
+        _ => None,
+    };
     loop {
         let catalog = match loaded.take() {
             Some(catalog) => catalog,
@@ -81,10 +91,21 @@ pub async fn sync(state: &Path, run: Run<'_>) -> anyhow::Result<ExitCode> {
         let now = jiff::Timestamp::now();
         let mut next = now + jiff::SignedDuration::try_from(LOOK_AGAIN)?;
         let mut due = Vec::new();
-        for id in selected(&catalog, names)? {
+        let chosen = selected(&catalog, names)?;
+        let marked = match &mut triggers {
+            Some(triggers) => {
+                triggers.follow(&catalog, &chosen);
+                triggers.take(&catalog, engine.store())?
+            }
+            None => Default::default(),
+        };
+        for id in chosen {
             let last = engine.store().sync_state(&id)?.last_pass;
             let next_pass = schedule(&catalog, &id).next_pass(&id, last, now);
-            if once || next_pass <= now {
+            if let Some(since) = marked.get(&id) {
+                tracing::info!(synchronizer = %id, after_ms = since.elapsed().as_millis() as u64, "passing at once: an event asked for it");
+                due.push(id);
+            } else if once || next_pass <= now {
                 due.push(id);
             } else {
                 next = next.min(next_pass);
@@ -97,9 +118,20 @@ pub async fn sync(state: &Path, run: Run<'_>) -> anyhow::Result<ExitCode> {
             approval,
         };
         let mut failed = false;
-        for (id, result) in due.iter().zip(round.run(&due, workers)) {
+        // The round's passes block this thread; the receiver answers on
+        // the others meanwhile.
+        let results = match triggers {
+            Some(_) => tokio::task::block_in_place(|| round.run(&due, workers)),
+            None => round.run(&due, workers),
+        };
+        for (id, result) in due.iter().zip(results) {
             match result {
                 Ok(pass) => {
+                    if let (Some(triggers), Some(_)) = (&mut triggers, &pass.waiting)
+                        && marked.contains_key(id)
+                    {
+                        triggers.wait_for(id);
+                    }
                     out!("{}", report(&pass, output)?);
                     if let (Some(given), Some(held)) = (approval, &pass.held_plan)
                         && once
@@ -122,17 +154,22 @@ pub async fn sync(state: &Path, run: Run<'_>) -> anyhow::Result<ExitCode> {
             next = next.min(schedule(&catalog, id).next_pass(id, after.or(Some(now)), now));
         }
         engine.remember(&catalog)?;
-        if once {
+        let Some(triggers) = &mut triggers else {
             return Ok(ExitCode::SUCCESS);
-        }
+        };
+        triggers.settle(&catalog, engine.store())?;
         if failed {
             // Failed passes leave `last_pass` as it was: wait one interval.
             next = next.max(now + jiff::SignedDuration::from_secs(5));
+        }
+        if triggers.has_waiting() {
+            next = next.min(jiff::Timestamp::now() + jiff::SignedDuration::from_secs(1));
         }
         let wait = std::time::Duration::try_from(next.duration_since(jiff::Timestamp::now()))
             .unwrap_or_default();
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
+            () = triggers.woken() => {}
             _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
         }
     }

@@ -26,11 +26,12 @@ use super::metrics::Metrics;
 use super::readiness::Readiness;
 use crate::engine::{Credentials, Engine, EngineError, PersonalKey};
 use crate::spec::{
-    Catalog, Resync, RunAs, SecretKeyRef, SpecError, Structure, Synchronizer, Tracker, Turn,
-    local_issues_file,
+    Catalog, EventStatus, Resync, RunAs, SecretKeyRef, SpecError, Structure, Synchronizer, Tracker,
+    Turn, local_issues_file,
 };
 use crate::store::{SqliteStore, StoreError};
 use crate::tracker::redmine::ApiKey;
+use crate::trigger::Due;
 
 /// The field manager of every status Trellis writes, and the author of
 /// what the controller's own runs change.
@@ -134,6 +135,14 @@ pub struct Context {
     /// controller to report again (taken once by `structure_changes`).
     changed: UnboundedSender<ObjectRef<Structure>>,
     changes: Mutex<Option<UnboundedReceiver<ObjectRef<Structure>>>>,
+    /// Synchronizers an event (a webhook, an edited issues file, a
+    /// structure's edit) made due before their interval, and the wake-up
+    /// of their reconciles (taken once by `due_passes`).
+    pub due: Due,
+    woke: UnboundedSender<ObjectRef<Synchronizer>>,
+    wakes: Mutex<Option<UnboundedReceiver<ObjectRef<Synchronizer>>>>,
+    /// The last webhook delivery accepted per tracker, for its status.
+    pub last_events: Mutex<HashMap<String, EventStatus>>,
 }
 
 /// One key of a Secret's data, trimmed.
@@ -209,6 +218,7 @@ impl Context {
         workers: usize,
     ) -> Result<Context, StoreError> {
         let (changed, changes) = unbounded();
+        let (woke, wakes) = unbounded();
         let idle = (0..workers.max(1))
             .map(|_| Ok(Engine::new(SqliteStore::open(state)?, MANAGER)))
             .collect::<Result<Vec<_>, StoreError>>()?;
@@ -228,7 +238,34 @@ impl Context {
             busy: Mutex::default(),
             changed,
             changes: Mutex::new(Some(changes)),
+            due: Due::default(),
+            woke,
+            wakes: Mutex::new(Some(wakes)),
+            last_events: Mutex::default(),
         })
+    }
+
+    /// Makes synchronizers `ids` pass now, not at their interval.
+    pub fn make_due(&self, ids: &[String]) {
+        self.due.mark(ids);
+        for id in ids {
+            if let Some(id) = crate::spec::ObjectId::parse(id) {
+                let _ = self
+                    .woke
+                    .unbounded_send(ObjectRef::new(&id.name).within(&id.namespace));
+            }
+        }
+    }
+
+    /// The synchronizers events made due, as a stream for the
+    /// Synchronizer controller's `reconcile_on` (empty after the first
+    /// call).
+    pub fn due_passes(&self) -> UnboundedReceiver<ObjectRef<Synchronizer>> {
+        self.wakes
+            .lock()
+            .expect("not poisoned")
+            .take()
+            .unwrap_or_else(|| unbounded().1)
     }
 
     pub fn leading(&self) -> bool {
@@ -361,6 +398,34 @@ impl Context {
                 })
             });
         Ok(key.map_err(|why| format!("spec.runAs: {source}: {why}")))
+    }
+
+    /// Tracker `id`'s webhook secret, read now from the Secret its
+    /// `spec.webhook.secret.secretRef` names (labelled, as every Secret
+    /// Trellis reads), or why it cannot be used.
+    pub async fn webhook_secret(
+        &self,
+        catalog: &Catalog,
+        id: &str,
+    ) -> Result<Result<ApiKey, String>, Error> {
+        let tracker = catalog.tracker(id);
+        let namespace = tracker
+            .and_then(|t| t.resource.metadata.namespace.clone())
+            .unwrap_or_else(|| "default".into());
+        let reference = tracker
+            .and_then(|t| t.resource.spec.webhook.as_ref())
+            .and_then(|w| w.secret.secret_ref.as_ref());
+        let Some(SecretKeyRef { name, key }) = reference else {
+            return Ok(Err(format!(
+                "tracker {id}: in a cluster the webhook secret comes from a Secret: set spec.webhook.secret.secretRef"
+            )));
+        };
+        let value = self
+            .labelled_secret(&namespace, name)
+            .await?
+            .and_then(|data| value_of(&data, key).map(ApiKey::new));
+        Ok(value
+            .map_err(|why| format!("tracker {id}: key {key} of Secret {namespace}/{name}: {why}")))
     }
 
     /// A Secret's data, if it is labelled for Trellis to send to a tracker.

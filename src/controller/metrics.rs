@@ -24,6 +24,12 @@ pub struct TargetLabel {
     pub target: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    /// `accepted`, or why a delivery was refused (`unauthorized`, …).
+    pub outcome: String,
+}
+
 pub struct Metrics {
     pub registry: Registry,
     pub reconciles: Family<KindLabel, Counter>,
@@ -32,6 +38,10 @@ pub struct Metrics {
     pub operations: Family<TargetLabel, Counter>,
     /// Runs waiting for the engine (one run at a time writes the store).
     pub queue_depth: Gauge,
+    /// Webhook deliveries, by outcome.
+    pub events: Family<OutcomeLabel, Counter>,
+    /// From the first event that made a synchronizer due to its pass.
+    pub event_delay: Histogram,
 }
 
 impl Default for Metrics {
@@ -44,6 +54,8 @@ impl Default for Metrics {
         });
         let operations = Family::<TargetLabel, Counter>::default();
         let queue_depth = Gauge::default();
+        let events = Family::<OutcomeLabel, Counter>::default();
+        let event_delay = Histogram::new(exponential_buckets(0.01, 2.0, 14));
         registry.register("reconciles", "Reconciles, by kind", reconciles.clone());
         registry.register(
             "reconcile_errors",
@@ -65,6 +77,16 @@ impl Default for Metrics {
             "Runs waiting for their turn at the engine",
             queue_depth.clone(),
         );
+        registry.register(
+            "webhook_events",
+            "Webhook deliveries, by outcome (accepted, or why refused)",
+            events.clone(),
+        );
+        registry.register(
+            "event_to_pass_seconds",
+            "From the event that made a synchronizer due to the start of its pass",
+            event_delay.clone(),
+        );
         Metrics {
             registry,
             reconciles,
@@ -72,6 +94,8 @@ impl Default for Metrics {
             duration,
             operations,
             queue_depth,
+            events,
+            event_delay,
         }
     }
 }
@@ -86,6 +110,16 @@ impl Metrics {
 
     pub fn kind(kind: &str) -> KindLabel {
         KindLabel { kind: kind.into() }
+    }
+
+    /// Counts a webhook delivery by its outcome (`accepted`, or why it was
+    /// refused).
+    pub fn count_event(&self, outcome: &str) {
+        self.events
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.into(),
+            })
+            .inc();
     }
 
     /// Counts what an applied plan changed.

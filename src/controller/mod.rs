@@ -18,6 +18,7 @@ mod resync;
 mod structure;
 mod synchronizer;
 mod tracker;
+mod webhooks;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -52,6 +53,8 @@ pub struct Settings {
     pub local_trackers: Option<PathBuf>,
     /// How many structures run at once.
     pub workers: usize,
+    /// Where webhooks are received (none: not at all).
+    pub webhook_listen: Option<SocketAddr>,
 }
 
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
@@ -106,10 +109,16 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     context.local_root = settings.local_trackers;
     context.ready = readiness;
     let structure_changes = context.structure_changes();
+    let due_passes = context.due_passes();
     let ctx = Arc::new(context);
     // A run that changed a structure's content asks for its status to
     // follow now, not at the next refresh.
     let structure_controller = structure_controller.reconcile_on(structure_changes);
+    // An event (webhook, issues file, structure edit) asks for a pass now.
+    let synchronizer_controller = synchronizer_controller.reconcile_on(due_passes);
+    if ctx.local_root.is_some() {
+        tokio::spawn(webhooks::watch_issues_files(ctx.clone()));
+    }
 
     // SIGTERM stops the controllers (in-flight runs finish); only then do
     // the leader step down and the HTTP server stop, so that no other
@@ -139,6 +148,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         ctx.ready.clone(),
         on(&rest_stopping),
     );
+    let receiver = async {
+        match settings.webhook_listen {
+            Some(address) => webhooks::receive(address, ctx.clone(), on(&rest_stopping)).await,
+            None => Ok(()),
+        }
+    };
     let controllers = async {
         futures::future::join4(
             drive(
@@ -173,8 +188,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .await;
         let _ = stop_rest.send(true);
     };
-    let (_, served, ()) = tokio::join!(leader, server, controllers);
-    served
+    let (_, served, received, ()) = tokio::join!(leader, server, receiver, controllers);
+    served.and(received)
 }
 
 /// The four kinds, as the readiness and metrics name them.

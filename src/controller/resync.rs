@@ -193,6 +193,12 @@ pub async fn reconcile(resync: Arc<Resync>, ctx: Arc<Context>) -> Result<Action,
             drop(engine);
             ctx.metrics.count_operations(&summary);
             ctx.structure_changed(&chain.structure);
+            // A resync is an edit of the structure by a person: what
+            // carries the structure to the tracker passes now.
+            ctx.make_due(&crate::trigger::due_for_structure_edit(
+                &catalog,
+                &chain.structure,
+            ));
             ctx.event(
                 &*resync,
                 false,

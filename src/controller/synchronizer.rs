@@ -79,8 +79,10 @@ async fn run(sync: Arc<Synchronizer>, ctx: &Context) -> Result<Action, Error> {
             .await;
     }
     // Status writes wake this reconcile too: run only when the interval
-    // has passed or the spec changed since the last run.
-    if let Some(wait) = not_due(&sync, &resolved.schedule) {
+    // has passed, the spec changed since the last run, or an event asked.
+    if let Some(wait) = not_due(&sync, &resolved.schedule)
+        && !ctx.due.is_marked(&id)
+    {
         return Ok(Action::requeue(wait));
     }
     let Some(_claim) = ctx.claim(&catalog, &structure) else {
@@ -106,6 +108,11 @@ async fn run(sync: Arc<Synchronizer>, ctx: &Context) -> Result<Action, Error> {
     if changed {
         engine.restart_if_stopped(&id)?;
     }
+    if let Some(since) = ctx.due.take(&id) {
+        ctx.metrics
+            .event_delay
+            .observe(since.elapsed().as_secs_f64());
+    }
     let started = jiff::Timestamp::now();
     let outcome = engine.sync_pass(&catalog, &id, started, None).await;
     drop(engine);
@@ -116,6 +123,8 @@ async fn run(sync: Arc<Synchronizer>, ctx: &Context) -> Result<Action, Error> {
         Ok(Pass {
             waiting: Some(_), ..
         }) => {
+            // An event's pass still runs once the structure is free.
+            ctx.due.mark([&id]);
             return Ok(Action::requeue(BUSY_RETRY));
         }
         Ok(Pass {

@@ -665,6 +665,56 @@ async fn an_enabled_synchronizer_runs_and_reports_its_last_sync() {
     );
 }
 
+#[tokio::test]
+async fn an_event_makes_a_synchronizer_pass_before_its_interval() {
+    use futures::StreamExt;
+    let mut world = World::new();
+    world.synchronizer.spec.enabled = true;
+    world.synchronizer.metadata.finalizers = Some(vec![synchronizer::FINALIZER.into()]);
+    // It passed a moment ago: its next pass is 30 s away.
+    world.synchronizer.status = Some(crate::spec::SynchronizerStatus {
+        phase: Some(crate::spec::SynchronizerPhase::Running),
+        observed_generation: Some(1),
+        last_attempt: Some(jiff::Timestamp::now().to_string()),
+        ..Default::default()
+    });
+    let (ctx, mut server) = world.context(&[]);
+    let mut wakes = ctx.due_passes();
+    let sync = Arc::new(world.synchronizer.clone());
+    let idle = synchronizer::reconcile(sync.clone(), ctx.clone())
+        .await
+        .unwrap();
+    assert!(idle != Action::await_change(), "requeued for its interval");
+
+    // A webhook (or an edited issues file) marks it due and wakes it.
+    ctx.make_due(&["default/children".to_owned()]);
+    let woken = wakes.next().await.unwrap();
+    assert_eq!(woken.name, "children");
+    let run = tokio::spawn(synchronizer::reconcile(sync, ctx.clone()));
+    let patch = expect(
+        &mut server,
+        "PATCH",
+        "/apis/trellis.dev/v1alpha1/namespaces/default/synchronizers/children/status",
+        Some(json!(world.synchronizer)),
+    )
+    .await;
+    assert_eq!(patch["status"]["phase"], "Running");
+    run.await.unwrap().unwrap();
+    assert!(
+        !ctx.due.is_marked("default/children"),
+        "the mark is used up"
+    );
+    assert!(
+        ctx.metrics
+            .encode()
+            .contains("trellis_event_to_pass_seconds_count 1"),
+        "{}",
+        ctx.metrics.encode()
+    );
+    let stored = ctx.store().structure("default/plan").unwrap();
+    assert_eq!(stored.forest.walk().len(), 2, "the pass ran");
+}
+
 /// The cycle guard's stop, as the store records it after a pass.
 fn stop_by_the_cycle_guard(world: &World) {
     let mut store = SqliteStore::open(&world.dir.path().join("trellis.db")).unwrap();

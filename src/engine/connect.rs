@@ -222,6 +222,48 @@ fn api_key(tracker: &Declared<TrackerResource>) -> Result<(ApiKey, String), Engi
         .credentials
         .clone()
         .unwrap_or_default();
+    let secret = Secret {
+        field: "spec.credentials",
+        what: "the API key",
+        hint: where_keys_come_from(tracker),
+    };
+    command_line_secret(tracker, &credentials, &secret)
+}
+
+/// A tracker's webhook secret, as the command line finds it
+/// (`spec.webhook.secret.env`, else `.file`).
+pub fn webhook_secret(tracker: &Declared<TrackerResource>) -> Result<ApiKey, EngineError> {
+    let Some(webhook) = &tracker.resource.spec.webhook else {
+        return Err(refuse(
+            tracker,
+            "spec.webhook",
+            "no webhook is declared; set spec.webhook.secret to receive deliveries".into(),
+        ));
+    };
+    let secret = Secret {
+        field: "spec.webhook.secret",
+        what: "the webhook secret",
+        hint: "the secret registered with the webhook",
+    };
+    command_line_secret(tracker, &webhook.secret, &secret).map(|(key, _)| key)
+}
+
+/// Which secret of a tracker is read, for the errors.
+struct Secret {
+    field: &'static str,
+    what: &'static str,
+    /// Where a person finds it.
+    hint: &'static str,
+}
+
+/// A secret from an environment variable, else a file, and where it came
+/// from; errors name the field and say what to do, never the value.
+fn command_line_secret(
+    tracker: &Declared<TrackerResource>,
+    credentials: &crate::spec::Credentials,
+    secret: &Secret,
+) -> Result<(ApiKey, String), EngineError> {
+    let Secret { field, what, hint } = secret;
     let refuse = |field: &str, message: String| refuse(tracker, field, message);
     if let Some(name) = &credentials.env {
         match std::env::var(name) {
@@ -234,10 +276,9 @@ fn api_key(tracker: &Declared<TrackerResource>) -> Result<(ApiKey, String), Engi
             _ if credentials.file.is_some() => {}
             _ => {
                 return Err(refuse(
-                    "spec.credentials.env",
+                    &format!("{field}.env"),
                     format!(
-                        "environment variable {name} is not set or empty; export it with the API key ({})",
-                        where_keys_come_from(tracker)
+                        "environment variable {name} is not set or empty; export it with {what} ({hint})"
                     ),
                 ));
             }
@@ -250,13 +291,13 @@ fn api_key(tracker: &Declared<TrackerResource>) -> Result<(ApiKey, String), Engi
                 Ok((ApiKey::new(key.trim()), format!("file {}", path.display())))
             }
             Ok(_) => Err(refuse(
-                "spec.credentials.file",
-                format!("{} is empty; write the API key into it", path.display()),
+                &format!("{field}.file"),
+                format!("{} is empty; write {what} into it", path.display()),
             )),
             Err(e) => Err(refuse(
-                "spec.credentials.file",
+                &format!("{field}.file"),
                 format!(
-                    "cannot read the API key from {}: {e}{}",
+                    "cannot read {what} from {}: {e}{}",
                     path.display(),
                     credentials
                         .env
@@ -268,8 +309,10 @@ fn api_key(tracker: &Declared<TrackerResource>) -> Result<(ApiKey, String), Engi
         };
     }
     Err(refuse(
-        "spec.credentials",
-        "the command line reads the API key from spec.credentials.env or spec.credentials.file, and neither is given (secretRef is read by the controller)".into(),
+        field,
+        format!(
+            "the command line reads {what} from {field}.env or {field}.file, and neither is given (secretRef is read by the controller)"
+        ),
     ))
 }
 

@@ -37,7 +37,7 @@ use crate::tracker::{Tracker, TrackerError, Watermark};
 
 pub use approval::{APPROVAL_PREFIX, Approval, Refusal};
 use connect::Trackers;
-pub use connect::{Credentials, PersonalKey};
+pub use connect::{Credentials, PersonalKey, webhook_secret};
 pub use held::Releases;
 pub use history::{HistoryEntry, history};
 pub use pass::{Pass, Timings};

@@ -8,7 +8,7 @@
 //! cluster the others still run).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::{
     AgileSpec, Catalog, Declared, FilterSpec, JiraDeployment, LinksSpec, Resync, StatusRollupSpec,
@@ -161,6 +161,28 @@ impl Catalog {
     /// declaration is wrong.
     pub fn connection(&self, id: &str) -> Option<&Connection> {
         self.resolved.trackers.get(id)
+    }
+
+    /// The enabled synchronizers of the structures on tracker `id`: those
+    /// an event in that tracker makes due.
+    pub fn synchronizers_on(&self, tracker: &str) -> Vec<String> {
+        self.synchronizers
+            .iter()
+            .filter(|s| s.resource.spec.enabled)
+            .map(Declared::id)
+            .filter(|id| {
+                self.resolved_synchronizer(id)
+                    .is_some_and(|r| r.tracker == tracker)
+            })
+            .collect()
+    }
+
+    /// The local trackers and their issues files.
+    pub fn local_trackers(&self) -> impl Iterator<Item = (&str, &Path)> {
+        self.resolved.trackers.iter().filter_map(|(id, c)| match c {
+            Connection::Local { issues } => Some((id.as_str(), issues.as_path())),
+            _ => None,
+        })
     }
 
     /// What runs on `structure` must take turns with: the structure, or for

@@ -143,6 +143,26 @@ pub struct TrackerSpec {
     /// structure passing at the same time in one process.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
+    /// Deliveries that make this tracker's synchronizers pass at once
+    /// instead of at their next interval: Jira's webhooks, and `POST`s
+    /// naming a synchronizer (a Redmine plugin, a CI job). Off unless
+    /// set; the receiver listens where `trellis run --listen` or the
+    /// controller's `--webhook-listen` says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookSpec>,
+}
+
+/// How deliveries to a tracker's webhook prove they come from its sender.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WebhookSpec {
+    /// The shared secret: the secret of Jira's webhook (Jira signs each
+    /// delivery with HMAC-SHA256 of it, `X-Hub-Signature`), or the token
+    /// a sender that cannot sign gives (`Authorization: Bearer TOKEN`, or
+    /// `?token=TOKEN` in the URL registered in Jira Data Center). Found
+    /// as `credentials` are (`env`, `file`, or `secretRef` with its `key`
+    /// named: a Secret's default key, `apiKey`, is the tracker's key).
+    pub secret: Credentials,
 }
 
 /// Limits on the requests to one server, beside the pauses the server asks
@@ -277,11 +297,30 @@ pub struct TrackerStatus {
     pub identity: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub capabilities: Vec<String>,
+    /// The last webhook delivery accepted for this tracker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_event: Option<EventStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "conditions_schema")]
     pub conditions: Vec<Condition>,
+}
+
+/// A webhook delivery as a Tracker's status shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EventStatus {
+    /// When it arrived (RFC 3339).
+    pub received: String,
+    /// What the sender said happened (`jira:issue_updated`, `trigger`).
+    pub event: String,
+    /// The issues it named, at most ten.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub issues: Vec<String>,
+    /// The synchronizers it made due.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub synchronizers: Vec<String>,
 }
 
 // -------------------------------------------------------------- Structure

@@ -58,6 +58,15 @@ pub(super) fn validate(catalog: &Catalog, references: bool) -> Vec<SpecError> {
 fn validate_tracker(tracker: &Declared<Tracker>, errors: &mut Vec<SpecError>) {
     let spec = &tracker.resource.spec;
     let origin = &tracker.origin;
+    if let Some(webhook) = &spec.webhook {
+        let secret = &webhook.secret;
+        if secret.env.is_none() && secret.file.is_none() && secret.secret_ref.is_none() {
+            errors.push(origin.error(
+                "spec.webhook.secret",
+                "a webhook needs the secret its deliveries prove themselves with: `secret: {env: JIRA_WEBHOOK_SECRET}` or `{file: PATH}` for the command line, `{secretRef: {name: SECRET, key: webhookSecret}}` in a cluster",
+            ));
+        }
+    }
     match spec.type_ {
         TrackerType::Local => {
             match &spec.local {

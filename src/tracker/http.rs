@@ -26,6 +26,11 @@ impl ApiKey {
     pub fn new(key: impl Into<String>) -> ApiKey {
         ApiKey(key.into())
     }
+
+    /// The secret's bytes, to check a webhook delivery's proof with.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
 }
 
 /// How a request proves who sends it.

@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 
 use assert_cmd::Command;
-use trellis::store::SqliteStore;
+use trellis::store::{SqliteStore, Store};
 
 /// A copy of examples/quickstart in a temporary folder, with its own store.
 pub struct Workspace {
@@ -108,6 +108,45 @@ impl Workspace {
         block
             .lines()
             .find_map(|l| l.trim().strip_prefix("parent: ").map(str::to_owned))
+    }
+
+    /// Sets `key`'s parent in the quickstart's issues file (as a person
+    /// editing the tracker would), bumping its `updated` time.
+    pub fn set_parent(&self, key: &str, parent: Option<&str>) {
+        let text = self.read("quickstart/issues.yaml");
+        let start = text
+            .find(&format!("  - key: {key}\n"))
+            .unwrap_or_else(|| panic!("{key} is in the issues file"));
+        let end = text[start + 4..]
+            .find("  - key: ")
+            .map_or(text.len(), |i| start + 4 + i);
+        let mut block: Vec<String> = text[start..end]
+            .lines()
+            .filter(|l| {
+                !l.trim_start().starts_with("parent:") && !l.trim_start().starts_with("updated:")
+            })
+            .map(str::to_owned)
+            .collect();
+        if let Some(parent) = parent {
+            block.insert(1, format!("    parent: {parent}"));
+        }
+        block.insert(1, format!("    updated: {}", jiff::Timestamp::now()));
+        let mut block = block.join("\n");
+        block.push('\n');
+        self.write(
+            "quickstart/issues.yaml",
+            &format!("{}{block}{}", &text[..start], &text[end..]),
+        );
+    }
+
+    /// The parent row of `key`'s row in the quickstart's structure.
+    pub fn row_parent(&self, key: &str) -> Option<String> {
+        let forest = self.store().structure("default/roadmap").unwrap().forest;
+        let row = forest.find_issue(key).expect("the row is there");
+        forest
+            .parent(row)
+            .and_then(|p| forest.row(p))
+            .map(|r| r.item.to_string())
     }
 
     pub fn store(&self) -> SqliteStore {
