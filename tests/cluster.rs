@@ -185,12 +185,12 @@ impl Test {
     /// Starts the controller as deploy/'s ServiceAccount, watching this
     /// test's namespace, with `identity` in the Lease.
     fn controller(&self, identity: &str) -> Controller {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let listen = format!("127.0.0.1:{port}");
+        self.controller_with(identity, &[])
+    }
+
+    /// The controller, with more arguments.
+    fn controller_with(&self, identity: &str, more: &[&str]) -> Controller {
+        let listen = free_address();
         let log = self.path(&format!("{identity}.log"));
         let child = Command::new(env!("CARGO_BIN_EXE_trellis"))
             .args(["controller", "--namespace", &self.namespace])
@@ -201,6 +201,7 @@ impl Test {
             .arg(self.dir.path())
             .arg("--state")
             .arg(self.path("state.db"))
+            .args(more)
             .env("KUBECONFIG", service_account_kubeconfig())
             .env("RUST_LOG", "info,kube=warn")
             .env_remove("POD_NAMESPACE")
@@ -283,6 +284,16 @@ impl Test {
         );
         drop(controller);
     }
+}
+
+/// An address on this machine no one listens on.
+fn free_address() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("127.0.0.1:{port}")
 }
 
 /// Polls `check` every 500 ms until it gives a value, for at most `limit`.
@@ -1157,4 +1168,137 @@ fn sigterm_lets_the_in_flight_run_finish_and_releases_the_lease() {
     // A new controller lets the namespace's finalizers go.
     let next = test.controller("replica-b");
     test.finish(next);
+}
+
+/// `curl -X POST` with a bearer token: the HTTP status.
+fn post_with_token(url: &str, token: &str) -> String {
+    let out = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"])
+        .args(["-H", &format!("Authorization: Bearer {token}"), url])
+        .output()
+        .expect("curl on the PATH");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+#[ignore = "needs the cluster KUBECONFIG names"]
+fn an_edited_issues_file_and_a_webhook_make_passes_at_once_and_the_tracker_shows_the_event() {
+    let test = Test::new("hooks");
+    let hooks = free_address();
+    let controller = test.controller_with("replica-a", &["--webhook-listen", &hooks]);
+    let secret = "whsec-cluster-0123456789";
+    test.kubectl(&[
+        "create",
+        "secret",
+        "generic",
+        "hooks",
+        &format!("--from-literal=webhookSecret={secret}"),
+    ]);
+    test.kubectl(&["label", "secret", "hooks", "trellis.dev/credentials=true"]);
+    let issues = test.path("issues.yaml");
+    std::fs::copy("examples/quickstart/issues.yaml", &issues).unwrap();
+    // Hourly passes: whatever runs during the test was asked for.
+    let manifest = std::fs::read_to_string("examples/quickstart/trellis.yaml")
+        .unwrap()
+        .replace(
+            "    path: issues.yaml",
+            &format!(
+                "    path: {}\n  webhook:\n    secret:\n      secretRef: {{name: hooks, key: webhookSecret}}",
+                issues.display()
+            ),
+        )
+        .replace(
+            "  structureRef: {name: roadmap}\n",
+            "  structureRef: {name: roadmap}\n  schedule: {interval: 1h}\n",
+        );
+    test.apply(&manifest);
+    for name in ["platform-epics", "mobile-epics", "children"] {
+        within(
+            Duration::from_secs(90),
+            &format!("{name} runs"),
+            &controller,
+            || (test.status("synchronizer", name)["phase"] == "Running").then_some(()),
+        );
+    }
+    let roadmap = test.id("roadmap");
+    let parent_of = |key: &str| {
+        let forest = test.store().structure(&roadmap).unwrap().forest;
+        let row = forest.find_issue(key)?;
+        forest
+            .parent(row)
+            .and_then(|p| forest.row(p))
+            .map(|r| r.item.to_string())
+    };
+    within(
+        Duration::from_secs(30),
+        "the first passes lay out the roadmap",
+        &controller,
+        || (parent_of("PLAT-11").as_deref() == Some("PLAT-1")).then_some(()),
+    );
+
+    // A person edits the tracker's file: the watch, not the hour, brings it.
+    let text = std::fs::read_to_string(&issues).unwrap();
+    let edited = text.replacen(
+        "    parent: PLAT-1\n    # Ranked above PLAT-4 on purpose",
+        &format!(
+            "    parent: PLAT-2\n    updated: {}\n    # Ranked above PLAT-4 on purpose",
+            jiff::Timestamp::now()
+        ),
+        1,
+    );
+    assert_ne!(edited, text);
+    let edited_at = Instant::now();
+    std::fs::write(&issues, edited).unwrap();
+    within(
+        Duration::from_secs(10),
+        "the edit reaches the structure",
+        &controller,
+        || (parent_of("PLAT-11").as_deref() == Some("PLAT-2")).then_some(()),
+    );
+    eprintln!("issues file edit to structure: {:?}", edited_at.elapsed());
+
+    // A webhook: a wrong token changes nothing; the right one passes now
+    // and the Tracker's status shows the delivery.
+    let url = format!(
+        "http://{hooks}/hooks/synchronizers/{}/children",
+        test.namespace
+    );
+    assert_eq!(post_with_token(&url, "wrong"), "401");
+    let before = controller.passes();
+    assert_eq!(post_with_token(&url, secret), "202");
+    within(
+        Duration::from_secs(10),
+        "the delivery makes a pass",
+        &controller,
+        || (controller.passes() > before).then_some(()),
+    );
+    let event = within(
+        Duration::from_secs(10),
+        "the Tracker shows the last event",
+        &controller,
+        || {
+            let status = test.status("tracker", "quickstart-issues");
+            (status["lastEvent"]["event"] == "trigger").then(|| status["lastEvent"].clone())
+        },
+    );
+    assert_eq!(event["synchronizers"][0], test.id("children"), "{event}");
+    let metrics = Command::new("curl")
+        .args(["-s", &format!("http://{}/metrics", controller.listen)])
+        .output()
+        .unwrap();
+    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    assert!(
+        metrics.contains("trellis_webhook_events_total{outcome=\"accepted\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("trellis_webhook_events_total{outcome=\"unauthorized\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        !controller.log().contains(secret),
+        "the secret is never logged"
+    );
+    assert_no_forbidden(&controller);
+    test.finish(controller);
 }

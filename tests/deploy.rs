@@ -198,4 +198,11 @@ fn the_deployment_runs_the_controller_with_its_store_and_probes() {
     assert_eq!(container["ports"][0]["containerPort"], 8080);
     let service = find(&docs, "Service", "trellis-controller-metrics");
     assert_eq!(service["spec"]["ports"][0]["targetPort"], "http");
+    // Webhooks have a port and a Service, and are off until asked for.
+    assert_eq!(container["ports"][1]["name"], "webhooks");
+    let webhooks = find(&docs, "Service", "trellis-webhooks");
+    assert_eq!(webhooks["spec"]["ports"][0]["targetPort"], "webhooks");
+    assert!(!args.iter().any(|a| a.starts_with("--webhook-listen")));
+    let env = container["env"].as_array().unwrap();
+    assert!(!env.iter().any(|e| e["name"] == "TRELLIS_WEBHOOK_LISTEN"));
 }

@@ -14,9 +14,6 @@ mod double;
 #[path = "jira/openapi.rs"]
 mod openapi;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
@@ -24,171 +21,21 @@ use sha2::Sha256;
 use trellis::store::Store;
 
 use common::Workspace;
+use common::running::{Running, SETTLE, jira_event, sign};
 use double::{Double, EMAIL, Flavor, TOKEN};
 
 const SECRET: &str = "whsec-0123456789abcdef";
-/// Long enough for a pass that was asked for to have happened.
-const SETTLE: Duration = Duration::from_secs(20);
 
-/// `trellis run --listen 127.0.0.1:0 -o json` in a workspace, stopped (by
-/// its PID) when dropped.
-struct Running {
-    child: Child,
-    address: String,
-    passes: Arc<Mutex<Vec<serde_json::Value>>>,
-}
-
-impl Running {
-    fn start(ws: &Workspace, files: &str) -> Running {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_trellis"));
-        command
-            .current_dir(ws.path(""))
-            .env("TRELLIS_STATE", ws.state())
-            .env("TRELLIS_USER", "alice")
-            .env("JIRA_API_TOKEN", TOKEN)
-            .env("HOOK_SECRET", SECRET)
-            .env("RUST_LOG", "warn")
-            .args(["run", "-f", files, "--listen", "127.0.0.1:0", "-o", "json"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = command.spawn().unwrap();
-        let passes = Arc::new(Mutex::new(Vec::new()));
-        let lines = BufReader::new(child.stdout.take().unwrap());
-        let seen = passes.clone();
-        std::thread::spawn(move || {
-            for line in lines.lines().map_while(Result::ok) {
-                seen.lock()
-                    .unwrap()
-                    .push(serde_json::from_str(&line).unwrap());
-            }
-        });
-        let mut errors = BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        errors.read_line(&mut line).unwrap();
-        let address = line
-            .trim()
-            .strip_prefix("receiving webhooks on ")
-            .unwrap_or_else(|| panic!("the receiver says where it listens: {line}"))
-            .to_owned();
-        std::thread::spawn(move || {
-            for line in errors.lines().map_while(Result::ok) {
-                eprintln!("trellis run: {line}");
-            }
-        });
-        Running {
-            child,
-            address,
-            passes,
-        }
-    }
-
-    fn passes(&self) -> Vec<serde_json::Value> {
-        self.passes.lock().unwrap().clone()
-    }
-
-    /// Waits until `count` passes were reported; panics after `SETTLE`.
-    fn wait_for(&self, count: usize) -> Vec<serde_json::Value> {
-        let start = Instant::now();
-        loop {
-            let passes = self.passes();
-            if passes.len() >= count {
-                return passes;
-            }
-            assert!(
-                start.elapsed() < SETTLE,
-                "expected {count} pass(es), saw {}: {passes:#?}",
-                passes.len()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Passes reported since `before`, after the receiver and the loop
-    /// had time to act on anything they were sent.
-    fn quiet_after(&self, before: usize) -> Vec<serde_json::Value> {
-        std::thread::sleep(Duration::from_millis(1500));
-        self.passes()[before..].to_vec()
-    }
-
-    fn post(&self, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
-        post(&format!("{}{path}", self.address), headers, body).send()
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A bare HTTP/1.1 POST over a socket: the tests need no client crate.
-struct Post {
-    address: String,
-    path: String,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-fn post(url: &str, headers: &[(&str, &str)], body: &str) -> Post {
-    let rest = url.strip_prefix("http://").unwrap();
-    let (address, path) = rest.split_at(rest.find('/').unwrap());
-    Post {
-        address: address.to_owned(),
-        path: path.to_owned(),
-        headers: headers
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect(),
-        body: body.to_owned(),
-    }
-}
-
-impl Post {
-    fn send(&mut self) -> (u16, String) {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(&self.address).unwrap();
-        let mut head = format!(
-            "POST {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
-            self.path,
-            self.address,
-            self.body.len()
-        );
-        for (name, value) in &self.headers {
-            head.push_str(&format!("{name}: {value}\r\n"));
-        }
-        head.push_str("\r\n");
-        stream.write_all(head.as_bytes()).unwrap();
-        let _ = stream.write_all(self.body.as_bytes());
-        let mut answer = String::new();
-        let _ = stream.read_to_string(&mut answer);
-        let status = answer
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("an HTTP answer: {answer}"));
-        let body = answer
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        (status, body)
-    }
-}
-
-fn sign(body: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-    mac.update(body.as_bytes());
-    let bytes = mac.finalize().into_bytes();
-    format!(
-        "sha256={}",
-        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    )
-}
-
-fn jira_event(event: &str, key: &str) -> String {
-    format!(
-        r#"{{"timestamp":1765100000000,"webhookEvent":"{event}","issue":{{"id":"10100","key":"{key}","fields":{{"summary":"ignored: the pass reads the tracker"}}}}}}"#
-    )
+/// `trellis run -f FILES` in `ws`, woken by events.
+fn run(ws: &Workspace, files: &str) -> Running {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_trellis"));
+    command
+        .current_dir(ws.path(""))
+        .env("TRELLIS_STATE", ws.state())
+        .env("TRELLIS_USER", "alice")
+        .env("JIRA_API_TOKEN", TOKEN)
+        .env("HOOK_SECRET", SECRET);
+    Running::start(command, &["run", "-f", files])
 }
 
 /// Every synchronizer of `file` passes on an hour's interval: only events
@@ -269,7 +116,7 @@ fn settled(running: &Running) -> usize {
 #[test]
 fn a_signed_jira_delivery_brings_the_change_at_once_and_a_forged_one_changes_nothing() {
     let (double, ws) = jira();
-    let running = Running::start(&ws, "jira");
+    let running = run(&ws, "jira");
     let before = settled(&running);
     double.add("PLAT-3", "Story", Some("PLAT-1"), None);
     let body = jira_event("jira:issue_created", "PLAT-3");
@@ -291,7 +138,7 @@ fn a_signed_jira_delivery_brings_the_change_at_once_and_a_forged_one_changes_not
     assert!(!answer.contains(SECRET), "the secret is never said");
     let (status, _) = running.post(path, &[], &body);
     assert_eq!(status, 401);
-    let signature = sign(&body);
+    let signature = sign(SECRET, &body);
     let tampered = body.replace("issue_created", "issue_deleted");
     let (status, _) = running.post(path, &[("X-Hub-Signature", &signature)], &tampered);
     assert_eq!(status, 401);
@@ -347,7 +194,7 @@ fn a_signed_jira_delivery_brings_the_change_at_once_and_a_forged_one_changes_not
 #[test]
 fn a_token_delivery_is_accepted_and_unknown_or_oversized_ones_are_refused() {
     let (double, ws) = jira();
-    let running = Running::start(&ws, "jira");
+    let running = run(&ws, "jira");
     let before = settled(&running);
     let body = jira_event("jira:issue_updated", "PLAT-2");
     // Jira Data Center without a secret: the token in the registered URL.
@@ -386,7 +233,7 @@ fn a_token_delivery_is_accepted_and_unknown_or_oversized_ones_are_refused() {
 #[test]
 fn a_burst_of_a_thousand_triggers_makes_a_few_passes_and_loses_nothing() {
     let ws = quickstart();
-    let running = Running::start(&ws, "quickstart");
+    let running = run(&ws, "quickstart");
     let before = settled(&running);
     let auth = format!("Bearer {SECRET}");
     let path = "/hooks/synchronizers/default/children";
@@ -418,7 +265,7 @@ fn a_burst_of_a_thousand_triggers_makes_a_few_passes_and_loses_nothing() {
 #[test]
 fn a_delivery_while_a_resync_holds_the_structure_waits_then_runs() {
     let ws = quickstart();
-    let running = Running::start(&ws, "quickstart");
+    let running = run(&ws, "quickstart");
     let before = settled(&running);
     let mut store = trellis::store::SqliteStore::open(&ws.state()).unwrap();
     let until = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(60);
@@ -468,7 +315,7 @@ fn a_delivery_while_a_resync_holds_the_structure_waits_then_runs() {
 #[test]
 fn an_edit_of_the_issues_file_and_a_move_in_the_structure_pass_without_any_delivery() {
     let ws = quickstart();
-    let running = Running::start(&ws, "quickstart");
+    let running = run(&ws, "quickstart");
     let before = settled(&running);
     assert_ne!(ws.row_parent("PLAT-11").as_deref(), Some("PLAT-2"));
     ws.set_parent("PLAT-11", Some("PLAT-2"));

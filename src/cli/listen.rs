@@ -61,14 +61,18 @@ pub struct Triggers {
     versions: HashMap<String, u64>,
     /// Marked passes that found their structure held: tried again soon.
     waiting: HashSet<String>,
+    /// Whether files are watched (`--no-watch`: not).
+    watch: bool,
 }
 
 impl Triggers {
-    /// Starts watching (and receiving on `listen`, if given).
+    /// Starts receiving on `listen`, if given (the files are watched from
+    /// the first [`Triggers::follow`], if `watch`).
     pub async fn start(
         state: &Path,
         catalog: Catalog,
         listen: Option<SocketAddr>,
+        watch: bool,
     ) -> anyhow::Result<Triggers> {
         let due = Arc::new(Due::default());
         let hooks = Arc::new(RunHooks {
@@ -104,6 +108,7 @@ impl Triggers {
             state: state.to_path_buf(),
             versions: HashMap::new(),
             waiting: HashSet::new(),
+            watch,
         })
     }
 
@@ -112,9 +117,11 @@ impl Triggers {
     pub fn follow(&mut self, catalog: &Catalog, selected: &[String]) {
         *self.hooks.catalog.write().expect("not poisoned") = Arc::new(catalog.clone());
         *self.hooks.selected.write().expect("not poisoned") = selected.iter().cloned().collect();
-        let issues = catalog.local_trackers().map(|(_, path)| path.to_path_buf());
-        self.files
-            .set(issues.chain([self.state.clone(), wal_of(&self.state)]));
+        if self.watch {
+            let issues = catalog.local_trackers().map(|(_, path)| path.to_path_buf());
+            self.files
+                .set(issues.chain([self.state.clone(), wal_of(&self.state)]));
+        }
     }
 
     /// The synchronizers due now by an event, each with when the first

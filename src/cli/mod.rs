@@ -313,6 +313,11 @@ enum Command {
             conflicts_with = "once"
         )]
         listen: Option<std::net::SocketAddr>,
+        /// Do not watch files: only the schedule (and webhooks) make passes,
+        /// for file systems that report no changes (NFS, some container
+        /// mounts).
+        #[arg(long, conflicts_with = "once")]
+        no_watch: bool,
     },
     /// Check a synchronizer's declaration and tracker connection, list its
     /// held issues (failed writes, manual conflicts) and recent conflicts,
@@ -530,6 +535,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             output,
             workers,
             listen,
+            no_watch,
         } => {
             let run = sync::Run {
                 files: &files.files,
@@ -539,6 +545,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 output,
                 workers: workers.into(),
                 listen,
+                watch: !no_watch,
             };
             sync::sync(state, run).await
         }

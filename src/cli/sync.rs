@@ -56,6 +56,8 @@ pub struct Run<'a> {
     pub workers: usize,
     /// Where to receive webhooks.
     pub listen: Option<std::net::SocketAddr>,
+    /// Whether edits of issues files and of the store wake passes.
+    pub watch: bool,
 }
 
 /// One pass of each selected synchronizer (`--once`), or passes on their
@@ -72,6 +74,7 @@ pub async fn sync(state: &Path, run: Run<'_>) -> anyhow::Result<ExitCode> {
         output,
         workers,
         listen,
+        watch,
     } = run;
     // Wrong declarations or names are refused before the store is made.
     let mut loaded = Some(Catalog::load(files)?);
@@ -80,7 +83,9 @@ pub async fn sync(state: &Path, run: Run<'_>) -> anyhow::Result<ExitCode> {
     }
     let mut engine = Engine::new(SqliteStore::open(state)?, author());
     let mut triggers = match &loaded {
-        Some(catalog) if !once => Some(Triggers::start(state, catalog.clone(), listen).await?),
+        Some(catalog) if !once => {
+            Some(Triggers::start(state, catalog.clone(), listen, watch).await?)
+        }
         _ => None,
     };
     loop {

@@ -5,6 +5,8 @@
 // Each test file is its own crate and uses a part of this module.
 #![allow(dead_code)]
 
+pub mod running;
+
 use std::path::PathBuf;
 
 use assert_cmd::Command;
