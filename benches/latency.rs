@@ -18,22 +18,21 @@
 //! runs one mode; `TRELLIS_BENCH_EDITS=N` sets the edits per mode (the poll
 //! mode makes a fifth as many: each waits up to an interval).
 
+#[path = "../tests/common/mod.rs"]
+mod common;
 #[allow(dead_code)]
 #[path = "../tests/jira/double.rs"]
 mod double;
 #[allow(dead_code)]
 #[path = "../tests/jira/openapi.rs"]
 mod openapi;
-#[allow(dead_code)]
-#[path = "../tests/common/running.rs"]
-mod running;
 
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::running::{Running, jira_event, sign};
 use double::{Double, EMAIL, Flavor, TOKEN};
-use running::{Running, jira_event, sign};
 use trellis::store::{SqliteStore, Store};
 
 const SECRET: &str = "whsec-bench";

@@ -17,6 +17,8 @@
 //! Redmine (`sudo scripts/redmine.sh setup`; `TRELLIS_REDMINE_URL` and
 //! `TRELLIS_REDMINE_API_KEY` name another).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -1238,15 +1240,7 @@ fn an_edited_issues_file_and_a_webhook_make_passes_at_once_and_the_tracker_shows
 
     // A person edits the tracker's file: the watch, not the hour, brings it.
     let text = std::fs::read_to_string(&issues).unwrap();
-    let edited = text.replacen(
-        "    parent: PLAT-1\n    # Ranked above PLAT-4 on purpose",
-        &format!(
-            "    parent: PLAT-2\n    updated: {}\n    # Ranked above PLAT-4 on purpose",
-            jiff::Timestamp::now()
-        ),
-        1,
-    );
-    assert_ne!(edited, text);
+    let edited = common::with_parent(&text, "PLAT-11", Some("PLAT-2"));
     let edited_at = Instant::now();
     std::fs::write(&issues, edited).unwrap();
     within(

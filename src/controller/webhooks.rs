@@ -25,8 +25,10 @@ const EVENT_MANAGER: &str = "trellis-controller-webhooks";
 /// How often the last events are written to the Trackers' status, at most:
 /// a burst of deliveries makes one patch.
 const STATUS_EVERY: Duration = Duration::from_secs(1);
-/// How often the set of watched issues files follows the declarations.
-const FOLLOW_EVERY: Duration = Duration::from_secs(10);
+/// How often the set of watched issues files follows the declarations
+/// (a new local Tracker is watched within this time; the edits of a
+/// watched file are noticed at once).
+const FOLLOW_EVERY: Duration = Duration::from_secs(2);
 
 struct ControllerHooks {
     ctx: Arc<Context>,

@@ -116,29 +116,7 @@ impl Workspace {
     /// editing the tracker would), bumping its `updated` time.
     pub fn set_parent(&self, key: &str, parent: Option<&str>) {
         let text = self.read("quickstart/issues.yaml");
-        let start = text
-            .find(&format!("  - key: {key}\n"))
-            .unwrap_or_else(|| panic!("{key} is in the issues file"));
-        let end = text[start + 4..]
-            .find("  - key: ")
-            .map_or(text.len(), |i| start + 4 + i);
-        let mut block: Vec<String> = text[start..end]
-            .lines()
-            .filter(|l| {
-                !l.trim_start().starts_with("parent:") && !l.trim_start().starts_with("updated:")
-            })
-            .map(str::to_owned)
-            .collect();
-        if let Some(parent) = parent {
-            block.insert(1, format!("    parent: {parent}"));
-        }
-        block.insert(1, format!("    updated: {}", jiff::Timestamp::now()));
-        let mut block = block.join("\n");
-        block.push('\n');
-        self.write(
-            "quickstart/issues.yaml",
-            &format!("{}{block}{}", &text[..start], &text[end..]),
-        );
+        self.write("quickstart/issues.yaml", &with_parent(&text, key, parent));
     }
 
     /// The parent row of `key`'s row in the quickstart's structure.
@@ -154,6 +132,31 @@ impl Workspace {
     pub fn store(&self) -> SqliteStore {
         SqliteStore::open_read_only(&self.state()).unwrap()
     }
+}
+
+/// An issues file's text with `key`'s parent set (or cleared) and its
+/// `updated` time now, as a person editing the tracker would leave it.
+pub fn with_parent(text: &str, key: &str, parent: Option<&str>) -> String {
+    let start = text
+        .find(&format!("  - key: {key}\n"))
+        .unwrap_or_else(|| panic!("{key} is in the issues file"));
+    let end = text[start + 4..]
+        .find("  - key: ")
+        .map_or(text.len(), |i| start + 4 + i);
+    let mut block: Vec<String> = text[start..end]
+        .lines()
+        .filter(|l| {
+            !l.trim_start().starts_with("parent:") && !l.trim_start().starts_with("updated:")
+        })
+        .map(str::to_owned)
+        .collect();
+    if let Some(parent) = parent {
+        block.insert(1, format!("    parent: {parent}"));
+    }
+    block.insert(1, format!("    updated: {}", jiff::Timestamp::now()));
+    let mut block = block.join("\n");
+    block.push('\n');
+    format!("{}{block}{}", &text[..start], &text[end..])
 }
 
 /// The parents set on the tracker that `history -o json` journaled.
