@@ -158,6 +158,11 @@ fn local(edits: usize, watch: bool) -> Vec<Duration> {
     let state = root.join("state.db");
     let mut latencies = Vec::new();
     for i in 0..edits {
+        if !watch {
+            // Edits come at any moment of an interval, not just after a
+            // pass: spread them over it.
+            std::thread::sleep(Duration::from_millis((i as u64 * 2_647) % 5_000));
+        }
         let key = format!("PLAT-{}", 1000 + i);
         let mut text = std::fs::read_to_string(&issues).unwrap();
         text.push_str(&format!(

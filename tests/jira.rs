@@ -22,9 +22,14 @@ use common::Workspace;
 use double::{DC_PAGE_CAP, Double, EMAIL, EPIC_LINK_FIELD, Flavor, TOKEN};
 
 fn client(double: &Double, token: &str) -> JiraTracker {
+    client_at(double, &double.url, token)
+}
+
+/// A client of the double at `url` (its address, or a path under it).
+fn client_at(double: &Double, url: &str, token: &str) -> JiraTracker {
     let flavor = double.state().flavor;
     JiraTracker::new(Settings {
-        url: double.url.parse().unwrap(),
+        url: url.parse().unwrap(),
         deployment: match flavor {
             Flavor::Cloud => Deployment::Cloud {
                 email: EMAIL.into(),
@@ -410,6 +415,38 @@ async fn data_center_sets_epic_links_and_parents_of_sub_tasks_only() {
                 .as_str()
                 .is_some_and(|q| q.starts_with("key in (PLAT-4,PLAT-2,PLAT-3)"))))
     );
+    drop(state);
+    double.assert_conformant();
+}
+
+/// Jira Cloud's scoped API tokens work only through Atlassian's gateway,
+/// `https://api.atlassian.com/ex/jira/{cloudId}`: every request, the Agile
+/// API's included, goes under that path.
+#[tokio::test]
+async fn a_scoped_token_reaches_jira_cloud_through_the_gateway_path() {
+    let double = small(Flavor::Cloud);
+    let cloud_id = "11223344-a1b2-c3d4-e5f6-112233445566";
+    let jira = client_at(
+        &double,
+        &format!("{}/ex/jira/{cloud_id}", double.url),
+        TOKEN,
+    );
+    let snapshot = jira.snapshot().await.unwrap();
+    assert_eq!(snapshot.len(), 4);
+    jira.apply(&[rank(&["PLAT-4"], RankAnchor::Before("PLAT-1".into()))])
+        .await
+        .unwrap();
+    let state = double.state();
+    let gateway = format!("/ex/jira/{cloud_id}/rest/");
+    assert!(
+        state
+            .requests
+            .iter()
+            .any(|(line, _)| line.contains("/rest/agile/1.0/issue/rank"))
+    );
+    for (line, _) in &state.requests {
+        assert!(line.contains(&gateway), "{line} goes through the gateway");
+    }
     drop(state);
     double.assert_conformant();
 }
@@ -979,7 +1016,60 @@ fn secrets_never_show_even_in_trace_logs() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("Jira refused the email ada@example.com with the API token from environment variable JIRA_API_TOKEN"), "{stderr}");
+    assert!(
+        stderr.contains("a scoped API token works only through Atlassian's gateway: set spec.url to https://api.atlassian.com/ex/jira/CLOUD_ID"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("not-the-token"));
+}
+
+#[test]
+fn the_api_gateway_address_must_name_a_cloud_id_and_a_cloud_deployment() {
+    let ws = Workspace::new();
+    let tracker = |name: &str, url: &str, deployment: &str| {
+        let email = if deployment == "cloud" {
+            ", email: a@b.c, jql: project = P"
+        } else {
+            ""
+        };
+        format!(
+            "apiVersion: trellis.dev/v1alpha1\nkind: Tracker\nmetadata: {{name: {name}}}\nspec:\n  type: jira\n  url: {url}\n  credentials: {{env: T}}\n  jira: {{deployment: {deployment}{email}}}\n"
+        )
+    };
+    let good = ws.write(
+        "good.yaml",
+        &tracker(
+            "scoped",
+            "https://api.atlassian.com/ex/jira/11223344-a1b2-c3d4-e5f6-112233445566",
+            "cloud",
+        ),
+    );
+    ws.trellis()
+        .args(["validate", "-f"])
+        .arg(&good)
+        .assert()
+        .success();
+    let bad = ws.write(
+        "bad.yaml",
+        &[
+            tracker("no-id", "https://api.atlassian.com", "cloud"),
+            tracker("site", "https://api.atlassian.com/ex/jira/my-site", "cloud"),
+            tracker(
+                "dc",
+                "https://api.atlassian.com/ex/jira/11223344-a1b2-c3d4-e5f6-112233445566",
+                "datacenter",
+            ),
+        ]
+        .join("---\n"),
+    );
+    ws.trellis()
+        .args(["validate", "-f"])
+        .arg(&bad)
+        .assert()
+        .code(2)
+        .stderr(contains("bad.yaml:6: spec.url: through Atlassian's API gateway (scoped API tokens) the address is https://api.atlassian.com/ex/jira/CLOUD_ID"))
+        .stderr(contains("bad.yaml:15: spec.url: through Atlassian's API gateway"))
+        .stderr(contains("bad.yaml:24: spec.url: api.atlassian.com is Jira Cloud's API gateway"));
 }
 
 #[test]

@@ -149,6 +149,7 @@ fn validate_jira(tracker: &Declared<Tracker>, errors: &mut Vec<SpecError>) {
             "an empty query; give the JQL of the tracker's issues (e.g. `project = PLAT`) or leave it out",
         ));
     }
+    validate_gateway(tracker, jira.deployment, errors);
     match jira.deployment {
         JiraDeployment::Cloud => {
             if jira.jql.is_none() {
@@ -177,6 +178,53 @@ fn validate_jira(tracker: &Declared<Tracker>, errors: &mut Vec<SpecError>) {
                 ));
             }
         }
+    }
+}
+
+/// Atlassian's API gateway, through which Jira Cloud's scoped API tokens
+/// must go: `https://api.atlassian.com/ex/jira/{cloudId}` and nothing else.
+fn validate_gateway(
+    tracker: &Declared<Tracker>,
+    deployment: JiraDeployment,
+    errors: &mut Vec<SpecError>,
+) {
+    let Some(url) = tracker
+        .resource
+        .spec
+        .url
+        .as_deref()
+        .and_then(|u| reqwest::Url::parse(u).ok())
+    else {
+        return;
+    };
+    if url.host_str() != Some("api.atlassian.com") {
+        return;
+    }
+    let origin = &tracker.origin;
+    if deployment == JiraDeployment::Datacenter {
+        errors.push(origin.error(
+            "spec.url",
+            "api.atlassian.com is Jira Cloud's API gateway; a Data Center server has its own address",
+        ));
+        return;
+    }
+    let segments: Vec<&str> = url.path().trim_matches('/').split('/').collect();
+    let cloud_id = match segments.as_slice() {
+        ["ex", "jira", id] => Some(*id),
+        _ => None,
+    };
+    let is_cloud_id = |id: &str| {
+        id.len() == 36
+            && id.char_indices().all(|(i, c)| match i {
+                8 | 13 | 18 | 23 => c == '-',
+                _ => c.is_ascii_hexdigit(),
+            })
+    };
+    if !cloud_id.is_some_and(is_cloud_id) {
+        errors.push(origin.error(
+            "spec.url",
+            "through Atlassian's API gateway (scoped API tokens) the address is https://api.atlassian.com/ex/jira/CLOUD_ID, the site's cloud id being the `cloudId` that https://SITE.atlassian.net/_edge/tenant_info shows",
+        ));
     }
 }
 

@@ -264,7 +264,16 @@ fn error_body(messages: &[&str]) -> Value {
 
 async fn serve(state: &Arc<Mutex<State>>, request: Request<Incoming>) -> Response<Full<Bytes>> {
     let method = request.method().to_string();
-    let path = request.uri().path().to_owned();
+    // Jira Cloud through Atlassian's API gateway, as scoped API tokens
+    // must be used: the same API under /ex/jira/{cloudId} (the request log
+    // keeps the whole path).
+    let full_path = request.uri().path().to_owned();
+    let path = match full_path.strip_prefix("/ex/jira/") {
+        Some(rest) => rest
+            .find('/')
+            .map_or_else(String::new, |slash| rest[slash..].to_owned()),
+        None => full_path.clone(),
+    };
     let query: Vec<(String, String)> = request
         .uri()
         .query()
@@ -285,8 +294,8 @@ async fn serve(state: &Arc<Mutex<State>>, request: Request<Incoming>) -> Respons
     let body: Option<Value> = (!bytes.is_empty()).then(|| serde_json::from_slice(&bytes).unwrap());
     let mut state = state.lock().unwrap();
     let line = match request_query(&query) {
-        q if q.is_empty() => format!("{method} {path}"),
-        q => format!("{method} {path}?{q}"),
+        q if q.is_empty() => format!("{method} {full_path}"),
+        q => format!("{method} {full_path}?{q}"),
     };
     state.requests.push((line.clone(), body.clone()));
     let operation = docs().operation(&method, &path);

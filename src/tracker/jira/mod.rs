@@ -153,6 +153,16 @@ impl JiraTracker {
         matches!(self.deployment, Deployment::Cloud { .. })
     }
 
+    /// A scoped API token is refused at the site's own address (with a
+    /// misleading 401 or 404): where it must go instead.
+    fn scoped_token_hint(&self) -> &'static str {
+        if self.http.base().host_str() == Some("api.atlassian.com") {
+            ""
+        } else {
+            "; a scoped API token works only through Atlassian's gateway: set spec.url to https://api.atlassian.com/ex/jira/CLOUD_ID (the cloudId at https://SITE.atlassian.net/_edge/tenant_info)"
+        }
+    }
+
     /// A platform API path: REST v3 on Cloud, v2 on Data Center.
     fn api(&self, path: &str) -> String {
         let version = if self.cloud() { 3 } else { 2 };
@@ -182,8 +192,9 @@ impl JiraTracker {
                     operation: operation.clone(),
                     message: match &self.deployment {
                         Deployment::Cloud { email } => format!(
-                            "Jira refused the email {email} with the API token from {} (401 Unauthorized); check spec.jira.email and that the token was made by that account (id.atlassian.com → Security → API tokens) and has not expired",
-                            self.token_source
+                            "Jira refused the email {email} with the API token from {} (401 Unauthorized); check spec.jira.email and that the token was made by that account (id.atlassian.com → Security → API tokens) and has not expired{}",
+                            self.token_source,
+                            self.scoped_token_hint()
                         ),
                         Deployment::DataCenter => format!(
                             "Jira refused the personal access token from {} (401 Unauthorized); check that it has not expired or been revoked (Profile → Personal Access Tokens)",
