@@ -91,13 +91,18 @@ pub fn route(method: &str, path: &str) -> Result<Route, Rejection> {
     Ok(route)
 }
 
-/// A Kubernetes name segment: nothing that could reach outside the id.
+/// A Kubernetes name (a DNS subdomain): nothing that could reach outside
+/// the id, such as `..`.
 fn valid(segment: &str) -> bool {
-    !segment.is_empty()
-        && segment.len() <= 253
-        && segment
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+    let alphanumeric = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let bytes = segment.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 253
+        && bytes
+            .iter()
+            .all(|&b| alphanumeric(b) || b == b'-' || b == b'.')
+        && alphanumeric(bytes[0])
+        && alphanumeric(bytes[bytes.len() - 1])
 }
 
 /// What a delivery offers as proof.
