@@ -6,8 +6,8 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use kube::Api;
 use kube::api::{Patch, PatchParams};
@@ -30,8 +30,18 @@ const STATUS_EVERY: Duration = Duration::from_secs(1);
 /// watched file are noticed at once).
 const FOLLOW_EVERY: Duration = Duration::from_secs(2);
 
+/// How long a webhook secret read from its Secret is used before it is
+/// read again: a burst of deliveries makes one read, and a rotated secret
+/// is in use within this time.
+const SECRET_TTL: Duration = Duration::from_secs(10);
+
+/// A tracker's webhook secret as read (or why it could not be), and when.
+type ReadSecret = (Instant, Result<ApiKey, String>);
+
 struct ControllerHooks {
     ctx: Arc<Context>,
+    /// Each tracker's secret as last read.
+    secrets: Mutex<HashMap<String, ReadSecret>>,
 }
 
 impl Hooks for ControllerHooks {
@@ -40,10 +50,28 @@ impl Hooks for ControllerHooks {
     }
 
     async fn secret(&self, catalog: &Catalog, tracker: &str) -> Result<ApiKey, String> {
-        self.ctx
+        let cached = self
+            .secrets
+            .lock()
+            .expect("not poisoned")
+            .get(tracker)
+            .cloned();
+        if let Some((read, secret)) = cached
+            && read.elapsed() < SECRET_TTL
+        {
+            return secret;
+        }
+        let secret = self
+            .ctx
             .webhook_secret(catalog, tracker)
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
+            .and_then(|found| found);
+        self.secrets
+            .lock()
+            .expect("not poisoned")
+            .insert(tracker.to_owned(), (Instant::now(), secret.clone()));
+        secret
     }
 
     fn accepted(&self, tracker: &str, event: &EventStatus) {
@@ -79,7 +107,11 @@ pub async fn receive(
 ) -> anyhow::Result<()> {
     let listener = receiver::bind(address).await?;
     let status = tokio::spawn(write_last_events(ctx.clone()));
-    let served = receiver::serve(listener, Arc::new(ControllerHooks { ctx }), shutdown).await;
+    let hooks = ControllerHooks {
+        ctx,
+        secrets: Mutex::default(),
+    };
+    let served = receiver::serve(listener, Arc::new(hooks), shutdown).await;
     status.abort();
     Ok(served?)
 }
