@@ -1238,7 +1238,18 @@ fn an_edited_issues_file_and_a_webhook_make_passes_at_once_and_the_tracker_shows
         || (parent_of("PLAT-11").as_deref() == Some("PLAT-1")).then_some(()),
     );
 
-    // A person edits the tracker's file: the watch, not the hour, brings it.
+    // A person edits the tracker's file: the watch, not the hour, brings it
+    // (a new Tracker's file is watched within 2 s of its declaration).
+    within(
+        Duration::from_secs(10),
+        "the issues file is watched",
+        &controller,
+        || {
+            let log = controller.log();
+            (log.contains("watching for edits") && log.contains(&*issues.to_string_lossy()))
+                .then_some(())
+        },
+    );
     let text = std::fs::read_to_string(&issues).unwrap();
     let edited = common::with_parent(&text, "PLAT-11", Some("PLAT-2"));
     let edited_at = Instant::now();

@@ -54,6 +54,11 @@ impl Files {
             }
         }
         let mut wanted = self.wanted.lock().expect("not poisoned");
+        for file in next.values().flatten() {
+            if !wanted.values().any(|files| files.contains(file)) {
+                tracing::info!(file = %file.display(), "watching for edits");
+            }
+        }
         for dir in wanted.keys().filter(|d| !next.contains_key(*d)) {
             let _ = self.watcher.unwatch(dir);
         }
