@@ -106,8 +106,11 @@ pub async fn sync(state: &Path, run: Run<'_>) -> anyhow::Result<ExitCode> {
         };
         for id in chosen {
             let last = engine.store().sync_state(&id)?.last_pass;
-            let next_pass = schedule(&catalog, &id).next_pass(&id, last, now);
-            if let Some(since) = marked.get(&id) {
+            let schedule = schedule(&catalog, &id);
+            let next_pass = schedule.next_pass(&id, last, now);
+            if let Some(since) = marked.get(&id)
+                && schedule.open(&id, now)
+            {
                 tracing::info!(synchronizer = %id, after_ms = since.elapsed().as_millis() as u64, "passing at once: an event asked for it");
                 due.push(id);
             } else if once || next_pass <= now {

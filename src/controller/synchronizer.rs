@@ -83,11 +83,16 @@ async fn run(sync: Arc<Synchronizer>, ctx: &Context) -> Result<Action, Error> {
             .await;
     }
     // Status writes wake this reconcile too: run only when the interval
-    // has passed, the spec changed since the last run, or an event asked.
-    if let Some(wait) = not_due(&sync, &resolved.schedule)
-        && !ctx.due.is_marked(&id)
-    {
-        return Ok(Action::requeue(wait));
+    // has passed, the spec changed since the last run, or an event asked
+    // (inside the schedule's window: outside, the event is let go).
+    if let Some(wait) = not_due(&sync, &resolved.schedule) {
+        let asked = ctx.due.is_marked(&id);
+        if !(asked && resolved.schedule.open(&id, jiff::Timestamp::now())) {
+            if asked {
+                ctx.due.take(&id);
+            }
+            return Ok(Action::requeue(wait));
+        }
     }
     let Some(_claim) = ctx.claim(&catalog, &structure) else {
         tracing::debug!(%structure, "another run holds the structure; trying again");

@@ -82,6 +82,17 @@ impl Schedule {
         }
     }
 
+    /// Whether `synchronizer` may pass at `now` when an event asks for one
+    /// (a webhook, an edited file): inside its part of the window, or at
+    /// any time without one. Outside, the event is let go: the window's
+    /// first pass reads what changed.
+    pub fn open(&self, synchronizer: &str, now: Timestamp) -> bool {
+        match &self.window {
+            None => true,
+            Some(window) => window.next_open(window.offset(synchronizer), now) == now,
+        }
+    }
+
     /// Whether a pass starting at `now` must read everything: nothing was
     /// ever read in full (`last_full` is `None`), or the last full read
     /// started at least `full_resync_after` ago.
@@ -297,6 +308,17 @@ mod tests {
         let short = Window::new(time(9, 0, 0, 0), time(9, 20, 0, 0), TimeZone::UTC).unwrap();
         assert_eq!(short.spread(), SignedDuration::from_mins(5));
         assert!(short.offset("default/a") < SignedDuration::from_mins(5));
+    }
+
+    #[test]
+    fn an_event_passes_only_while_the_window_is_open() {
+        let schedule = evenings();
+        let offset = schedule.window.as_ref().unwrap().offset("default/a");
+        let opened = berlin("2026-03-03T20:00").checked_add(offset).unwrap();
+        assert!(schedule.open("default/a", opened));
+        assert!(schedule.open("default/a", berlin("2026-03-04T02:59")));
+        assert!(!schedule.open("default/a", berlin("2026-03-04T12:00")));
+        assert!(Schedule::default().open("default/a", berlin("2026-03-04T12:00")));
     }
 
     #[test]
