@@ -124,12 +124,14 @@ async fn run(sync: Arc<Synchronizer>, ctx: &Context) -> Result<Action, Error> {
     if changed {
         engine.restart_if_stopped(&id)?;
     }
-    if let Some(since) = ctx.due.take(&id) {
-        let after_ms = since.elapsed().as_millis() as u64;
-        tracing::info!(after_ms, "passing at once: an event asked for it");
-        ctx.metrics
-            .event_delay
-            .observe(since.elapsed().as_secs_f64());
+    let asked = ctx.due.take(&id);
+    if let Some(since) = asked {
+        let after = since.elapsed();
+        tracing::info!(
+            after_ms = after.as_millis() as u64,
+            "passing at once: an event asked for it"
+        );
+        ctx.metrics.event_delay.observe(after.as_secs_f64());
     }
     let started = jiff::Timestamp::now();
     let outcome = engine.sync_pass(&catalog, &id, started, None).await;
@@ -142,7 +144,9 @@ async fn run(sync: Arc<Synchronizer>, ctx: &Context) -> Result<Action, Error> {
             waiting: Some(_), ..
         }) => {
             // An event's pass still runs once the structure is free.
-            ctx.due.mark([&id]);
+            if asked.is_some() {
+                ctx.due.mark([&id]);
+            }
             return Ok(Action::requeue(BUSY_RETRY));
         }
         Ok(Pass {

@@ -120,11 +120,7 @@ async fn receive<H: Hooks>(
     let signature = header("x-hub-signature");
     let bearer = header("authorization").and_then(|v| v.strip_prefix("Bearer ").map(str::to_owned));
     let identifier = header("x-atlassian-webhook-identifier");
-    let query_token = request.uri().query().and_then(|q| {
-        q.split('&')
-            .find_map(|pair| pair.strip_prefix("token="))
-            .map(str::to_owned)
-    });
+    let query_token = request.uri().query().and_then(webhook::query_token);
     let declared_length = header("content-length").and_then(|v| v.parse::<usize>().ok());
     if declared_length.is_some_and(|n| n > MAX_BODY) {
         return Err(Rejection::TooLarge);

@@ -148,6 +148,37 @@ pub fn authenticate(secret: &[u8], proof: &Proof, body: &[u8]) -> Result<(), Rej
     }
 }
 
+/// The `token` parameter of a query string, percent-decoded (a secret
+/// with `+` or `/` is written `%2B`, `%2F` in a URL).
+pub fn query_token(query: &str) -> Option<String> {
+    let raw = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("token="))?;
+    let bytes = raw.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let byte = raw
+                    .get(i + 1..i + 3)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())?;
+                decoded.push(byte);
+                i += 3;
+            }
+            b'+' => {
+                decoded.push(b' ');
+                i += 1;
+            }
+            b => {
+                decoded.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(decoded).ok()
+}
+
 fn decode_hex(hex: &str) -> Option<Vec<u8>> {
     if !hex.len().is_multiple_of(2) {
         return None;
@@ -317,6 +348,14 @@ mod tests {
             ..Proof::default()
         };
         assert!(authenticate(b"s3cret", &garbled, body).is_err());
+    }
+
+    #[test]
+    fn a_query_token_is_read_percent_decoded() {
+        assert_eq!(query_token("a=1&token=s3cret").as_deref(), Some("s3cret"));
+        assert_eq!(query_token("token=a%2Bb%2Fc").as_deref(), Some("a+b/c"));
+        assert_eq!(query_token("token=a%2"), None);
+        assert_eq!(query_token("tokens=x"), None);
     }
 
     #[test]
