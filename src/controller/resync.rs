@@ -19,7 +19,7 @@ use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 
 use super::conditions::{Health, State};
-use super::context::{Chain, Context, Error};
+use super::context::{Chain, Context, Error, off_the_runtime};
 use crate::engine::{Approval, Credentials, EngineError, Scope};
 use crate::plan::Summary;
 use crate::spec::{
@@ -137,7 +137,7 @@ pub async fn reconcile(resync: Arc<Resync>, ctx: Arc<Context>) -> Result<Action,
     if let Some(person) = &requested_by {
         engine.set_author(person);
     }
-    let run = match engine.plan_to_apply(&catalog, &scope).await {
+    let run = match off_the_runtime(engine.plan_to_apply(&catalog, &scope)) {
         Ok(run) => run,
         Err(e) => return held_back(&ctx, &resync, next, "PlanFailed", &e.to_string()).await,
     };
@@ -188,7 +188,7 @@ pub async fn reconcile(resync: Arc<Resync>, ctx: Arc<Context>) -> Result<Action,
         format!("plan {}: {}", plan.hash, plan.summary),
     )
     .await;
-    match engine.apply(&catalog, run, &approval).await {
+    match off_the_runtime(engine.apply(&catalog, run, &approval)) {
         Ok(_) => {
             drop(engine);
             ctx.metrics.count_operations(&summary);

@@ -17,7 +17,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 
 use super::conditions::{Health, State};
-use super::context::{Chain, Context, Error};
+use super::context::{Chain, Context, Error, off_the_runtime};
 use crate::engine::Pass;
 use crate::plan::{Schedule, visible};
 use crate::spec::{
@@ -134,7 +134,7 @@ async fn run(sync: Arc<Synchronizer>, ctx: &Context) -> Result<Action, Error> {
         ctx.metrics.event_delay.observe(after.as_secs_f64());
     }
     let started = jiff::Timestamp::now();
-    let outcome = engine.sync_pass(&catalog, &id, started, None).await;
+    let outcome = off_the_runtime(engine.sync_pass(&catalog, &id, started, None));
     drop(engine);
     let schedule = &resolved.schedule;
     let now = jiff::Timestamp::now();

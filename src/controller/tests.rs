@@ -2,7 +2,8 @@
 //! pattern, as in controller-rs): each test scripts the exact requests a
 //! reconcile must make — status patches, events, finalizer patches — and
 //! fails on any other. The engine, the SQLite store and the local tracker
-//! behind it are real.
+//! behind it are real. Tests run on a multi-threaded runtime, as the
+//! controller does: its runs leave the runtime with `block_in_place`.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -166,7 +167,7 @@ fn condition<'v>(status: &'v Value, type_: &str) -> &'v Value {
         .unwrap()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_destructive_resync_waits_for_approval_with_its_hash_and_writes_nothing() {
     let world = World::new();
     let resync_object = world.resync(None);
@@ -219,7 +220,7 @@ async fn a_destructive_resync_waits_for_approval_with_its_hash_and_writes_nothin
     assert_eq!(world.issues(), before, "nothing written");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_approved_resync_runs_exactly_that_plan_and_a_stale_approval_is_refused() {
     let world = World::new();
     // First learn the hash, as a reviewer would from the status.
@@ -297,7 +298,7 @@ async fn an_approved_resync_runs_exactly_that_plan_and_a_stale_approval_is_refus
     assert!(ctx.store().resync_done("default/export#").unwrap());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resync_labelled_with_another_structure_than_its_synchronizers_never_runs() {
     let world = World::new();
     let mut resync_object = world.resync(None);
@@ -334,7 +335,7 @@ async fn a_resync_labelled_with_another_structure_than_its_synchronizers_never_r
     assert_eq!(world.issues(), before, "nothing written");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_synchronizer_gets_a_finalizer_then_reports_stopped_while_disabled() {
     let world = World::new();
     let (ctx, mut server) = world.context(&[]);
@@ -367,7 +368,7 @@ async fn a_synchronizer_gets_a_finalizer_then_reports_stopped_while_disabled() {
     assert_eq!(run.await.unwrap().unwrap(), Action::await_change());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_synchronizer_stops_it_then_lets_it_go() {
     let world = World::new();
     let (ctx, mut server) = world.context(&[]);
@@ -403,7 +404,7 @@ async fn deleting_a_synchronizer_stops_it_then_lets_it_go() {
     assert_eq!(run.await.unwrap().unwrap(), Action::await_change());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_structure_with_policy_delete_removes_its_content_from_the_store() {
     let mut world = World::new();
     world.structure.spec.deletion_policy = crate::spec::DeletionPolicy::Delete;
@@ -458,7 +459,7 @@ async fn deleting_a_structure_with_policy_delete_removes_its_content_from_the_st
     assert_eq!((stored.version, stored.forest.walk().len()), (0, 0));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_hash_to_approve_is_the_same_from_files_and_in_the_cluster() {
     let world = World::new();
     let resync_object = world.resync(None);
@@ -504,7 +505,7 @@ async fn the_hash_to_approve_is_the_same_from_files_and_in_the_cluster() {
 
 const TRACKER_STATUS: &str = "/apis/trellis.dev/v1alpha1/namespaces/default/trackers/local/status";
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reachable_tracker_is_connected_and_a_local_one_outside_the_allowed_folder_is_refused() {
     let world = World::new();
     let (ctx, mut server) = world.context(&[]);
@@ -555,7 +556,7 @@ async fn a_reachable_tracker_is_connected_and_a_local_one_outside_the_allowed_fo
     run.await.unwrap().unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_secret_is_sent_to_a_tracker_only_when_labelled_for_it() {
     let mut world = World::new();
     world.tracker = serde_json::from_value(json!({
@@ -608,7 +609,7 @@ async fn a_secret_is_sent_to_a_tracker_only_when_labelled_for_it() {
     run.await.unwrap().unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_enabled_synchronizer_runs_and_reports_its_last_sync() {
     let mut world = World::new();
     world.synchronizer.spec.enabled = true;
@@ -665,7 +666,7 @@ async fn an_enabled_synchronizer_runs_and_reports_its_last_sync() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_makes_a_synchronizer_pass_before_its_interval() {
     use futures::StreamExt;
     let mut world = World::new();
@@ -749,7 +750,7 @@ fn stop_by_the_cycle_guard(world: &World) {
         .unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_synchronizer_the_cycle_guard_stopped_waits_for_a_spec_change() {
     let mut world = World::new();
     world.synchronizer.spec.enabled = true;
@@ -812,7 +813,7 @@ async fn a_synchronizer_the_cycle_guard_stopped_waits_for_a_spec_change() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_structure_a_command_line_run_holds_is_read_only_until_it_lets_go() {
     let mut world = World::new();
     world.structure.metadata.finalizers = Some(vec![structure::FINALIZER.into()]);
@@ -885,7 +886,7 @@ fn a_failed_reconcile_is_labelled_by_what_failed_even_inside_a_finalizer() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_of_different_structures_each_get_an_engine_and_the_rest_wait() {
     let world = World::new();
     let (ctx, _server) = world.context(&[]);
