@@ -337,3 +337,26 @@ fn an_edit_of_the_issues_file_and_a_move_in_the_structure_pass_without_any_deliv
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn a_webhook_without_a_secret_is_refused_with_file_line_and_field() {
+    let ws = Workspace::new();
+    ws.edit(
+        "quickstart/trellis.yaml",
+        "  local:\n    path: issues.yaml\n",
+        "  local:\n    path: issues.yaml\n  webhook:\n    secret: {}\n",
+    );
+    ws.trellis()
+        .args(["validate", "-f", "quickstart"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains(
+            "trellis.yaml:18: spec.webhook.secret: a webhook needs the secret its deliveries prove themselves with",
+        ));
+    // A running sync is refused before it listens: nothing is made.
+    ws.trellis()
+        .args(["run", "-f", "quickstart", "--listen", "127.0.0.1:0"])
+        .assert()
+        .code(2);
+    assert!(!ws.state().exists(), "no store was made");
+}
