@@ -153,7 +153,7 @@ async fn data_center_pages_by_offset_rereading_the_granted_page_size() {
         121usize.div_ceil(DC_PAGE_CAP)
     );
     let state = double.state();
-    let asked: Vec<(u64, u64)> = state
+    let mut asked: Vec<(u64, u64)> = state
         .requests
         .iter()
         .filter(|(r, _)| r.starts_with("POST /rest/api/2/search"))
@@ -165,6 +165,10 @@ async fn data_center_pages_by_offset_rereading_the_granted_page_size() {
             )
         })
         .collect();
+    // The first page says the total and the page size granted; the others
+    // go at once, in any order.
+    assert_eq!(asked[0], (0, 100));
+    asked.sort();
     assert_eq!(asked, [(0, 100), (50, 50), (100, 50)]);
     let fields = state.requests[2].1.as_ref().unwrap()["fields"].clone();
     assert!(
@@ -173,6 +177,30 @@ async fn data_center_pages_by_offset_rereading_the_granted_page_size() {
     );
     drop(state);
     assert!(double.count("GET /rest/api/2/field") == 1);
+    double.assert_conformant();
+}
+
+/// After the first page, Data Center's pages go a few at a time: a slow
+/// server's full read waits for fewer answers in turn.
+#[tokio::test]
+async fn data_center_reads_its_later_pages_a_few_at_a_time() {
+    let double = Double::start(Flavor::DataCenter);
+    for n in 1..=300 {
+        double.add(&format!("PLAT-{n}"), "Story", None, None);
+    }
+    let jira = client(&double, TOKEN);
+    jira.snapshot().await.unwrap();
+    double.state().delay = Duration::from_millis(50);
+    double.state().most_in_flight = 0;
+    let snapshot = jira.snapshot().await.unwrap();
+    assert_eq!(snapshot.len(), 300, "every issue, once");
+    assert_eq!(double.count("POST /rest/api/2/search"), 2 * 6);
+    // Six pages: the first alone, then five, four at a time at most.
+    let most = double.state().most_in_flight;
+    assert!(
+        most > 1 && most <= trellis::tracker::jira::DC_PAGES_AT_ONCE,
+        "{most} pages in flight at once"
+    );
     double.assert_conformant();
 }
 

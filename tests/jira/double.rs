@@ -91,6 +91,11 @@ pub struct State {
     writes_made: usize,
     /// The token is refused (401) once this many writes were made.
     revoked_after: Option<usize>,
+    /// How long each answer takes (a slow server), and the most requests
+    /// seen waiting for an answer at once.
+    pub delay: std::time::Duration,
+    in_flight: usize,
+    pub most_in_flight: usize,
 }
 
 impl State {
@@ -140,6 +145,9 @@ impl Double {
             denied: Vec::new(),
             writes_made: 0,
             revoked_after: None,
+            delay: std::time::Duration::ZERO,
+            in_flight: 0,
+            most_in_flight: 0,
         }));
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
@@ -263,6 +271,22 @@ fn error_body(messages: &[&str]) -> Value {
 }
 
 async fn serve(state: &Arc<Mutex<State>>, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let delay = {
+        let mut state = state.lock().unwrap();
+        state.in_flight += 1;
+        state.most_in_flight = state.most_in_flight.max(state.in_flight);
+        state.delay
+    };
+    tokio::time::sleep(delay).await;
+    let response = answer_request(state, request).await;
+    state.lock().unwrap().in_flight -= 1;
+    response
+}
+
+async fn answer_request(
+    state: &Arc<Mutex<State>>,
+    request: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     let method = request.method().to_string();
     // Jira Cloud through Atlassian's API gateway, as scoped API tokens
     // must be used: the same API under /ex/jira/{cloudId} (the request log
