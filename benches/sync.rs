@@ -22,10 +22,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::{Config, Lcg, generate, key, levels};
+use common::{Config, DECLARATIONS, Lcg, generate, key, levels, write_issues};
 use trellis::engine::{Approval, Engine, Pass, Scope};
 use trellis::model::Issue;
 use trellis::spec::Catalog;
@@ -37,46 +37,6 @@ const TRACKER: &str = "default/issues";
 const STRUCTURE: &str = "default/roadmap";
 const FILTER: &str = "default/top";
 const SUBTASKS: &str = "default/children";
-
-const DECLARATIONS: &str = "\
-apiVersion: trellis.dev/v1alpha1
-kind: Tracker
-metadata: {name: issues}
-spec: {type: local, local: {path: issues.yaml}}
----
-apiVersion: trellis.dev/v1alpha1
-kind: Structure
-metadata: {name: roadmap}
-spec: {trackerRef: {name: issues}}
----
-apiVersion: trellis.dev/v1alpha1
-kind: Synchronizer
-metadata: {name: top}
-spec:
-  structureRef: {name: roadmap}
-  type: filter
-  directions: [into]
-  filter: {query: project = PLAT and parent is empty, remove: true}
----
-apiVersion: trellis.dev/v1alpha1
-kind: Synchronizer
-metadata: {name: children}
-spec:
-  structureRef: {name: roadmap}
-  type: subtasks
-  directions: [into, from]
-";
-
-#[derive(serde::Serialize)]
-struct IssuesFile<'a> {
-    issues: &'a [Issue],
-}
-
-fn write_issues(path: &Path, issues: &[Issue]) -> usize {
-    let text = serde_saphyr::to_string(&IssuesFile { issues }).expect("issues serialize");
-    std::fs::write(path, &text).expect("the issues file is written");
-    text.len()
-}
 
 /// The current time in whole seconds, as trackers show it.
 fn now() -> jiff::Timestamp {

@@ -171,3 +171,47 @@ pub fn generate(n: usize) -> Vec<Issue> {
     }
     issues
 }
+
+/// A local tracker (issues.yaml beside the declarations), one structure, a
+/// filter placing the top level and a two-way subtasks synchronizer: what
+/// the sync and UI benchmarks run.
+pub const DECLARATIONS: &str = "\
+apiVersion: trellis.dev/v1alpha1
+kind: Tracker
+metadata: {name: issues}
+spec: {type: local, local: {path: issues.yaml}}
+---
+apiVersion: trellis.dev/v1alpha1
+kind: Structure
+metadata: {name: roadmap}
+spec: {trackerRef: {name: issues}}
+---
+apiVersion: trellis.dev/v1alpha1
+kind: Synchronizer
+metadata: {name: top}
+spec:
+  structureRef: {name: roadmap}
+  type: filter
+  directions: [into]
+  filter: {query: project = PLAT and parent is empty, remove: true}
+---
+apiVersion: trellis.dev/v1alpha1
+kind: Synchronizer
+metadata: {name: children}
+spec:
+  structureRef: {name: roadmap}
+  type: subtasks
+  directions: [into, from]
+";
+
+#[derive(serde::Serialize)]
+struct IssuesFile<'a> {
+    issues: &'a [Issue],
+}
+
+/// Writes `issues` as a local tracker's file; returns its size in bytes.
+pub fn write_issues(path: &std::path::Path, issues: &[Issue]) -> usize {
+    let text = serde_saphyr::to_string(&IssuesFile { issues }).expect("issues serialize");
+    std::fs::write(path, &text).expect("the issues file is written");
+    text.len()
+}

@@ -341,6 +341,22 @@ enum Command {
         #[arg(short, long, value_enum, default_value_t = OutputFormat::Text)]
         output: OutputFormat,
     },
+    /// Serve the web UI (overview, structures, plans, jobs, history) on
+    /// this machine, acting as you: moves and approvals are journaled with
+    /// you as the author, as at the command line.
+    Ui {
+        #[command(flatten)]
+        files: OptionalFiles,
+        /// Where to serve it (port 0: any free port). It has no login: keep
+        /// it on a loopback address.
+        #[arg(
+            long,
+            env = "TRELLIS_UI_LISTEN",
+            default_value = "127.0.0.1:8090",
+            value_name = "ADDRESS"
+        )]
+        listen: std::net::SocketAddr,
+    },
     /// Print the CustomResourceDefinitions (as committed in crds/).
     Crds,
 }
@@ -405,7 +421,7 @@ pub fn main() -> ExitCode {
     // planning is CPU work), and a running sync's receiver answers while a
     // round passes; any other command runs one thing, on one thread.
     let runtime = match &cli.command {
-        Command::Controller(_) | Command::Sync { once: false, .. } => {
+        Command::Controller(_) | Command::Sync { once: false, .. } | Command::Ui { .. } => {
             tokio::runtime::Builder::new_multi_thread()
         }
         _ => tokio::runtime::Builder::new_current_thread(),
@@ -573,7 +589,32 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             top: _,
             after,
         } => move_row(state, &structure, &key, under.as_deref(), after.as_deref()),
+        Command::Ui { files, listen } => ui(cli.state, files.files, listen).await,
     }
+}
+
+/// `trellis ui`: checks the declarations and the store first, then serves
+/// until interrupted.
+async fn ui(
+    state: PathBuf,
+    files: Vec<PathBuf>,
+    listen: std::net::SocketAddr,
+) -> anyhow::Result<ExitCode> {
+    let store = SqliteStore::open_read_only(&state)?;
+    catalog_or_remembered(&store, &files)?;
+    drop(store);
+    let listener = crate::web::bind(listen).await?;
+    let author = author();
+    outln!(
+        "serving the Trellis UI on http://{}/ as {author} (Ctrl-C stops it)",
+        listener.local_addr()?
+    );
+    let ui = std::sync::Arc::new(crate::web::Ui::new(state, files, author)?);
+    crate::web::serve(listener, ui, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn controller(state: PathBuf, args: ControllerArgs) -> anyhow::Result<ExitCode> {

@@ -145,16 +145,6 @@ pub struct Context {
     pub last_events: Mutex<HashMap<String, EventStatus>>,
 }
 
-/// Runs an engine's run (`sync_pass`, `plan_to_apply`, `apply`: SQLite
-/// and planning work that blocks between its tracker calls) so that it
-/// holds up none of the runtime's other tasks: the watches, the Lease, the
-/// probes and the webhook receiver go on answering while structures pass
-/// on every core (`block_in_place` hands this worker's queue to another
-/// thread first).
-pub fn off_the_runtime<F: std::future::Future>(run: F) -> F::Output {
-    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(run))
-}
-
 /// One key of a Secret's data, trimmed.
 fn value_of(data: &BTreeMap<String, ByteString>, key: &str) -> Result<String, String> {
     match data.get(key) {

@@ -1,14 +1,12 @@
 //! `/metrics`, `/healthz` (the process answers) and `/readyz` (every
 //! watch has listed its objects once), on one small HTTP/1 server.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::{Response, StatusCode};
-use hyper_util::rt::TokioIo;
 
 use super::metrics::Metrics;
 use super::readiness::Readiness;
@@ -21,26 +19,12 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(address).await?;
     tracing::info!(%address, "serving /metrics, /healthz and /readyz");
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, _) = tokio::select! {
-            accepted = listener.accept() => accepted?,
-            () = &mut shutdown => return Ok(()),
-        };
-        let metrics = metrics.clone();
-        let ready = ready.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request| {
-                let answer = answer(request.uri().path(), &metrics, &ready);
-                async move { Ok::<_, Infallible>(answer) }
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "metrics connection ended");
-            }
-        });
-    }
+    let answer = move |request: hyper::Request<hyper::body::Incoming>| {
+        let reply = answer(request.uri().path(), &metrics, &ready);
+        async move { reply }
+    };
+    crate::serve::http1(listener, "metrics", Arc::new(answer), shutdown).await?;
+    Ok(())
 }
 
 fn answer(path: &str, metrics: &Metrics, ready: &Readiness) -> Response<Full<Bytes>> {

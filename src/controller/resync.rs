@@ -19,7 +19,8 @@ use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 
 use super::conditions::{Health, State};
-use super::context::{Chain, Context, Error, off_the_runtime};
+use super::context::{Chain, Context, Error};
+use crate::engine::off_the_runtime;
 use crate::engine::{Approval, Credentials, EngineError, Scope};
 use crate::plan::Summary;
 use crate::spec::{

@@ -17,8 +17,9 @@ use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 
 use super::conditions::{Health, State};
-use super::context::{Chain, Context, Error, off_the_runtime};
+use super::context::{Chain, Context, Error};
 use crate::engine::Pass;
+use crate::engine::off_the_runtime;
 use crate::plan::{Schedule, visible};
 use crate::spec::{
     IssueError, PlanStatus, Synchronizer, SynchronizerPhase as Phase, SynchronizerStatus,

@@ -15,6 +15,7 @@ mod approval;
 mod connect;
 mod held;
 mod history;
+mod overview;
 mod pass;
 mod plan_file;
 mod remember;
@@ -40,10 +41,21 @@ use connect::Trackers;
 pub use connect::{Credentials, PersonalKey, webhook_secret};
 pub use held::Releases;
 pub use history::{HistoryEntry, history};
+pub use overview::{SyncOverview, overview};
 pub use pass::{Pass, Timings};
 pub use plan_file::{Base, PlanFile};
 pub use remember::{Section, remembered, structure_view};
 pub use units::{Scope, UnitSource, needs};
+
+/// Runs an engine's run (`sync_pass`, `plan_to_apply`, `apply`: SQLite
+/// and planning work that blocks between its tracker calls) on a
+/// multi-threaded runtime so that it holds up none of the runtime's other
+/// tasks: the controller's watches, Lease, probes and webhook receiver, or
+/// the web UI's other requests, go on while it runs (`block_in_place`
+/// hands this worker's queue to another thread first).
+pub fn off_the_runtime<F: std::future::Future>(run: F) -> F::Output {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(run))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {

@@ -435,6 +435,9 @@ pub trait Store {
     /// The rows directly under `parent` (the top level for `None`), in order.
     fn children(&self, structure: &str, parent: Option<RowId>) -> Result<Vec<Row>, StoreError>;
 
+    /// How many rows are directly under `row` (the web UI's expand mark).
+    fn child_count(&self, structure: &str, row: RowId) -> Result<usize, StoreError>;
+
     /// Writes one apply; returns the new structure version.
     fn commit(&mut self, commit: &Commit) -> Result<u64, StoreError>;
 
@@ -451,6 +454,9 @@ pub trait Store {
 
     /// The most recent job of each synchronizer.
     fn last_jobs(&self) -> Result<Vec<JobRecord>, StoreError>;
+
+    /// The `limit` most recent jobs of every structure, newest first.
+    fn recent_jobs(&self, limit: usize) -> Result<Vec<JobRecord>, StoreError>;
 
     /// Whether a Resync declaration has already been carried out.
     fn resync_done(&self, resync: &str) -> Result<bool, StoreError>;
@@ -484,6 +490,15 @@ pub trait Store {
 
     /// The mirror's issues of these keys (those it has), in no set order.
     fn mirror_issues_of(&self, tracker: &str, keys: &[&str]) -> Result<Vec<Issue>, StoreError>;
+
+    /// At most `limit` mirrored issues of `tracker` whose key is `text` or
+    /// whose summary contains it (ignoring ASCII case), in tracker order.
+    fn search_mirror(
+        &self,
+        tracker: &str,
+        text: &str,
+        limit: usize,
+    ) -> Result<Vec<Issue>, StoreError>;
 
     /// Stores a read of the tracker and the watermark after it; returns the
     /// mirror's new `seq`. Rows whose content did not change keep theirs.

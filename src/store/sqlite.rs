@@ -524,6 +524,13 @@ impl Store for SqliteStore {
         rows::children(&self.connection(), structure, parent).map_err(|e| self.error(e))
     }
 
+    fn child_count(&self, structure: &str, row: RowId) -> Result<usize, StoreError> {
+        self.connection()
+            .prepare_cached("SELECT count(*) FROM rows WHERE structure = ? AND parent = ?")
+            .and_then(|mut s| s.query_row(params![structure, row], |r| r.get(0)))
+            .map_err(|e| self.error(e))
+    }
+
     fn delete_structure(
         &mut self,
         structure: &str,
@@ -722,6 +729,18 @@ impl Store for SqliteStore {
         Ok(jobs)
     }
 
+    fn recent_jobs(&self, limit: usize) -> Result<Vec<JobRecord>, StoreError> {
+        let connection = self.connection();
+        let mut statement = connection
+            .prepare("SELECT * FROM jobs ORDER BY id DESC LIMIT ?")
+            .map_err(|e| self.error(e))?;
+        let jobs = statement
+            .query_map([limit], job_from_row)
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| self.error(e))?;
+        Ok(jobs)
+    }
+
     fn resync_done(&self, resync: &str) -> Result<bool, StoreError> {
         self.connection()
             .query_row(
@@ -851,6 +870,38 @@ impl Store for SqliteStore {
             }
         }
         Ok(issues)
+    }
+
+    fn search_mirror(
+        &self,
+        tracker: &str,
+        text: &str,
+        limit: usize,
+    ) -> Result<Vec<Issue>, StoreError> {
+        // LIKE's wildcards in the text are matched as themselves.
+        let escaped = text
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        let connection = self.connection();
+        let mut statement = connection
+            .prepare_cached(
+                "SELECT issue FROM mirror WHERE tracker = ?1 AND issue IS NOT NULL
+                   AND (key = ?2 COLLATE NOCASE
+                        OR json_extract(issue, '$.summary') LIKE '%' || ?3 || '%' ESCAPE '\\')
+                 ORDER BY ord LIMIT ?4",
+            )
+            .map_err(|e| self.error(e))?;
+        let issues = statement
+            .query_map(params![tracker, text, escaped, limit], |r| {
+                r.get::<_, String>(0)
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| self.error(e))?;
+        issues
+            .into_iter()
+            .map(|issue| json(issue).map_err(|e| self.error(e)))
+            .collect()
     }
 
     fn refresh_mirror(

@@ -3,7 +3,6 @@
 //! delivery ([`super::webhook`]), marks the synchronizers it concerns due
 //! and answers `202 Accepted` at once: it never waits for a pass.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -11,7 +10,6 @@ use std::sync::{Arc, Mutex};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use serde::Serialize;
 
 use super::webhook::{self, MAX_BODY, Proof, Rejection, Replays, Route};
@@ -46,27 +44,12 @@ pub async fn serve<H: Hooks>(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let replays = Arc::new(Mutex::new(Replays::default()));
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, _) = tokio::select! {
-            accepted = listener.accept() => accepted?,
-            () = &mut shutdown => return Ok(()),
-        };
+    let answer = move |request| {
         let hooks = hooks.clone();
         let replays = replays.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request| {
-                let hooks = hooks.clone();
-                let replays = replays.clone();
-                async move { Ok::<_, Infallible>(answer(request, &*hooks, &replays).await) }
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "webhook connection ended");
-            }
-        });
-    }
+        async move { answer(request, &*hooks, &replays).await }
+    };
+    crate::serve::http1(listener, "webhook", Arc::new(answer), shutdown).await
 }
 
 /// Binds `address` (port 0: any free port) and says where it listens.

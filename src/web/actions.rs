@@ -1,0 +1,152 @@
+//! The actions (POST, CSRF token checked before any of them): moving a
+//! row, approving and applying a plan, planning and applying an undo,
+//! releasing held issues and restarting a stopped synchronizer. Each asks
+//! the engine, which decides as it does for the command line; a refusal is
+//! an error page and changes nothing.
+
+use super::html::{page, url};
+use super::pages::plan_section;
+use super::{Asked, Reply, Ui, WebError};
+use crate::engine::{Approval, Engine, Scope};
+use crate::plan::decide::Release;
+use crate::spec::Kind;
+use crate::store::SqliteStore;
+
+pub(super) async fn act(segments: &[&str], asked: &Asked, ui: &Ui) -> Result<Reply, WebError> {
+    match segments {
+        ["structures", ns, name, "move"] => move_row(&format!("{ns}/{name}"), asked, ui),
+        ["synchronizers", ns, name, "release"] => release(&format!("{ns}/{name}"), asked, ui),
+        ["apply"] => apply(asked, ui).await,
+        ["undo"] => plan_undo(asked, ui).await,
+        ["undo", "apply"] => apply_undo(asked, ui).await,
+        _ => Err(WebError::not_found("there is no such action")),
+    }
+}
+
+fn required<'a>(asked: &'a Asked, field: &str, what: &str) -> Result<&'a str, WebError> {
+    asked.field(field).ok_or_else(|| {
+        WebError::new(
+            hyper::StatusCode::BAD_REQUEST,
+            format!("the form has no {field}: {what}"),
+        )
+    })
+}
+
+fn writer(ui: &Ui) -> Result<Engine<SqliteStore>, WebError> {
+    Ok(Engine::new(
+        SqliteStore::open(&ui.state)?,
+        ui.author.clone(),
+    ))
+}
+
+/// `trellis move`, by form or by drag: journaled with the UI's person.
+fn move_row(id: &str, asked: &Asked, ui: &Ui) -> Result<Reply, WebError> {
+    let key = required(asked, "key", "the row to move")?;
+    let mut engine = writer(ui)?;
+    let catalog = ui.catalog(engine.store())?;
+    let id = catalog.resolve(Kind::Structure, id)?;
+    let version = engine.move_row(&id, key, asked.field("under"), asked.field("after"))?;
+    tracing::info!(structure = %id, key, version, author = %ui.author, "row moved in the UI");
+    // Back to the page the move was made on, and to the row.
+    let back = asked
+        .field("back")
+        .filter(|b| b.starts_with(&format!("/structures/{id}?")))
+        .map_or_else(|| format!("/structures/{id}"), str::to_owned);
+    Ok(Reply::Redirect(format!("{back}#moved-{}", url(key))))
+}
+
+/// Retry, skip or keep the structure's side of a held issue, or restart a
+/// synchronizer the cycle guard stopped: the next pass acts on it.
+fn release(id: &str, asked: &Asked, ui: &Ui) -> Result<Reply, WebError> {
+    let mut engine = writer(ui)?;
+    let catalog = ui.catalog(engine.store())?;
+    let id = catalog.resolve(Kind::Synchronizer, id)?;
+    let action = required(asked, "action", "retry, skip, keep-structure or restart")?;
+    let releases = match action {
+        "restart" => engine.check_releases(&id, Vec::new(), true)?,
+        _ => {
+            let release = match action {
+                "retry" => Some(Release::Retry),
+                "keep-structure" => Some(Release::KeepStructure),
+                "skip" => None,
+                other => {
+                    return Err(WebError::new(
+                        hyper::StatusCode::BAD_REQUEST,
+                        format!("{other} is not an action: retry, skip, keep-structure or restart"),
+                    ));
+                }
+            };
+            let key = required(asked, "key", "the held issue")?;
+            engine.check_releases(&id, vec![(key.to_owned(), release)], false)?
+        }
+    };
+    engine.release(releases)?;
+    Ok(Reply::Redirect(format!("/synchronizers/{id}")))
+}
+
+/// Applies one of the plans page's runs, only if it is still exactly the
+/// plan the person approved (its hash): a stale approval is refused.
+async fn apply(asked: &Asked, ui: &Ui) -> Result<Reply, WebError> {
+    let hash = required(asked, "hash", "the plan's hash")?;
+    let mut engine = writer(ui)?;
+    let catalog = ui.catalog(engine.store())?;
+    let scope = match asked.field("run") {
+        Some(resync) => Scope::of_resync(&catalog, resync)?,
+        None => Scope::Apply,
+    };
+    let run = engine.plan_to_apply(&catalog, &scope).await?;
+    let applied = engine
+        .apply(&catalog, run, &Approval::given(Some(hash)))
+        .await?;
+    engine.remember(&catalog)?;
+    tracing::info!(hash, structures = applied.structures.len(), author = %ui.author, "plan applied in the UI");
+    Ok(Reply::Redirect("/jobs".to_owned()))
+}
+
+/// Plans the reverse of a job and shows it, with a button approving it.
+async fn plan_undo(asked: &Asked, ui: &Ui) -> Result<Reply, WebError> {
+    let job = job_number(asked)?;
+    let store = ui.reader()?;
+    let catalog = ui.catalog(&store)?;
+    let engine = Engine::new(store, ui.author.clone());
+    let scope = engine.undo_scope(job)?;
+    let run = engine.plan(&catalog, &scope).await?;
+    let job_field = job.to_string();
+    let body = plan_section(
+        &format!("Undo of job {job}"),
+        &run,
+        "/undo/apply",
+        &[("job", &job_field)],
+        ui,
+    );
+    Ok(Reply::Html(page(
+        &format!("Undo job {job}"),
+        &ui.author,
+        &ui.csrf,
+        &body,
+    )))
+}
+
+async fn apply_undo(asked: &Asked, ui: &Ui) -> Result<Reply, WebError> {
+    let job = job_number(asked)?;
+    let hash = required(asked, "hash", "the plan's hash")?;
+    let mut engine = writer(ui)?;
+    let catalog = ui.catalog(engine.store())?;
+    let scope = engine.undo_scope(job)?;
+    let run = engine.plan_to_apply(&catalog, &scope).await?;
+    engine
+        .apply(&catalog, run, &Approval::given(Some(hash)))
+        .await?;
+    engine.remember(&catalog)?;
+    Ok(Reply::Redirect("/jobs".to_owned()))
+}
+
+fn job_number(asked: &Asked) -> Result<u64, WebError> {
+    let job = required(asked, "job", "the job to undo")?;
+    job.parse().map_err(|_| {
+        WebError::new(
+            hyper::StatusCode::BAD_REQUEST,
+            format!("{job} is not a job number"),
+        )
+    })
+}
