@@ -98,7 +98,7 @@ fn main() {
     drop(engine);
 
     let ui =
-        trellis::web::Ui::new(state.clone(), vec![declarations], "bench".into()).expect("the UI");
+        trellis::web::Ui::local(state.clone(), vec![declarations], "bench".into()).expect("the UI");
     let listener = runtime
         .block_on(trellis::web::bind(
             "127.0.0.1:0".parse().expect("an address"),

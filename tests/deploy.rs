@@ -88,6 +88,14 @@ fn the_controller_may_make_every_call_it_makes_and_no_more() {
         "only the Secrets trackers name"
     );
     assert!(allows(role, "events.k8s.io", "events", "create"));
+    // The UI asks who a token is and what its owner may do, and no more.
+    let delegator = find(
+        &docs,
+        "ClusterRoleBinding",
+        "trellis-controller-auth-delegator",
+    );
+    assert_eq!(delegator["roleRef"]["name"], "system:auth-delegator");
+    assert_eq!(delegator["subjects"][0]["name"], "trellis-controller");
     let lease = find(&docs, "Role", "trellis-leader-election");
     assert_eq!(lease["metadata"]["namespace"], "trellis-system");
     // kube-leader-election reads, creates and replaces the Lease.
@@ -205,4 +213,9 @@ fn the_deployment_runs_the_controller_with_its_store_and_probes() {
     assert!(!args.iter().any(|a| a.starts_with("--webhook-listen")));
     let env = container["env"].as_array().unwrap();
     assert!(!env.iter().any(|e| e["name"] == "TRELLIS_WEBHOOK_LISTEN"));
+    // So has the web UI, and it is off until asked for too.
+    assert_eq!(container["ports"][2]["name"], "ui");
+    let ui = find(&docs, "Service", "trellis-ui");
+    assert_eq!(ui["spec"]["ports"][0]["targetPort"], "ui");
+    assert!(!env.iter().any(|e| e["name"] == "TRELLIS_UI_LISTEN"));
 }

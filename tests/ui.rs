@@ -284,3 +284,190 @@ async fn tracker_text_is_escaped_and_pages_allow_only_their_own_script() {
     assert!(found.contains("PLAT-4"), "{found}");
     assert!(found.contains("at depth 3"), "{found}");
 }
+
+/// The cluster as the controller's UI sees it, with three people: vera
+/// may view the roadmap, ed may also edit it, and nobody else is known.
+struct FakeCluster {
+    catalog: std::sync::Arc<trellis::spec::Catalog>,
+}
+
+impl trellis::web::Cluster for FakeCluster {
+    fn catalog(&self) -> std::sync::Arc<trellis::spec::Catalog> {
+        self.catalog.clone()
+    }
+
+    fn person<'a>(
+        &'a self,
+        token: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<trellis::web::Person, String>> {
+        let name = match token {
+            "vera-token" => Ok("vera"),
+            "ed-token" => Ok("ed"),
+            _ => Err("the cluster does not know this token".to_owned()),
+        };
+        Box::pin(async move {
+            Ok(trellis::web::Person {
+                name: name?.to_owned(),
+                token: Some(token.to_owned()),
+                ..Default::default()
+            })
+        })
+    }
+
+    fn may<'a>(
+        &'a self,
+        person: &'a trellis::web::Person,
+        verb: trellis::web::Verb,
+        structure: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<bool, String>> {
+        use trellis::web::Verb;
+        let allowed = structure == "default/roadmap"
+            && match person.name.as_str() {
+                "vera" => verb == Verb::View,
+                "ed" => verb != Verb::Control,
+                _ => false,
+            };
+        Box::pin(async move { Ok(allowed) })
+    }
+
+    fn approve<'a>(
+        &'a self,
+        _: &'a trellis::web::Person,
+        _: trellis::web::Holder,
+        _: &'a str,
+        _: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<(), String>> {
+        Box::pin(async { Err("not in this test".to_owned()) })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn in_a_cluster_people_sign_in_and_see_and_do_only_what_the_cluster_lets_them() {
+    let ws = Workspace::new();
+    ws.apply();
+    let catalog = trellis::spec::Catalog::load(&[ws.path("quickstart")]).unwrap();
+    let cluster = FakeCluster {
+        catalog: std::sync::Arc::new(catalog),
+    };
+    let ui = trellis::web::Ui::in_cluster(ws.state(), std::sync::Arc::new(cluster)).unwrap();
+    let listener = trellis::web::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(trellis::web::serve(
+        listener,
+        std::sync::Arc::new(ui),
+        std::future::pending(),
+    ));
+    let http = client();
+    let get = |path: &str, token: Option<&str>| {
+        let mut request = http.get(format!("{url}{path}"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    // Without a token: nothing but the sign-in page.
+    let answer = get("/", None).await.unwrap();
+    assert_eq!(answer.status(), 303);
+    assert!(
+        answer.headers()["location"]
+            .to_str()
+            .unwrap()
+            .starts_with("/login")
+    );
+    let answer = get("/structures/default/roadmap", None).await.unwrap();
+    assert_eq!(answer.status(), 303);
+    let login = get("/login", None).await.unwrap().text().await.unwrap();
+    assert!(login.contains(r#"name="token""#));
+    assert!(!login.contains("PLAT-"));
+    // vera sees the roadmap's synchronizers and its tree.
+    let overview = get("/", Some("vera-token"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(overview.matches("<tr data-synchronizer").count(), 3);
+    assert!(overview.contains("signed in as vera"));
+    let answer = get("/structures/default/roadmap", Some("vera-token"))
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    // She may not move a row; ed may, and the journal names him.
+    let token = {
+        let at = overview.find(r#"name="csrf-token" content=""#).unwrap() + 27;
+        overview[at..at + 48].to_owned()
+    };
+    let version = || ws.store().structure_version("default/roadmap").unwrap();
+    let before = version();
+    let moving = [
+        ("csrf", token.as_str()),
+        ("key", "PLAT-15"),
+        ("under", "PLAT-1"),
+    ];
+    let post = |path: &str, who: &str, form: &[(&str, &str)]| {
+        http.post(format!("{url}{path}"))
+            .bearer_auth(who)
+            .form(form)
+            .send()
+    };
+    let answer = post("/structures/default/roadmap/move", "vera-token", &moving)
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 403);
+    assert!(
+        answer
+            .text()
+            .await
+            .unwrap()
+            .contains("vera may not edit structures/roadmap")
+    );
+    assert_eq!(version(), before);
+    let answer = post("/structures/default/roadmap/move", "ed-token", &moving)
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 303);
+    assert_eq!(version(), before + 1);
+    let history = ws
+        .trellis()
+        .args(["history", "roadmap", "-o", "json"])
+        .output()
+        .unwrap();
+    let entries: Vec<serde_json::Value> = serde_json::from_slice(&history.stdout).unwrap();
+    assert_eq!(entries.last().unwrap()["author"], "ed");
+    // Applying and undoing are the controller's Resyncs' work here.
+    let answer = post(
+        "/apply",
+        "ed-token",
+        &[("csrf", &token), ("hash", "0123456789abcdef")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status(), 404);
+    // A token the cluster does not know signs nobody in; a known one is
+    // kept in a cookie scripts cannot read.
+    let sign_in = |with: &'static str| {
+        http.post(format!("{url}/login"))
+            .form(&[("csrf", token.as_str()), ("token", with)])
+            .send()
+    };
+    assert_eq!(sign_in("stolen").await.unwrap().status(), 401);
+    let answer = sign_in("ed-token").await.unwrap();
+    assert_eq!(answer.status(), 303);
+    let cookie = answer.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let page = http
+        .get(format!("{url}/"))
+        .header("cookie", cookie.split(';').next().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("signed in as ed"));
+}

@@ -128,6 +128,11 @@ struct ControllerArgs {
     /// /hooks/synchronizers/NAMESPACE/NAME.
     #[arg(long, env = "TRELLIS_WEBHOOK_LISTEN", value_name = "ADDRESS")]
     webhook_listen: Option<std::net::SocketAddr>,
+    /// Serve the web UI on this address (e.g. 0.0.0.0:8082; off unless
+    /// given). People sign in with their own Kubernetes token; what they
+    /// see and do is what the cluster lets them (view, edit, control).
+    #[arg(long, env = "TRELLIS_UI_LISTEN", value_name = "ADDRESS")]
+    ui_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -609,7 +614,7 @@ async fn ui(
         "serving the Trellis UI on http://{}/ as {author} (Ctrl-C stops it)",
         listener.local_addr()?
     );
-    let ui = std::sync::Arc::new(crate::web::Ui::new(state, files, author)?);
+    let ui = std::sync::Arc::new(crate::web::Ui::local(state, files, author)?);
     crate::web::serve(listener, ui, async {
         let _ = tokio::signal::ctrl_c().await;
     })
@@ -631,6 +636,7 @@ async fn controller(state: PathBuf, args: ControllerArgs) -> anyhow::Result<Exit
         local_trackers: args.local_trackers,
         workers: args.workers.into(),
         webhook_listen: args.webhook_listen,
+        ui_listen: args.ui_listen,
     })
     .await?;
     Ok(ExitCode::SUCCESS)

@@ -18,6 +18,7 @@ mod resync;
 mod structure;
 mod synchronizer;
 mod tracker;
+mod ui;
 mod webhooks;
 
 use std::net::SocketAddr;
@@ -55,6 +56,8 @@ pub struct Settings {
     pub workers: usize,
     /// Where webhooks are received (none: not at all).
     pub webhook_listen: Option<SocketAddr>,
+    /// Serve the web UI here (off unless given).
+    pub ui_listen: Option<SocketAddr>,
 }
 
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
@@ -154,6 +157,20 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             None => Ok(()),
         }
     };
+    let pages = async {
+        match settings.ui_listen {
+            Some(address) => {
+                ui::serve(
+                    address,
+                    settings.state.clone(),
+                    ctx.clone(),
+                    on(&rest_stopping),
+                )
+                .await
+            }
+            None => Ok(()),
+        }
+    };
     let controllers = async {
         futures::future::join4(
             drive(
@@ -188,8 +205,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .await;
         let _ = stop_rest.send(true);
     };
-    let (_, served, received, ()) = tokio::join!(leader, server, receiver, controllers);
-    served.and(received)
+    let (_, served, received, paged, ()) =
+        tokio::join!(leader, server, receiver, pages, controllers);
+    served.and(received).and(paged)
 }
 
 /// The four kinds, as the readiness and metrics name them.

@@ -4,21 +4,34 @@
 //! the engine, which decides as it does for the command line; a refusal is
 //! an error page and changes nothing.
 
-use super::html::{page, url};
+use super::html::url;
 use super::pages::plan_section;
-use super::{Asked, Reply, Ui, WebError};
+use super::{Asked, Holder, Person, Reply, Ui, Verb, WebError};
 use crate::engine::{Approval, Engine, Scope};
 use crate::plan::decide::Release;
 use crate::spec::Kind;
 use crate::store::SqliteStore;
 
-pub(super) async fn act(segments: &[&str], asked: &Asked, ui: &Ui) -> Result<Reply, WebError> {
+pub(super) async fn act(
+    segments: &[&str],
+    asked: &Asked,
+    ui: &Ui,
+    person: &Person,
+) -> Result<Reply, WebError> {
+    let local = ui.cluster().is_none();
     match segments {
-        ["structures", ns, name, "move"] => move_row(&format!("{ns}/{name}"), asked, ui),
-        ["synchronizers", ns, name, "release"] => release(&format!("{ns}/{name}"), asked, ui),
-        ["apply"] => apply(asked, ui).await,
-        ["undo"] => plan_undo(asked, ui).await,
-        ["undo", "apply"] => apply_undo(asked, ui).await,
+        ["structures", ns, name, "move"] => {
+            move_row(&format!("{ns}/{name}"), asked, ui, person).await
+        }
+        ["synchronizers", ns, name, "release"] => {
+            release(&format!("{ns}/{name}"), asked, ui, person).await
+        }
+        ["approve"] if !local => approve(asked, ui, person).await,
+        // Applying and undoing read the trackers with the command line's
+        // keys; in a cluster a Resync does that, approved above.
+        ["apply"] if local => apply(asked, ui, person).await,
+        ["undo"] if local => plan_undo(asked, ui, person).await,
+        ["undo", "apply"] if local => apply_undo(asked, ui, person).await,
         _ => Err(WebError::not_found("there is no such action")),
     }
 }
@@ -32,21 +45,22 @@ fn required<'a>(asked: &'a Asked, field: &str, what: &str) -> Result<&'a str, We
     })
 }
 
-fn writer(ui: &Ui) -> Result<Engine<SqliteStore>, WebError> {
+/// An engine on the store that journals `person` as the author.
+fn writer(ui: &Ui, person: &Person) -> Result<Engine<SqliteStore>, WebError> {
     Ok(Engine::new(
         SqliteStore::open(&ui.state)?,
-        ui.author.clone(),
+        person.name.clone(),
     ))
 }
 
-/// `trellis move`, by form or by drag: journaled with the UI's person.
-fn move_row(id: &str, asked: &Asked, ui: &Ui) -> Result<Reply, WebError> {
+async fn move_row(id: &str, asked: &Asked, ui: &Ui, person: &Person) -> Result<Reply, WebError> {
     let key = required(asked, "key", "the row to move")?;
-    let mut engine = writer(ui)?;
+    let mut engine = writer(ui, person)?;
     let catalog = ui.catalog(engine.store())?;
     let id = catalog.resolve(Kind::Structure, id)?;
+    ui.allow(person, Verb::Edit, &id).await?;
     let version = engine.move_row(&id, key, asked.field("under"), asked.field("after"))?;
-    tracing::info!(structure = %id, key, version, author = %ui.author, "row moved in the UI");
+    tracing::info!(structure = %id, key, version, author = %person.name, "row moved in the UI");
     // Back to the page the move was made on, and to the row.
     let back = asked
         .field("back")
@@ -57,10 +71,15 @@ fn move_row(id: &str, asked: &Asked, ui: &Ui) -> Result<Reply, WebError> {
 
 /// Retry, skip or keep the structure's side of a held issue, or restart a
 /// synchronizer the cycle guard stopped: the next pass acts on it.
-fn release(id: &str, asked: &Asked, ui: &Ui) -> Result<Reply, WebError> {
-    let mut engine = writer(ui)?;
+async fn release(id: &str, asked: &Asked, ui: &Ui, person: &Person) -> Result<Reply, WebError> {
+    let mut engine = writer(ui, person)?;
     let catalog = ui.catalog(engine.store())?;
     let id = catalog.resolve(Kind::Synchronizer, id)?;
+    let structure = catalog
+        .resolved_synchronizer(&id)
+        .map(|r| r.structure.clone())
+        .unwrap_or_default();
+    ui.allow(person, Verb::Control, &structure).await?;
     let action = required(asked, "action", "retry, skip, keep-structure or restart")?;
     let releases = match action {
         "restart" => engine.check_releases(&id, Vec::new(), true)?,
@@ -86,9 +105,9 @@ fn release(id: &str, asked: &Asked, ui: &Ui) -> Result<Reply, WebError> {
 
 /// Applies one of the plans page's runs, only if it is still exactly the
 /// plan the person approved (its hash): a stale approval is refused.
-async fn apply(asked: &Asked, ui: &Ui) -> Result<Reply, WebError> {
+async fn apply(asked: &Asked, ui: &Ui, person: &Person) -> Result<Reply, WebError> {
     let hash = required(asked, "hash", "the plan's hash")?;
-    let mut engine = writer(ui)?;
+    let mut engine = writer(ui, person)?;
     let catalog = ui.catalog(engine.store())?;
     let scope = match asked.field("run") {
         Some(resync) => Scope::of_resync(&catalog, resync)?,
@@ -99,16 +118,16 @@ async fn apply(asked: &Asked, ui: &Ui) -> Result<Reply, WebError> {
         .apply(&catalog, run, &Approval::given(Some(hash)))
         .await?;
     engine.remember(&catalog)?;
-    tracing::info!(hash, structures = applied.structures.len(), author = %ui.author, "plan applied in the UI");
+    tracing::info!(hash, structures = applied.structures.len(), author = %person.name, "plan applied in the UI");
     Ok(Reply::Redirect("/jobs".to_owned()))
 }
 
 /// Plans the reverse of a job and shows it, with a button approving it.
-async fn plan_undo(asked: &Asked, ui: &Ui) -> Result<Reply, WebError> {
+async fn plan_undo(asked: &Asked, ui: &Ui, person: &Person) -> Result<Reply, WebError> {
     let job = job_number(asked)?;
     let store = ui.reader()?;
     let catalog = ui.catalog(&store)?;
-    let engine = Engine::new(store, ui.author.clone());
+    let engine = Engine::new(store, person.name.clone());
     let scope = engine.undo_scope(job)?;
     let run = engine.plan(&catalog, &scope).await?;
     let job_field = job.to_string();
@@ -119,18 +138,17 @@ async fn plan_undo(asked: &Asked, ui: &Ui) -> Result<Reply, WebError> {
         &[("job", &job_field)],
         ui,
     );
-    Ok(Reply::Html(page(
+    Ok(Reply::Html(ui.page(
         &format!("Undo job {job}"),
-        &ui.author,
-        &ui.csrf,
+        Some(person),
         &body,
     )))
 }
 
-async fn apply_undo(asked: &Asked, ui: &Ui) -> Result<Reply, WebError> {
+async fn apply_undo(asked: &Asked, ui: &Ui, person: &Person) -> Result<Reply, WebError> {
     let job = job_number(asked)?;
     let hash = required(asked, "hash", "the plan's hash")?;
-    let mut engine = writer(ui)?;
+    let mut engine = writer(ui, person)?;
     let catalog = ui.catalog(engine.store())?;
     let scope = engine.undo_scope(job)?;
     let run = engine.plan_to_apply(&catalog, &scope).await?;
@@ -149,4 +167,47 @@ fn job_number(asked: &Asked) -> Result<u64, WebError> {
             format!("{job} is not a job number"),
         )
     })
+}
+
+/// In a cluster: sets a held plan's `spec.approvedPlan`, as the person
+/// (their token: RBAC and the admission policy judge it as theirs). The
+/// controller then applies the plan only if it still has that hash.
+async fn approve(asked: &Asked, ui: &Ui, person: &Person) -> Result<Reply, WebError> {
+    let hash = required(asked, "hash", "the plan's hash")?;
+    let id = required(asked, "id", "what holds the plan")?;
+    let holder = match required(asked, "holder", "resync or synchronizer")? {
+        "resync" => Holder::Resync,
+        "synchronizer" => Holder::Synchronizer,
+        other => {
+            return Err(WebError::new(
+                hyper::StatusCode::BAD_REQUEST,
+                format!("{other} holds no plan: resync or synchronizer"),
+            ));
+        }
+    };
+    let cluster = ui
+        .cluster()
+        .ok_or_else(|| WebError::not_found("no cluster"))?;
+    let catalog = cluster.catalog();
+    let synchronizer = match holder {
+        Holder::Synchronizer => Some(id.to_owned()),
+        Holder::Resync => catalog.resyncs.iter().find(|r| r.id() == id).map(|r| {
+            crate::spec::ObjectId::referenced(&r.resource, &r.resource.spec.synchronizer_ref.name)
+                .to_string()
+        }),
+    };
+    let structure = synchronizer
+        .and_then(|s| {
+            catalog
+                .resolved_synchronizer(&s)
+                .map(|r| r.structure.clone())
+        })
+        .ok_or_else(|| WebError::not_found(format!("{id} is not declared")))?;
+    ui.allow(person, Verb::Control, &structure).await?;
+    cluster
+        .approve(person, holder, id, hash)
+        .await
+        .map_err(|why| WebError::new(hyper::StatusCode::FORBIDDEN, why))?;
+    tracing::info!(%id, hash, person = %person.name, "plan approved in the UI");
+    Ok(Reply::Redirect("/plans".to_owned()))
 }

@@ -10,9 +10,13 @@
 //! refused (DNS rebinding); and the Content-Security-Policy allows only
 //! this server's own script and style.
 
+mod access;
 mod actions;
 mod html;
 mod pages;
+
+use access::Mode;
+pub use access::{Cluster, Holder, Person, Verb};
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -44,24 +48,34 @@ const SECURITY_HEADERS: [(&str, &str); 5] = [
 /// Forms are small: a move names three rows.
 const MAX_FORM: usize = 16 * 1024;
 
-/// The UI of one store, acting as one person.
+/// The name of the cookie the sign-in page sets (the controller's UI).
+const TOKEN_COOKIE: &str = "trellis-token";
+
+/// The UI of one store.
 pub struct Ui {
     state: PathBuf,
-    /// Declarations read at each request (a changed file shows at once);
-    /// none: the declarations last applied.
-    files: Vec<PathBuf>,
-    author: String,
+    mode: Mode,
     csrf: String,
 }
 
 impl Ui {
-    pub fn new(state: PathBuf, files: Vec<PathBuf>, author: String) -> std::io::Result<Ui> {
+    /// `trellis ui`: acting as `author`, over `files` (none: the
+    /// declarations last applied).
+    pub fn local(state: PathBuf, files: Vec<PathBuf>, author: String) -> std::io::Result<Ui> {
+        Ui::new(state, Mode::Local { files, author })
+    }
+
+    /// The controller's UI: people sign in with their own token.
+    pub fn in_cluster(state: PathBuf, cluster: Arc<dyn Cluster>) -> std::io::Result<Ui> {
+        Ui::new(state, Mode::Cluster(cluster))
+    }
+
+    fn new(state: PathBuf, mode: Mode) -> std::io::Result<Ui> {
         let mut bytes = [0u8; 24];
         std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut bytes)?;
         Ok(Ui {
             state,
-            files,
-            author,
+            mode,
             csrf: crate::model::hex(&bytes),
         })
     }
@@ -70,12 +84,91 @@ impl Ui {
         Ok(SqliteStore::open_read_only(&self.state)?)
     }
 
-    fn catalog<S: Store>(&self, store: &S) -> Result<Catalog, WebError> {
-        if self.files.is_empty() {
-            Ok(remembered(store)?)
-        } else {
-            Ok(Catalog::load(&self.files)?)
+    fn catalog<S: Store>(&self, store: &S) -> Result<Arc<Catalog>, WebError> {
+        match &self.mode {
+            Mode::Local { files, .. } if files.is_empty() => Ok(Arc::new(remembered(store)?)),
+            Mode::Local { files, .. } => Ok(Arc::new(Catalog::load(files)?)),
+            Mode::Cluster(cluster) => Ok(cluster.catalog()),
         }
+    }
+
+    fn cluster(&self) -> Option<&dyn Cluster> {
+        match &self.mode {
+            Mode::Local { .. } => None,
+            Mode::Cluster(cluster) => Some(&**cluster),
+        }
+    }
+
+    /// Who sent `asked`: the local person, or the owner of its token.
+    async fn person(&self, asked: &Asked) -> Result<Person, WebError> {
+        let cluster = match &self.mode {
+            Mode::Local { author, .. } => {
+                return Ok(Person {
+                    name: author.clone(),
+                    ..Person::default()
+                });
+            }
+            Mode::Cluster(cluster) => cluster,
+        };
+        let Some(token) = &asked.token else {
+            return Err(WebError::sign_in("sign in with your Kubernetes token"));
+        };
+        cluster.person(token).await.map_err(|why| {
+            WebError::sign_in(format!(
+                "your token was not accepted ({why}); sign in again"
+            ))
+        })
+    }
+
+    /// Whether `person` may `verb` structure `id` (always, locally).
+    async fn may(&self, person: &Person, verb: Verb, id: &str) -> Result<bool, WebError> {
+        match self.cluster() {
+            None => Ok(true),
+            Some(cluster) => cluster.may(person, verb, id).await.map_err(|why| {
+                WebError::new(
+                    StatusCode::BAD_GATEWAY,
+                    format!(
+                        "the cluster could not say whether you may {} {id}: {why}",
+                        verb.as_str()
+                    ),
+                )
+            }),
+        }
+    }
+
+    /// Refused unless `person` may `verb` structure `id`.
+    async fn allow(&self, person: &Person, verb: Verb, id: &str) -> Result<(), WebError> {
+        if self.may(person, verb, id).await? {
+            return Ok(());
+        }
+        let (namespace, name) = id.split_once('/').unwrap_or(("default", id));
+        Err(WebError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "{} may not {} structures/{name} in namespace {namespace}: ask for the trellis-{} role there",
+                person.name,
+                verb.as_str(),
+                match verb {
+                    Verb::View => "view",
+                    Verb::Edit => "edit",
+                    Verb::Control => "control",
+                }
+            ),
+        ))
+    }
+
+    /// A whole page for `person` (none: not signed in).
+    fn page(&self, title: &str, person: Option<&Person>, body: &str) -> String {
+        let who = match (person, &self.mode) {
+            (None, _) => String::new(),
+            (Some(person), Mode::Local { .. }) => format!("acting as {}", html::esc(&person.name)),
+            (Some(person), Mode::Cluster(_)) => format!(
+                "signed in as {} {}",
+                html::esc(&person.name),
+                html::button("/logout", &self.csrf, &[], "Sign out")
+            ),
+        };
+        html::page(title, &who, &self.csrf, body)
     }
 }
 
@@ -85,6 +178,9 @@ pub(crate) enum Reply {
     /// After an action: where its result shows (303 See Other).
     Redirect(String),
     Asset(&'static str, &'static str),
+    /// After signing in or out: the token cookie to set (empty: cleared),
+    /// and where to go.
+    Cookie(String, String),
 }
 
 /// Why a request was not served, said on an escaped error page.
@@ -104,6 +200,11 @@ impl WebError {
 
     fn not_found(what: impl Into<String>) -> WebError {
         WebError::new(StatusCode::NOT_FOUND, what)
+    }
+
+    /// No one is signed in: the sign-in page says `why`.
+    fn sign_in(why: impl Into<String>) -> WebError {
+        WebError::new(StatusCode::UNAUTHORIZED, why)
     }
 }
 
@@ -168,6 +269,8 @@ pub(crate) struct Asked {
     query: Vec<(String, String)>,
     /// A POST's form fields, decoded.
     form: Vec<(String, String)>,
+    /// The bearer token it carries (header, else cookie).
+    token: Option<String>,
 }
 
 impl Asked {
@@ -201,11 +304,15 @@ async fn answer(request: Request<Incoming>, ui: &Ui) -> Response<Full<Bytes>> {
     };
     match result {
         Ok(reply) => finish(reply),
+        // Pages send a person who is not signed in to the sign-in page.
+        Err(error) if error.status == StatusCode::UNAUTHORIZED && method == Method::GET => finish(
+            Reply::Redirect(format!("/login?why={}", html::url(&error.message))),
+        ),
         Err(error) => {
             tracing::info!(%method, %path, status = error.status.as_u16(), message = %error.message, "UI request refused");
             let body = format!(r#"<p class="error">{}</p>"#, html::esc(&error.message));
             let title = error.status.canonical_reason().unwrap_or("Error");
-            let mut response = finish(Reply::Html(html::page(title, &ui.author, &ui.csrf, &body)));
+            let mut response = finish(Reply::Html(ui.page(title, None, &body)));
             *response.status_mut() = error.status;
             response
         }
@@ -246,6 +353,18 @@ async fn read(request: Request<Incoming>) -> Result<Asked, WebError> {
         .query()
         .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
         .unwrap_or_default();
+    let bearer = header(header::AUTHORIZATION)
+        .and_then(|v| v.strip_prefix("Bearer ").map(|t| t.trim().to_owned()));
+    let cookie = header(header::COOKIE).and_then(|cookies| {
+        cookies.split(';').find_map(|c| {
+            c.trim()
+                .strip_prefix(TOKEN_COOKIE)
+                .and_then(|v| v.strip_prefix('='))
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        })
+    });
+    let token = bearer.or(cookie);
     let mut form = Vec::new();
     if method == Method::POST {
         let origin = header(header::ORIGIN);
@@ -273,6 +392,7 @@ async fn read(request: Request<Incoming>) -> Result<Asked, WebError> {
         segments,
         query,
         form,
+        token,
     })
 }
 
@@ -289,7 +409,8 @@ fn local_host(host: &str) -> bool {
 
 async fn route(asked: &Asked, ui: &Ui) -> Result<Reply, WebError> {
     let segments: Vec<&str> = asked.segments.iter().map(String::as_str).collect();
-    if asked.method == Method::POST {
+    let post = asked.method == Method::POST;
+    if post {
         let given = asked.field("csrf").unwrap_or_default();
         if !bool::from(given.as_bytes().ct_eq(ui.csrf.as_bytes())) {
             return Err(WebError::new(
@@ -297,29 +418,60 @@ async fn route(asked: &Asked, ui: &Ui) -> Result<Reply, WebError> {
                 "this form is from an earlier run of the UI, or from elsewhere; reload the page and try again",
             ));
         }
-        return actions::act(&segments, asked, ui).await;
-    }
-    if asked.method != Method::GET && asked.method != Method::HEAD {
+    } else if asked.method != Method::GET && asked.method != Method::HEAD {
         return Err(WebError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "pages are read with GET and actions posted",
         ));
     }
-    match segments.as_slice() {
-        ["assets", "app.css"] => Ok(Reply::Asset(
+    match (post, segments.as_slice()) {
+        (false, ["assets", "app.css"]) => Ok(Reply::Asset(
             "text/css; charset=utf-8",
             include_str!("assets/app.css"),
         )),
-        ["assets", "app.js"] => Ok(Reply::Asset(
+        (false, ["assets", "app.js"]) => Ok(Reply::Asset(
             "text/javascript; charset=utf-8",
             include_str!("assets/app.js"),
         )),
-        ["assets", "icon.svg"] => Ok(Reply::Asset(
+        (false, ["assets", "icon.svg"]) => Ok(Reply::Asset(
             "image/svg+xml",
             include_str!("assets/icon.svg"),
         )),
-        _ => pages::serve_page(&segments, asked, ui).await,
+        (false, ["login"]) => Ok(Reply::Html(ui.page(
+            "Sign in",
+            None,
+            &pages::sign_in(asked, ui),
+        ))),
+        (true, ["login"]) => sign_in(asked, ui).await,
+        (true, ["logout"]) => Ok(Reply::Cookie(String::new(), "/login".to_owned())),
+        (true, _) => {
+            let person = ui.person(asked).await?;
+            actions::act(&segments, asked, ui, &person).await
+        }
+        (false, _) => {
+            let person = ui.person(asked).await?;
+            pages::serve_page(&segments, asked, ui, &person).await
+        }
     }
+}
+
+/// The sign-in form's token, checked with the cluster before it is kept
+/// (in an HttpOnly, SameSite=Strict cookie).
+async fn sign_in(asked: &Asked, ui: &Ui) -> Result<Reply, WebError> {
+    let Some(cluster) = ui.cluster() else {
+        return Ok(Reply::Redirect("/".to_owned()));
+    };
+    let token = asked
+        .field("token")
+        .ok_or_else(|| WebError::sign_in("paste your token to sign in"))?;
+    let person = cluster.person(token.trim()).await.map_err(|why| {
+        WebError::new(
+            StatusCode::UNAUTHORIZED,
+            format!("the cluster did not accept this token ({why})"),
+        )
+    })?;
+    tracing::info!(person = %person.name, "signed in to the UI");
+    Ok(Reply::Cookie(token.trim().to_owned(), "/".to_owned()))
 }
 
 fn finish(reply: Reply) -> Response<Full<Bytes>> {
@@ -337,6 +489,19 @@ fn finish(reply: Reply) -> Response<Full<Bytes>> {
             *response.status_mut() = StatusCode::SEE_OTHER;
             if let Ok(to) = HeaderValue::from_str(&to) {
                 response.headers_mut().insert(header::LOCATION, to);
+            }
+            response
+        }
+        Reply::Cookie(token, to) => {
+            let mut response = Response::new(Full::new(Bytes::new()));
+            *response.status_mut() = StatusCode::SEE_OTHER;
+            let max_age = if token.is_empty() { "; Max-Age=0" } else { "" };
+            let cookie =
+                format!("{TOKEN_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict{max_age}");
+            for (name, value) in [(header::SET_COOKIE, cookie), (header::LOCATION, to)] {
+                if let Ok(value) = HeaderValue::from_str(&value) {
+                    response.headers_mut().insert(name, value);
+                }
             }
             response
         }

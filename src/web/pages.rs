@@ -5,11 +5,11 @@
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write;
 
-use super::html::{self, button, esc, time, url};
-use super::{Asked, Reply, Ui, WebError};
+use super::html::{button, esc, time, url};
+use super::{Asked, Person, Reply, Ui, Verb, WebError};
 use crate::engine::{Engine, Run, history, overview};
 use crate::model::{Issue, Row, RowId, RowItem};
-use crate::spec::{Catalog, Kind, SynchronizerPhase};
+use crate::spec::{Kind, SynchronizerPhase};
 use crate::store::{JobState, Store};
 
 /// Top-level rows per page, and rows shown under one open row: the first
@@ -21,19 +21,25 @@ pub(super) async fn serve_page(
     segments: &[&str],
     asked: &Asked,
     ui: &Ui,
+    person: &Person,
 ) -> Result<Reply, WebError> {
     match segments {
-        [] => overview_page(asked, ui),
-        ["structures", ns, name] => structure_page(&format!("{ns}/{name}"), asked, ui),
-        ["structures", ns, name, "history"] => history_page(&format!("{ns}/{name}"), ui),
-        ["synchronizers", ns, name] => synchronizer_page(&format!("{ns}/{name}"), ui),
-        ["plans"] => plans_page(ui).await,
-        ["jobs"] => jobs_page(ui),
+        [] => overview_page(asked, ui, person).await,
+        ["structures", ns, name] => {
+            structure_page(&format!("{ns}/{name}"), asked, ui, person).await
+        }
+        ["structures", ns, name, "history"] => {
+            history_page(&format!("{ns}/{name}"), ui, person).await
+        }
+        ["synchronizers", ns, name] => synchronizer_page(&format!("{ns}/{name}"), ui, person).await,
+        ["plans"] if ui.cluster().is_some() => held_plans_page(ui, person).await,
+        ["plans"] => plans_page(ui, person).await,
+        ["jobs"] => jobs_page(ui, person).await,
         ["jobs", id] => {
             let id = id
                 .parse()
                 .map_err(|_| WebError::not_found(format!("{id} is not a job number")))?;
-            job_page(id, ui)
+            job_page(id, ui, person).await
         }
         _ => Err(WebError::not_found("there is no such page")),
     }
@@ -43,10 +49,20 @@ fn structure_link(id: &str) -> String {
     format!(r#"<a href="/structures/{id}">{}</a>"#, esc(id))
 }
 
-fn overview_page(asked: &Asked, ui: &Ui) -> Result<Reply, WebError> {
+async fn overview_page(asked: &Asked, ui: &Ui, person: &Person) -> Result<Reply, WebError> {
     let store = ui.reader()?;
     let catalog = ui.catalog(&store)?;
-    let rows = overview(&store, &catalog)?;
+    let mut rows = Vec::new();
+    let mut visible = HashMap::new();
+    for row in overview(&store, &catalog)? {
+        if !visible.contains_key(&row.structure) {
+            let may = ui.may(person, Verb::View, &row.structure).await?;
+            visible.insert(row.structure.clone(), may);
+        }
+        if visible[&row.structure] {
+            rows.push(row);
+        }
+    }
     let namespaces: BTreeSet<&str> = rows.iter().map(|r| r.namespace.as_str()).collect();
     let only = asked.param("namespace");
     let mut body = String::from(r#"<p class="filter">Namespace: <a href="/">all</a>"#);
@@ -96,14 +112,12 @@ fn overview_page(asked: &Asked, ui: &Ui) -> Result<Reply, WebError> {
     }
     body.push_str("</tbody></table>\n");
     if rows.is_empty() {
-        body.push_str("<p>No synchronizer is declared.</p>");
+        body.push_str("<p>No synchronizer is declared on a structure you may view.</p>");
     }
     body.push_str(
         "<p class=\"note\">Whether a synchronizer runs is declared (<code>enabled</code> in its YAML, which Git keeps); a synchronizer the cycle guard stopped is restarted here.</p>",
     );
-    Ok(Reply::Html(html::page(
-        "Overview", &ui.author, &ui.csrf, &body,
-    )))
+    Ok(Reply::Html(ui.page("Overview", Some(person), &body)))
 }
 
 /// One row as the tree shows it, with the rows shown under it.
@@ -143,10 +157,16 @@ fn open_rows(asked: &Asked) -> BTreeSet<RowId> {
         .collect()
 }
 
-fn structure_page(id: &str, asked: &Asked, ui: &Ui) -> Result<Reply, WebError> {
+async fn structure_page(
+    id: &str,
+    asked: &Asked,
+    ui: &Ui,
+    person: &Person,
+) -> Result<Reply, WebError> {
     let store = ui.reader()?;
     let catalog = ui.catalog(&store)?;
     let id = catalog.resolve(Kind::Structure, id)?;
+    ui.allow(person, Verb::View, &id).await?;
     let declared = catalog
         .structure(&id)
         .ok_or_else(|| WebError::not_found(format!("structure {id} is not declared")))?;
@@ -158,7 +178,7 @@ fn structure_page(id: &str, asked: &Asked, ui: &Ui) -> Result<Reply, WebError> {
             let _ = write!(body, "<li>{}</li>", structure_link(&member.to_string()));
         }
         body.push_str("</ul>");
-        return Ok(Reply::Html(html::page(&id, &ui.author, &ui.csrf, &body)));
+        return Ok(Reply::Html(ui.page(&id, Some(person), &body)));
     }
     let tracker = declared.resource.tracker_id().unwrap_or_default();
     let version = store.structure_version(&id)?;
@@ -234,7 +254,7 @@ fn structure_page(id: &str, asked: &Asked, ui: &Ui) -> Result<Reply, WebError> {
         csrf = esc(&ui.csrf),
         back = esc(&back),
     );
-    Ok(Reply::Html(html::page(&id, &ui.author, &ui.csrf, &body)))
+    Ok(Reply::Html(ui.page(&id, Some(person), &body)))
 }
 
 /// The rows to show: a page of the top level, and under each open row its
@@ -409,10 +429,14 @@ fn search_results<S: Store>(
     Ok(html)
 }
 
-fn history_page(id: &str, ui: &Ui) -> Result<Reply, WebError> {
+async fn history_page(id: &str, ui: &Ui, person: &Person) -> Result<Reply, WebError> {
     let store = ui.reader()?;
     let catalog = ui.catalog(&store)?;
     let id = catalog.resolve(Kind::Structure, id)?;
+    ui.allow(person, Verb::View, &id).await?;
+    // An undo is planned with the tracker's key: the command line's, or in
+    // a cluster a Resync's (`trellis undo` there).
+    let undo = ui.cluster().is_none();
     let entries = history(&store, &id)?;
     let mut body = format!(
         "<p class=\"meta\">{}</p><table class=\"history\"><thead><tr><th>Version</th><th>Time</th><th>Author</th><th>Cause</th><th>Change</th><th>Job</th></tr></thead><tbody>\n",
@@ -421,7 +445,7 @@ fn history_page(id: &str, ui: &Ui) -> Result<Reply, WebError> {
     let mut undo_offered = BTreeSet::new();
     for entry in entries.iter().rev() {
         let job = match entry.job {
-            Some(job) if undo_offered.insert(job) => format!(
+            Some(job) if undo && undo_offered.insert(job) => format!(
                 r#"<a href="/jobs/{job}">{job}</a> {}"#,
                 button("/undo", &ui.csrf, &[("job", &job.to_string())], "Plan undo")
             ),
@@ -439,19 +463,18 @@ fn history_page(id: &str, ui: &Ui) -> Result<Reply, WebError> {
         );
     }
     body.push_str("</tbody></table>\n");
-    Ok(Reply::Html(html::page(
+    Ok(Reply::Html(ui.page(
         &format!("History of {id}"),
-        &ui.author,
-        &ui.csrf,
+        Some(person),
         &body,
     )))
 }
 
 /// Every run `trellis apply` would make, each with its own approval.
-async fn plans_page(ui: &Ui) -> Result<Reply, WebError> {
+async fn plans_page(ui: &Ui, person: &Person) -> Result<Reply, WebError> {
     let store = ui.reader()?;
     let catalog = ui.catalog(&store)?;
-    let engine = Engine::new(store, ui.author.clone());
+    let engine = Engine::new(store, person.name.clone());
     let mut body = String::new();
     for scope in engine.apply_order(&catalog)? {
         let run = engine.plan(&catalog, &scope).await?;
@@ -464,9 +487,7 @@ async fn plans_page(ui: &Ui) -> Result<Reply, WebError> {
         };
         body.push_str(&plan_section(&title, &run, "/apply", &[("run", &name)], ui));
     }
-    Ok(Reply::Html(html::page(
-        "Plans", &ui.author, &ui.csrf, &body,
-    )))
+    Ok(Reply::Html(ui.page("Plans", Some(person), &body)))
 }
 
 /// A planned run: its summary, destructive operations first, each
@@ -536,12 +557,20 @@ pub(super) fn plan_section(
     html
 }
 
-fn jobs_page(ui: &Ui) -> Result<Reply, WebError> {
+async fn jobs_page(ui: &Ui, person: &Person) -> Result<Reply, WebError> {
     let store = ui.reader()?;
+    let mut visible = HashMap::new();
     let mut body = String::from(
         "<table class=\"jobs\"><thead><tr><th>Job</th><th>Structure</th><th>Synchronizer</th><th>Direction</th><th>Author</th><th>State</th><th>Summary</th><th>Finished</th></tr></thead><tbody>\n",
     );
     for job in store.recent_jobs(200)? {
+        if !visible.contains_key(&job.structure) {
+            let may = ui.may(person, Verb::View, &job.structure).await?;
+            visible.insert(job.structure.clone(), may);
+        }
+        if !visible[&job.structure] {
+            continue;
+        }
         let _ = writeln!(
             body,
             r#"<tr class="{state}"><td><a href="/jobs/{id}">{id}</a></td><td>{structure}</td><td>{sync}</td><td>{direction}</td><td>{author}</td><td>{state}</td><td>{summary}</td><td>{finished}</td></tr>"#,
@@ -556,14 +585,15 @@ fn jobs_page(ui: &Ui) -> Result<Reply, WebError> {
         );
     }
     body.push_str("</tbody></table>\n");
-    Ok(Reply::Html(html::page("Jobs", &ui.author, &ui.csrf, &body)))
+    Ok(Reply::Html(ui.page("Jobs", Some(person), &body)))
 }
 
-fn job_page(id: u64, ui: &Ui) -> Result<Reply, WebError> {
+async fn job_page(id: u64, ui: &Ui, person: &Person) -> Result<Reply, WebError> {
     let store = ui.reader()?;
     let job = store
         .job(id)?
         .ok_or_else(|| WebError::not_found(format!("there is no job {id}")))?;
+    ui.allow(person, Verb::View, &job.structure).await?;
     let mut body = format!(
         r#"<dl class="job"><dt>Structure</dt><dd>{}</dd><dt>Synchronizer</dt><dd>{}</dd><dt>Author</dt><dd>{}</dd><dt>State</dt><dd class="{state}">{state}</dd><dt>Summary</dt><dd>{}</dd><dt>Started</dt><dd>{}</dd><dt>Finished</dt><dd>{}</dd>"#,
         structure_link(&job.structure),
@@ -595,7 +625,7 @@ fn job_page(id: u64, ui: &Ui) -> Result<Reply, WebError> {
         let _ = write!(body, "<li>{}</li>", esc(&change.change));
     }
     body.push_str("</ol>");
-    if job.state != JobState::Failed && !changes.is_empty() {
+    if job.state != JobState::Failed && !changes.is_empty() && ui.cluster().is_none() {
         body.push_str(&button(
             "/undo",
             &ui.csrf,
@@ -603,24 +633,24 @@ fn job_page(id: u64, ui: &Ui) -> Result<Reply, WebError> {
             "Plan undo",
         ));
     }
-    Ok(Reply::Html(html::page(
+    Ok(Reply::Html(ui.page(
         &format!("Job {id}"),
-        &ui.author,
-        &ui.csrf,
+        Some(person),
         &body,
     )))
 }
 
 /// A synchronizer's held issues, with retry, skip and keep-the-structure,
 /// and a restart when the cycle guard stopped it.
-fn synchronizer_page(id: &str, ui: &Ui) -> Result<Reply, WebError> {
+async fn synchronizer_page(id: &str, ui: &Ui, person: &Person) -> Result<Reply, WebError> {
     let store = ui.reader()?;
-    let catalog: Catalog = ui.catalog(&store)?;
+    let catalog = ui.catalog(&store)?;
     let id = catalog.resolve(Kind::Synchronizer, id)?;
     let row = overview(&store, &catalog)?
         .into_iter()
         .find(|r| r.id == id)
         .ok_or_else(|| WebError::not_found(format!("synchronizer {id} is not declared")))?;
+    ui.allow(person, Verb::View, &row.structure).await?;
     let action = format!("/synchronizers/{id}/release");
     let mut body = format!(
         r#"<p class="meta">Structure {} · <span class="phase {phase}">{phase}</span> · last sync {}</p>"#,
@@ -672,5 +702,105 @@ fn synchronizer_page(id: &str, ui: &Ui) -> Result<Reply, WebError> {
         }
         body.push_str("</tbody></table>");
     }
-    Ok(Reply::Html(html::page(&id, &ui.author, &ui.csrf, &body)))
+    Ok(Reply::Html(ui.page(&id, Some(person), &body)))
+}
+
+/// The controller's sign-in page: a token, kept in a cookie only this UI
+/// reads.
+pub(super) fn sign_in(asked: &Asked, ui: &Ui) -> String {
+    let why = asked
+        .param("why")
+        .map(|why| format!(r#"<p class="error">{}</p>"#, esc(why)))
+        .unwrap_or_default();
+    format!(
+        r#"{why}<form class="sign-in" method="post" action="/login">
+<input type="hidden" name="csrf" value="{csrf}">
+<label>Your Kubernetes bearer token<br><textarea name="token" rows="4" cols="80" required autocomplete="off"></textarea></label>
+<p><button type="submit">Sign in</button></p></form>
+<p class="note">The cluster checks the token (TokenReview) and, for each page and action, what you may do (SubjectAccessReview: <code>get</code>, <code>edit</code> or <code>control</code> on <code>structures</code>). A token for yourself: <code>kubectl create token NAME</code> for a ServiceAccount, or your kubeconfig's.</p>"#,
+        csrf = esc(&ui.csrf),
+    )
+}
+
+/// In a cluster: the plans Resyncs and Synchronizers hold for approval, as
+/// their status shows them; approving one sets its `spec.approvedPlan` to
+/// exactly that hash, as you.
+async fn held_plans_page(ui: &Ui, person: &Person) -> Result<Reply, WebError> {
+    let store = ui.reader()?;
+    let catalog = ui.catalog(&store)?;
+    let mut held = Vec::new();
+    for resync in &catalog.resyncs {
+        let status = resync.resource.status.as_ref();
+        if status.and_then(|s| s.phase) != Some(crate::spec::ResyncPhase::AwaitingApproval) {
+            continue;
+        }
+        let sync = crate::spec::ObjectId::referenced(
+            &resync.resource,
+            &resync.resource.spec.synchronizer_ref.name,
+        )
+        .to_string();
+        if let (Some(plan), Some(resolved)) = (
+            status.and_then(|s| s.plan.as_ref()),
+            catalog.resolved_synchronizer(&sync),
+        ) {
+            held.push((
+                "resync",
+                resync.id(),
+                resolved.structure.clone(),
+                plan.clone(),
+            ));
+        }
+    }
+    for sync in &catalog.synchronizers {
+        let plan = sync
+            .resource
+            .status
+            .as_ref()
+            .and_then(|s| s.held_plan.clone());
+        if let (Some(plan), Some(resolved)) = (plan, catalog.resolved_synchronizer(&sync.id())) {
+            held.push(("synchronizer", sync.id(), resolved.structure.clone(), plan));
+        }
+    }
+    let mut body = String::new();
+    for (holder, id, structure, plan) in held {
+        if !ui.may(person, Verb::View, &structure).await? {
+            continue;
+        }
+        let kind = if holder == "resync" {
+            "Resync"
+        } else {
+            "Synchronizer"
+        };
+        let _ = write!(
+            body,
+            r#"<section class="plan" data-hash="{hash}"><h2>{kind} {id}</h2><p class="summary">On {structure}: {summary} · hash <code>{hash}</code>{destructive}</p>"#,
+            hash = esc(&plan.hash),
+            id = esc(&id),
+            structure = structure_link(&structure),
+            summary = esc(&plan.summary),
+            destructive = if plan.destructive {
+                " · <strong class=\"error\">destructive</strong>"
+            } else {
+                ""
+            },
+        );
+        if let Some(diff) = &plan.diff_excerpt {
+            let _ = write!(body, r#"<pre class="diff">{}</pre>"#, esc(diff));
+        }
+        body.push_str(&button(
+            "/approve",
+            &ui.csrf,
+            &[("holder", holder), ("id", &id), ("hash", &plan.hash)],
+            &format!("Approve plan {}", plan.hash),
+        ));
+        body.push_str("</section>\n");
+    }
+    if body.is_empty() {
+        body.push_str("<p>No plan waits for approval on a structure you may view.</p>");
+    }
+    Ok(Reply::Html(ui.page(
+        "Plans awaiting approval",
+        Some(person),
+        &body,
+    )))
 }
