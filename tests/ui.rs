@@ -471,3 +471,44 @@ async fn in_a_cluster_people_sign_in_and_see_and_do_only_what_the_cluster_lets_t
         .unwrap();
     assert!(page.contains("signed in as ed"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_jobs_page_shows_what_runs_now_and_follows_it_until_it_ends() {
+    let ws = Workspace::new();
+    ws.apply();
+    let ui = Ui::start(&ws);
+    let jobs = || async {
+        reqwest::get(format!("{}/jobs", ui.url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let idle = jobs().await;
+    assert!(!idle.contains("Running now") && !idle.contains("http-equiv=\"refresh\""));
+    assert_eq!(
+        idle.matches("<tr class=\"succeeded\">").count(),
+        3,
+        "{idle}"
+    );
+    // A pass of another process holds the structure: the page shows it and
+    // reloads itself until it is done.
+    let mut store = trellis::store::SqliteStore::open(&ws.state()).unwrap();
+    let holder = "incremental sync default/children (process 4242)";
+    let until = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(20);
+    assert!(
+        store
+            .hold_structure("default/roadmap", holder, until)
+            .unwrap()
+            .is_none()
+    );
+    let busy = jobs().await;
+    assert!(
+        busy.contains("Running now") && busy.contains(holder),
+        "{busy}"
+    );
+    assert!(busy.contains("http-equiv=\"refresh\" content=\"2\""));
+    store.release_structure("default/roadmap", holder).unwrap();
+    assert!(!jobs().await.contains("Running now"));
+}

@@ -26,8 +26,13 @@ pub fn url(text: &str) -> String {
 
 /// A whole page: `title` (plain text), `who` and `body` (HTML already
 /// escaped). `csrf` goes in a meta tag for the script and in every form.
-pub fn page(title: &str, who: &str, csrf: &str, body: &str) -> String {
+/// `refresh`: seconds after which the page reloads itself (progress of
+/// runs, without a script).
+pub fn page(title: &str, who: &str, csrf: &str, body: &str, refresh: Option<u32>) -> String {
     let mut html = String::with_capacity(body.len() + 1024);
+    let refresh = refresh
+        .map(|s| format!("<meta http-equiv=\"refresh\" content=\"{s}\">\n"))
+        .unwrap_or_default();
     let _ = write!(
         html,
         r#"<!doctype html>
@@ -36,7 +41,7 @@ pub fn page(title: &str, who: &str, csrf: &str, body: &str) -> String {
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="csrf-token" content="{csrf}">
-<title>{title} · Trellis</title>
+{refresh}<title>{title} · Trellis</title>
 <link rel="icon" href="/assets/icon.svg" type="image/svg+xml">
 <link rel="stylesheet" href="/assets/app.css">
 <script src="/assets/app.js" defer></script>
@@ -101,7 +106,7 @@ mod tests {
             esc(summary),
             "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;quoted&#39;"
         );
-        let page = page(summary, "", "t\"ok", "");
+        let page = page(summary, "", "t\"ok", "", None);
         assert!(!page.contains("<script>alert"));
         assert!(page.contains(r#"content="t&quot;ok""#));
     }

@@ -159,6 +159,17 @@ impl Ui {
 
     /// A whole page for `person` (none: not signed in).
     fn page(&self, title: &str, person: Option<&Person>, body: &str) -> String {
+        self.page_refreshed(title, person, body, None)
+    }
+
+    /// A page that reloads itself every `refresh` seconds (while runs go on).
+    fn page_refreshed(
+        &self,
+        title: &str,
+        person: Option<&Person>,
+        body: &str,
+        refresh: Option<u32>,
+    ) -> String {
         let who = match (person, &self.mode) {
             (None, _) => String::new(),
             (Some(person), Mode::Local { .. }) => format!("acting as {}", html::esc(&person.name)),
@@ -168,7 +179,7 @@ impl Ui {
                 html::button("/logout", &self.csrf, &[], "Sign out")
             ),
         };
-        html::page(title, &who, &self.csrf, body)
+        html::page(title, &who, &self.csrf, body, refresh)
     }
 }
 

@@ -559,9 +559,17 @@ pub(super) fn plan_section(
 
 async fn jobs_page(ui: &Ui, person: &Person) -> Result<Reply, WebError> {
     let store = ui.reader()?;
+    let catalog = ui.catalog(&store)?;
     let mut visible = HashMap::new();
-    let mut body = String::from(
-        "<table class=\"jobs\"><thead><tr><th>Job</th><th>Structure</th><th>Synchronizer</th><th>Direction</th><th>Author</th><th>State</th><th>Summary</th><th>Finished</th></tr></thead><tbody>\n",
+    for structure in &catalog.structures {
+        let id = structure.id();
+        let may = ui.may(person, Verb::View, &id).await?;
+        visible.insert(id, may);
+    }
+    let running = running(&store, &catalog, &visible)?;
+    let mut body = running.clone();
+    body.push_str(
+        "<h2>Finished</h2><table class=\"jobs\"><thead><tr><th>Job</th><th>Structure</th><th>Synchronizer</th><th>Direction</th><th>Author</th><th>State</th><th>Summary</th><th>Finished</th></tr></thead><tbody>\n",
     );
     for job in store.recent_jobs(200)? {
         if !visible.contains_key(&job.structure) {
@@ -585,7 +593,85 @@ async fn jobs_page(ui: &Ui, person: &Person) -> Result<Reply, WebError> {
         );
     }
     body.push_str("</tbody></table>\n");
-    Ok(Reply::Html(ui.page("Jobs", Some(person), &body)))
+    // While something runs, the page follows it by itself.
+    let refresh = (!running.is_empty()).then_some(2);
+    Ok(Reply::Html(ui.page_refreshed(
+        "Jobs",
+        Some(person),
+        &body,
+        refresh,
+    )))
+}
+
+/// What runs now on the structures `visible` lets the person see: the
+/// holder of each held structure (a resync, or a pass of `trellis run` or
+/// the controller), and in a cluster each Resync not yet done, with its
+/// progress. Empty when nothing runs.
+fn running<S: Store>(
+    store: &S,
+    catalog: &crate::spec::Catalog,
+    visible: &HashMap<String, bool>,
+) -> Result<String, WebError> {
+    let seen = |id: &str| visible.get(id).copied().unwrap_or(false);
+    let mut rows = String::new();
+    for structure in &catalog.structures {
+        let id = structure.id();
+        if !seen(&id) {
+            continue;
+        }
+        if let Some(holder) = store.structure_holder(&id)? {
+            let _ = write!(
+                rows,
+                "<tr><td>{}</td><td>{}</td><td>running</td><td></td></tr>",
+                structure_link(&id),
+                esc(&holder)
+            );
+        }
+    }
+    for resync in &catalog.resyncs {
+        let status = resync.resource.status.clone().unwrap_or_default();
+        let phase = status.phase.unwrap_or(crate::spec::ResyncPhase::Pending);
+        if matches!(
+            phase,
+            crate::spec::ResyncPhase::Succeeded | crate::spec::ResyncPhase::Failed
+        ) {
+            continue;
+        }
+        let sync = crate::spec::ObjectId::referenced(
+            &resync.resource,
+            &resync.resource.spec.synchronizer_ref.name,
+        )
+        .to_string();
+        let Some(structure) = catalog
+            .resolved_synchronizer(&sync)
+            .map(|r| r.structure.clone())
+            .filter(|s| seen(s))
+        else {
+            continue;
+        };
+        let progress = match (status.done, status.total) {
+            (Some(done), Some(total)) => {
+                format!(r#"<progress value="{done}" max="{total}"></progress> {done} of {total}"#)
+            }
+            _ => String::new(),
+        };
+        let _ = write!(
+            rows,
+            "<tr><td>{}</td><td>Resync {}{}</td><td>{phase}</td><td>{progress}</td></tr>",
+            structure_link(&structure),
+            esc(&resync.id()),
+            status
+                .requested_by
+                .map(|by| format!(", asked by {}", esc(&by)))
+                .unwrap_or_default(),
+        );
+    }
+    if rows.is_empty() {
+        return Ok(String::new());
+    }
+    Ok(format!(
+        "<h2>Running now</h2><table class=\"running\"><thead><tr><th>Structure</th><th>Run</th><th>Phase</th><th>Progress</th></tr></thead><tbody>{rows}</tbody></table>\n"
+    ))
 }
 
 async fn job_page(id: u64, ui: &Ui, person: &Person) -> Result<Reply, WebError> {
