@@ -1494,6 +1494,28 @@ fn the_ui_signs_people_in_with_their_own_tokens_and_the_cluster_decides_what_the
             gone.then_some(())
         },
     );
+    // Stopping a synchronizer is carol's too (control), made as her.
+    let stop_url = url(&format!("/synchronizers/{ns}/mobile-epics/enabled"));
+    let stopping = [("csrf", csrf.as_str()), ("enabled", "false")];
+    let (code, _) = ui_request(&stop_url, Some(&ed), &stopping);
+    assert_eq!(code, "403");
+    assert_eq!(
+        test.get("synchronizer", "mobile-epics").unwrap()["spec"]["enabled"],
+        true
+    );
+    let (code, body) = ui_request(&stop_url, Some(&carol), &stopping);
+    assert_eq!(code, "303", "{body}");
+    within(
+        Duration::from_secs(30),
+        "mobile-epics stops",
+        &controller,
+        || (test.status("synchronizer", "mobile-epics")["phase"] == "Stopped").then_some(()),
+    );
+    assert_eq!(
+        test.get("synchronizer", "mobile-epics").unwrap()["spec"]["enabled"],
+        false
+    );
+
     // No token is ever written to the log.
     let log = controller.log();
     for token in [&vera, &ed, &carol, &nobody] {

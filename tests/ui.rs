@@ -285,10 +285,13 @@ async fn tracker_text_is_escaped_and_pages_allow_only_their_own_script() {
     assert!(found.contains("at depth 3"), "{found}");
 }
 
-/// The cluster as the controller's UI sees it, with three people: vera
-/// may view the roadmap, ed may also edit it, and nobody else is known.
+/// The cluster as the controller's UI sees it, with two people: vera may
+/// view the roadmap, ed may also edit it, and nobody else is known (nobody
+/// may control it).
 struct FakeCluster {
     catalog: std::sync::Arc<trellis::spec::Catalog>,
+    /// The spec changes made, as (person, object, change).
+    changes: std::sync::Mutex<Vec<(String, String, serde_json::Value)>>,
 }
 
 impl trellis::web::Cluster for FakeCluster {
@@ -330,14 +333,18 @@ impl trellis::web::Cluster for FakeCluster {
         Box::pin(async move { Ok(allowed) })
     }
 
-    fn approve<'a>(
+    fn change_spec<'a>(
         &'a self,
-        _: &'a trellis::web::Person,
-        _: trellis::web::Holder,
-        _: &'a str,
-        _: &'a str,
+        person: &'a trellis::web::Person,
+        _: trellis::web::Object,
+        id: &'a str,
+        spec: serde_json::Value,
     ) -> futures::future::BoxFuture<'a, Result<(), String>> {
-        Box::pin(async { Err("not in this test".to_owned()) })
+        self.changes
+            .lock()
+            .unwrap()
+            .push((person.name.clone(), id.to_owned(), spec));
+        Box::pin(async { Ok(()) })
     }
 }
 
@@ -346,10 +353,11 @@ async fn in_a_cluster_people_sign_in_and_see_and_do_only_what_the_cluster_lets_t
     let ws = Workspace::new();
     ws.apply();
     let catalog = trellis::spec::Catalog::load(&[ws.path("quickstart")]).unwrap();
-    let cluster = FakeCluster {
+    let cluster = std::sync::Arc::new(FakeCluster {
         catalog: std::sync::Arc::new(catalog),
-    };
-    let ui = trellis::web::Ui::in_cluster(ws.state(), std::sync::Arc::new(cluster)).unwrap();
+        changes: std::sync::Mutex::default(),
+    });
+    let ui = trellis::web::Ui::in_cluster(ws.state(), cluster.clone()).unwrap();
     let listener = trellis::web::bind("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
@@ -436,6 +444,18 @@ async fn in_a_cluster_people_sign_in_and_see_and_do_only_what_the_cluster_lets_t
         .unwrap();
     let entries: Vec<serde_json::Value> = serde_json::from_slice(&history.stdout).unwrap();
     assert_eq!(entries.last().unwrap()["author"], "ed");
+    // Stopping a synchronizer needs control, which ed lacks: nothing is
+    // asked of the cluster.
+    assert!(overview.contains(r#"action="/synchronizers/default/children/enabled""#));
+    let answer = post(
+        "/synchronizers/default/children/enabled",
+        "ed-token",
+        &[("csrf", &token), ("enabled", "false")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status(), 403);
+    assert!(cluster.changes.lock().unwrap().is_empty());
     // Applying and undoing are the controller's Resyncs' work here.
     let answer = post(
         "/apply",

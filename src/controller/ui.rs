@@ -6,7 +6,8 @@
 //! Kubernetes Dashboard's way). An approval is made with their token, so
 //! RBAC and the admission policy judge it as theirs. Answers are kept
 //! for [`ANSWERS_TTL`]: a page asks once per structure, and a revoked
-//! binding takes effect within that time.
+//! binding takes effect within that time. Approvals and start/stop are
+//! patches made with the person's own token.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -25,7 +26,7 @@ use sha2::{Digest, Sha256};
 
 use super::context::Context;
 use crate::spec::{Catalog, Resync, Synchronizer};
-use crate::web::{Cluster, Holder, Person, Verb};
+use crate::web::{Cluster, Object, Person, Verb};
 
 const ANSWERS_TTL: Duration = Duration::from_secs(10);
 
@@ -192,33 +193,33 @@ impl Cluster for ControllerUi {
         .boxed()
     }
 
-    fn approve<'a>(
+    fn change_spec<'a>(
         &'a self,
         person: &'a Person,
-        holder: Holder,
+        object: Object,
         id: &'a str,
-        hash: &'a str,
+        spec: serde_json::Value,
     ) -> BoxFuture<'a, Result<(), String>> {
         async move {
             let client = self.client_of(person)?;
             let (namespace, name) = id.split_once('/').unwrap_or(("default", id));
-            let patch = Patch::Merge(serde_json::json!({"spec": {"approvedPlan": hash}}));
+            let patch = Patch::Merge(serde_json::json!({ "spec": spec }));
             let params = PatchParams::default();
-            let patched = match holder {
-                Holder::Resync => Api::<Resync>::namespaced(client, namespace)
+            let patched = match object {
+                Object::Resync => Api::<Resync>::namespaced(client, namespace)
                     .patch(name, &params, &patch)
                     .await
                     .map(drop),
-                Holder::Synchronizer => Api::<Synchronizer>::namespaced(client, namespace)
+                Object::Synchronizer => Api::<Synchronizer>::namespaced(client, namespace)
                     .patch(name, &params, &patch)
                     .await
                     .map(drop),
             };
             patched.map_err(|e| match e {
                 kube::Error::Api(status) => {
-                    format!("the cluster refused your approval: {}", status.message)
+                    format!("the cluster refused your change: {}", status.message)
                 }
-                other => format!("the approval could not be made: {other}"),
+                other => format!("the change could not be made: {other}"),
             })
         }
         .boxed()

@@ -48,9 +48,10 @@ impl Verb {
     }
 }
 
-/// What holds a plan for approval in a cluster.
+/// The objects a person changes from the UI in a cluster: a Resync or a
+/// Synchronizer (its `approvedPlan`; a Synchronizer's `enabled`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Holder {
+pub enum Object {
     Resync,
     Synchronizer,
 }
@@ -68,14 +69,14 @@ pub trait Cluster: Send + Sync + 'static {
         verb: Verb,
         structure: &'a str,
     ) -> BoxFuture<'a, Result<bool, String>>;
-    /// Sets `spec.approvedPlan: hash` on the Resync or Synchronizer `id`,
-    /// as `person` (with their token).
-    fn approve<'a>(
+    /// Merges `spec` into the spec of the Resync or Synchronizer `id`, as
+    /// `person` (with their token): RBAC and the admission policy judge it.
+    fn change_spec<'a>(
         &'a self,
         person: &'a Person,
-        holder: Holder,
+        object: Object,
         id: &'a str,
-        hash: &'a str,
+        spec: serde_json::Value,
     ) -> BoxFuture<'a, Result<(), String>>;
 }
 

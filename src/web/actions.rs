@@ -6,7 +6,7 @@
 
 use super::html::url;
 use super::pages::plan_section;
-use super::{Asked, Holder, Person, Reply, Ui, Verb, WebError};
+use super::{Asked, Object, Person, Reply, Ui, Verb, WebError};
 use crate::engine::{Approval, Engine, Scope};
 use crate::plan::decide::Release;
 use crate::spec::Kind;
@@ -27,6 +27,9 @@ pub(super) async fn act(
             release(&format!("{ns}/{name}"), asked, ui, person).await
         }
         ["approve"] if !local => approve(asked, ui, person).await,
+        ["synchronizers", ns, name, "enabled"] if !local => {
+            start_or_stop(&format!("{ns}/{name}"), asked, ui, person).await
+        }
         // Applying and undoing read the trackers with the command line's
         // keys; in a cluster a Resync does that, approved above.
         ["apply"] if local => apply(asked, ui, person).await,
@@ -175,9 +178,9 @@ fn job_number(asked: &Asked) -> Result<u64, WebError> {
 async fn approve(asked: &Asked, ui: &Ui, person: &Person) -> Result<Reply, WebError> {
     let hash = required(asked, "hash", "the plan's hash")?;
     let id = required(asked, "id", "what holds the plan")?;
-    let holder = match required(asked, "holder", "resync or synchronizer")? {
-        "resync" => Holder::Resync,
-        "synchronizer" => Holder::Synchronizer,
+    let object = match required(asked, "holder", "resync or synchronizer")? {
+        "resync" => Object::Resync,
+        "synchronizer" => Object::Synchronizer,
         other => {
             return Err(WebError::new(
                 hyper::StatusCode::BAD_REQUEST,
@@ -185,13 +188,54 @@ async fn approve(asked: &Asked, ui: &Ui, person: &Person) -> Result<Reply, WebEr
             ));
         }
     };
+    let spec = serde_json::json!({ "approvedPlan": hash });
+    change_as_person(ui, person, object, id, spec).await?;
+    tracing::info!(%id, hash, person = %person.name, "plan approved in the UI");
+    Ok(Reply::Redirect("/plans".to_owned()))
+}
+
+/// In a cluster: starts or stops a synchronizer (`spec.enabled`), as the
+/// person, as Backbone's overview does. (`trellis ui` does not: there the
+/// declarations are files, which Git keeps.)
+async fn start_or_stop(
+    id: &str,
+    asked: &Asked,
+    ui: &Ui,
+    person: &Person,
+) -> Result<Reply, WebError> {
+    let enabled = match required(asked, "enabled", "true or false")? {
+        "true" => true,
+        "false" => false,
+        other => {
+            return Err(WebError::new(
+                hyper::StatusCode::BAD_REQUEST,
+                format!("enabled is true or false, not {other}"),
+            ));
+        }
+    };
+    let spec = serde_json::json!({ "enabled": enabled });
+    change_as_person(ui, person, Object::Synchronizer, id, spec).await?;
+    tracing::info!(%id, enabled, person = %person.name, "synchronizer started or stopped in the UI");
+    Ok(Reply::Redirect("/".to_owned()))
+}
+
+/// Merges `spec` into the Resync or Synchronizer `id` with the person's own
+/// token, once the cluster said they may control its structure (the API
+/// server checks again: RBAC and the admission policy).
+async fn change_as_person(
+    ui: &Ui,
+    person: &Person,
+    object: Object,
+    id: &str,
+    spec: serde_json::Value,
+) -> Result<(), WebError> {
     let cluster = ui
         .cluster()
         .ok_or_else(|| WebError::not_found("no cluster"))?;
     let catalog = cluster.catalog();
-    let synchronizer = match holder {
-        Holder::Synchronizer => Some(id.to_owned()),
-        Holder::Resync => catalog.resyncs.iter().find(|r| r.id() == id).map(|r| {
+    let synchronizer = match object {
+        Object::Synchronizer => Some(id.to_owned()),
+        Object::Resync => catalog.resyncs.iter().find(|r| r.id() == id).map(|r| {
             crate::spec::ObjectId::referenced(&r.resource, &r.resource.spec.synchronizer_ref.name)
                 .to_string()
         }),
@@ -205,9 +249,7 @@ async fn approve(asked: &Asked, ui: &Ui, person: &Person) -> Result<Reply, WebEr
         .ok_or_else(|| WebError::not_found(format!("{id} is not declared")))?;
     ui.allow(person, Verb::Control, &structure).await?;
     cluster
-        .approve(person, holder, id, hash)
+        .change_spec(person, object, id, spec)
         .await
-        .map_err(|why| WebError::new(hyper::StatusCode::FORBIDDEN, why))?;
-    tracing::info!(%id, hash, person = %person.name, "plan approved in the UI");
-    Ok(Reply::Redirect("/plans".to_owned()))
+        .map_err(|why| WebError::new(hyper::StatusCode::FORBIDDEN, why))
 }

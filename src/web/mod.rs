@@ -16,7 +16,7 @@ mod html;
 mod pages;
 
 use access::Mode;
-pub use access::{Cluster, Holder, Person, Verb};
+pub use access::{Cluster, Object, Person, Verb};
 
 use std::future::Future;
 use std::path::PathBuf;

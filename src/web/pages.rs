@@ -97,6 +97,21 @@ async fn overview_page(asked: &Asked, ui: &Ui, person: &Person) -> Result<Reply,
                 "Restart",
             ));
         }
+        // In a cluster, as in Backbone's overview: start and stop.
+        if ui.cluster().is_some() {
+            let (value, label) = if row.enabled {
+                ("false", "Stop")
+            } else {
+                ("true", "Start")
+            };
+            actions.push(' ');
+            actions.push_str(&button(
+                &format!("/synchronizers/{}/enabled", row.id),
+                &ui.csrf,
+                &[("enabled", value)],
+                label,
+            ));
+        }
         let _ = writeln!(
             body,
             r#"<tr data-synchronizer="{id}"><td>{id}</td><td>{structure}</td><td>{kind}</td><td>{directions}</td><td><span class="phase {phase}">{phase}</span></td><td>{last}</td><td>{held}</td><td>{problem}</td><td>{actions}</td></tr>"#,
@@ -114,9 +129,11 @@ async fn overview_page(asked: &Asked, ui: &Ui, person: &Person) -> Result<Reply,
     if rows.is_empty() {
         body.push_str("<p>No synchronizer is declared on a structure you may view.</p>");
     }
-    body.push_str(
-        "<p class=\"note\">Whether a synchronizer runs is declared (<code>enabled</code> in its YAML, which Git keeps); a synchronizer the cycle guard stopped is restarted here.</p>",
-    );
+    if ui.cluster().is_none() {
+        body.push_str(
+            "<p class=\"note\">Whether a synchronizer runs is declared (<code>enabled</code> in its YAML, which Git keeps); a synchronizer the cycle guard stopped is restarted here.</p>",
+        );
+    }
     Ok(Reply::Html(ui.page("Overview", Some(person), &body)))
 }
 
