@@ -939,14 +939,7 @@ fn undo_reverses_one_job_under_the_approval_rules_and_refuses_once_things_moved_
     let ws = Workspace::new();
     ws.apply();
     let original = ws.read("quickstart/issues.yaml");
-    ws.trellis()
-        .args(["move", "roadmap", "PLAT-9", "--under", "PLAT-4"])
-        .assert()
-        .success();
-    ws.trellis()
-        .args(["export", "children", "-f", "quickstart"])
-        .assert()
-        .success();
+    ws.move_and_export("PLAT-9", "PLAT-4");
     assert_ne!(ws.read("quickstart/issues.yaml"), original);
 
     // The export's tracker change, undone: PLAT-9's parent is PLAT-8 again.

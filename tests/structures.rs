@@ -214,14 +214,7 @@ fn a_count_limit_applies_too_and_bad_limits_are_named() {
 fn history_lists_who_changed_what_and_why() {
     let ws = Workspace::new();
     ws.apply();
-    ws.trellis()
-        .args(["move", "roadmap", "PLAT-9", "--under", "PLAT-4"])
-        .assert()
-        .success();
-    ws.trellis()
-        .args(["export", "children", "-f", "quickstart"])
-        .assert()
-        .success();
+    ws.move_and_export("PLAT-9", "PLAT-4");
     let out = ws.trellis().args(["history", "roadmap"]).output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();

@@ -20,8 +20,14 @@ struct Ui {
 
 impl Ui {
     fn start(ws: &Workspace) -> Ui {
+        Ui::start_with(ws, &[])
+    }
+
+    /// With more environment (a failpoint).
+    fn start_with(ws: &Workspace, env: &[(&str, &str)]) -> Ui {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_trellis"));
         command
+            .envs(env.iter().copied())
             .current_dir(ws.path(""))
             .env("TRELLIS_STATE", ws.state())
             .env("TRELLIS_USER", "ada")
@@ -152,6 +158,11 @@ fn in_a_browser_the_overview_tree_drag_keyboard_and_approval_work_as_the_command
     assert_eq!(ws.row_parent("PLAT-16").as_deref(), Some("PLAT-1"));
     let jobs = ws.store().last_jobs().unwrap();
     assert!(jobs.iter().all(|j| j.author == "ada"), "{jobs:?}");
+}
+
+/// The body of a GET of `url`.
+async fn text(url: String) -> String {
+    reqwest::get(url).await.unwrap().text().await.unwrap()
 }
 
 /// An HTTP client that does not follow redirects.
@@ -497,14 +508,7 @@ async fn the_jobs_page_shows_what_runs_now_and_follows_it_until_it_ends() {
     let ws = Workspace::new();
     ws.apply();
     let ui = Ui::start(&ws);
-    let jobs = || async {
-        reqwest::get(format!("{}/jobs", ui.url))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
+    let jobs = || text(format!("{}/jobs", ui.url));
     let idle = jobs().await;
     assert!(!idle.contains("Running now") && !idle.contains("http-equiv=\"refresh\""));
     assert_eq!(
@@ -531,4 +535,60 @@ async fn the_jobs_page_shows_what_runs_now_and_follows_it_until_it_ends() {
     assert!(busy.contains("http-equiv=\"refresh\" content=\"2\""));
     store.release_structure("default/roadmap", holder).unwrap();
     assert!(!jobs().await.contains("Running now"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_started_in_the_ui_shows_its_progress_while_it_runs() {
+    let ws = Workspace::new();
+    ws.apply();
+    // An export writes PLAT-9's new parent to the tracker: its undo writes
+    // the tracker again.
+    ws.move_and_export("PLAT-9", "PLAT-4");
+    let job = ws.store().last_jobs().unwrap()[0].id;
+    // The run stops right after its tracker writes, before it commits.
+    let ui = Ui::start_with(&ws, &[("TRELLIS_FAILPOINT", "tracker-written:pause")]);
+    let token = csrf_of(&ui).await;
+    let http = client();
+    let planned = http
+        .post(format!("{}/undo", ui.url))
+        .form(&[("csrf", token.as_str()), ("job", &job.to_string())])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let at = planned.find(r#"data-hash=""#).expect("the undo's plan") + 11;
+    let hash = &planned[at..at + 16];
+    let started = http
+        .post(format!("{}/undo/apply", ui.url))
+        .form(&[
+            ("csrf", token.as_str()),
+            ("job", &job.to_string()),
+            ("hash", hash),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), 303);
+    let run = started.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(run, "/runs/1");
+    let mut page = String::new();
+    for _ in 0..100 {
+        page = text(format!("{}{run}", ui.url)).await;
+        if page.contains(r#"<span class="counts">1 of 1</span>"#) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // Its tracker write is made, its rows not yet committed: still running,
+    // and the page follows it.
+    assert!(
+        page.contains("Tracker writes: <progress value=\"1\" max=\"1\">"),
+        "{page}"
+    );
+    assert!(page.contains(r#"class="state running""#), "{page}");
+    assert!(page.contains(r#"http-equiv="refresh" content="1""#));
+    let jobs = text(format!("{}/jobs", ui.url)).await;
+    assert!(jobs.contains(r#"<a href="/runs/1">Undo of job"#), "{jobs}");
 }

@@ -18,6 +18,7 @@ mod history;
 mod overview;
 mod pass;
 mod plan_file;
+mod progress;
 mod remember;
 mod units;
 mod writes;
@@ -44,6 +45,7 @@ pub use history::{HistoryEntry, history};
 pub use overview::{SyncOverview, overview};
 pub use pass::{Pass, Timings};
 pub use plan_file::{Base, PlanFile};
+pub use progress::{Counts, RunProgress};
 pub use remember::{Section, remembered, structure_view};
 pub use units::{Scope, UnitSource, needs};
 
@@ -154,6 +156,8 @@ pub struct Engine<S: Store> {
     /// The person running Trellis: author of the changes it makes.
     author: String,
     credentials: Credentials,
+    /// Where an observed apply reports the rows it committed.
+    progress: Option<std::sync::Arc<RunProgress>>,
 }
 
 impl<S: Store> Engine<S> {
@@ -162,6 +166,7 @@ impl<S: Store> Engine<S> {
             store,
             author: author.into(),
             credentials: Credentials::CommandLine,
+            progress: None,
         }
     }
 
@@ -540,6 +545,9 @@ impl<S: Store> Engine<S> {
             }),
             settles,
         })?;
+        if let Some(progress) = &self.progress {
+            progress.rows_committed(plan.units.iter().map(|u| u.structure_ops.len()).sum());
+        }
         tracing::info!(structure = %structure, version, summary = %plan.summary, "applied");
         Ok((structure, version))
     }

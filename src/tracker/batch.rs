@@ -29,14 +29,28 @@
 //!   not made. The engine leaves its write-ahead record to the next run,
 //!   which reads the tracker and journals what it holds.
 
+use std::future::Future;
 use std::iter::Enumerate;
 use std::slice::Iter;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use reqwest::StatusCode;
 
 use super::http::{Http, HttpError};
 use super::{IssueFailure, TrackerError};
 use crate::plan::TrackerOp;
+
+tokio::task_local! {
+    /// The operations the batches of one run have made, for its progress.
+    static MADE: Arc<AtomicU64>;
+}
+
+/// Runs `run`, counting in `made` each operation its write batches make
+/// (once each), as they are made: a run's progress, for a person watching.
+pub async fn counting_made<F: Future>(made: Arc<AtomicU64>, run: F) -> F::Output {
+    MADE.scope(made, run).await
+}
 
 /// The operations of one `apply` and what became of each.
 pub struct WriteBatch<'a> {
@@ -98,6 +112,9 @@ impl<'a> WriteBatch<'a> {
 
     /// The tracker accepted operation `at`.
     pub fn made(&mut self, at: usize) {
+        if self.outcomes[at] != Outcome::Made {
+            let _ = MADE.try_with(|made| made.fetch_add(1, Ordering::Relaxed));
+        }
         self.outcomes[at] = Outcome::Made;
     }
 
@@ -215,5 +232,39 @@ impl<'a> WriteBatch<'a> {
                 untried,
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set_parent(issue: &str) -> TrackerOp {
+        TrackerOp::SetParent {
+            issue: issue.into(),
+            from: None,
+            to: "A-1".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_watched_run_counts_each_operation_made_once_as_it_is_made() {
+        let ops = [set_parent("A-2"), set_parent("A-3")];
+        let made = Arc::new(AtomicU64::new(0));
+        let seen = made.clone();
+        counting_made(made.clone(), async move {
+            let mut batch = WriteBatch::new(&ops);
+            batch.made(0);
+            // Made again by a later step (a read-back): still one.
+            batch.made(0);
+            assert_eq!(seen.load(Ordering::Relaxed), 1);
+            batch.made(1);
+        })
+        .await;
+        assert_eq!(made.load(Ordering::Relaxed), 2);
+        // Outside a watched run nothing is counted, and nothing fails.
+        let ops = [set_parent("A-4")];
+        WriteBatch::new(&ops).made(0);
+        assert_eq!(made.load(Ordering::Relaxed), 2);
     }
 }

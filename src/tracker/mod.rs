@@ -14,6 +14,7 @@ use std::future::Future;
 use crate::model::{Issue, Snapshot, Workflow};
 use crate::plan::TrackerOp;
 
+pub use batch::counting_made;
 pub use jira::JiraTracker;
 pub use local::LocalTracker;
 pub use redmine::RedmineTracker;

@@ -117,12 +117,27 @@ async fn apply(asked: &Asked, ui: &Ui, person: &Person) -> Result<Reply, WebErro
         None => Scope::Apply,
     };
     let run = engine.plan_to_apply(&catalog, &scope).await?;
-    let applied = engine
-        .apply(&catalog, run, &Approval::given(Some(hash)))
-        .await?;
-    engine.remember(&catalog)?;
-    tracing::info!(hash, structures = applied.structures.len(), author = %person.name, "plan applied in the UI");
-    Ok(Reply::Redirect("/jobs".to_owned()))
+    let title = format!("Plan {}", run.set.hash);
+    start(ui, person, engine, catalog, run, hash, title)
+}
+
+/// Starts an approved run in the background and shows its page: a stale
+/// approval (the plan changed since the person saw it) is refused first,
+/// and nothing runs.
+fn start(
+    ui: &Ui,
+    person: &Person,
+    engine: Engine<SqliteStore>,
+    catalog: std::sync::Arc<crate::spec::Catalog>,
+    run: crate::engine::Run,
+    hash: &str,
+    title: String,
+) -> Result<Reply, WebError> {
+    let approval = Approval::given(Some(hash));
+    engine.may_apply(&run, &approval)?;
+    let id = ui.start(title, &person.name, engine, catalog, run, approval);
+    tracing::info!(hash, run = id, author = %person.name, "run started in the UI");
+    Ok(Reply::Redirect(format!("/runs/{id}")))
 }
 
 /// Plans the reverse of a job and shows it, with a button approving it.
@@ -155,11 +170,15 @@ async fn apply_undo(asked: &Asked, ui: &Ui, person: &Person) -> Result<Reply, We
     let catalog = ui.catalog(engine.store())?;
     let scope = engine.undo_scope(job)?;
     let run = engine.plan_to_apply(&catalog, &scope).await?;
-    engine
-        .apply(&catalog, run, &Approval::given(Some(hash)))
-        .await?;
-    engine.remember(&catalog)?;
-    Ok(Reply::Redirect("/jobs".to_owned()))
+    start(
+        ui,
+        person,
+        engine,
+        catalog,
+        run,
+        hash,
+        format!("Undo of job {job}"),
+    )
 }
 
 fn job_number(asked: &Asked) -> Result<u64, WebError> {

@@ -14,6 +14,7 @@ mod access;
 mod actions;
 mod html;
 mod pages;
+mod runs;
 
 use access::Mode;
 pub use access::{Cluster, Object, Person, Verb};
@@ -56,6 +57,8 @@ pub struct Ui {
     state: PathBuf,
     mode: Mode,
     csrf: String,
+    /// The runs this UI started, by number (from 1).
+    runs: std::sync::Mutex<Vec<Arc<runs::UiRun>>>,
 }
 
 impl Ui {
@@ -77,6 +80,7 @@ impl Ui {
             state,
             mode,
             csrf: crate::model::hex(&bytes),
+            runs: std::sync::Mutex::default(),
         })
     }
 

@@ -35,6 +35,12 @@ pub(super) async fn serve_page(
         ["plans"] if ui.cluster().is_some() => held_plans_page(ui, person).await,
         ["plans"] => plans_page(ui, person).await,
         ["jobs"] => jobs_page(ui, person).await,
+        ["runs", id] => {
+            let run = id.parse().ok().and_then(|id| ui.run(id));
+            let run =
+                run.ok_or_else(|| WebError::not_found(format!("this UI started no run {id}")))?;
+            Ok(run_page(&run, ui, person))
+        }
         ["jobs", id] => {
             let id = id
                 .parse()
@@ -583,7 +589,21 @@ async fn jobs_page(ui: &Ui, person: &Person) -> Result<Reply, WebError> {
         let may = ui.may(person, Verb::View, &id).await?;
         visible.insert(id, may);
     }
-    let running = running(&store, &catalog, &visible)?;
+    let mut running = running(&store, &catalog, &visible)?;
+    let going = ui.going();
+    if !going.is_empty() {
+        running.push_str("<h2>Started here</h2><ul class=\"runs\">");
+        for run in going {
+            let _ = write!(
+                running,
+                r#"<li><a href="/runs/{}">{}</a> by {}</li>"#,
+                run.id,
+                esc(&run.title),
+                esc(&run.author)
+            );
+        }
+        running.push_str("</ul>\n");
+    }
     let mut body = running.clone();
     body.push_str(
         "<h2>Finished</h2><table class=\"jobs\"><thead><tr><th>Job</th><th>Structure</th><th>Synchronizer</th><th>Direction</th><th>Author</th><th>State</th><th>Summary</th><th>Finished</th></tr></thead><tbody>\n",
@@ -906,4 +926,49 @@ async fn held_plans_page(ui: &Ui, person: &Person) -> Result<Reply, WebError> {
         Some(person),
         &body,
     )))
+}
+
+/// A run the UI started: its progress while it runs (the page reloads
+/// itself every second), then what it did.
+fn run_page(run: &super::runs::UiRun, ui: &Ui, person: &Person) -> Reply {
+    use super::runs::Outcome;
+    let counts = run.progress.counts();
+    let bar = |what: &str, done: u64, total: u64| {
+        format!(
+            r#"<p class="progress">{what}: <progress value="{done}" max="{total}"></progress> <span class="counts">{done} of {total}</span></p>"#,
+            total = total.max(done),
+        )
+    };
+    let outcome = run.outcome();
+    let state = match &outcome {
+        None => "running",
+        Some(Outcome::Applied(_)) => "succeeded",
+        Some(Outcome::Failed(_)) => "failed",
+    };
+    let mut body = format!(
+        r#"<dl class="job"><dt>Started by</dt><dd>{}</dd><dt>Started</dt><dd>{}</dd><dt>State</dt><dd class="state {state}">{state}</dd></dl>{}{}"#,
+        esc(&run.author),
+        time(Some(run.started)),
+        bar("Tracker writes", counts.tracker_done, counts.tracker_total),
+        bar("Rows", counts.rows_done, counts.rows_total),
+    );
+    match &outcome {
+        None => {}
+        Some(Outcome::Applied(structures)) => {
+            body.push_str("<ul>");
+            for (structure, version) in structures {
+                let _ = write!(
+                    body,
+                    "<li>{} is at version {version}</li>",
+                    structure_link(structure)
+                );
+            }
+            body.push_str("</ul><p><a href=\"/jobs\">All jobs</a></p>");
+        }
+        Some(Outcome::Failed(error)) => {
+            let _ = write!(body, r#"<p class="error">{}</p>"#, esc(error));
+        }
+    }
+    let refresh = outcome.is_none().then_some(1);
+    Reply::Html(ui.page_refreshed(&run.title, Some(person), &body, refresh))
 }

@@ -78,6 +78,19 @@ impl Workspace {
             .success();
     }
 
+    /// Moves `key` under `parent` by hand and exports it with `children`:
+    /// a job that wrote the tracker (PLAT-9 under PLAT-4, say).
+    pub fn move_and_export(&self, key: &str, parent: &str) {
+        self.trellis()
+            .args(["move", "roadmap", key, "--under", parent])
+            .assert()
+            .success();
+        self.trellis()
+            .args(["export", "children", "-f", "quickstart"])
+            .assert()
+            .success();
+    }
+
     /// One pass of `children` (the quickstart's two-way subtasks synchronizer).
     pub fn pass(&self) -> serde_json::Value {
         let out = self

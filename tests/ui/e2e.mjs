@@ -86,8 +86,14 @@ const steps = {
     await page.goto(url + "/plans");
     const current = page.locator("section.plan").last();
     check((await current.getAttribute("data-hash")) !== hash, "the plan did not change with the tracker");
-    const [applied] = await Promise.all([page.waitForNavigation(), current.locator("button").click()]);
-    check(applied.url().endsWith("/jobs"), `applying led to ${applied.url()}`);
+    const [started] = await Promise.all([page.waitForNavigation(), current.locator("button").click()]);
+    check(/\/runs\/\d+$/.test(started.url()), `applying led to ${started.url()}`);
+    // The run page follows the run by itself until it ends.
+    await page.locator(".state.succeeded").waitFor({ timeout: 20000 });
+    const rows = await page.locator(".progress .counts").last().textContent();
+    check(/^(\d+) of \1$/.test(rows) && !rows.startsWith("0 "), `the run's rows read ${rows}`);
+    await page.screenshot({ path: `${shots}/run.png`, fullPage: true });
+    await page.goto(url + "/jobs");
     check((await page.locator("table.jobs tbody tr").count()) >= 4, "the new jobs are not listed");
   },
 };
