@@ -409,6 +409,15 @@ async fn in_a_cluster_people_sign_in_and_see_and_do_only_what_the_cluster_lets_t
         .unwrap();
     assert_eq!(overview.matches("<tr data-synchronizer").count(), 3);
     assert!(overview.contains("signed in as vera"));
+    // Behind an ingress's name: its people sign in, so the name is fine.
+    let named = http
+        .get(format!("{url}/"))
+        .header("host", "trellis.example.com")
+        .bearer_auth("vera-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(named.status(), 200);
     let answer = get("/structures/default/roadmap", Some("vera-token"))
         .await
         .unwrap();

@@ -6,8 +6,9 @@
 //! Safe by default: every string from a tracker or a declaration is escaped
 //! ([`html::esc`]); every action is a POST carrying the process's CSRF
 //! token, from this origin (`Origin` and `Sec-Fetch-Site` checked when the
-//! browser sends them); a `Host` that is not an address or `localhost` is
-//! refused (DNS rebinding); and the Content-Security-Policy allows only
+//! browser sends them); `trellis ui`, which has no sign-in, refuses a
+//! `Host` that is not an address or `localhost` (DNS rebinding); and the
+//! Content-Security-Policy allows only
 //! this server's own script and style.
 
 mod access;
@@ -279,6 +280,8 @@ pub async fn serve(
 /// A request as the pages read it.
 pub(crate) struct Asked {
     method: Method,
+    /// The `Host` it was sent to.
+    host: String,
     segments: Vec<String>,
     /// The query's pairs, decoded.
     query: Vec<(String, String)>,
@@ -344,12 +347,6 @@ async fn read(request: Request<Incoming>) -> Result<Asked, WebError> {
             .map(str::to_owned)
     };
     let host = header(header::HOST).unwrap_or_default();
-    if !local_host(&host) {
-        return Err(WebError::new(
-            StatusCode::MISDIRECTED_REQUEST,
-            format!("this UI answers only at an address or localhost, not at host {host:?}"),
-        ));
-    }
     let method = request.method().clone();
     let segments: Vec<String> = request
         .uri()
@@ -404,6 +401,7 @@ async fn read(request: Request<Incoming>) -> Result<Asked, WebError> {
     }
     Ok(Asked {
         method,
+        host,
         segments,
         query,
         form,
@@ -423,6 +421,18 @@ fn local_host(host: &str) -> bool {
 }
 
 async fn route(asked: &Asked, ui: &Ui) -> Result<Reply, WebError> {
+    // `trellis ui` has no sign-in: a page some other site's name resolves
+    // to here (DNS rebinding) must not act as its person. The controller's
+    // UI may sit behind an ingress's name: its people sign in.
+    if ui.cluster().is_none() && !local_host(&asked.host) {
+        return Err(WebError::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            format!(
+                "this UI answers only at an address or localhost, not at host {:?}",
+                asked.host
+            ),
+        ));
+    }
     let segments: Vec<&str> = asked.segments.iter().map(String::as_str).collect();
     let post = asked.method == Method::POST;
     if post {

@@ -52,7 +52,7 @@ pub(super) async fn serve_page(
 }
 
 fn structure_link(id: &str) -> String {
-    format!(r#"<a href="/structures/{id}">{}</a>"#, esc(id))
+    format!(r#"<a href="/structures/{0}">{0}</a>"#, esc(id))
 }
 
 async fn overview_page(asked: &Asked, ui: &Ui, person: &Person) -> Result<Reply, WebError> {
@@ -93,7 +93,10 @@ async fn overview_page(asked: &Asked, ui: &Ui, person: &Person) -> Result<Reply,
         .filter(|r| only.is_none_or(|ns| ns == r.namespace))
     {
         let directions: Vec<&str> = row.directions.iter().map(|d| d.as_str()).collect();
-        let mut actions = format!(r#"<a href="/synchronizers/{}">troubleshoot</a>"#, row.id);
+        let mut actions = format!(
+            r#"<a href="/synchronizers/{}">troubleshoot</a>"#,
+            esc(&row.id)
+        );
         if row.phase == SynchronizerPhase::RestartRequired {
             actions.push(' ');
             actions.push_str(&button(
@@ -218,6 +221,7 @@ async fn structure_page(
         r#"<p class="meta">Version {version} · tracker {tracker} · <a href="/structures/{id}/history">history</a></p>
 <form class="search" method="get" action="/structures/{id}"><label>Find <input type="search" name="q" value="{q}" placeholder="key or text"></label> <button type="submit">Find</button></form>
 "#,
+        id = esc(&id),
         tracker = esc(&tracker),
         q = esc(asked.param("q").unwrap_or_default()),
     );
@@ -236,6 +240,7 @@ async fn structure_page(
     let _ = write!(
         body,
         r#"<ul class="tree" role="tree" aria-label="{id}" data-structure="{id}" data-back="{back}">"#,
+        id = esc(&id),
         back = esc(&back),
     );
     render_nodes(&mut body, &nodes, &issues, &view);
@@ -274,6 +279,7 @@ async fn structure_page(
 <button type="submit">Move</button></fieldset></form>
 <p class="note">Drag a row onto another to put it under that row; hold Shift to put it right after. With a row focused: Alt+↓ after the next row, Alt+↑ before the previous, Alt+→ under the previous, Alt+← out of its parent. Moves are journaled with you as the author.</p>
 "#,
+        id = esc(&id),
         csrf = esc(&ui.csrf),
         back = esc(&back),
     );
