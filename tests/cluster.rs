@@ -192,6 +192,11 @@ impl Test {
 
     /// The controller, with more arguments.
     fn controller_with(&self, identity: &str, more: &[&str]) -> Controller {
+        self.controller_in(identity, more, &[])
+    }
+
+    /// The controller, with more arguments and environment.
+    fn controller_in(&self, identity: &str, more: &[&str], env: &[(&str, &str)]) -> Controller {
         let listen = free_address();
         let log = self.path(&format!("{identity}.log"));
         let child = Command::new(env!("CARGO_BIN_EXE_trellis"))
@@ -204,6 +209,7 @@ impl Test {
             .arg("--state")
             .arg(self.path("state.db"))
             .args(more)
+            .envs(env.iter().copied())
             .env("KUBECONFIG", service_account_kubeconfig())
             .env("RUST_LOG", "info,kube=warn")
             .env_remove("POD_NAMESPACE")
@@ -1522,4 +1528,62 @@ fn the_ui_signs_people_in_with_their_own_tokens_and_the_cluster_decides_what_the
         assert!(!log.contains(token.as_str()), "a token is in the log");
     }
     test.finish(controller);
+}
+
+#[test]
+#[ignore = "needs the cluster KUBECONFIG names"]
+fn a_running_resync_shows_its_tracker_writes_as_they_are_made() {
+    let test = Test::new("progress");
+    // The run stops right after its tracker writes, before it records them.
+    let controller = test.controller_in(
+        "replica-a",
+        &[],
+        &[("TRELLIS_FAILPOINT", "tracker-written:pause")],
+    );
+    let issues = test.path("issues.yaml");
+    std::fs::write(
+        &issues,
+        "issues:\n- {key: A-1, summary: Epic, type: Epic, status: Open}\n- {key: A-2, summary: Story, type: Story, status: Open}\n",
+    )
+    .unwrap();
+    test.apply(&format!(
+        "apiVersion: trellis.dev/v1alpha1\nkind: Tracker\nmetadata: {{name: local}}\nspec: {{type: local, local: {{path: {}}}}}\n---\napiVersion: trellis.dev/v1alpha1\nkind: Structure\nmetadata: {{name: plan}}\nspec: {{trackerRef: {{name: local}}, rows: [{{issue: A-1, rows: [{{issue: A-2}}]}}]}}\n---\napiVersion: trellis.dev/v1alpha1\nkind: Synchronizer\nmetadata: {{name: issues}}\nspec: {{structureRef: {{name: plan}}, type: subtasks, enabled: false}}\n",
+        issues.display()
+    ));
+    // An export: A-2's parent becomes A-1 in the tracker (one write), and
+    // the declared rows come into the empty structure (two rows).
+    let manifest = resync_manifest("export", "plan", &admin_username(), "")
+        .replace("direction: into", "direction: from");
+    test.apply(&manifest);
+    let status = within(
+        Duration::from_secs(60),
+        "the running Resync shows its write",
+        &controller,
+        || {
+            let status = test.status("resync", "export");
+            (status["phase"] == "Running" && status["done"] == 1).then_some(status)
+        },
+    );
+    // Its one tracker write is made; its two rows are not committed yet.
+    assert_eq!(status["total"], 3, "{status}");
+    assert!(
+        std::fs::read_to_string(&issues)
+            .unwrap()
+            .contains("parent: A-1")
+    );
+    assert!(
+        controller
+            .log()
+            .contains("failpoint tracker-written: paused")
+    );
+    // A new controller settles the paused run and lets the namespace go.
+    drop(controller);
+    let next = test.controller("replica-b");
+    within(
+        Duration::from_secs(60),
+        "the next controller finishes the Resync",
+        &next,
+        || (test.status("resync", "export")["phase"] == "Succeeded").then_some(()),
+    );
+    test.finish(next);
 }

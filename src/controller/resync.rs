@@ -21,7 +21,7 @@ use kube::{Api, ResourceExt};
 use super::conditions::{Health, State};
 use super::context::{Chain, Context, Error};
 use crate::engine::off_the_runtime;
-use crate::engine::{Approval, Credentials, EngineError, Scope};
+use crate::engine::{Approval, Credentials, EngineError, RunProgress, Scope};
 use crate::plan::Summary;
 use crate::spec::{
     ObjectId, PlanStatus, REQUESTED_BY_ANNOTATION, Resync, ResyncPhase as Phase, ResyncStatus,
@@ -35,6 +35,9 @@ use crate::tracker::TrackerError;
 const REPLAN: Duration = Duration::from_secs(60);
 const WAIT: Duration = Duration::from_secs(5);
 const DIFF_EXCERPT_LINES: usize = 40;
+/// How often a running Resync's `status.done` follows its progress (a
+/// status write only when it moved).
+const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
 #[tracing::instrument(skip_all, fields(kind = "Resync", object = %resource_id(&*resync)))]
 pub async fn reconcile(resync: Arc<Resync>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -179,8 +182,13 @@ pub async fn reconcile(resync: Arc<Resync>, ctx: Arc<Context>) -> Result<Action,
     next.total = Some(operations(&summary));
     next.done = Some(0);
     let health = Health::new(State::Reconciling, "Running", plan.summary.clone());
-    ctx.finish(&*resync, next.clone(), health, Action::await_change())
-        .await?;
+    ctx.finish(
+        &*resync,
+        next.clone(),
+        health.clone(),
+        Action::await_change(),
+    )
+    .await?;
     ctx.event(
         &*resync,
         false,
@@ -189,7 +197,20 @@ pub async fn reconcile(resync: Arc<Resync>, ctx: Arc<Context>) -> Result<Action,
         format!("plan {}: {}", plan.hash, plan.summary),
     )
     .await;
-    match off_the_runtime(engine.apply(&catalog, run, &approval)) {
+    let progress = Arc::new(RunProgress::default());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let reporter = tokio::spawn(report_progress(
+        ctx.clone(),
+        resync.clone(),
+        (next.clone(), health),
+        progress.clone(),
+        stopped,
+    ));
+    let applied = off_the_runtime(engine.apply_observed(&catalog, run, &approval, &progress));
+    // The last progress report is written before the outcome is.
+    let _ = stop.send(true);
+    let _ = reporter.await;
+    match applied {
         Ok(_) => {
             drop(engine);
             ctx.metrics.count_operations(&summary);
@@ -254,6 +275,41 @@ fn retryable(error: &EngineError) -> bool {
 }
 
 /// Operations in a plan: structure operations and tracker updates.
+/// While a Resync applies: its `status.done` follows the tracker writes
+/// made and the rows committed, every [`PROGRESS_EVERY`], until `stopped`.
+async fn report_progress(
+    ctx: Arc<Context>,
+    resync: Arc<Resync>,
+    (mut status, health): (ResyncStatus, Health),
+    progress: Arc<RunProgress>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    let total = status.total.unwrap_or_default();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(PROGRESS_EVERY) => {}
+            _ = stopped.wait_for(|stop| *stop) => return,
+        }
+        let counts = progress.counts();
+        let done = ((counts.tracker_done + counts.rows_done) as i64).min(total);
+        if status.done == Some(done) {
+            continue;
+        }
+        status.done = Some(done);
+        let written = ctx
+            .finish(
+                &*resync,
+                status.clone(),
+                health.clone(),
+                Action::await_change(),
+            )
+            .await;
+        if let Err(error) = written {
+            tracing::debug!(%error, "a Resync's progress was not written; the next report tries again");
+        }
+    }
+}
+
 fn operations(summary: &Summary) -> i64 {
     (summary.add + summary.move_ + summary.remove + summary.tracker_updates) as i64
 }
