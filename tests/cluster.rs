@@ -293,6 +293,29 @@ impl Test {
             .map(|r| r.item.to_string())
     }
 
+    /// Finishes PLAT-2 in the quickstart's tracker file and waits for
+    /// platform-epics to hold the destructive plan that removes its rows;
+    /// returns the plan's hash.
+    fn hold_plat_2_removal(&self, controller: &Controller) -> String {
+        finish_plat_2(&self.path("issues.yaml"));
+        let held = within(
+            Duration::from_secs(60),
+            "platform-epics holds the destructive plan",
+            controller,
+            || {
+                let status = self.status("synchronizer", "platform-epics");
+                (status["phase"] == "AwaitingApproval").then(|| status["heldPlan"].clone())
+            },
+        );
+        held["hash"].as_str().unwrap().to_owned()
+    }
+
+    /// Whether the quickstart's roadmap has a row of `key`, as stored.
+    fn in_roadmap(&self, key: &str) -> bool {
+        let stored = self.store().structure(&self.id("roadmap")).unwrap();
+        stored.forest.find_issue(key).is_some()
+    }
+
     /// Waits for the quickstart's first passes to lay out the roadmap.
     fn wait_for_roadmap(&self, controller: &Controller) {
         within(
@@ -477,25 +500,8 @@ fn the_quickstart_reconciles_and_every_status_follows_its_runs() {
 
     // A destructive change waits for approval, then runs; the Structure's
     // status follows within seconds.
-    finish_plat_2(&test.path("issues.yaml"));
-    let held = within(
-        Duration::from_secs(60),
-        "platform-epics holds the destructive plan",
-        &controller,
-        || {
-            let status = test.status("synchronizer", "platform-epics");
-            (status["phase"] == "AwaitingApproval").then(|| status["heldPlan"].clone())
-        },
-    );
-    let hash = held["hash"].as_str().unwrap().to_owned();
-    assert!(
-        test.store()
-            .structure(&roadmap)
-            .unwrap()
-            .forest
-            .find_issue("PLAT-12")
-            .is_some()
-    );
+    let hash = test.hold_plat_2_removal(&controller);
+    assert!(test.in_roadmap("PLAT-12"));
     let reasons = event_reasons(&test);
     assert!(
         reasons.iter().any(|r| r == "AwaitingApproval"),
@@ -512,13 +518,7 @@ fn the_quickstart_reconciles_and_every_status_follows_its_runs() {
         &controller,
         || {
             let status = test.status("synchronizer", "platform-epics");
-            let gone = test
-                .store()
-                .structure(&roadmap)
-                .unwrap()
-                .forest
-                .find_issue("PLAT-2")
-                .is_none();
+            let gone = !test.in_roadmap("PLAT-2");
             (status["phase"] == "Running"
                 && status.get("heldPlan").is_none()
                 && gone
@@ -1453,17 +1453,7 @@ fn the_ui_signs_people_in_with_their_own_tokens_and_the_cluster_decides_what_the
 
     // A destructive pass waits; ed may not approve it, carol may, with
     // her own token: the synchronizer carries her approval and runs it.
-    finish_plat_2(&test.path("issues.yaml"));
-    let held = within(
-        Duration::from_secs(60),
-        "platform-epics holds the destructive plan",
-        &controller,
-        || {
-            let status = test.status("synchronizer", "platform-epics");
-            (status["phase"] == "AwaitingApproval").then(|| status["heldPlan"].clone())
-        },
-    );
-    let hash = held["hash"].as_str().unwrap().to_owned();
+    let hash = test.hold_plat_2_removal(&controller);
     let (code, plans) = ui_request(&url("/plans"), Some(&carol), &[]);
     assert_eq!(code, "200");
     assert!(
@@ -1490,13 +1480,7 @@ fn the_ui_signs_people_in_with_their_own_tokens_and_the_cluster_decides_what_the
         "the approved plan runs",
         &controller,
         || {
-            let gone = test
-                .store()
-                .structure(&roadmap)
-                .unwrap()
-                .forest
-                .find_issue("PLAT-2")
-                .is_none();
+            let gone = !test.in_roadmap("PLAT-2");
             gone.then_some(())
         },
     );

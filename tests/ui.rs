@@ -160,6 +160,13 @@ fn in_a_browser_the_overview_tree_drag_keyboard_and_approval_work_as_the_command
     assert!(jobs.iter().all(|j| j.author == "ada"), "{jobs:?}");
 }
 
+/// `answer` is a refusal with `status`, whose page says `says`.
+async fn refused(answer: reqwest::Response, status: u16, says: &str) {
+    assert_eq!(answer.status(), status);
+    let page = answer.text().await.unwrap();
+    assert!(page.contains(says), "{page}");
+}
+
 /// The body of a GET of `url`.
 async fn text(url: String) -> String {
     reqwest::get(url).await.unwrap().text().await.unwrap()
@@ -240,14 +247,7 @@ async fn actions_need_this_pages_token_and_origin_and_change_nothing_otherwise()
     )
     .await
     .unwrap();
-    assert_eq!(answer.status(), 400);
-    assert!(
-        answer
-            .text()
-            .await
-            .unwrap()
-            .contains("cannot move PLAT-1 under PLAT-4")
-    );
+    refused(answer, 400, "cannot move PLAT-1 under PLAT-4").await;
     assert_eq!(version(), before);
     // With the token, from the page: moved, and back to the page.
     let answer = post(moving(&token), Some("http://placeholder"))
@@ -443,14 +443,7 @@ async fn in_a_cluster_people_sign_in_and_see_and_do_only_what_the_cluster_lets_t
     let answer = post("/structures/default/roadmap/move", "vera-token", &moving)
         .await
         .unwrap();
-    assert_eq!(answer.status(), 403);
-    assert!(
-        answer
-            .text()
-            .await
-            .unwrap()
-            .contains("vera may not edit structures/roadmap")
-    );
+    refused(answer, 403, "vera may not edit structures/roadmap").await;
     assert_eq!(version(), before);
     let answer = post("/structures/default/roadmap/move", "ed-token", &moving)
         .await

@@ -46,6 +46,16 @@ impl Verb {
             Verb::Control => "control",
         }
     }
+
+    /// The permission level that grants it (deploy/roles-for-people.yaml:
+    /// trellis-view, trellis-edit, trellis-control).
+    pub fn level(self) -> &'static str {
+        match self {
+            Verb::View => "view",
+            Verb::Edit => "edit",
+            Verb::Control => "control",
+        }
+    }
 }
 
 /// The objects a person changes from the UI in a cluster: a Resync or a

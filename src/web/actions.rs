@@ -254,10 +254,11 @@ async fn change_as_person(
     let catalog = cluster.catalog();
     let synchronizer = match object {
         Object::Synchronizer => Some(id.to_owned()),
-        Object::Resync => catalog.resyncs.iter().find(|r| r.id() == id).map(|r| {
-            crate::spec::ObjectId::referenced(&r.resource, &r.resource.spec.synchronizer_ref.name)
-                .to_string()
-        }),
+        Object::Resync => catalog
+            .resyncs
+            .iter()
+            .find(|r| r.id() == id)
+            .map(|r| r.resource.synchronizer_id()),
     };
     let structure = synchronizer
         .and_then(|s| {

@@ -153,11 +153,7 @@ impl Ui {
                 "{} may not {} structures/{name} in namespace {namespace}: ask for the trellis-{} role there",
                 person.name,
                 verb.as_str(),
-                match verb {
-                    Verb::View => "view",
-                    Verb::Edit => "edit",
-                    Verb::Control => "control",
-                }
+                verb.level()
             ),
         ))
     }

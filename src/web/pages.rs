@@ -680,11 +680,7 @@ fn running<S: Store>(
         ) {
             continue;
         }
-        let sync = crate::spec::ObjectId::referenced(
-            &resync.resource,
-            &resync.resource.spec.synchronizer_ref.name,
-        )
-        .to_string();
+        let sync = resync.resource.synchronizer_id();
         let Some(structure) = catalog
             .resolved_synchronizer(&sync)
             .map(|r| r.structure.clone())
@@ -863,11 +859,7 @@ async fn held_plans_page(ui: &Ui, person: &Person) -> Result<Reply, WebError> {
         if status.and_then(|s| s.phase) != Some(crate::spec::ResyncPhase::AwaitingApproval) {
             continue;
         }
-        let sync = crate::spec::ObjectId::referenced(
-            &resync.resource,
-            &resync.resource.spec.synchronizer_ref.name,
-        )
-        .to_string();
+        let sync = resync.resource.synchronizer_id();
         if let (Some(plan), Some(resolved)) = (
             status.and_then(|s| s.plan.as_ref()),
             catalog.resolved_synchronizer(&sync),
