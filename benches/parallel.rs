@@ -7,7 +7,10 @@
 //!
 //! Each worker count starts from a new store: `trellis apply` (untimed),
 //! then two timed rounds: the first passes (each reads its tracker in full)
-//! and incremental passes (each asks only for the changed issues).
+//! and incremental passes (each asks only for the changed issues: the five
+//! issues, changed again each time). With `TRELLIS_BENCH_STRUCTURES=500`
+//! the incremental round is the issue's "500 structures with 5 changes
+//! each" against the controller's 30 s interval.
 //!
 //! Run with `cargo bench --bench parallel`; `TRELLIS_BENCH_STRUCTURES=N`
 //! picks another number of structures.
@@ -25,11 +28,12 @@ const DELAY: Duration = Duration::from_millis(50);
 const KEY: &str = "feedfacefeedfacefeedfacefeedfacefeedface";
 const USER: &str = r#"{"user":{"id":1,"login":"admin"}}"#;
 
-/// Five features of project demo, as Redmine lists them.
-fn issues() -> String {
+/// Five features of project demo, as Redmine lists them, last updated at
+/// `updated_on`.
+fn issues(updated_on: &str) -> String {
     let issue = |id: u32| {
         format!(
-            r#"{{"id":{id},"project":{{"id":1,"name":"Demo"}},"tracker":{{"id":2,"name":"Feature"}},"status":{{"id":1,"name":"New"}},"subject":"Feature {id}","updated_on":"2026-01-01T00:00:00Z","relations":[]}}"#
+            r#"{{"id":{id},"project":{{"id":1,"name":"Demo"}},"tracker":{{"id":2,"name":"Feature"}},"status":{{"id":1,"name":"New"}},"subject":"Feature {id}","updated_on":"{updated_on}","relations":[]}}"#
         )
     };
     let all: Vec<String> = (1..=5).map(issue).collect();
@@ -56,7 +60,7 @@ fn double() -> (String, Arc<AtomicU64>) {
             ready
                 .send(listener.local_addr().expect("an address"))
                 .expect("the bench waits");
-            let issues = Arc::new(issues());
+            let issues = Arc::new(issues("2026-01-01T00:00:00Z"));
             loop {
                 let (socket, _) = listener.accept().await.expect("a connection");
                 tokio::spawn(serve(socket, issues.clone(), counted.clone()));
@@ -67,7 +71,7 @@ fn double() -> (String, Arc<AtomicU64>) {
     (format!("http://{address}/"), requests)
 }
 
-async fn serve(mut socket: tokio::net::TcpStream, issues: Arc<String>, requests: Arc<AtomicU64>) {
+async fn serve(mut socket: tokio::net::TcpStream, all: Arc<String>, requests: Arc<AtomicU64>) {
     let mut buffer = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
@@ -87,13 +91,12 @@ async fn serve(mut socket: tokio::net::TcpStream, issues: Arc<String>, requests:
         let (status, body) = if target.starts_with("/users/current.json") {
             ("200 OK", USER.to_owned())
         } else if target.starts_with("/issues.json") && target.contains("updated_on") {
-            // Nothing changed since the last pass.
-            (
-                "200 OK",
-                r#"{"issues":[],"total_count":0,"offset":0,"limit":100}"#.to_owned(),
-            )
+            // All five changed again since the last pass.
+            let now =
+                jiff::Timestamp::from_second(jiff::Timestamp::now().as_second()).expect("in range");
+            ("200 OK", issues(&now.to_string()))
         } else if target.starts_with("/issues.json") {
-            ("200 OK", issues.as_str().to_owned())
+            ("200 OK", all.as_str().to_owned())
         } else {
             ("404 Not Found", r#"{"errors":["not found"]}"#.to_owned())
         };

@@ -35,11 +35,24 @@ fn a_tracker_change_comes_into_the_structure_reading_only_changed_issues() {
     assert_eq!(report["trackerChanges"], 1);
     assert_eq!(report["summary"]["move"], 1);
     // Where the time went, by step, for a person tuning the schedule.
-    for step in ["readMs", "planMs", "writeMs", "commitMs"] {
+    for step in ["readMs", "mirrorMs", "planMs", "writeMs", "commitMs"] {
         let ms = report["timings"][step].as_f64();
         assert!(ms.is_some_and(|ms| ms >= 0.0), "{step}: {report}");
     }
     assert_eq!(ws.row_parent("PLAT-11").as_deref(), Some("PLAT-2"));
+    // It planned over the rows around the change, not the structure.
+    let rows = ws
+        .store()
+        .structure("default/roadmap")
+        .unwrap()
+        .forest
+        .len();
+    assert_eq!(report["plannedOver"], "neighbourhood", "{report}");
+    let loaded = report["rowsLoaded"].as_u64().unwrap() as usize;
+    assert!(
+        (3..rows / 2).contains(&loaded),
+        "{loaded} of {rows} rows read: {report}"
+    );
     // Nothing echoes: the next pass finds nothing to do.
     let again = ws.pass();
     assert_eq!(again["summary"]["move"], 0);

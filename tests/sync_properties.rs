@@ -3,10 +3,12 @@
 //! two-way subtasks synchronizer, under a conflict policy drawn from
 //! tracker / structure / newest (not manual: it holds issues by design).
 //!
-//! Each case runs on two copies of the same small world (a local tracker of
-//! ten issues, a structure declaring the two epics, its own temp dir and
+//! Each case runs on copies of the same small world (a local tracker of
+//! 24 issues, a structure declaring the two epics, its own temp dir and
 //! SQLite file): copy A makes every edit and every pass of the sequence;
-//! copy B makes the same edits with no pass in between. Both end with two
+//! copy B makes the same edits with no pass in between; copy W makes A's
+//! edits and passes, its passes planning over the whole structure where
+//! A's plan over the neighbourhood of their changes. All end with two
 //! settling passes. Checked:
 //!
 //! (a) convergence, on both copies: planning a resync `into` gives no
@@ -14,7 +16,16 @@
 //! (b) copy A ends where copy B does (structure outline, rows in order, and
 //!     every issue's parent in the tracker), when the two copies made the
 //!     same edits on independent issues. See `independent` for why (b) is
-//!     restricted, and to what.
+//!     restricted, and to what;
+//! (c) after every pass, copy A is where copy W is (every row in order, and
+//!     the tracker's parents) and the two passes did the same: a neighbourhood plans what
+//!     the whole structure does. Under `newest` the two copies' clocks may
+//!     fall in different seconds, so (c) is checked under `tracker` and
+//!     `structure`.
+//!
+//! A second property does (c) for a filter: the issues without a parent,
+//! placed at the top level and removed when they stop matching, under
+//! random parent edits in the tracker and moves in the structure.
 //!
 //! `PROPTEST_CASES` overrides the number of cases (24 by default).
 
@@ -22,16 +33,17 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
-use trellis::engine::{Approval, Engine, Scope};
+use trellis::engine::{Approval, Engine, PlannedOver, Scope};
 use trellis::model::{Direction, Issue};
 use trellis::spec::Catalog;
 use trellis::store::{Release, SqliteStore, Store};
 
 const STRUCTURE: &str = "default/roadmap";
 const SYNC: &str = "default/children";
-/// A-1, A-2 epics; A-3..A-6 stories (two under each epic); A-7..A-10
-/// sub-tasks (one under each story).
-const ISSUES: usize = 10;
+/// A-1, A-2 epics; A-3..A-6 stories (two under each epic); A-7..A-24
+/// sub-tasks (four or five under each story): enough that a pass's
+/// neighbourhood is a part of the structure, not all of it.
+const ISSUES: usize = 24;
 const FIRST_EDITABLE: usize = 3;
 
 fn key(n: usize) -> String {
@@ -79,6 +91,8 @@ struct World {
     runtime: tokio::runtime::Runtime,
     /// The last `updated` time a tracker edit wrote (whole seconds).
     clock: jiff::Timestamp,
+    /// The synchronizer that passes.
+    sync: &'static str,
 }
 
 /// The current time in whole seconds.
@@ -93,7 +107,7 @@ fn initial_issues() -> Vec<Issue> {
             let (issue_type, parent) = match n {
                 1 | 2 => ("Epic", None),
                 3..=6 => ("Story", Some(key(1 + (n - 3) / 2))),
-                _ => ("Sub-task", Some(key(n - 4))),
+                _ => ("Sub-task", Some(key(3 + (n - 7) % 4))),
             };
             Issue {
                 key: key(n),
@@ -158,11 +172,19 @@ impl World {
     /// A fresh copy: applied (epics declared, the rest hung by subtasks
     /// `into`), then the synchronizer's first pass (a full read).
     fn new(policy: Policy) -> World {
+        let world = World::declared(&declarations(policy), SYNC);
+        assert_eq!(world.outline().len(), ISSUES, "every issue has a row");
+        world
+    }
+
+    /// A fresh copy of the world under `declarations`, whose passes are
+    /// `sync`'s.
+    fn declared(declarations: &str, sync: &'static str) -> World {
         let dir = tempfile::tempdir().unwrap();
         let issues = dir.path().join("issues.yaml");
         write_issues(&issues, initial_issues());
         let declared = dir.path().join("trellis.yaml");
-        std::fs::write(&declared, declarations(policy)).unwrap();
+        std::fs::write(&declared, declarations).unwrap();
         let catalog = Catalog::load(&[declared]).unwrap();
         let engine = Engine::new(
             SqliteStore::open(&dir.path().join("trellis.db")).unwrap(),
@@ -178,6 +200,7 @@ impl World {
             engine,
             runtime,
             clock: now(),
+            sync,
         };
         let run = world
             .runtime
@@ -192,7 +215,6 @@ impl World {
             )
             .unwrap();
         assert!(world.pass().full, "the first pass is a full read");
-        assert_eq!(world.outline().len(), ISSUES, "every issue has a row");
         world
     }
 
@@ -205,7 +227,7 @@ impl World {
             .runtime
             .block_on(
                 self.engine
-                    .sync_pass(&self.catalog, SYNC, jiff::Timestamp::now(), None),
+                    .sync_pass(&self.catalog, self.sync, jiff::Timestamp::now(), None),
             )
             .map_err(|e| e.to_string())?;
         assert!(pass.waiting.is_none(), "{pass:?}");
@@ -220,13 +242,13 @@ impl World {
         let held: Vec<(String, Option<Release>)> = self
             .engine
             .store()
-            .held_issues(SYNC)
+            .held_issues(self.sync)
             .unwrap()
             .into_iter()
             .map(|h| (h.issue, None))
             .collect();
         let count = held.len();
-        let releases = self.engine.check_releases(SYNC, held, false).unwrap();
+        let releases = self.engine.check_releases(self.sync, held, false).unwrap();
         self.engine.release(releases).unwrap();
         count
     }
@@ -289,6 +311,17 @@ impl World {
         rows
     }
 
+    /// Every row in display order, with its depth: where the sibling order
+    /// shows.
+    fn in_order(&self) -> Vec<(String, usize)> {
+        let forest = self.engine.store().structure(STRUCTURE).unwrap().forest;
+        forest
+            .walk()
+            .into_iter()
+            .map(|(row, depth)| (forest.row(row).unwrap().item.to_string(), depth))
+            .collect()
+    }
+
     /// Every issue's parent in the tracker.
     fn parents(&self) -> Vec<(String, Option<String>)> {
         read_issues(&self.issues)
@@ -302,7 +335,7 @@ impl World {
     fn converged(&self) -> Result<(), String> {
         for direction in [Direction::Into, Direction::From] {
             let scope = Scope::Resync {
-                synchronizer: SYNC.into(),
+                synchronizer: self.sync.into(),
                 direction,
                 resync: None,
             };
@@ -388,20 +421,61 @@ struct Outcome {
     compared: bool,
 }
 
+/// (c): A's pass over its neighbourhood and W's over the whole structure
+/// did the same and left the same.
+fn same_pass(a: &mut World, w: &mut World) -> Result<(), TestCaseError> {
+    let (by_a, by_w) = (a.try_pass(), w.try_pass());
+    let (by_a, by_w) = match (by_a, by_w) {
+        (Ok(by_a), Ok(by_w)) => (by_a, by_w),
+        (by_a, by_w) => {
+            prop_assert_eq!(by_a.map(|p| p.summary), by_w.map(|p| p.summary));
+            return Ok(());
+        }
+    };
+    prop_assert_eq!(by_w.planned_over, PlannedOver::Structure);
+    prop_assert_eq!(by_a.planned_over, PlannedOver::Neighbourhood);
+    prop_assert!(by_a.rows_loaded <= by_w.rows_loaded);
+    prop_assert_eq!(by_a.summary, by_w.summary, "the passes' plans differ");
+    prop_assert_eq!(
+        a.in_order(),
+        w.in_order(),
+        "the structures differ after a pass"
+    );
+    prop_assert_eq!(
+        a.parents(),
+        w.parents(),
+        "tracker parents differ after a pass"
+    );
+    Ok(())
+}
+
 fn run_case(policy: Policy, steps: &[Step]) -> Result<Outcome, TestCaseError> {
     let mut a = World::new(policy);
     let mut b = World::new(policy);
+    let mut w = (!matches!(policy, Policy::Newest)).then(|| {
+        let mut w = World::new(policy);
+        w.engine.plan_passes_over(PlannedOver::Structure);
+        w
+    });
     let mut applied = Vec::new();
     for step in steps {
-        match *step {
-            Step::Tracker { issue, parent } => {
-                applied.push((a.tracker_edit(issue, parent), b.tracker_edit(issue, parent)))
+        match (*step, &mut w) {
+            (Step::Tracker { issue, parent }, w) => {
+                let on_a = a.tracker_edit(issue, parent);
+                if let Some(w) = w {
+                    prop_assert_eq!(on_a, w.tracker_edit(issue, parent));
+                }
+                applied.push((on_a, b.tracker_edit(issue, parent)))
             }
-            Step::Structure { issue, under } => applied.push((
-                a.structure_edit(issue, under),
-                b.structure_edit(issue, under),
-            )),
-            Step::Pass => passed(a.try_pass())?,
+            (Step::Structure { issue, under }, w) => {
+                let on_a = a.structure_edit(issue, under);
+                if let Some(w) = w {
+                    prop_assert_eq!(on_a, w.structure_edit(issue, under));
+                }
+                applied.push((on_a, b.structure_edit(issue, under)))
+            }
+            (Step::Pass, Some(w)) => same_pass(&mut a, w)?,
+            (Step::Pass, None) => passed(a.try_pass())?,
         }
     }
     // An issue moved in the structure under the sub-task the tracker just
@@ -461,5 +535,58 @@ proptest! {
         // Not an assertion: how often (b) applied, for `--nocapture`.
         println!("policy {}: {} steps, (b) {}", policy.name(), steps.len(),
             if outcome.compared { "checked" } else { "not applicable" });
+    }
+}
+
+/// A filter of the issues without a parent, at the top level, removing
+/// what stops matching; the epics are not declared, so the filter holds
+/// every row.
+fn filter_declarations() -> &'static str {
+    "apiVersion: trellis.dev/v1alpha1
+kind: Tracker
+metadata: {name: issues}
+spec: {type: local, local: {path: issues.yaml}}
+---
+apiVersion: trellis.dev/v1alpha1
+kind: Structure
+metadata: {name: roadmap}
+spec: {trackerRef: {name: issues}}
+---
+apiVersion: trellis.dev/v1alpha1
+kind: Synchronizer
+metadata: {name: top}
+spec:
+  structureRef: {name: roadmap}
+  type: filter
+  filter: {query: parent is empty, remove: true}
+  safety: {maxRemovalRatio: 1, destructivePasses: apply}
+"
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: cases(),
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn a_filter_pass_over_its_neighbourhood_does_what_one_over_the_structure_does(
+        steps in proptest::collection::vec(step(), 0..=10),
+    ) {
+        let mut a = World::declared(filter_declarations(), "default/top");
+        let mut w = World::declared(filter_declarations(), "default/top");
+        w.engine.plan_passes_over(PlannedOver::Structure);
+        for step in steps {
+            match step {
+                Step::Tracker { issue, parent } => {
+                    prop_assert_eq!(a.tracker_edit(issue, parent), w.tracker_edit(issue, parent));
+                }
+                Step::Structure { issue, under } => {
+                    prop_assert_eq!(a.structure_edit(issue, under), w.structure_edit(issue, under));
+                }
+                Step::Pass => same_pass(&mut a, &mut w)?,
+            }
+        }
+        same_pass(&mut a, &mut w)?;
     }
 }

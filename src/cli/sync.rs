@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::listen::Triggers;
 use super::{OutputFormat, author, catalog_or_remembered};
-use crate::engine::{Engine, EngineError, Pass, check_tracker, needs};
+use crate::engine::{Engine, EngineError, Pass, PlannedOver, check_tracker, needs};
 use crate::plan::visible;
 use crate::spec::{Catalog, Kind, Turn};
 use crate::store::{HeldIssue, HeldPlan, HoldKind, Release, SqliteStore, Store};
@@ -303,14 +303,19 @@ fn report(pass: &Pass, output: OutputFormat) -> anyhow::Result<String> {
             pass.summary, pass.structure, pass.version
         ),
     };
+    let over = match pass.planned_over {
+        PlannedOver::Neighbourhood => "the rows around its changes",
+        PlannedOver::Structure => "the whole structure",
+    };
     writeln!(
         out,
-        "{}: {} pass, {} issue(s) read ({} changed in the tracker, {} in the structure): {outcome}",
+        "{}: {} pass, {} issue(s) read ({} changed in the tracker, {} in the structure), planned over {over} ({} rows): {outcome}",
         pass.synchronizer,
         if pass.full { "full" } else { "incremental" },
         pass.issues_read,
         pass.tracker_changes,
         pass.structure_changes,
+        pass.rows_loaded,
     )?;
     for c in &pass.conflicts {
         writeln!(

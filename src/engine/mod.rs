@@ -43,7 +43,7 @@ pub use connect::{Credentials, PersonalKey, webhook_secret};
 pub use held::Releases;
 pub use history::{HistoryEntry, history};
 pub use overview::{SyncOverview, overview};
-pub use pass::{Pass, Timings};
+pub use pass::{Pass, PlannedOver, Timings};
 pub use plan_file::{Base, PlanFile};
 pub use progress::{Counts, RunProgress};
 pub use remember::{Section, remembered, structure_view};
@@ -158,6 +158,8 @@ pub struct Engine<S: Store> {
     credentials: Credentials,
     /// Where an observed apply reports the rows it committed.
     progress: Option<std::sync::Arc<RunProgress>>,
+    /// What incremental passes plan over when they can plan locally.
+    passes_over: PlannedOver,
 }
 
 impl<S: Store> Engine<S> {
@@ -167,7 +169,15 @@ impl<S: Store> Engine<S> {
             author: author.into(),
             credentials: Credentials::CommandLine,
             progress: None,
+            passes_over: PlannedOver::Neighbourhood,
         }
+    }
+
+    /// What incremental passes plan over: the neighbourhood of their
+    /// changes (the default), or always the whole structure, which is
+    /// what the neighbourhood is measured and tested against.
+    pub fn plan_passes_over(&mut self, over: PlannedOver) {
+        self.passes_over = over;
     }
 
     /// Where tracker keys come from (the command line's by default).

@@ -3,6 +3,8 @@
 
 use foldhash::HashMap;
 
+use super::RowMap;
+
 use serde::{Deserialize, Serialize};
 
 /// A row's identity inside one structure; stable across moves.
@@ -79,12 +81,13 @@ struct Node {
 
 /// An ordered forest with indexes by row id, issue key and folder name.
 ///
-/// Rows are stored by id in a vector (ids are handed out in sequence and
-/// never reused, so it stays dense) and issues and folders are found by
-/// name without allocating: planning 100,000 rows does millions of lookups.
+/// Rows are stored by id in a [`RowMap`] (a vector for a whole structure:
+/// ids are handed out in sequence and never reused, so it stays dense) and
+/// issues and folders are found by name without allocating: planning
+/// 100,000 rows does millions of lookups.
 #[derive(Clone, Debug, Default)]
 pub struct Forest {
-    nodes: Vec<Option<Node>>,
+    nodes: RowMap<Node>,
     len: usize,
     roots: Vec<RowId>,
     issues: HashMap<String, RowId>,
@@ -129,13 +132,19 @@ impl Forest {
         self.len == 0
     }
 
+    /// An empty map by row id stored as this forest's rows are: for code
+    /// that keeps something per row (the planner).
+    pub fn row_map<T>(&self) -> RowMap<T> {
+        RowMap::like(&self.nodes)
+    }
+
     /// The id the next added row gets; ids are never reused.
     pub fn next_id(&self) -> RowId {
         self.next_id.max(1)
     }
 
     fn node(&self, id: RowId) -> Option<&Node> {
-        self.nodes.get(usize::try_from(id).ok()?)?.as_ref()
+        self.nodes.get(id)
     }
 
     pub fn row(&self, id: RowId) -> Option<&Row> {
@@ -244,15 +253,14 @@ impl Forest {
             RowItem::Folder(name) => self.folders.insert(name.clone(), id),
         };
         self.next_id = self.next_id.max(id + 1);
-        let slot = usize::try_from(id).expect("row ids fit in memory");
-        if self.nodes.len() <= slot {
-            self.nodes.resize_with(slot + 1, || None);
-        }
-        self.nodes[slot] = Some(Node {
-            row,
-            parent: at.under,
-            children: Vec::new(),
-        });
+        self.nodes.insert(
+            id,
+            Node {
+                row,
+                parent: at.under,
+                children: Vec::new(),
+            },
+        );
         self.len += 1;
         self.siblings_mut(at.under).insert(index, id);
         Ok(())
@@ -288,8 +296,7 @@ impl Forest {
             return Err(ForestError::HasChildren(id));
         }
         self.detach(id);
-        let slot = usize::try_from(id).expect("existing ids fit");
-        let node = self.nodes[slot].take().expect("checked above");
+        let node = self.nodes.remove(id).expect("checked above");
         self.len -= 1;
         match &node.row.item {
             RowItem::Issue(key) => self.issues.remove(key),
@@ -332,8 +339,7 @@ impl Forest {
     }
 
     fn node_mut(&mut self, id: RowId) -> &mut Node {
-        let slot = usize::try_from(id).expect("row id checked by caller");
-        self.nodes[slot].as_mut().expect("row id checked by caller")
+        self.nodes.get_mut(id).expect("row id checked by caller")
     }
 
     /// Builds a forest from rows and each parent's ordered children, as a
@@ -346,6 +352,7 @@ impl Forest {
     ) -> Result<Forest, ForestError> {
         let mut forest = Forest {
             next_id,
+            nodes: RowMap::for_rows(rows.len(), next_id),
             ..Forest::new()
         };
         let mut rows: std::collections::HashMap<RowId, Row> =

@@ -4,12 +4,14 @@
 mod forest;
 mod issue;
 pub mod rank;
+mod row_map;
 mod snapshot;
 mod workflow;
 
 pub use forest::{Forest, ForestError, Position, Row, RowId, RowItem, after_by_rank};
 pub use issue::{Issue, Link, StatusCategory, split_key};
 pub use rank::RankAnchor;
+pub use row_map::RowMap;
 pub use snapshot::Snapshot;
 pub(crate) use snapshot::hex;
 pub use workflow::Workflow;

@@ -23,7 +23,7 @@
 
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
-use crate::model::{Forest, Issue, Position, Row, RowId, RowItem, Snapshot};
+use crate::model::{Forest, Issue, Position, Row, RowId, RowItem, RowMap, Snapshot};
 
 use super::{PlanError, StructureOp, UnitPlan, record};
 
@@ -145,7 +145,7 @@ struct View<'a> {
     reach: &'a Reach<'a>,
     /// Row id → position of its issue in the snapshot (None: a folder, or
     /// an issue the tracker no longer has).
-    issue_of_row: Vec<Option<usize>>,
+    issue_of_row: RowMap<usize>,
     /// Snapshot position → the row holding that issue.
     row_of_issue: Vec<Option<RowId>>,
 }
@@ -165,7 +165,7 @@ impl<'a> View<'a> {
             me,
             declared,
             reach,
-            issue_of_row: vec![None; slot(forest.next_id())],
+            issue_of_row: forest.row_map(),
             row_of_issue: vec![None; snapshot.len()],
         };
         for &(id, _) in walk {
@@ -174,7 +174,7 @@ impl<'a> View<'a> {
                 .and_then(|r| r.item.issue_key())
                 .and_then(|k| snapshot.position(k));
             if let Some(position) = position {
-                view.issue_of_row[slot(id)] = Some(position);
+                view.issue_of_row.insert(id, position);
                 view.row_of_issue[position] = Some(id);
             }
         }
@@ -182,7 +182,7 @@ impl<'a> View<'a> {
     }
 
     fn issue_of(&self, id: RowId) -> Option<usize> {
-        self.issue_of_row.get(slot(id)).copied().flatten()
+        self.issue_of_row.get(id).copied()
     }
 
     fn placed_by_me(&self, id: RowId) -> bool {
@@ -265,10 +265,6 @@ impl<'a> View<'a> {
     }
 }
 
-fn slot(id: RowId) -> usize {
-    usize::try_from(id).expect("row ids fit in memory")
-}
-
 /// What `into` changes: rows to place (moved, or new with their row), in an
 /// order that keeps every step valid, then rows to remove, children first.
 /// Rows to place, in the order to place them, and rows to remove.
@@ -297,7 +293,7 @@ impl<'s> Changes<'s> {
         let walk = forest.walk();
         let view = View::new(forest, snapshot, me, declared, reach, &walk);
         let held = view.held();
-        let mut fates: Vec<Option<Fate>> = vec![None; slot(forest.next_id())];
+        let mut fates: RowMap<Fate> = forest.row_map();
         // Rows kept where someone put them, in display order: only these may
         // be lifted to break a loop.
         let mut in_place = Vec::new();
@@ -310,11 +306,11 @@ impl<'s> Changes<'s> {
             // else placed) move up to the top level instead of vanishing with it.
             let parent_goes = forest
                 .parent(id)
-                .is_some_and(|p| fates[slot(p)] == Some(Fate::Remove));
+                .is_some_and(|p| fates.get(p) == Some(&Fate::Remove));
             if parent_goes && matches!(fate, Fate::InPlace | Fate::UnderParentAlready) {
                 fate = Fate::Top;
             }
-            fates[slot(id)] = Some(fate);
+            fates.insert(id, fate);
             match fate {
                 Fate::InPlace => in_place.push(id),
                 Fate::Top => {
@@ -390,7 +386,7 @@ impl<'s> Changes<'s> {
             .iter()
             .rev()
             .map(|(id, _)| *id)
-            .filter(|id| fates[slot(*id)] == Some(Fate::Remove))
+            .filter(|id| fates.get(*id) == Some(&Fate::Remove))
             .collect();
         Changes {
             placements: placements

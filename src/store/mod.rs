@@ -40,6 +40,25 @@ pub struct PlacedRow {
     pub at: Position,
 }
 
+/// A row as the store keeps it: its parent, and its place among that
+/// parent's rows (`position` compares only among one parent's rows): what
+/// a pass's neighbourhood of the structure is built from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LaidRow {
+    pub row: Row,
+    pub parent: Option<RowId>,
+    pub position: i64,
+}
+
+/// A structure without its rows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StructureHead {
+    /// 0: never written.
+    pub version: u64,
+    /// The id the next row gets (ids are never reused).
+    pub next_row: RowId,
+}
+
 /// The operations one unit (synchronizer run or manual edit) made.
 #[derive(Clone, Debug)]
 pub struct Change<'a> {
@@ -438,6 +457,27 @@ pub trait Store {
     /// How many rows are directly under `row` (the web UI's expand mark).
     fn child_count(&self, structure: &str, row: RowId) -> Result<usize, StoreError>;
 
+    /// A structure's version and next row id, without its rows.
+    fn structure_head(&self, id: &str) -> Result<StructureHead, StoreError>;
+
+    /// The rows showing these items (those the structure has). This and
+    /// the next three let a pass read only the rows around its changes.
+    fn rows_of_items(&self, structure: &str, items: &[RowItem])
+    -> Result<Vec<LaidRow>, StoreError>;
+
+    /// The rows of these ids (those the structure has).
+    fn rows_of_ids(&self, structure: &str, ids: &[RowId]) -> Result<Vec<LaidRow>, StoreError>;
+
+    /// Every row directly under `parent` (the top level for `None`), in order.
+    fn rows_under(
+        &self,
+        structure: &str,
+        parent: Option<RowId>,
+    ) -> Result<Vec<LaidRow>, StoreError>;
+
+    /// How many rows the structure has.
+    fn row_count(&self, structure: &str) -> Result<usize, StoreError>;
+
     /// Writes one apply; returns the new structure version.
     fn commit(&mut self, commit: &Commit) -> Result<u64, StoreError>;
 
@@ -478,6 +518,13 @@ pub trait Store {
 
     fn baselines(&self, synchronizer: &str) -> Result<Vec<Baseline>, StoreError>;
 
+    /// The synchronizer's baselines of these issues (those it has).
+    fn baselines_of(
+        &self,
+        synchronizer: &str,
+        issues: &[&str],
+    ) -> Result<Vec<Baseline>, StoreError>;
+
     /// Replaces the remembered declarations with `resources`.
     fn remember(&mut self, resources: &[StoredResource]) -> Result<(), StoreError>;
 
@@ -490,6 +537,9 @@ pub trait Store {
 
     /// The mirror's issues of these keys (those it has), in no set order.
     fn mirror_issues_of(&self, tracker: &str, keys: &[&str]) -> Result<Vec<Issue>, StoreError>;
+
+    /// The mirror's issues whose tracker parent is one of `parents`.
+    fn mirror_children(&self, tracker: &str, parents: &[&str]) -> Result<Vec<Issue>, StoreError>;
 
     /// At most `limit` mirrored issues of `tracker` whose key is `text` or
     /// whose summary contains it (ignoring ASCII case), in tracker order.

@@ -10,8 +10,8 @@ use rusqlite::{
 
 use super::{
     Baseline, Commit, ConflictRecord, HOLD_LEASE, HeldIssue, HeldPlan, HoldKeeper, JobDirection,
-    JobRecord, JobState, JournalEntry, Mirror, MirrorRead, PassCommit, PlacedRow, Release, Store,
-    StoreError, StoredResource, StoredStructure, SyncState, WriteIntent,
+    JobRecord, JobState, JournalEntry, LaidRow, Mirror, MirrorRead, PassCommit, PlacedRow, Release,
+    Store, StoreError, StoredResource, StoredStructure, StructureHead, SyncState, WriteIntent,
 };
 use crate::model::{Forest, Issue, Row, RowId, RowItem};
 use crate::tracker::Watermark;
@@ -143,6 +143,12 @@ ALTER TABLE mirror_state ADD COLUMN read_at TEXT;
 UPDATE rows SET position = (position + 1) * 1048576;
 CREATE INDEX rows_by_place ON rows (structure, parent, position);
 CREATE UNIQUE INDEX rows_by_item ON rows (structure, kind, item);
+"#,
+    r#"
+-- A pass reads the issues under a changed issue from the mirror, not the
+-- whole mirror, and appends the issues it finds first without a scan.
+CREATE INDEX mirror_by_parent ON mirror (tracker, json_extract(issue, '$.parent'));
+CREATE INDEX mirror_by_ord ON mirror (tracker, ord);
 "#,
 ];
 
@@ -521,7 +527,53 @@ impl Store for SqliteStore {
     }
 
     fn children(&self, structure: &str, parent: Option<RowId>) -> Result<Vec<Row>, StoreError> {
-        rows::children(&self.connection(), structure, parent).map_err(|e| self.error(e))
+        rows::under(&self.connection(), structure, parent)
+            .map(|laid| laid.into_iter().map(|l| l.row).collect())
+            .map_err(|e| self.error(e))
+    }
+
+    fn structure_head(&self, id: &str) -> Result<StructureHead, StoreError> {
+        self.connection()
+            .query_row(
+                "SELECT version, next_row FROM structures WHERE id = ?",
+                [id],
+                |r| {
+                    Ok(StructureHead {
+                        version: r.get(0)?,
+                        next_row: r.get(1)?,
+                    })
+                },
+            )
+            .optional()
+            .map(Option::unwrap_or_default)
+            .map_err(|e| self.error(e))
+    }
+
+    fn rows_of_items(
+        &self,
+        structure: &str,
+        items: &[RowItem],
+    ) -> Result<Vec<LaidRow>, StoreError> {
+        rows::of_items(&self.connection(), structure, items).map_err(|e| self.error(e))
+    }
+
+    fn rows_of_ids(&self, structure: &str, ids: &[RowId]) -> Result<Vec<LaidRow>, StoreError> {
+        rows::of_ids(&self.connection(), structure, ids).map_err(|e| self.error(e))
+    }
+
+    fn rows_under(
+        &self,
+        structure: &str,
+        parent: Option<RowId>,
+    ) -> Result<Vec<LaidRow>, StoreError> {
+        rows::under(&self.connection(), structure, parent).map_err(|e| self.error(e))
+    }
+
+    fn row_count(&self, structure: &str) -> Result<usize, StoreError> {
+        self.connection()
+            .prepare_cached("SELECT count(*) FROM rows WHERE structure = ?")
+            .and_then(|mut s| s.query_row([structure], |r| r.get(0)))
+            .map_err(|e| self.error(e))
     }
 
     fn child_count(&self, structure: &str, row: RowId) -> Result<usize, StoreError> {
@@ -789,6 +841,19 @@ impl Store for SqliteStore {
         )
     }
 
+    fn baselines_of(
+        &self,
+        synchronizer: &str,
+        issues: &[&str],
+    ) -> Result<Vec<Baseline>, StoreError> {
+        self.json_rows_among(
+            "SELECT body FROM baselines WHERE synchronizer = ?1
+             AND issue IN (SELECT value FROM json_each(?2))",
+            synchronizer,
+            issues,
+        )
+    }
+
     fn remember(&mut self, resources: &[StoredResource]) -> Result<(), StoreError> {
         self.write(|tx| {
             tx.execute("DELETE FROM resources", [])?;
@@ -853,20 +918,34 @@ impl Store for SqliteStore {
     }
 
     fn mirror_issues_of(&self, tracker: &str, keys: &[&str]) -> Result<Vec<Issue>, StoreError> {
+        self.json_rows_among(
+            "SELECT issue FROM mirror WHERE tracker = ?1 AND issue IS NOT NULL
+             AND key IN (SELECT value FROM json_each(?2))",
+            tracker,
+            keys,
+        )
+    }
+
+    fn mirror_children(&self, tracker: &str, parents: &[&str]) -> Result<Vec<Issue>, StoreError> {
+        // Each parent is one range of migration 7's index, asked for one by
+        // one: with a list of parents, or without the index named, SQLite's
+        // planner would rather scan the tracker's whole mirror.
         let connection = self.connection();
         let mut statement = connection
             .prepare_cached(
-                "SELECT issue FROM mirror WHERE tracker = ? AND key = ? AND issue IS NOT NULL",
+                "SELECT issue FROM mirror INDEXED BY mirror_by_parent
+                 WHERE tracker = ? AND json_extract(issue, '$.parent') = ? AND issue IS NOT NULL
+                 ORDER BY ord",
             )
             .map_err(|e| self.error(e))?;
         let mut issues = Vec::new();
-        for key in keys {
-            let issue: Option<String> = statement
-                .query_row(params![tracker, key], |r| r.get(0))
-                .optional()
+        for parent in parents {
+            let bodies = statement
+                .query_map(params![tracker, parent], |r| r.get::<_, String>(0))
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
                 .map_err(|e| self.error(e))?;
-            if let Some(issue) = issue {
-                issues.push(json(issue).map_err(|e| self.error(e))?);
+            for body in bodies {
+                issues.push(json(body).map_err(|e| self.error(e))?);
             }
         }
         Ok(issues)
@@ -1172,10 +1251,22 @@ fn refresh_mirror(
     watermark: &Watermark,
     at: jiff::Timestamp,
 ) -> rusqlite::Result<u64> {
-    let stored: HashMap<String, Option<String>> = {
+    // What the mirror holds of the issues read (of all of them for a full
+    // read, which also marks the ones gone).
+    let stored: HashMap<String, Option<String>> = if full {
         let mut statement = tx.prepare("SELECT key, issue FROM mirror WHERE tracker = ?")?;
         statement
             .query_map([tracker], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(|rows| rows.collect::<rusqlite::Result<_>>())?
+    } else {
+        let keys: Vec<&str> = issues.iter().map(|i| i.key.as_str()).collect();
+        let keys = serde_json::to_string(&keys).expect("keys serialize");
+        let mut statement = tx.prepare_cached(
+            "SELECT key, issue FROM mirror WHERE tracker = ?1
+             AND key IN (SELECT value FROM json_each(?2))",
+        )?;
+        statement
+            .query_map(params![tracker, keys], |r| Ok((r.get(0)?, r.get(1)?)))
             .and_then(|rows| rows.collect::<rusqlite::Result<_>>())?
     };
     let watermark = serde_json::to_string(watermark).expect("watermarks serialize");
@@ -1257,6 +1348,23 @@ impl SqliteStore {
     }
 
     /// Every value of `sql` (one text column) for one parameter, as JSON.
+    /// [`Self::json_rows`] with a second parameter, a list: one statement
+    /// for many keys (they arrive as a JSON array, read by `json_each`).
+    fn json_rows_among<T: serde::de::DeserializeOwned>(
+        &self,
+        sql: &str,
+        parameter: &str,
+        among: &[&str],
+    ) -> Result<Vec<T>, StoreError> {
+        let among = serde_json::to_string(among).expect("strings serialize");
+        let connection = self.connection();
+        let mut statement = connection.prepare_cached(sql).map_err(|e| self.error(e))?;
+        statement
+            .query_map(params![parameter, among], |r| json(r.get(0)?))
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| self.error(e))
+    }
+
     fn json_rows<T: serde::de::DeserializeOwned>(
         &self,
         sql: &str,

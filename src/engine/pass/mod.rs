@@ -1,9 +1,10 @@
 //! Incremental sync: one pass of one synchronizer over what changed, as
 //! named steps (`Engine::pass` reads as the list): resolve → read the
-//! tracker ([`read`]) → what changed ([`read`]) → decide (pure:
-//! [`crate::plan::decide`]) → plan ([`plan`]) → guard ([`plan`]) → write
-//! the tracker ([`write`]) → record ([`record`]). Steps that need no
-//! tracker client say so in their doc.
+//! tracker ([`read`]) → what changed ([`read`]) → load what it plans over
+//! ([`read`], [`scope`]) → decide (pure: [`crate::plan::decide`]) → plan
+//! ([`plan`]; again over a larger neighbourhood while it needs one) →
+//! guard ([`plan`]) → write the tracker ([`write`]) → record ([`record`]).
+//! Steps that need no tracker client say so in their doc.
 //!
 //! A pass refreshes the store's mirror of the tracker with the issues
 //! changed since its watermark (a full read when none was made or the last
@@ -21,9 +22,11 @@
 //! The pass then plans exactly as a resync does, from the mirror instead of
 //! a fresh full read: the tracker writes the structure won, then `into`
 //! over the tracker as those writes leave it, so everything the planner
-//! knows (folders, filters, ranks) holds here too. Held issues take part as
-//! if the structure's side had been written, so the structure keeps them as
-//! they are and nothing is written for them.
+//! knows (folders, filters, ranks) holds here too. It plans over the
+//! neighbourhood of its changes where the synchronizer's rule allows
+//! ([`scope`]): a pass after K changes of N reads O(K) rows and issues.
+//! Held issues take part as if the structure's side had been written, so
+//! the structure keeps them as they are and nothing is written for them.
 //!
 //! Everything the pass records (content, journal, its cursor, baselines,
 //! held issues, conflicts, the written issues in the mirror) is one store
@@ -32,13 +35,14 @@
 mod plan;
 mod read;
 mod record;
+mod scope;
 mod write;
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::units::UnitSource;
+use super::units::{Searches, UnitSource};
 use super::{Engine, EngineError, Trackers};
 use crate::model::Direction;
 use crate::plan::decide::{ConflictRule, Policy, Release};
@@ -65,6 +69,12 @@ pub struct Pass {
     /// Issues changed in the tracker and in the structure since the last pass.
     pub tracker_changes: usize,
     pub structure_changes: usize,
+    /// What the pass planned over: the neighbourhood of its changes, or
+    /// the whole structure (a full read; links, agile, statusRollup).
+    pub planned_over: PlannedOver,
+    /// Rows of the structure and issues of the mirror it read from the store.
+    pub rows_loaded: usize,
+    pub issues_loaded: usize,
     pub summary: Summary,
     pub version: u64,
     pub conflicts: Vec<ConflictRecord>,
@@ -85,14 +95,26 @@ pub struct Pass {
     pub timings: Timings,
 }
 
+/// What a pass planned over (see [`scope`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PlannedOver {
+    /// The rows and issues around its changes.
+    #[default]
+    Neighbourhood,
+    /// Every row and every mirrored issue.
+    Structure,
+}
+
 /// Where a pass's time went, in milliseconds, by step: what a person
 /// tuning a schedule weighs (a slow tracker, a large structure).
 #[derive(Clone, Copy, Debug, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Timings {
-    /// Settling an earlier run's writes and reading the tracker's changes
-    /// into the mirror.
+    /// Settling an earlier run's writes and reading the tracker's changes.
     pub read_ms: f64,
+    /// Writing what the tracker returned into the store's mirror.
+    pub mirror_ms: f64,
     /// What changed, the decision and the plan (with the filter queries
     /// the mirror cannot answer) and the guards.
     pub plan_ms: f64,
@@ -314,14 +336,58 @@ impl<S: Store> Engine<S> {
         let mut clock = std::time::Instant::now();
         let mut trackers = Trackers::new(self.credentials.clone());
         let run = resolve(catalog, declared, state, pass, now, &mut trackers)?;
-        let read = self.read_tracker(&run, state, pass).await?;
-        pass.timings.read_ms = lap(&mut clock);
+        let refreshed = self.read_tracker(&run, state, pass).await?;
+        pass.timings.read_ms = lap(&mut clock) - pass.timings.mirror_ms;
         let mut since = self.since_last_pass(&run, state, pass)?;
-        let mut decisions = since.decide(&run, &read);
-        let mut planned = plan::plan_pass(&run, &since, &read, &mut decisions, state).await?;
+        let mut neighbourhood = match self.passes_over {
+            PlannedOver::Neighbourhood if !refreshed.full => {
+                scope::Neighbourhood::of(run.spec.type_)
+            }
+            _ => None,
+        };
+        let mut wants = since.wants(&run);
+        let mut searches = Searches::incremental(
+            state.matches.clone(),
+            since.changes.tracker.iter().cloned().collect(),
+            refreshed.full,
+        );
+        let (read, mut decisions, mut planned) = loop {
+            let read = self.load(
+                &run,
+                &refreshed,
+                &mut since,
+                neighbourhood.as_mut(),
+                std::mem::take(&mut wants),
+                pass,
+            )?;
+            let mut decisions = since.decide(&run, &read);
+            let planned = plan::plan_pass(&run, &since, &read, &mut decisions, searches).await?;
+            // A plan that touched more than its neighbourhood read plans
+            // again over a larger one, or over everything.
+            match &mut neighbourhood {
+                Some(n) => {
+                    wants = n.lacks(&planned.plan);
+                    if wants.is_empty() {
+                        break (read, decisions, planned);
+                    }
+                    n.growths += 1;
+                    if n.growths > scope::MOST_GROWTHS {
+                        neighbourhood = None;
+                    }
+                    searches = planned.searches;
+                }
+                None => break (read, decisions, planned),
+            }
+        };
         since.hold_conflicts(&mut decisions);
+        let rows_before = match neighbourhood {
+            Some(_) if planned.plan.summary.remove > 0 => {
+                self.store.row_count(&run.structure_id)?
+            }
+            _ => since.stored.forest.len(),
+        };
         if let Some((held, summary)) =
-            self.hold_destructive(&run, state, &mut planned, since.rows(), approval)?
+            self.hold_destructive(&run, state, &mut planned, rows_before, approval)?
         {
             pass.summary = summary;
             pass.held_plan = Some(held);
@@ -353,8 +419,11 @@ impl<S: Store> Engine<S> {
             full = pass.full,
             read = pass.issues_read,
             requests = pass.requests,
+            planned_over = ?pass.planned_over,
+            rows_loaded = pass.rows_loaded,
             summary = %pass.summary,
             read_ms = pass.timings.read_ms,
+            mirror_ms = pass.timings.mirror_ms,
             plan_ms = pass.timings.plan_ms,
             write_ms = pass.timings.write_ms,
             commit_ms = pass.timings.commit_ms,

@@ -38,14 +38,9 @@ pub(super) async fn plan_pass(
     since: &SinceLastPass,
     read: &Read,
     decisions: &mut Decisions,
-    state: &SyncState,
+    mut searches: Searches,
 ) -> Result<PassPlan, EngineError> {
-    let (forest, changes, snapshot) = (&since.stored.forest, &since.changes, &read.snapshot);
-    let mut searches = Searches::incremental(
-        state.matches.clone(),
-        changes.tracker.iter().cloned().collect(),
-        read.full,
-    );
+    let (forest, snapshot) = (&since.stored.forest, &read.snapshot);
     let everything = !run.into;
     let mut exported = None;
     if run.from && (everything || decisions.any_not_pulled()) {

@@ -3,23 +3,35 @@
 //! synchronizer's last pass (the store alone); and the decision over it
 //! (pure: `plan::decide`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
-use super::{Holds, Pass, Run};
-use crate::engine::{Engine, EngineError, unread_job};
-use crate::model::{Issue, Snapshot};
+use super::scope::{Neighbourhood, Wants};
+use super::{Holds, Pass, PlannedOver, Run};
+use crate::engine::{Engine, EngineError, units, unread_job};
+use crate::model::{Issue, RowItem, Snapshot};
 use crate::plan::decide::{Changes, DecideInput, Decisions, Sides, decide};
+use crate::plan::declared_items;
+use crate::spec::SyncKind;
 use crate::store::{HoldKind, Mirror, MirrorRead, Recorded, Store, StoredStructure, SyncState};
 use crate::tracker::{Tracker, Watermark};
 
-/// The tracker as the pass read it.
-pub(super) struct Read {
+/// The tracker's mirror after the pass refreshed it.
+pub(super) struct Refreshed {
     /// The mirror's sequence number after the refresh: the next pass's cursor.
     pub seq: u64,
-    pub snapshot: Snapshot,
     /// A full read (see [`Pass::full`]).
     pub full: bool,
+    /// The tracker as a full read returned it (the mirror holds it too).
+    pub whole: Option<Snapshot>,
     /// The mirror's watermark, for re-reading before writes.
+    pub mirror: Mirror,
+}
+
+/// The tracker as the pass plans from it: the whole mirror, or the
+/// issues of its neighbourhood (see [`super::scope`]).
+pub(super) struct Read {
+    pub seq: u64,
+    pub snapshot: Snapshot,
     pub mirror: Mirror,
 }
 
@@ -28,15 +40,16 @@ impl<S: Store> Engine<S> {
     /// settled first; then the mirror is refreshed from the issues changed
     /// since its watermark, or read in full (the first pass, when
     /// `fullResyncAfter` is due, or when no issue carries an `updated`
-    /// time), unless another pass of the same round read it already. The mirror's issues are loaded only for an incremental read:
-    /// a full read replaces them. A pass that cannot read its tracker
-    /// records a failed job: `status` shows the failure, not "never".
+    /// time), unless another pass of the same round read it already. Only
+    /// the changed issues are written: the mirror is not loaded here. A
+    /// pass that cannot read its tracker records a failed job: `status`
+    /// shows the failure, not "never".
     pub(super) async fn read_tracker(
         &mut self,
         run: &Run<'_>,
         state: &SyncState,
         pass: &mut Pass,
-    ) -> Result<Read, EngineError> {
+    ) -> Result<Refreshed, EngineError> {
         let read = match self.settle(run.client, &run.structure_id, None).await {
             Ok(()) => {
                 let full_due = run.schedule.full_due(state.last_full, run.now);
@@ -63,7 +76,7 @@ impl<S: Store> Engine<S> {
         run: &Run<'_>,
         full_due: bool,
         pass: &mut Pass,
-    ) -> Result<Read, EngineError> {
+    ) -> Result<Refreshed, EngineError> {
         let tracker_id = &run.tracker_id;
         let mut mirror = self.store.mirror(tracker_id)?;
         pass.full = run.first || mirror.full_read.is_none() || full_due;
@@ -73,15 +86,14 @@ impl<S: Store> Engine<S> {
         // a round. What the earlier passes wrote is in the mirror already.
         let this_round = |at: Option<jiff::Timestamp>| at.is_some_and(|at| at >= run.now);
         if this_round(mirror.read_at) && (!pass.full || this_round(mirror.full_read)) {
-            let snapshot = Snapshot::new(self.store.mirror_issues(tracker_id)?);
-            return Ok(Read {
+            return Ok(Refreshed {
                 seq: mirror.seq,
-                snapshot,
                 full: pass.full,
+                whole: None,
                 mirror,
             });
         }
-        let (read, snapshot) = match (pass.full, mirror.watermark.read_from()) {
+        let (read, whole) = match (pass.full, mirror.watermark.read_from()) {
             (false, Some(from)) => {
                 let changed = run
                     .client
@@ -89,23 +101,7 @@ impl<S: Store> Engine<S> {
                     .await
                     .map_err(|e| run.tracker_error(e))?;
                 pass.issues_read = changed.len();
-                let fresh = mirror.watermark.advance(changed);
-                let mut issues = self.store.mirror_issues(tracker_id)?;
-                let mut index: HashMap<String, usize> = issues
-                    .iter()
-                    .enumerate()
-                    .map(|(i, issue)| (issue.key.clone(), i))
-                    .collect();
-                for issue in &fresh {
-                    match index.get(&issue.key) {
-                        Some(&i) => issues[i] = issue.clone(),
-                        None => {
-                            index.insert(issue.key.clone(), issues.len());
-                            issues.push(issue.clone());
-                        }
-                    }
-                }
-                (MirrorRead::Changed(fresh), Snapshot::new(issues))
+                (MirrorRead::Changed(mirror.watermark.advance(changed)), None)
             }
             // No issue carries an `updated` time yet, or a full read is due.
             _ => {
@@ -119,23 +115,25 @@ impl<S: Store> Engine<S> {
                 pass.issues_read = issues.len();
                 mirror.watermark = Watermark::default();
                 mirror.watermark.advance(issues.clone());
-                (MirrorRead::Full(issues), snapshot)
+                (MirrorRead::Full(issues), Some(snapshot))
             }
         };
+        let writing = std::time::Instant::now();
         let seq = self
             .store
             .refresh_mirror(tracker_id, read, &mirror.watermark, run.now)?;
-        Ok(Read {
+        pass.timings.mirror_ms = writing.elapsed().as_secs_f64() * 1000.0;
+        Ok(Refreshed {
             seq,
-            snapshot,
             full: pass.full,
+            whole,
             mirror,
         })
     }
 
     /// Step 2, the store alone: mirror rows numbered after the
     /// synchronizer's cursor, and journal entries after its structure
-    /// version that it did not make; and what they are compared with.
+    /// version that it did not make; and the synchronizer's held issues.
     pub(super) fn since_last_pass(
         &self,
         run: &Run<'_>,
@@ -165,9 +163,60 @@ impl<S: Store> Engine<S> {
         }
         pass.tracker_changes = changes.tracker.len();
         pass.structure_changes = changes.structure.len();
-        let baselines = self
-            .store
-            .baselines(&run.id)?
+        Ok(SinceLastPass {
+            changes,
+            stored: StoredStructure::default(),
+            baselines: HashMap::new(),
+            holds: Holds::new(&run.id, run.now, self.store.held_issues(&run.id)?),
+        })
+    }
+
+    /// What the pass plans over, read from the store: the whole structure
+    /// and mirror, or `neighbourhood` grown by `wants` (see
+    /// [`super::scope`]); and the baselines of the issues in it.
+    pub(super) fn load(
+        &self,
+        run: &Run<'_>,
+        refreshed: &Refreshed,
+        since: &mut SinceLastPass,
+        neighbourhood: Option<&mut Neighbourhood>,
+        wants: Wants,
+        pass: &mut Pass,
+    ) -> Result<Read, EngineError> {
+        let (snapshot, baselines) = match neighbourhood {
+            None => {
+                since.stored = self.store.structure(&run.structure_id)?;
+                let snapshot = match &refreshed.whole {
+                    Some(whole) => whole.clone(),
+                    None => Snapshot::new(self.store.mirror_issues(&run.tracker_id)?),
+                };
+                pass.planned_over = PlannedOver::Structure;
+                (snapshot, self.store.baselines(&run.id)?)
+            }
+            Some(neighbourhood) => {
+                neighbourhood.grow(&self.store, &run.structure_id, &run.tracker_id, wants)?;
+                let forest = neighbourhood.forest().map_err(|source| EngineError::Plan {
+                    structure: run.structure_id.clone(),
+                    source: crate::plan::PlanError::Internal {
+                        unit: format!("the neighbourhood of {}'s changes", run.id),
+                        source,
+                    },
+                })?;
+                since.stored = StoredStructure {
+                    forest,
+                    version: neighbourhood.version(),
+                };
+                let keys = neighbourhood.keys();
+                pass.planned_over = PlannedOver::Neighbourhood;
+                (
+                    neighbourhood.snapshot(),
+                    self.store.baselines_of(&run.id, &keys)?,
+                )
+            }
+        };
+        pass.rows_loaded = since.stored.forest.len();
+        pass.issues_loaded = snapshot.len();
+        since.baselines = baselines
             .into_iter()
             .map(|b| {
                 let sides = Sides {
@@ -177,11 +226,10 @@ impl<S: Store> Engine<S> {
                 (b.issue, sides)
             })
             .collect();
-        Ok(SinceLastPass {
-            changes,
-            stored: self.store.structure(&run.structure_id)?,
-            baselines,
-            holds: Holds::new(&run.id, run.now, self.store.held_issues(&run.id)?),
+        Ok(Read {
+            seq: refreshed.seq,
+            snapshot,
+            mirror: refreshed.mirror.clone(),
         })
     }
 }
@@ -221,8 +269,43 @@ impl SinceLastPass {
         }
     }
 
-    /// Rows in the structure before the pass (the mass-removal guard's base).
-    pub fn rows(&self) -> usize {
-        self.stored.forest.len()
+    /// What a pass over a neighbourhood reads first: the changed and held
+    /// issues, with their tracker subtrees, and the rows the planner places
+    /// by (a filter's placement parent, the declared rows).
+    pub fn wants(&self, run: &Run<'_>) -> Wants {
+        let changed: BTreeSet<String> = self
+            .changes
+            .tracker
+            .iter()
+            .chain(self.changes.structure.keys())
+            .chain(self.holds.before.keys())
+            .cloned()
+            .collect();
+        let mut wants = Wants {
+            tracker_subtrees: changed.clone(),
+            issues: changed,
+            ..Wants::default()
+        };
+        let declared = units::declared(&run.structure.resource.spec.rows);
+        let placement = match run.catalog.resolved_synchronizer(&run.id).map(|r| &r.kind) {
+            Some(SyncKind::Filter(filter)) => {
+                filter
+                    .under
+                    .as_ref()
+                    .and_then(|p| match (&p.folder, &p.issue) {
+                        (Some(folder), _) => Some(RowItem::Folder(folder.clone())),
+                        (None, Some(issue)) => Some(RowItem::Issue(issue.clone())),
+                        (None, None) => None,
+                    })
+            }
+            _ => None,
+        };
+        for item in declared_items(&declared).into_iter().chain(placement) {
+            match item {
+                RowItem::Issue(key) => wants.issues.insert(key),
+                RowItem::Folder(name) => wants.folders.insert(name),
+            };
+        }
+        wants
     }
 }

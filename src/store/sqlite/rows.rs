@@ -12,7 +12,7 @@ use rusqlite::{OptionalExtension, Transaction, params};
 
 use crate::model::{Forest, Position, Row, RowId, RowItem};
 use crate::plan::StructureOp;
-use crate::store::{Change, PlacedRow};
+use crate::store::{Change, LaidRow, PlacedRow};
 
 /// The distance between neighbouring positions as a sweep writes them;
 /// migration 6 spread the positions stored before it by the same.
@@ -267,20 +267,65 @@ pub(super) fn ancestors(
 }
 
 /// The rows directly under `parent` (the top level for `None`), in order.
-pub(super) fn children(
+pub(super) fn under(
     db: &rusqlite::Connection,
     structure: &str,
     parent: Option<RowId>,
-) -> rusqlite::Result<Vec<Row>> {
-    db.prepare_cached(
-        "SELECT id, kind, item, added_by FROM rows WHERE structure = ? AND parent IS ? ORDER BY position",
-    )?
-    .query_map(params![structure, parent], |r| {
-        Ok(Row {
+) -> rusqlite::Result<Vec<LaidRow>> {
+    db.prepare_cached(&format!(
+        "SELECT {LAID} FROM rows WHERE structure = ? AND parent IS ? ORDER BY position"
+    ))?
+    .query_map(params![structure, parent], laid)?
+    .collect()
+}
+
+/// The rows showing `items`, those the structure has. One lookup each:
+/// given them as a list, SQLite's planner walks every row of the kind.
+pub(super) fn of_items(
+    db: &rusqlite::Connection,
+    structure: &str,
+    items: &[RowItem],
+) -> rusqlite::Result<Vec<LaidRow>> {
+    let mut statement = db.prepare_cached(&format!(
+        "SELECT {LAID} FROM rows WHERE structure = ? AND kind = ? AND item = ?"
+    ))?;
+    let mut rows = Vec::with_capacity(items.len());
+    for item in items {
+        let (kind, name) = kind_and_item(item);
+        rows.extend(
+            statement
+                .query_row(params![structure, kind, name], laid)
+                .optional()?,
+        );
+    }
+    Ok(rows)
+}
+
+/// The rows of `ids`, those the structure has.
+pub(super) fn of_ids(
+    db: &rusqlite::Connection,
+    structure: &str,
+    ids: &[RowId],
+) -> rusqlite::Result<Vec<LaidRow>> {
+    let ids = serde_json::to_string(ids).expect("ids serialize");
+    db.prepare_cached(&format!(
+        "SELECT {LAID} FROM rows WHERE structure = ?1 AND id IN (SELECT value FROM json_each(?2))"
+    ))?
+    .query_map(params![structure, ids], laid)?
+    .collect()
+}
+
+/// The columns [`laid`] reads.
+const LAID: &str = "id, kind, item, added_by, parent, position";
+
+fn laid(r: &rusqlite::Row) -> rusqlite::Result<LaidRow> {
+    Ok(LaidRow {
+        row: Row {
             id: r.get(0)?,
             item: item_of(&r.get::<_, String>(1)?, r.get(2)?),
             added_by: r.get(3)?,
-        })
-    })?
-    .collect()
+        },
+        parent: r.get(4)?,
+        position: r.get(5)?,
+    })
 }

@@ -851,3 +851,75 @@ fn a_store_with_positions_from_before_the_gaps_reads_in_the_same_order() {
     commit(&mut store, 3, &e, &[], &[]).unwrap();
     assert_same(&store.structure(S).unwrap().forest, &e.forest);
 }
+
+/// What a pass's neighbourhood is read with: rows by item, by id and by
+/// parent (with their parent and stored order), the head, baselines of some
+/// issues, and the mirror's issues under a parent.
+#[test]
+fn a_neighbourhood_reads_rows_issues_and_baselines_one_by_one() {
+    let (_dir, mut store) = store();
+    let stored = seeded(&mut store);
+    let head = store.structure_head(S).unwrap();
+    assert_eq!(head.version, stored.version);
+    assert_eq!(head.next_row, stored.forest.next_id());
+    assert_eq!(store.structure_head("default/none").unwrap().version, 0);
+    assert_eq!(store.row_count(S).unwrap(), 5);
+
+    let items = [
+        RowItem::Issue("A-4".into()),
+        RowItem::Folder("Inbox".into()),
+        RowItem::Issue("NOPE-1".into()),
+    ];
+    let found = store.rows_of_items(S, &items).unwrap();
+    let found: Vec<(RowId, Option<RowId>)> = found.iter().map(|l| (l.row.id, l.parent)).collect();
+    assert_eq!(found, [(5, Some(4)), (1, None)]);
+    let by_id = store.rows_of_ids(S, &[3, 99]).unwrap();
+    assert_eq!(by_id.len(), 1);
+    assert_eq!(by_id[0].row.item, RowItem::Issue("A-2".into()));
+    assert_eq!(by_id[0].row.added_by.as_deref(), Some(F));
+    // One parent's positions give its rows' order.
+    let under = store.rows_under(S, Some(1)).unwrap();
+    let ids: Vec<RowId> = under.iter().map(|l| l.row.id).collect();
+    assert_eq!(ids, stored.forest.children(Some(1)));
+    assert!(under[0].position < under[1].position);
+    assert!(by_id[0].position == under[1].position);
+
+    assert_eq!(
+        store.baselines_of(F, &["A-1", "A-9"]).unwrap(),
+        [baseline(F, "A-1")]
+    );
+
+    let issue = |key: &str, parent: Option<&str>| Issue {
+        key: key.into(),
+        summary: key.into(),
+        issue_type: "Task".into(),
+        status: "Open".into(),
+        parent: parent.map(Into::into),
+        epic: None,
+        links: vec![],
+        rank: None,
+        updated: None,
+        fields: Default::default(),
+    };
+    let issues = vec![
+        issue("A-1", None),
+        issue("A-2", Some("A-1")),
+        issue("A-3", Some("A-1")),
+        issue("A-4", Some("A-3")),
+    ];
+    store
+        .refresh_mirror(
+            "default/issues",
+            MirrorRead::Full(issues),
+            &Watermark::default(),
+            jiff::Timestamp::now(),
+        )
+        .unwrap();
+    let keys = |issues: Vec<Issue>| issues.into_iter().map(|i| i.key).collect::<Vec<_>>();
+    let children = store
+        .mirror_children("default/issues", &["A-1", "A-4"])
+        .unwrap();
+    assert_eq!(keys(children), ["A-2", "A-3"]);
+    let children = store.mirror_children("default/issues", &["A-3"]).unwrap();
+    assert_eq!(keys(children), ["A-4"]);
+}

@@ -12,10 +12,10 @@
 
 mod query;
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -48,6 +48,9 @@ struct IssuesFileRef<'a> {
 /// came from.
 struct Read {
     snapshot: Snapshot,
+    /// Its free fields, found once a read rather than once a query: a
+    /// pass's query of a few changed issues then costs what they do.
+    fields: Arc<BTreeSet<String>>,
     workflow: Option<Workflow>,
     digest: [u8; 32],
 }
@@ -98,8 +101,10 @@ impl LocalTracker {
                 )));
             }
         }
+        let snapshot = Snapshot::new(file.issues);
         Ok(Read {
-            snapshot: Snapshot::new(file.issues),
+            fields: known_fields(&snapshot),
+            snapshot,
             workflow: file.workflow,
             digest: Sha256::digest(&bytes).into(),
         })
@@ -172,13 +177,19 @@ fn parse(query: &str) -> Result<Query, TrackerError> {
 
 /// A query naming a field no issue of the file has would match nothing,
 /// and a filter with `remove` would then empty its part of the structure.
-fn check_fields(parsed: &Query, query: &str, snapshot: &Snapshot) -> Result<(), TrackerError> {
-    let known: std::collections::BTreeSet<&str> = snapshot
-        .issues()
-        .flat_map(|issue| issue.fields.keys().map(String::as_str))
-        .collect();
+/// The free fields any issue of `snapshot` has: what a query may name.
+fn known_fields(snapshot: &Snapshot) -> Arc<BTreeSet<String>> {
+    Arc::new(
+        snapshot
+            .issues()
+            .flat_map(|issue| issue.fields.keys().cloned())
+            .collect(),
+    )
+}
+
+fn check_fields(parsed: &Query, query: &str, known: &BTreeSet<String>) -> Result<(), TrackerError> {
     parsed
-        .check_fields(known.iter().copied())
+        .check_fields(known.iter().map(String::as_str))
         .map_err(|e| TrackerError::Query {
             query: query.to_owned(),
             message: e.to_string(),
@@ -256,8 +267,9 @@ impl Tracker for LocalTracker {
 
     async fn search(&self, query: &str) -> Result<HashSet<String>, TrackerError> {
         let parsed = parse(query)?;
-        let snapshot = self.last_read(|read| read.snapshot.clone())?;
-        check_fields(&parsed, query, &snapshot)?;
+        let (snapshot, fields) =
+            self.last_read(|read| (read.snapshot.clone(), read.fields.clone()))?;
+        check_fields(&parsed, query, &fields)?;
         Ok(snapshot
             .issues()
             .filter(|i| parsed.matches(i))
@@ -271,8 +283,9 @@ impl Tracker for LocalTracker {
         keys: &[String],
     ) -> Result<HashSet<String>, TrackerError> {
         let parsed = parse(query)?;
-        let snapshot = self.last_read(|read| read.snapshot.clone())?;
-        check_fields(&parsed, query, &snapshot)?;
+        let (snapshot, fields) =
+            self.last_read(|read| (read.snapshot.clone(), read.fields.clone()))?;
+        check_fields(&parsed, query, &fields)?;
         Ok(keys
             .iter()
             .filter(|k| snapshot.get(k).is_some_and(|i| parsed.matches(i)))
@@ -331,10 +344,12 @@ impl Tracker for LocalTracker {
         let issues: Vec<&Issue> = snapshot.issues().collect();
         match self.write(read.digest, read.workflow.as_ref(), &issues) {
             Ok(digest) => {
-                let workflow = read.workflow;
+                // Writes change parents, links, statuses and ranks, never
+                // the free fields.
                 *last_read = Some(Read {
                     snapshot,
-                    workflow,
+                    fields: read.fields,
+                    workflow: read.workflow,
                     digest,
                 });
             }
