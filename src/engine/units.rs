@@ -8,8 +8,8 @@ use crate::plan::{
     Rule, StatusRollupRule, UndoRule, Unit,
 };
 use crate::spec::{
-    Catalog, Declared, Kind, LinkEndSpec, LinkScopeSpec, LinksSpec, Origin, RowSpec, Structure,
-    SyncKind, SynchronizerType, supported, unsupported_direction,
+    Catalog, Declared, FilterSpec, Kind, LinkEndSpec, LinkScopeSpec, LinksSpec, Origin, RowSpec,
+    Structure, SyncKind, SynchronizerType, supported, unsupported_direction,
 };
 use crate::tracker::{AnyTracker, Need, Tracker, TrackerError};
 
@@ -301,6 +301,15 @@ impl Searches {
     }
 }
 
+/// Where a filter places the issues it adds.
+pub(super) fn placement(filter: &FilterSpec) -> Placement {
+    match filter.under.as_ref().map(|p| (&p.folder, &p.issue)) {
+        Some((Some(folder), _)) => Placement::Folder(folder.clone()),
+        Some((None, Some(issue))) => Placement::Issue(issue.clone()),
+        _ => Placement::Top,
+    }
+}
+
 /// Planner units for the selected sources; filters run their query on the tracker.
 pub(super) async fn build(
     catalog: &Catalog,
@@ -328,14 +337,7 @@ pub(super) async fn build(
                         matches: searches
                             .search(tracker, &filter.query, (origin, "spec.filter.query"))
                             .await?,
-                        under: match &filter.under {
-                            Some(p) => match (&p.folder, &p.issue) {
-                                (Some(folder), _) => Placement::Folder(folder.clone()),
-                                (None, Some(issue)) => Placement::Issue(issue.clone()),
-                                (None, None) => Placement::Top,
-                            },
-                            None => Placement::Top,
-                        },
+                        under: placement(filter),
                         remove: filter.remove,
                     }),
                     SyncKind::Subtasks => Rule::Subtasks,

@@ -370,8 +370,7 @@ impl<S: Store> Engine<S> {
                     if wants.is_empty() {
                         break (read, decisions, planned);
                     }
-                    n.growths += 1;
-                    if n.growths > scope::MOST_GROWTHS {
+                    if !n.may_grow() {
                         neighbourhood = None;
                     }
                     searches = planned.searches;

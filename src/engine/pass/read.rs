@@ -10,7 +10,7 @@ use super::{Holds, Pass, PlannedOver, Run};
 use crate::engine::{Engine, EngineError, units, unread_job};
 use crate::model::{Issue, RowItem, Snapshot};
 use crate::plan::decide::{Changes, DecideInput, Decisions, Sides, decide};
-use crate::plan::declared_items;
+use crate::plan::{Placement, declared_items};
 use crate::spec::SyncKind;
 use crate::store::{HoldKind, Mirror, MirrorRead, Recorded, Store, StoredStructure, SyncState};
 use crate::tracker::{Tracker, Watermark};
@@ -288,16 +288,11 @@ impl SinceLastPass {
         };
         let declared = units::declared(&run.structure.resource.spec.rows);
         let placement = match run.catalog.resolved_synchronizer(&run.id).map(|r| &r.kind) {
-            Some(SyncKind::Filter(filter)) => {
-                filter
-                    .under
-                    .as_ref()
-                    .and_then(|p| match (&p.folder, &p.issue) {
-                        (Some(folder), _) => Some(RowItem::Folder(folder.clone())),
-                        (None, Some(issue)) => Some(RowItem::Issue(issue.clone())),
-                        (None, None) => None,
-                    })
-            }
+            Some(SyncKind::Filter(filter)) => match units::placement(filter) {
+                Placement::Folder(name) => Some(RowItem::Folder(name)),
+                Placement::Issue(key) => Some(RowItem::Issue(key)),
+                Placement::Top => None,
+            },
             _ => None,
         };
         for item in declared_items(&declared).into_iter().chain(placement) {

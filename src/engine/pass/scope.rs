@@ -38,7 +38,7 @@ use crate::store::{LaidRow, Store, StoreError, StructureHead};
 /// How many times a pass grows its neighbourhood before it plans the whole
 /// structure instead: each growth reads what a plan named, and a change
 /// that reaches this far is not a small one.
-pub(super) const MOST_GROWTHS: usize = 6;
+const MOST_GROWTHS: usize = 6;
 
 /// What a rule reads around an issue besides its row and the rows above it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -94,7 +94,7 @@ pub(super) struct Neighbourhood {
     subtrees: BTreeSet<RowId>,
     tracker_subtrees: BTreeSet<String>,
     /// How many times it grew after its first read.
-    pub growths: usize,
+    growths: usize,
 }
 
 impl Neighbourhood {
@@ -220,6 +220,13 @@ impl Neighbourhood {
                 self.rows.entry(laid.row.id).or_insert(laid);
             }
         }
+    }
+
+    /// Counts one more growth; false once there were too many, and the
+    /// pass should plan over the whole structure instead.
+    pub fn may_grow(&mut self) -> bool {
+        self.growths += 1;
+        self.growths <= MOST_GROWTHS
     }
 
     /// The structure's version the rows were read at.
