@@ -195,6 +195,10 @@ async fn run(sync: Arc<Synchronizer>, ctx: &Context) -> Result<Action, Error> {
             next.held_plan = None;
             ctx.metrics.count_operations(&pass.summary);
             ctx.structure_changed(&structure);
+            let rows = pass.summary.add + pass.summary.move_ + pass.summary.remove;
+            if rows > 0 {
+                ctx.make_due(&crate::trigger::due_after_pass(&catalog, &structure, &id));
+            }
             next.phase = Some(Phase::Running);
             next.last_sync = Some(started.to_string());
             next.errors = pass.held.iter().map(issue_error).collect();

@@ -80,6 +80,21 @@ pub fn due_for_file(catalog: &Catalog, path: &Path) -> Vec<String> {
         .collect()
 }
 
+/// The synchronizers a pass of `synchronizer` that changed rows of
+/// `structure` makes due: the structure's other enabled ones, whose plans
+/// may read those rows (a filter adds epics; subtasks brings their
+/// children). A resync runs all its units in rounds for the same reason;
+/// passes that change nothing make nothing due, so they settle.
+pub fn due_after_pass(catalog: &Catalog, structure: &str, synchronizer: &str) -> Vec<String> {
+    catalog
+        .synchronizers
+        .iter()
+        .filter(|s| s.resource.spec.enabled && s.resource.structure_id() == structure)
+        .map(|s| s.id())
+        .filter(|id| id != synchronizer)
+        .collect()
+}
+
 /// The synchronizers a person's edit of `structure` (a move, an undo)
 /// makes due: the enabled ones that carry the structure to the tracker.
 pub fn due_for_structure_edit(catalog: &Catalog, structure: &str) -> Vec<String> {
@@ -102,6 +117,18 @@ pub fn due_for_structure_edit(catalog: &Catalog, structure: &str) -> Vec<String>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The quickstart: a pass of one synchronizer that moved rows makes
+    /// the structure's two others due, not itself.
+    #[test]
+    fn a_pass_that_changed_rows_makes_the_structures_other_synchronizers_due() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart");
+        let catalog = Catalog::load(&[dir.join("trellis.yaml")]).unwrap();
+        let mut due = due_after_pass(&catalog, "default/roadmap", "default/platform-epics");
+        due.sort();
+        assert_eq!(due, ["default/children", "default/mobile-epics"]);
+        assert!(due_after_pass(&catalog, "default/other", "default/children").is_empty());
+    }
 
     #[tokio::test]
     async fn marks_keep_the_first_event_and_wake_one_waiter() {
